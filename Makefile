@@ -1,0 +1,29 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# osmo-pcap for Python. `make` builds the three standalone scripts from osmo_pcap/.
+
+PYTHON ?= python3
+SOURCES := $(sort $(wildcard osmo_pcap/*.py))
+SCRIPTS := osmo_pcap_client.py osmo_pcap_server.py osmo_pcap_clean.py
+
+.PHONY: all check test test-deps bench clean-build
+
+all: $(SCRIPTS)
+
+$(SCRIPTS): $(SOURCES) tools/bundle.py
+	$(PYTHON) tools/bundle.py
+
+# Static checks, no network: stale scripts, CPython 3.6 grammar, compilation on 3.6.
+check:
+	$(PYTHON) tools/bundle.py --check
+	$(PYTHON) tools/check.py
+
+# The whole suite on every CPython 3.6-3.13 found via pyenv (or PY=python3.X).
+test: all
+	PY="$(PY)" tools/runtests.sh
+
+# Install the test peers on a Debian machine (root), as .ci/run does.
+test-deps:
+	tools/test-deps.sh
+
+bench: all
+	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done

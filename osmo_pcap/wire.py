@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The osmo-pcap framing: 4-byte frame header + payload (spec section 2.2/2.3).
+
+Encoders build frames; Decoder turns bytes arriving in any split into complete
+messages with bounded memory. Violations raise FrameError (a ProtocolError)
+with a stable `code` naming the rule, never a generic exception.
+"""
+
+import struct
+
+# spec 2.3: message types
+LINK_HDR = 0
+LINK_DATA = 1
+MSG_NAMES = {LINK_HDR: "LINK_HDR", LINK_DATA: "LINK_DATA"}
+
+# spec 2.2: u8 type, u8 spare, u16 BE payload length
+FRAME_HDR = struct.Struct("!BBH")
+HEADER_SIZE = 4
+# spec 2.7: 4 + len <= 65535
+MAX_FRAME = 65535
+MAX_PAYLOAD = MAX_FRAME - HEADER_SIZE
+
+
+class ProtocolError(Exception):
+    """A peer broke the protocol. `code` names the rule, str() explains it."""
+
+    def __init__(self, code, message):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+class FrameError(ProtocolError):
+    """The framing layer itself is violated (length, type)."""
+
+
+def encode_frame(msg_type, payload):
+    """Return the frame header + payload for one message as bytes."""
+    if msg_type not in MSG_NAMES:
+        raise ValueError("unknown message type %r" % (msg_type,))
+    n = len(payload)
+    if n > MAX_PAYLOAD:
+        raise ValueError("payload of %d bytes exceeds the frame limit of %d" % (n, MAX_PAYLOAD))
+    return FRAME_HDR.pack(msg_type, 0, n) + bytes(payload)
+
+
+def encode_link_hdr(payload):
+    """Return a LINK_HDR frame carrying a pcap header or SHB + IDBs."""
+    return encode_frame(LINK_HDR, payload)
+
+
+def encode_link_data(payload):
+    """Return a LINK_DATA frame carrying one pcap record or pcapng block."""
+    return encode_frame(LINK_DATA, payload)
+
+
+def frame_header(msg_type, length):
+    """Return just the 4-byte header, for callers that append the payload themselves."""
+    return FRAME_HDR.pack(msg_type, 0, length)
+
+
+class Decoder(object):
+    """Incremental decoder: feed() bytes as they arrive, get complete messages.
+
+    feed() returns a list of (msg_type, payload) where payload is a memoryview.
+    A payload is valid until the next feed() call: it points either into the
+    data passed in (no copy) or into the decoder's tail buffer (copied once).
+    At most one incomplete frame (<= 65535 bytes) is held between calls.
+    """
+
+    __slots__ = ("_tail", "_need", "max_payload")
+
+    def __init__(self, max_payload=MAX_PAYLOAD):
+        if not 0 <= max_payload <= MAX_PAYLOAD:
+            raise ValueError("max_payload must be 0..%d" % MAX_PAYLOAD)
+        self.max_payload = max_payload
+        self._tail = bytearray()
+        self._need = HEADER_SIZE
+
+    @property
+    def buffered(self):
+        """Number of bytes held for an incomplete frame."""
+        return len(self._tail)
+
+    def _check(self, msg_type, length):
+        if msg_type not in MSG_NAMES:
+            raise FrameError("unknown-type", "unknown message type %d (expected 0 LINK_HDR "
+                             "or 1 LINK_DATA)" % msg_type)
+        if length > self.max_payload:
+            raise FrameError("frame-too-long", "frame length %d exceeds the limit of %d"
+                             % (length, self.max_payload))
+
+    def feed(self, data):
+        """Consume data (bytes-like); return the list of complete messages."""
+        out = []
+        mv = memoryview(data)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
+        end = len(mv)
+        pos = 0
+        tail = self._tail
+        if tail:
+            # Complete the frame started in an earlier call.
+            while pos < end:
+                need = self._need - len(tail)
+                take = min(need, end - pos)
+                tail += mv[pos:pos + take]
+                pos += take
+                if len(tail) < self._need:
+                    return out
+                if self._need == HEADER_SIZE:
+                    t, _, n = FRAME_HDR.unpack(tail)
+                    self._check(t, n)
+                    self._need = HEADER_SIZE + n
+                    if n:
+                        continue
+                t = tail[0]
+                # Hand out a private copy so the tail can be reused at once.
+                payload = memoryview(bytes(tail[HEADER_SIZE:]))
+                del tail[:]
+                self._need = HEADER_SIZE
+                out.append((t, payload))
+                break
+            else:
+                return out
+        unpack_from = FRAME_HDR.unpack_from
+        while end - pos >= HEADER_SIZE:
+            t, _, n = unpack_from(mv, pos)
+            if t > 1 or n > self.max_payload:
+                self._check(t, n)
+            stop = pos + HEADER_SIZE + n
+            if stop > end:
+                break
+            out.append((t, mv[pos + HEADER_SIZE:stop]))
+            pos = stop
+        if pos < end:
+            tail += mv[pos:end]
+            if len(tail) >= HEADER_SIZE:
+                t, _, n = FRAME_HDR.unpack_from(tail)
+                self._check(t, n)
+                self._need = HEADER_SIZE + n
+        return out

@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Run the test suite with the current interpreter and print one closing line.
+
+Usage: python tests/run.py [-v] [-k PATTERN] [TEST_MODULE ...]
+The last line is exactly "N passed, N failed" (", N skipped" when any).
+"""
+
+import os
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+
+def main(argv):
+    verbosity = 1
+    pattern = None
+    names = []
+    args = list(argv)
+    while args:
+        a = args.pop(0)
+        if a == "-v":
+            verbosity = 2
+        elif a == "-k":
+            pattern = args.pop(0)
+        else:
+            names.append(a)
+    loader = unittest.TestLoader()
+    if pattern:
+        loader.testNamePatterns = ["*%s*" % pattern]
+    if names:
+        mods = []
+        for n in names:
+            n = n[len("tests/"):] if n.startswith("tests/") else n
+            n = n[:-3] if n.endswith(".py") else n
+            mods.append(n if n.startswith("tests.") else "tests." + n)
+        suite = unittest.TestSuite(loader.loadTestsFromName(m) for m in mods)
+    else:
+        suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=REPO)
+    print("Python %s (%s)" % (sys.version.split()[0], sys.executable))
+    sys.stdout.flush()
+    start = time.time()
+    result = unittest.TextTestRunner(verbosity=verbosity, stream=sys.stdout).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    skipped = len(result.skipped)
+    passed = result.testsRun - failed - skipped
+    line = "%d passed, %d failed" % (passed, failed)
+    if skipped:
+        line += ", %d skipped" % skipped
+    print("(%.1f s)" % (time.time() - start))
+    print(line)
+    return 1 if failed or result.testsRun == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,17 @@
+#!/bin/sh
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Install what the tests use as independent peers, on Debian (as root).
+# The product itself needs none of it beyond libpcap for the client.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+pkgs=""
+missing() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" || pkgs="$pkgs $1"; }
+for p in libpcap0.8 tcpdump tshark openssl iproute2 procps; do missing "$p"; done
+if [ -n "$pkgs" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "test-deps: need root to install:$pkgs" >&2; exit 1
+    fi
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends $pkgs
+fi
+echo "test-deps: libpcap, tcpdump, tshark, openssl and iproute2 present"
