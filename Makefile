@@ -27,3 +27,4 @@ test-deps:
 
 bench: all
 	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
+-include mk/*.mk
