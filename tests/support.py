@@ -100,14 +100,19 @@ def tshark_packets(path, fields=("frame.time_epoch", "frame.len", "frame.cap_len
     return [line.split("\t") for line in out.splitlines() if line.strip()]
 
 
-def tshark_hex(path):
-    """Return the bytes of every packet in a capture file as read by tshark."""
+def tshark_read(path):
+    """Return [(epoch string, len, caplen, bytes, interface id)] per packet, read by tshark."""
+    import json
     tshark = require_tool("tshark")
-    # -x prints hex dumps; frame data as one field is simpler and exact.
-    out = run([tshark, "-n", "-r", path, "-T", "fields", "-e", "frame.time_epoch",
-               "-e", "frame.len", "-e", "frame.cap_len", "-e", "frame.interface_id"],
-              timeout=120).stdout
-    return [line.split("\t") for line in out.splitlines() if line.strip()]
+    out = run([tshark, "-n", "-r", path, "-T", "json", "-x"], timeout=120).stdout
+    pkts = []
+    for entry in json.loads(out or "[]"):
+        layers = entry["_source"]["layers"]
+        frame = layers["frame"]
+        raw = layers.get("frame_raw", [""])[0]
+        pkts.append((frame["frame.time_epoch"], int(frame["frame.len"]), int(frame["frame.cap_len"]),
+                     bytes.fromhex(raw), int(frame.get("frame.interface_id", 0))))
+    return pkts
 
 
 def tcpdump_packets(path):

@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Trace files being written: exclusive create, lock, buffered writes, close and move.
+
+A TraceFile is created with O_EXCL under a name from tracename.format_name,
+adding -1, -2, ... when that name exists (never truncating anything; spec 11
+#8), and holds flock(LOCK_EX) until it is closed, so the cleanup tool can tell
+files being written apart. Records are buffered and written in batches; a
+failed write truncates the file back to the last complete record, so the file
+stays readable (spec 11 #9).
+"""
+
+import errno
+import fcntl
+import os
+
+from osmo_pcap import tracename
+
+# Suffixes the cleanup tool may add; a name is taken if any variant exists.
+_TAKEN_SUFFIXES = ("",) + tuple("." + c for c in tracename.COMPRESSED)
+MAX_SUFFIX = 999
+
+
+class WriteError(Exception):
+    """Writing a trace file failed; the file was cut back to its last complete record.
+
+    `dropped` records were lost, `error` is the OSError.
+    """
+
+    def __init__(self, path, error, dropped):
+        Exception.__init__(self, "%s: %s" % (path, error.strerror or error))
+        self.path = path
+        self.error = error
+        self.dropped = dropped
+
+
+def _taken(dirs, name):
+    for d in dirs:
+        for suffix in _TAKEN_SUFFIXES:
+            if os.path.lexists(os.path.join(d, name + suffix)):
+                return True
+    return False
+
+
+def create_exclusive(base_path, client, st, ext, mode, other_dirs=()):
+    """Create and lock a new trace file; return (path, fd).
+
+    The name is format_name(client, st, ext) with the first free collision
+    suffix; a name also counts as taken when it (or a compressed form of it)
+    exists in one of other_dirs (the completed_path). Raise OSError.
+    """
+    dirs = (base_path,) + tuple(other_dirs)
+    for seq in range(MAX_SUFFIX + 1):
+        name = tracename.format_name(client, st, ext, seq)
+        if _taken(dirs, name):
+            continue
+        path = os.path.join(base_path, name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        except FileExistsError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # The umask must not narrow the configured mode (spec 4.5 step 5
+            # depended on it); the lock does not depend on write permission.
+            os.fchmod(fd, mode)
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        return path, fd
+    raise OSError(errno.EEXIST, "more than %d files named %s in one second"
+                  % (MAX_SUFFIX, tracename.format_name(client, st, ext)))
+
+
+class TraceFile(object):
+    """One open trace file: header plus records, buffered, locked while open.
+
+    `size` counts every byte accepted (written or buffered), `written` the
+    bytes on disk, which always end on a record boundary.
+    """
+
+    __slots__ = ("path", "fd", "header_len", "size", "written", "records", "pending",
+                 "pending_records", "buffer_limit")
+
+    def __init__(self, path, fd, header, buffer_limit):
+        self.path = path
+        self.fd = fd
+        self.header_len = len(header)
+        self.buffer_limit = buffer_limit
+        self.pending = bytearray(header)
+        self.pending_records = 0
+        self.size = self.header_len
+        self.written = 0
+        self.records = 0
+
+    @classmethod
+    def create(cls, base_path, client, st, link, mode, buffer_limit, other_dirs=()):
+        """Create the file for a client at local time st, starting with link.header."""
+        path, fd = create_exclusive(base_path, client, st, link.ext, mode, other_dirs)
+        return cls(path, fd, link.header, buffer_limit)
+
+    def append(self, data, nrecords):
+        """Buffer nrecords complete records (bytes-like); write when the buffer is full.
+
+        Raise WriteError (after cutting the file back) when a write fails.
+        """
+        self.pending += data
+        self.pending_records += nrecords
+        self.size += len(data)
+        self.records += nrecords
+        if len(self.pending) >= self.buffer_limit:
+            self.flush()
+
+    def flush(self):
+        """Write everything buffered; raise WriteError after cutting the file back."""
+        pending = self.pending
+        if not pending:
+            return
+        fd = self.fd
+        try:
+            done = 0
+            total = len(pending)
+            with memoryview(pending) as mv:
+                while done < total:
+                    done += os.write(fd, mv[done:])
+        except OSError as e:
+            dropped = self.pending_records
+            lost = len(pending)
+            self.pending = bytearray()
+            self.pending_records = 0
+            self.size -= lost
+            self.records -= dropped
+            try:
+                os.ftruncate(fd, self.written)
+                os.lseek(fd, self.written, os.SEEK_SET)
+            except OSError:
+                pass
+            raise WriteError(self.path, e, dropped)
+        self.written += total
+        del pending[:]
+        self.pending_records = 0
+
+    def close(self, completed_path=None):
+        """Flush, move to completed_path and close; return (final path, error or None).
+
+        A file that never got its header onto disk is removed instead (path
+        None). A failed flush or move is returned, not raised: the file is
+        closed either way.
+        """
+        err = None
+        try:
+            self.flush()
+        except WriteError as e:
+            err = e
+        path = self.path
+        if self.written < self.header_len or self.written == 0:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            path = None
+        elif completed_path:
+            target = os.path.join(completed_path, os.path.basename(path))
+            try:
+                # Renamed while still locked: a file in base_path is either
+                # locked by us or left over from a crash.
+                os.rename(path, target)
+                path = target
+            except OSError as e:
+                err = err or e
+        os.close(self.fd)
+        self.fd = -1
+        return path, err
