@@ -31,25 +31,1630 @@ COPYRIGHT = ("Copyright (C) the osmo-pcap for Python authors. "
 # ==================== Begin file osmo_pcap/clean.py ====================
 _SOURCES['osmo_pcap/clean.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""osmo_pcap_clean.py: command line entry point (placeholder until its issue lands)."""
+"""osmo_pcap_clean.py: expire and compress old trace files (run from cron or a timer).
+
+One run: take the run lock, scan the configured directories, remove
+temporaries of interrupted runs, plan (cleanplan) and carry out the plan:
+deletions oldest first, then compressions. Exit status: 0 success, 1 if any
+action failed (each failure is logged with path and reason; the run goes on)
+or another run holds the lock, 2 for a configuration or usage error.
+"""
 
 import argparse
+import errno
+import fcntl
+import os
+import signal
 import sys
+import time
 
-from osmo_pcap import __version__, COPYRIGHT
+from osmo_pcap import __version__, COPYRIGHT, cleanconfig, cleanplan, compress, log, tracedir
+from osmo_pcap.config import ConfigError
+
+PROG = "osmo_pcap_clean.py"
+DEFAULT_CONFIG = "osmo-pcap-clean.ini"
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+_log = log.get("clean")
+
+
+class Interrupted(Exception):
+    """A termination signal arrived; unwinding removes any temporary file."""
+
+    def __init__(self, signum):
+        Exception.__init__(self, "signal %d" % signum)
+        self.signum = signum
+
+
+# ---------------------------------------------------------------- run lock
+
+class Busy(Exception):
+    """Another run holds the lock file."""
+
+
+class RunLock(object):
+    """An flock on the lock file, held for the whole run; the file itself stays."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+
+    def acquire(self):
+        """Take the lock or raise Busy (with the holder's pid when known); OSError on I/O."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise Busy(holder)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, ("%d\n" % os.getpid()).encode("ascii"))
+        self.fd = fd
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# ---------------------------------------------------------------- reporting
+
+def human(n):
+    """Return a byte count as a short text: 512 B, 1.5 KiB, 12.0 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1024.0
+
+
+def days(seconds):
+    """Return a duration as days for messages: '120d', '1.5d'."""
+    return ("%.2f" % (seconds / 86400.0)).rstrip("0").rstrip(".") + "d"
+
+
+def why(f, rule, cfg, now):
+    """Return the reason text for deleting f by rule."""
+    pol = cfg.policy(f.client)
+    if rule == "max_age":
+        return "max_age: %s old, limit %s" % (days(now - f.time), days(pol.max_age))
+    if rule == "max_files":
+        return "max_files: client %s keeps its newest %d" % (f.client, pol.max_files)
+    if rule == "max_bytes":
+        if pol.max_bytes:
+            return "max_bytes: client %s budget %s" % (f.client, human(pol.max_bytes))
+        return "max_bytes: total budget %s" % human(cfg.max_bytes)
+    if rule == "min_free":
+        return "min_free: filesystem needs free space"
+    return rule
+
+
+class Report(object):
+    """Action lines on stdout (always in a dry run, with -v otherwise) and totals."""
+
+    def __init__(self, out, show):
+        self.out = out
+        self.show = show
+        self.deleted = self.deleted_bytes = 0
+        self.compressed = self.bytes_in = self.bytes_out = 0
+        self.failed = 0
+
+    def line(self, text):
+        if self.show:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def fail(self, fmt, *args):
+        self.failed += 1
+        _log.error(fmt, *args)
+
+    def summary(self, dry_run):
+        if dry_run:
+            self.line("would delete %d file(s) (%s), would compress %d file(s) (%s)" % (
+                self.deleted, human(self.deleted_bytes), self.compressed, human(self.bytes_in)))
+            return
+        self.line("deleted %d file(s) (%s), compressed %d file(s) (%s -> %s), %d failure(s)" % (
+            self.deleted, human(self.deleted_bytes), self.compressed,
+            human(self.bytes_in), human(self.bytes_out), self.failed))
+
+
+# ---------------------------------------------------------------- one run
+
+def collect(cfg, report, dry_run):
+    """Scan every directory; remove leftover temporaries; return (files, need_free)."""
+    files, need_free, seen = [], {}, set()
+    for d in cfg.paths:
+        real = os.path.realpath(d)
+        if real in seen:
+            continue  # the same directory under two names: list its files once
+        seen.add(real)
+        try:
+            found, temps = tracedir.scan(d)
+        except OSError as e:
+            report.fail("cannot read directory %s: %s", d, e.strerror or e)
+            continue
+        for t in temps:
+            if dry_run:
+                report.line("would remove %s (temporary file of an interrupted run)" % t)
+                continue
+            try:
+                os.unlink(t)
+                report.line("removed %s (temporary file of an interrupted run)" % t)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                report.fail("cannot remove temporary file %s: %s", t, e.strerror or e)
+        files.extend(found)
+        if cfg.min_free:
+            try:
+                dev, total, avail = tracedir.fs_space(d)
+            except OSError as e:
+                report.fail("cannot read free space of %s: %s", d, e.strerror or e)
+                continue
+            need_free[dev] = cleanconfig.min_free_bytes(cfg.min_free, total) - avail
+    return files, need_free
+
+
+def delete(f, reason, report, dry_run):
+    """Delete one file unless its writer holds it."""
+    if dry_run:
+        report.line("would delete %s (%s)" % (f.path, reason))
+        report.deleted += 1
+        report.deleted_bytes += f.size
+        return
+    src = None
+    try:
+        if f.compression is None:  # the server never writes compressed files
+            src = tracedir.open_unused(f.path)  # hold the lock while unlinking
+        os.unlink(f.path)
+    except tracedir.InUse:
+        _log.warning("skipped %s: in use (locked by the server)", f.path)
+        return
+    except FileNotFoundError:
+        _log.warning("skipped %s: it disappeared", f.path)
+        return
+    except OSError as e:
+        report.fail("cannot delete %s: %s", f.path, e.strerror or e)
+        return
+    finally:
+        if src is not None:
+            src.close()
+    report.deleted += 1
+    report.deleted_bytes += f.size
+    report.line("deleted %s (%s)" % (f.path, reason))
+
+
+def compress_one(f, method, level, report, dry_run):
+    """Compress one file unless its writer holds it."""
+    final = compress.final_path(f.path, method)
+    if dry_run:
+        report.line("would compress %s -> %s (%s)" % (f.path, os.path.basename(final), method))
+        report.compressed += 1
+        report.bytes_in += f.size
+        return
+    try:
+        src = tracedir.open_unused(f.path)
+    except tracedir.InUse:
+        _log.warning("skipped %s: in use (locked by the server)", f.path)
+        return
+    except FileNotFoundError:
+        _log.warning("skipped %s: it disappeared", f.path)
+        return
+    except OSError as e:
+        report.fail("cannot compress %s: %s", f.path, e.strerror or e)
+        return
+    try:
+        final, n_in, n_out = compress.compress_file(f.path, method, level, src)
+    except compress.CompressError as e:
+        report.fail("cannot compress %s: %s", f.path, e)
+        return
+    except OSError as e:
+        report.fail("cannot compress %s: %s%s", f.path, e.strerror or e,
+                    " (%s)" % e.filename if e.filename and e.filename != f.path else "")
+        return
+    finally:
+        src.close()
+    report.compressed += 1
+    report.bytes_in += n_in
+    report.bytes_out += n_out
+    report.line("compressed %s -> %s (%s -> %s)" % (f.path, os.path.basename(final),
+                                                    human(n_in), human(n_out)))
+
+
+def run(cfg, now, dry_run=False, verbose=False, out=None):
+    """Carry out one cleanup run for cfg at time now; return the exit status."""
+    report = Report(out or sys.stdout, dry_run or verbose)
+    files, need_free = collect(cfg, report, dry_run)
+    plan = cleanplan.plan(files, now, cfg.default, cfg.clients, cfg.max_bytes, need_free)
+    for w in plan.warnings:
+        _log.warning("%s", w)
+    if dry_run and verbose:
+        for path, reason in sorted(plan.protected.items()):
+            report.line("keep %s (%s)" % (path, reason))
+    for f, rule in plan.delete:
+        delete(f, why(f, rule, cfg, now), report, dry_run)
+    for f, method, level in plan.compress:
+        compress_one(f, method, level, report, dry_run)
+    report.summary(dry_run)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+# ---------------------------------------------------------------- command line
+
+def describe(cfg, out):
+    """Print the effective configuration (for --check-config)."""
+    def pol_text(p, budget):
+        return ("max_age=%s max_files=%s%s compress_after=%d compress=%s compress_level=%d" % (
+            days(p.max_age) if p.max_age else "off", p.max_files or "off",
+            " max_bytes=%s" % (human(p.max_bytes) if p.max_bytes else "off") if budget else "",
+            p.compress_after, p.compress, p.compress_level))
+    out.write("config %s is valid\n" % cfg.path)
+    out.write("paths: %s\n" % " ".join(cfg.paths))
+    out.write("lock_file: %s\n" % cfg.lock_file)
+    out.write("max_bytes (all clients): %s\n" % (human(cfg.max_bytes) if cfg.max_bytes else "off"))
+    mf = cfg.min_free
+    out.write("min_free: %s\n" % ("off" if mf is None else
+                                  ("%g%%" % mf[1] if mf[0] == "percent" else human(mf[1]))))
+    out.write("every client: %s\n" % pol_text(cfg.default, False))
+    for name in sorted(cfg.clients):
+        out.write("client %s: %s\n" % (name, pol_text(cfg.clients[name], True)))
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        prog=PROG, description="Delete and compress old osmo-pcap trace files as "
+        "configured; see doc/clean.md. Exit status: 0 ok, 1 an action failed or "
+        "another run is busy, 2 configuration error.")
+    ap.add_argument("-c", "--config-file", metavar="FILE", default=DEFAULT_CONFIG,
+                    help="configuration file (default: %s in the current directory)"
+                    % DEFAULT_CONFIG)
+    ap.add_argument("-n", "--dry-run", action="store_true",
+                    help="print what would be deleted and compressed; change nothing")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="print every action with its reason, and a summary")
+    ap.add_argument("--check-config", action="store_true",
+                    help="check the configuration file, print it, and exit")
+    ap.add_argument("-V", "--version", action="version",
+                    version="%s %s\n%s" % (PROG, __version__, COPYRIGHT))
+    return ap.parse_args(argv)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
 
 
 def main(argv=None):
     """Run the program; return the exit status."""
-    ap = argparse.ArgumentParser(prog="osmo_pcap_clean.py")
-    ap.add_argument("-V", "--version", action="version",
-                    version="osmo_pcap_clean.py %s\n%s" % (__version__, COPYRIGHT))
-    ap.add_argument("-c", "--config-file", metavar="FILE")
-    ap.parse_args(argv)
-    print("osmo_pcap_clean.py: not implemented yet", file=sys.stderr)
-    return 1
+    args = parse_args(argv)
+    log.setup("info" if args.verbose else "warning", timestamps=False)
+    try:
+        cfg = cleanconfig.read(args.config_file)
+    except ConfigError as e:
+        sys.stderr.write("%s: %s\n" % (PROG, e))
+        return EXIT_CONFIG
+    if args.check_config:
+        describe(cfg, sys.stdout)
+        return EXIT_OK
+    old = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            old[sig] = signal.signal(sig, _raise_interrupted)
+        if args.dry_run:  # changes nothing, so it needs no lock
+            return run(cfg, time.time(), dry_run=True, verbose=args.verbose)
+        return locked_run(cfg, args.verbose)
+    except Interrupted as e:
+        sys.stderr.write("%s: stopped by signal %d; temporary files removed\n"
+                         % (PROG, e.signum))
+        return EXIT_FAILED
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def locked_run(cfg, verbose):
+    """Run with the run lock held; exit at once if another run holds it."""
+    lock = RunLock(cfg.lock_file)
+    try:
+        lock.acquire()
+    except Busy as e:
+        sys.stderr.write("%s: another run is busy (lock file %s held%s); exiting\n"
+                         % (PROG, cfg.lock_file, " by pid %s" % e if str(e) else ""))
+        return EXIT_FAILED
+    except OSError as e:
+        sys.stderr.write("%s: cannot open lock file %s: %s\n"
+                         % (PROG, cfg.lock_file, e.strerror or e))
+        return EXIT_FAILED
+    try:
+        return run(cfg, time.time(), verbose=verbose)
+    finally:
+        lock.release()
 '''
 # ==================== End file osmo_pcap/clean.py ======================
+
+# ==================== Begin file osmo_pcap/cleanconfig.py ====================
+_SOURCES['osmo_pcap/cleanconfig.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The cleanup tool's INI file: [clean] and optional [client NAME] sections.
+
+read() returns a CleanConfig or raises config.ConfigError naming the file,
+section and key. Keys and defaults are documented in doc/clean.md.
+"""
+
+import os
+import re
+import shlex
+
+from osmo_pcap import config
+from osmo_pcap.cleanplan import METHODS, Policy
+
+MAIN = "clean"
+CLIENT_PREFIX = "client "
+LOCK_NAME = ".osmo-pcap-clean.lock"
+# keys that only make sense once, for the whole run
+GLOBAL_ONLY = ("paths", "min_free", "lock_file")
+# python modules behind each method: a build without one is a config error
+_MODULES = {"gzip": "gzip", "bz2": "bz2", "xz": "lzma"}
+
+
+class CleanConfig(object):
+    """The parsed configuration of one cleanup run."""
+
+    def __init__(self, path, paths, lock_file, default, clients, max_bytes, min_free):
+        self.path = path            # the config file
+        self.paths = paths          # absolute directories to clean
+        self.lock_file = lock_file  # absolute path
+        self.default = default      # Policy from [clean]
+        self.clients = clients      # {name: Policy}
+        self.max_bytes = max_bytes  # global budget, 0 = off
+        self.min_free = min_free    # None, ("bytes", n) or ("percent", p)
+
+    def policy(self, client):
+        return self.clients.get(client, self.default)
+
+
+def parse_age(text):
+    """Return seconds for '120d', '36h', '2w' (plain numbers are days); None for off."""
+    if text.strip().lower() in ("off", "no", "none", "0"):
+        return None
+    secs = config.parse_duration(text, default_unit="d")
+    return secs or None
+
+
+def parse_count(text):
+    """Return a file count >= 0; 'off' is 0 (rule disabled)."""
+    if text.strip().lower() in ("off", "no", "none"):
+        return 0
+    return config.parse_int(text, 0)
+
+
+def parse_min_free(text):
+    """Return None (off), ('bytes', n) or ('percent', p) for '10%', '20G', 'off'."""
+    t = text.strip()
+    m = re.match(r"^(\d+(?:\.\d+)?)\s*%$", t)
+    if m:
+        pct = float(m.group(1))
+        if not 0 < pct < 100:
+            raise ValueError("a percentage must be above 0 and below 100: %r" % text)
+        return ("percent", pct)
+    n = config.parse_size(t, allow_off=True)
+    return ("bytes", n) if n else None
+
+
+def parse_method(text):
+    """Return one of gzip, bz2, xz, none; fail if this Python lacks the module."""
+    t = text.strip().lower()
+    if t not in METHODS:
+        raise ValueError("expected one of %s, got %r" % (" | ".join(METHODS), text))
+    if t in _MODULES:
+        try:
+            __import__(_MODULES[t])
+        except ImportError:
+            raise ValueError("%s needs the Python module %s, which this interpreter "
+                             "lacks; choose another method" % (t, _MODULES[t]))
+    return t
+
+
+def _policy(sec, base):
+    """Read the per-client keys of sec on top of the Policy base."""
+    p = base.replace()
+    p.max_age = sec.get("max_age", parse_age, p.max_age)
+    p.max_files = sec.get("max_files", parse_count, p.max_files)
+    p.compress_after = sec.get("compress_after", parse_count, p.compress_after)
+    p.compress = sec.get("compress", parse_method, p.compress)
+    p.compress_level = sec.get("compress_level", lambda t: config.parse_int(t, 1, 9),
+                               p.compress_level)
+    return p
+
+
+def read(path):
+    """Read and check the config file at path; return a CleanConfig."""
+    cp = config.read_ini(path)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    if not cp.has_section(MAIN):
+        raise config.ConfigError("no [%s] section" % MAIN, path)
+    for name in cp.sections():
+        if name != MAIN and not name.startswith(CLIENT_PREFIX):
+            raise config.ConfigError("unknown section (expected [clean] or [client NAME])",
+                                     path, name)
+
+    sec = config.Section(cp, MAIN, path)
+    raw_paths = sec.get("paths")
+    if not raw_paths:
+        raise sec.error("paths", "missing: name the directories to clean")
+    try:
+        words = shlex.split(raw_paths)
+    except ValueError as e:
+        raise sec.error("paths", "cannot split the list: %s" % e)
+    paths = []
+    for w in words:
+        p = config.resolve_path(base_dir, w)
+        if p not in paths:
+            paths.append(p)
+    lock_file = config.resolve_path(base_dir, sec.get("lock_file")) or \
+        os.path.join(paths[0], LOCK_NAME)
+    min_free = sec.get("min_free", parse_min_free)
+    max_bytes = sec.get("max_bytes", lambda t: config.parse_size(t, allow_off=True), 0)
+    default = _policy(sec, Policy())
+    sec.finish()
+
+    clients = {}
+    for name in cp.sections():
+        if not name.startswith(CLIENT_PREFIX):
+            continue
+        client = name[len(CLIENT_PREFIX):].strip()
+        try:
+            config.check_safe_name(client)
+        except ValueError as e:
+            raise config.ConfigError("bad client name: %s" % e, path, name)
+        csec = config.Section(cp, name, path)
+        for key in GLOBAL_ONLY:
+            if csec.has(key):
+                raise csec.error(key, "only allowed in [%s] (it applies to the whole run)"
+                                 % MAIN)
+        pol = _policy(csec, default)
+        # in [client NAME], max_bytes is that client's own budget
+        pol.max_bytes = csec.get("max_bytes", lambda t: config.parse_size(t, allow_off=True), 0)
+        csec.finish()
+        if client in clients:
+            raise config.ConfigError("client %s configured twice" % client, path, name)
+        clients[client] = pol
+    return CleanConfig(path, paths, lock_file, default, clients, max_bytes, min_free)
+
+
+def min_free_bytes(min_free, total_bytes):
+    """Return the bytes that must stay free on a filesystem of total_bytes."""
+    if min_free is None:
+        return 0
+    kind, value = min_free
+    if kind == "percent":
+        return int(total_bytes * value / 100.0)
+    return value
+'''
+# ==================== End file osmo_pcap/cleanconfig.py ======================
+
+# ==================== Begin file osmo_pcap/cleanplan.py ====================
+_SOURCES['osmo_pcap/cleanplan.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Cleanup planning: which trace files to delete and which to compress.
+
+Pure logic over plain values (no filesystem, no clock): the caller lists the
+files as TraceFile objects, passes the policies and "now", and gets a Plan.
+Rules (each evaluated on what the earlier rules left):
+
+  max_age         delete files older than the limit
+  max_files       per client, keep the newest N
+  max_bytes       per-client budget ([client NAME]), then the global budget:
+                  delete oldest first until the total fits
+  min_free        per filesystem: delete oldest first until enough is freed
+  compress_after  per client, compress all but the newest N survivors
+
+A protected file (the newest of each client in each directory unless it is
+compressed, or one the server holds locked) is never deleted or compressed;
+it still counts in the totals. Deletions are returned oldest first, each with the rule that chose it.
+"""
+
+RULES = ("max_age", "max_files", "max_bytes", "min_free")
+METHODS = ("gzip", "bz2", "xz", "none")
+SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
+
+
+class Policy(object):
+    """The per-client settings; 0 (or None for max_age) means a rule is off."""
+
+    __slots__ = ("max_age", "max_files", "max_bytes", "compress_after", "compress",
+                 "compress_level")
+
+    def __init__(self, max_age=None, max_files=0, max_bytes=0, compress_after=3,
+                 compress="gzip", compress_level=6):
+        self.max_age = max_age
+        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self.compress_after = compress_after
+        self.compress = compress
+        self.compress_level = compress_level
+
+    def replace(self, **changes):
+        """Return a copy with some settings changed."""
+        p = Policy(*(getattr(self, k) for k in self.__slots__))
+        for k, v in changes.items():
+            setattr(p, k, v)
+        return p
+
+    def __eq__(self, other):
+        return isinstance(other, Policy) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __repr__(self):
+        return "Policy(%s)" % ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__)
+
+
+class TraceFile(object):
+    """One trace file as found on disk.
+
+    time: epoch seconds (from the name, else mtime); seq: collision suffix;
+    size: bytes (budgets); usage: bytes on disk (freed space); dev: the
+    filesystem; compression: None or "gz"/"bz2"/"xz"; locked: in use.
+    """
+
+    __slots__ = ("path", "dir", "client", "time", "seq", "size", "usage", "dev",
+                 "compression", "locked")
+
+    def __init__(self, path, dir, client, time, seq=0, size=0, usage=None, dev=0,
+                 compression=None, locked=False):
+        self.path = path
+        self.dir = dir
+        self.client = client
+        self.time = time
+        self.seq = seq
+        self.size = size
+        self.usage = size if usage is None else usage
+        self.dev = dev
+        self.compression = compression
+        self.locked = locked
+
+    def order(self):
+        """Sort key: oldest first (time, then collision suffix, then path)."""
+        return (self.time, self.seq, self.path)
+
+    def __repr__(self):
+        return "TraceFile(%r)" % self.path
+
+
+class Plan(object):
+    """The result of plan(): what to delete and compress, and why nothing else.
+
+    delete: [(TraceFile, rule)] oldest first; compress: [(TraceFile, method,
+    level)] oldest first; protected: {path: reason}; warnings: [text].
+    """
+
+    def __init__(self):
+        self.delete = []
+        self.compress = []
+        self.protected = {}
+        self.warnings = []
+
+    def deleted_paths(self, rule=None):
+        return set(f.path for f, r in self.delete if rule is None or r == rule)
+
+    def compressed_paths(self):
+        return set(f.path for f, _, _ in self.compress)
+
+
+def protected_files(files):
+    """Return {path: reason} for files that must never be touched."""
+    newest = {}
+    for f in files:
+        key = (f.dir, f.client)
+        cur = newest.get(key)
+        if cur is None or f.order() > cur.order():
+            newest[key] = f
+    # a compressed file is never being written: the guard is for the file in progress
+    prot = dict((f.path, "newest file of client %s in its directory" % f.client)
+                for f in newest.values() if f.compression is None)
+    for f in files:
+        if f.locked:
+            prot[f.path] = "in use (locked by the server)"
+    return prot
+
+
+def plan(files, now, default, clients=None, max_bytes=0, need_free=None):
+    """Return the Plan for files (TraceFile list) at time now (epoch seconds).
+
+    default: the Policy from [clean]; clients: {name: Policy} overrides;
+    max_bytes: the global budget (0 = off); need_free: {dev: bytes to free}
+    from the min_free rule (missing or <= 0 = nothing to do).
+    """
+    clients = clients or {}
+    result = Plan()
+    prot = result.protected = protected_files(files)
+    files = sorted(files, key=TraceFile.order)  # oldest first, everywhere below
+    by_client = {}
+    for f in files:
+        by_client.setdefault(f.client, []).append(f)
+    gone = {}  # path -> rule
+
+    def drop(f, rule):
+        gone[f.path] = rule
+        result.delete.append((f, rule))
+
+    # max_age
+    for name, group in by_client.items():
+        limit = clients.get(name, default).max_age
+        if limit:
+            for f in group:
+                if now - f.time > limit and f.path not in prot:
+                    drop(f, "max_age")
+
+    # max_files: the newest N survivors of each client stay
+    for name, group in by_client.items():
+        keep = clients.get(name, default).max_files
+        if keep:
+            alive = [f for f in group if f.path not in gone]
+            for f in alive[:max(0, len(alive) - keep)]:
+                if f.path not in prot:
+                    drop(f, "max_files")
+
+    # max_bytes: per-client budgets, then the global one
+    for name, group in sorted(by_client.items()):
+        budget = clients[name].max_bytes if name in clients else 0
+        if budget:
+            _fit_budget(group, budget, gone, prot, drop, "max_bytes",
+                        "client %s" % name, result.warnings)
+    if max_bytes:
+        _fit_budget(files, max_bytes, gone, prot, drop, "max_bytes", "all clients",
+                    result.warnings)
+
+    # min_free: per filesystem, oldest first until enough would be freed
+    for dev, need in sorted((need_free or {}).items()):
+        if need <= 0:
+            continue
+        freed = 0
+        for f in files:
+            if freed >= need:
+                break
+            if f.dev == dev and f.path not in gone and f.path not in prot:
+                drop(f, "min_free")
+                freed += f.usage
+        if freed < need:
+            result.warnings.append("min_free: %d more bytes should be freed on filesystem %s, "
+                                   "but no file there may be deleted" % (need - freed, dev))
+
+    result.delete.sort(key=lambda item: item[0].order())
+
+    # compress_after: per client, all but the newest N survivors
+    for name, group in by_client.items():
+        pol = clients.get(name, default)
+        if pol.compress == "none":
+            continue
+        alive = [f for f in group if f.path not in gone]
+        for f in alive[:max(0, len(alive) - pol.compress_after)]:
+            if f.compression is None and f.path not in prot:
+                result.compress.append((f, pol.compress, pol.compress_level))
+    result.compress.sort(key=lambda item: item[0].order())
+    return result
+
+
+def _fit_budget(files, budget, gone, prot, drop, rule, scope, warnings):
+    """Delete the oldest of files (oldest first) until their total size fits budget."""
+    alive = [f for f in files if f.path not in gone]
+    total = sum(f.size for f in alive)
+    for f in alive:
+        if total <= budget:
+            return
+        if f.path not in prot:
+            drop(f, rule)
+            total -= f.size
+    if total > budget:
+        warnings.append("%s: %s still use %d bytes, over the budget of %d, but no more "
+                        "of their files may be deleted" % (rule, scope, total, budget))
+'''
+# ==================== End file osmo_pcap/cleanplan.py ======================
+
+# ==================== Begin file osmo_pcap/compress.py ====================
+_SOURCES['osmo_pcap/compress.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Atomic, streaming compression of one file into NAME.gz, NAME.bz2 or NAME.xz.
+
+The compressed data goes into a hidden temporary file in the same directory,
+which is fsynced and then renamed to the final name; only then is the
+original removed. So the final name only ever holds a complete file, and an
+interrupted run leaves the original plus, at worst, a temporary file that
+is_temp_name() recognises and the next run removes. Memory use is bounded by
+CHUNK, whatever the file size.
+"""
+
+import errno
+import os
+
+SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
+TMP_PREFIX = ".osmo-pcap-clean."
+TMP_SUFFIX = ".tmp"
+CHUNK = 1 << 20
+
+
+class CompressError(Exception):
+    """Compression could not be done; the message says why (path included)."""
+
+
+def temp_name(final_name):
+    """Return the temporary file name used while writing final_name."""
+    return TMP_PREFIX + final_name + TMP_SUFFIX
+
+
+def is_temp_name(name):
+    """Tell whether name is a temporary file left by an interrupted compression."""
+    return (name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
+            and len(name) > len(TMP_PREFIX) + len(TMP_SUFFIX))
+
+
+def final_path(path, method):
+    """Return the compressed file's path for path and method."""
+    return path + "." + SUFFIX[method]
+
+
+def _writer(method, raw, level, name, mtime):
+    if method == "gzip":
+        import gzip
+        # name and mtime go into the gzip header (gzip -N restores them)
+        return gzip.GzipFile(filename=name, mode="wb", compresslevel=level, fileobj=raw,
+                             mtime=int(mtime))
+    if method == "bz2":
+        import bz2
+        return bz2.BZ2File(raw, "wb", compresslevel=level)
+    if method == "xz":
+        import lzma
+        return lzma.LZMAFile(raw, "wb", preset=level)
+    raise ValueError("unknown compression method %r" % method)
+
+
+def open_reader(path, method):
+    """Return a binary file object that decompresses the file at path."""
+    if method == "gzip":
+        import gzip
+        return gzip.open(path, "rb")
+    if method == "bz2":
+        import bz2
+        return bz2.open(path, "rb")
+    if method == "xz":
+        import lzma
+        return lzma.open(path, "rb")
+    raise ValueError("unknown compression method %r" % method)
+
+
+def same_content(src, compressed_path, method):
+    """Tell whether compressed_path decompresses to exactly the bytes of src (a file object)."""
+    src.seek(0)
+    try:
+        with open_reader(compressed_path, method) as z:
+            while True:
+                a = src.read(CHUNK)
+                b = z.read(len(a)) if a else z.read(1)
+                if a != b:
+                    return False
+                if not a:
+                    return True
+    except Exception as e:
+        # corrupt or truncated data raises EOFError, OSError without errno,
+        # lzma.LZMAError...: all mean "not the same"; a real I/O error propagates
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        return False
+    finally:
+        src.seek(0)
+
+
+def fsync_dir(path):
+    """Make the directory entry changes in path durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
+
+
+def compress_file(path, method, level, src=None):
+    """Compress path into path.SUFFIX atomically; remove path; return (final, in, out) sizes.
+
+    src: an already open binary file object for path (the caller may hold a
+    lock through it); opened here if None. Keeps mode, owner (when allowed),
+    and atime/mtime. If the final name exists already, the original is only
+    removed when the existing file holds the same data; otherwise CompressError.
+    """
+    directory, name = os.path.split(path)
+    final = final_path(path, method)
+    tmp = os.path.join(directory, temp_name(os.path.basename(final)))
+    own = src is None
+    if own:
+        src = open(path, "rb")
+    try:
+        st = os.fstat(src.fileno())
+        if os.path.lexists(final):
+            if not same_content(src, final, method):
+                raise CompressError("%s exists already and holds other data; left both alone"
+                                    % final)
+            os.unlink(path)
+            fsync_dir(directory or ".")
+            return final, st.st_size, os.lstat(final).st_size
+        _remove(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                     0o600)
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                w = _writer(method, raw, level, name, st.st_mtime)
+                try:
+                    while True:
+                        chunk = src.read(CHUNK)
+                        if not chunk:
+                            break
+                        w.write(chunk)
+                finally:
+                    w.close()
+                raw.flush()
+                try:
+                    os.fchown(raw.fileno(), st.st_uid, st.st_gid)
+                except OSError:
+                    pass  # not permitted for non-root: the file stays ours
+                os.fchmod(raw.fileno(), st.st_mode & 0o7777)
+                os.fsync(raw.fileno())
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            if os.path.lexists(final):
+                raise CompressError("%s appeared while compressing; left it alone" % final)
+            os.rename(tmp, final)
+        except BaseException:
+            try:
+                _remove(tmp)
+            except OSError:
+                pass
+            raise
+        fsync_dir(directory or ".")
+        os.unlink(path)
+        out_size = os.lstat(final).st_size
+    finally:
+        if own:
+            src.close()
+    return final, st.st_size, out_size
+'''
+# ==================== End file osmo_pcap/compress.py ======================
+
+# ==================== Begin file osmo_pcap/config.py ====================
+_SOURCES['osmo_pcap/config.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""INI configuration helpers shared by the three programs.
+
+Every error a user can make in a config file becomes one ConfigError whose
+message names the file, the section and the key. Readers declare the keys they
+know; anything else in a section is an error (a typo must not be ignored).
+"""
+
+import configparser
+import os
+import re
+
+
+class ConfigError(Exception):
+    """A configuration problem, with file/section/key in its message."""
+
+    def __init__(self, message, path=None, section=None, key=None):
+        where = []
+        if path:
+            where.append(str(path))
+        if section is not None:
+            where.append("[%s]" % section)
+        if key is not None:
+            where.append(key)
+        self.path, self.section, self.key = path, section, key
+        self.reason = message
+        Exception.__init__(self, "%s: %s" % (" ".join(where), message) if where else message)
+
+
+def read_ini(path):
+    """Parse the INI file at path; return a ConfigParser. Raise ConfigError."""
+    cp = configparser.ConfigParser(interpolation=None, strict=True,
+                                   inline_comment_prefixes=(";", "#"),
+                                   comment_prefixes=(";", "#"),
+                                   empty_lines_in_values=False,
+                                   default_section="\x00no-default")
+    cp.optionxform = str  # keys are case-sensitive, as documented
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            cp.read_file(f, source=str(path))
+    except OSError as e:
+        raise ConfigError("cannot read config file: %s" % (e.strerror or e), path)
+    except UnicodeDecodeError as e:
+        raise ConfigError("not UTF-8 text: %s" % e, path)
+    except configparser.DuplicateSectionError as e:
+        raise ConfigError("line %s: duplicate section [%s]" % (e.lineno, e.section), path)
+    except configparser.DuplicateOptionError as e:
+        raise ConfigError("line %s: duplicate key" % e.lineno, path, e.section, e.option)
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError("line %s: key outside of any [section]" % e.lineno, path)
+    except configparser.ParsingError as e:
+        lines = ", ".join(str(n) for n, _ in e.errors)
+        raise ConfigError("cannot parse line(s) %s" % lines, path)
+    return cp
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
+_SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text, allow_off=False):
+    """Return a byte count for '123', '16K', '16M', '1G', '2T' (binary units).
+
+    With allow_off, '0', 'off' and 'no' return 0 (meaning disabled).
+    """
+    t = text.strip()
+    if allow_off and t.lower() in ("off", "no", "none", "0"):
+        return 0
+    m = _SIZE_RE.match(t)
+    if not m:
+        raise ValueError("not a size (examples: 4096, 16K, 16M, 1G): %r" % text)
+    return int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_MULT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text, default_unit="s"):
+    """Return seconds (float) for '10', '2.5s', '5m', '12h', '120d', '2w'."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise ValueError("not a duration (examples: 30s, 5m, 12h, 120d, 2w): %r" % text)
+    return float(m.group(1)) * _DURATION_MULT[m.group(2) or default_unit]
+
+
+_TRUE = ("yes", "true", "on", "1")
+_FALSE = ("no", "false", "off", "0")
+
+
+def parse_bool(text):
+    """Return True/False for yes/no, true/false, on/off, 1/0."""
+    t = text.strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise ValueError("expected yes or no, got %r" % text)
+
+
+def parse_int(text, lo=None, hi=None):
+    """Return an integer within [lo, hi] (either bound may be None)."""
+    try:
+        v = int(text.strip(), 10)
+    except ValueError:
+        raise ValueError("not an integer: %r" % text)
+    if lo is not None and v < lo:
+        raise ValueError("%d is below the minimum %d" % (v, lo))
+    if hi is not None and v > hi:
+        raise ValueError("%d is above the maximum %d" % (v, hi))
+    return v
+
+
+def parse_octal_mode(text):
+    """Return a file mode from an octal string such as '0440'."""
+    t = text.strip()
+    if not re.match(r"^0?[0-7]{1,4}$", t):
+        raise ValueError("not an octal file mode (example: 0440): %r" % text)
+    return int(t, 8)
+
+
+def parse_port(text):
+    """Return a TCP/UDP port number 1..65535."""
+    return parse_int(text, 1, 65535)
+
+
+def parse_host_port(text, default_host="127.0.0.1"):
+    """Return (host, port) from 'HOST:PORT', '[v6]:PORT' or 'PORT'."""
+    t = text.strip()
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", t)
+    if m:
+        return m.group(1), parse_port(m.group(2))
+    if t.isdigit():
+        return default_host, parse_port(t)
+    host, sep, port = t.rpartition(":")
+    if not sep or not host or ":" in host:
+        raise ValueError("expected HOST:PORT (IPv6 as [ADDR]:PORT), got %r" % text)
+    return host, parse_port(port)
+
+
+_SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+def check_safe_name(name):
+    """Raise ValueError unless name is safe as one file-name component."""
+    if not _SAFE_NAME_RE.match(name) or name in (".", ".."):
+        raise ValueError("%r is not a safe name: use 1-64 characters from "
+                         "A-Z a-z 0-9 . _ + -, starting with a letter or digit" % name)
+    return name
+
+
+class Section(object):
+    """One INI section read with declared keys; unknown keys are errors.
+
+    Use get(key, parse, default) for each known key, then finish().
+    """
+
+    def __init__(self, cp, name, path):
+        self.name = name
+        self.path = path
+        self._items = dict(cp.items(name)) if cp is not None and cp.has_section(name) else {}
+        self._known = set()
+
+    def has(self, key):
+        return key in self._items
+
+    def raw(self, key):
+        self._known.add(key)
+        return self._items.get(key)
+
+    def get(self, key, parse=None, default=None):
+        """Return the parsed value of key, or default when absent or empty."""
+        self._known.add(key)
+        text = self._items.get(key)
+        if text is None or text.strip() == "":
+            return default
+        if parse is None:
+            return text.strip()
+        try:
+            return parse(text.strip())
+        except ValueError as e:
+            raise self.error(key, str(e))
+
+    def error(self, key, message):
+        return ConfigError(message, self.path, self.name, key)
+
+    def finish(self):
+        """Raise ConfigError for the first key that no get() asked for."""
+        for key in sorted(self._items):
+            if key not in self._known:
+                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
+                                  self.path, self.name, key)
+
+
+def resolve_path(base_dir, value):
+    """Return value as an absolute path, relative paths taken from base_dir."""
+    if value is None:
+        return None
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
+'''
+# ==================== End file osmo_pcap/config.py ======================
+
+# ==================== Begin file osmo_pcap/log.py ====================
+_SOURCES['osmo_pcap/log.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Logging set-up shared by the programs, and a rate limiter for noisy lines.
+
+Everything logs through the stdlib `logging` module under the logger name
+"osmo-pcap" (children: "osmo-pcap.server", ...). setup() picks the target.
+The daemons use read_config() + configure() for their [log] section instead,
+reopen() on SIGHUP and schedule_flush() for the repeat filter's summaries.
+"""
+
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+import time
+
+from osmo_pcap.config import ConfigError, parse_bool, resolve_path
+
+ROOT = "osmo-pcap"
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
+          "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+def get(name=None):
+    """Return the program logger, or a child of it."""
+    return logging.getLogger(ROOT + "." + name if name else ROOT)
+
+
+def setup(level="info", stream=None, timestamps=True):
+    """Log to stderr (or stream) at level; return the root program logger."""
+    logger = logging.getLogger(ROOT)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    h = logging.StreamHandler(stream or sys.stderr)
+    fmt = "%(asctime)s %(levelname)s %(message)s" if timestamps else "%(levelname)s %(message)s"
+    h.setFormatter(logging.Formatter(fmt))
+    logger.addHandler(h)
+    logger.setLevel(LEVELS.get(level, logging.INFO) if isinstance(level, str) else level)
+    logger.propagate = False
+    return logger
+
+
+class RateLimiter(object):
+    """Allow a keyed log line at most once per interval; count what was held back.
+
+    ok(key) returns None when the line must be suppressed, else the number of
+    lines suppressed for that key since it was last allowed (usually 0).
+    """
+
+    def __init__(self, interval=10.0, clock=time.monotonic, max_keys=1024):
+        self.interval = interval
+        self.clock = clock
+        self.max_keys = max_keys
+        self._last = {}
+        self._held = {}
+
+    def ok(self, key):
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        if len(self._last) >= self.max_keys and key not in self._last:
+            self._last.clear()  # bounded memory against many distinct keys
+            self._held.clear()
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
+# ------------------------------------------------------------ [log] section
+# Everything below is for the daemons: the [log] section, its three targets,
+# SIGHUP reopening and the repeat filter. setup() above stays the simple way
+# for tools and tests.
+TARGETS = ("stderr", "syslog", "file")
+SYSLOG_ADDRESS = "/dev/log"
+REPEAT_INTERVAL = 10.0  # seconds an identical warning/error line stays quiet
+
+
+class LogConfig(object):
+    """The [log] section: level, target, file, timestamps (yes/no/auto)."""
+
+    def __init__(self, level="info", target="stderr", file=None, timestamps="auto"):
+        self.level = level
+        self.target = target
+        self.file = file
+        self.timestamps = timestamps
+
+
+def _parse_level(text):
+    t = text.lower()
+    if t not in LEVELS:
+        raise ValueError("unknown level %r (one of: %s)" % (text, ", ".join(sorted(LEVELS))))
+    return t
+
+
+def _parse_target(text):
+    t = text.lower()
+    if t not in TARGETS:
+        raise ValueError("unknown target %r (one of: %s)" % (text, ", ".join(TARGETS)))
+    return t
+
+
+def _parse_timestamps(text):
+    t = text.lower()
+    if t == "auto":
+        return t
+    return "yes" if parse_bool(t) else "no"
+
+
+def read_config(section):
+    """Return a LogConfig from a config.Section for [log]; raise ConfigError.
+
+    Relative `file` paths are taken from the config file's directory.
+    """
+    cfg = LogConfig(level=section.get("level", _parse_level, "info"),
+                    target=section.get("target", _parse_target, "stderr"),
+                    file=section.get("file"),
+                    timestamps=section.get("timestamps", _parse_timestamps, "auto"))
+    section.finish()
+    if cfg.target == "file" and not cfg.file:
+        raise section.error("file", "target = file needs file = PATH")
+    if cfg.file:
+        base = os.path.dirname(os.path.abspath(section.path)) if section.path else os.getcwd()
+        cfg.file = resolve_path(base, cfg.file)
+    return cfg
+
+
+def under_systemd(env=None):
+    """Return True when started by systemd (the journal adds its own timestamps)."""
+    env = os.environ if env is None else env
+    return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
+
+
+def want_timestamps(cfg, env=None):
+    """Resolve timestamps = auto: off for syslog and under systemd, on otherwise."""
+    if cfg.timestamps != "auto":
+        return cfg.timestamps == "yes"
+    if cfg.target == "syslog":
+        return False
+    if cfg.target == "file":
+        return True  # a file is read without the journal's help
+    return not under_systemd(env)
+
+
+def _stderr_is_journal(env):
+    """True if fd 2 is the journal stream systemd announced in $JOURNAL_STREAM."""
+    js = env.get("JOURNAL_STREAM", "")
+    dev, sep, ino = js.partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return st.st_dev == int(dev) and st.st_ino == int(ino)
+
+
+class JournalPrefixFormatter(logging.Formatter):
+    """Prefix lines with <N> (syslog priority) so the journal keeps the level."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4,
+                logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record):
+        prio = self.PRIORITY.get(record.levelno, 6)
+        return "<%d>%s" % (prio, logging.Formatter.format(self, record))
+
+
+class ReopenableFileHandler(logging.FileHandler):
+    """A log file that reopen() closes and opens again by name (logrotate)."""
+
+    def reopen(self):
+        self.acquire()
+        try:
+            old = self.stream
+            self.stream = self._open()
+            if old is not None:
+                try:
+                    old.close()
+                except OSError:
+                    pass
+        finally:
+            self.release()
+
+
+class RepeatFilter(logging.Filter):
+    """Hold back identical warning/error lines repeated within interval seconds.
+
+    The first line passes; repeats within the interval are counted, not
+    written. The count is reported on the next identical line after the
+    interval, or by take_summaries() (called from a timer) if none comes.
+    """
+
+    def __init__(self, interval=REPEAT_INTERVAL, min_level=logging.WARNING,
+                 clock=time.monotonic, max_keys=1024):
+        logging.Filter.__init__(self)
+        self.interval = interval
+        self.min_level = min_level
+        self.clock = clock
+        self.max_keys = max_keys
+        self._seen = {}  # key -> [time first let through, lines held back]
+
+    def filter(self, record):
+        if record.levelno < self.min_level or getattr(record, "osmo_repeat_summary", False):
+            return True
+        msg = record.getMessage()
+        key = (record.levelno, record.name, msg)
+        now = self.clock()
+        entry = self._seen.get(key)
+        if entry is not None and now - entry[0] < self.interval:
+            entry[1] += 1
+            return False
+        if entry is not None and entry[1]:
+            record.msg = "%s (%d identical lines suppressed)" % (msg, entry[1])
+            record.args = None
+        if entry is None and len(self._seen) >= self.max_keys:
+            self._expire(now, force=True)
+        self._seen[key] = [now, 0]
+        return True
+
+    def _expire(self, now, force=False):
+        """Drop keys whose window is over; return their held-back counts."""
+        out = []
+        for key, (first, held) in list(self._seen.items()):
+            if force or now - first >= self.interval:
+                del self._seen[key]
+                if held:
+                    out.append((key, held))
+        return out
+
+    def take_summaries(self):
+        """Return [(levelno, logger name, message, count)] for finished windows."""
+        return [(k[0], k[1], k[2], n) for k, n in self._expire(self.clock())]
+
+
+def _probe_syslog(address):
+    """Raise OSError unless the unix socket at address accepts a connection."""
+    if not isinstance(address, str):
+        return  # (host, port) is UDP syslog: nothing to probe
+    error = None
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_UNIX, kind)
+        try:
+            s.connect(address)
+            return
+        except OSError as e:
+            error = e
+        finally:
+            s.close()
+    raise error
+
+
+_state = {"handler": None, "repeat": None}
+
+
+def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=None):
+    """Install the handler cfg (a LogConfig) asks for; return the program logger.
+
+    Raise ConfigError if the log file cannot be opened. A missing syslog
+    socket falls back to stderr with a warning rather than losing the log.
+    """
+    env = os.environ if env is None else env
+    stream = stream or sys.stderr
+    stamps = want_timestamps(cfg, env)
+    body = "%(levelname)s %(message)s"
+    fallback = None
+    if cfg.target == "file":
+        try:
+            handler = ReopenableFileHandler(cfg.file, encoding="utf-8")
+        except OSError as e:
+            raise ConfigError("cannot open log file %s: %s" % (cfg.file, e.strerror or e),
+                              None, "log", "file")
+        fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+    elif cfg.target == "syslog":
+        address = syslog_address or SYSLOG_ADDRESS
+        try:
+            _probe_syslog(address)  # Python 3.11+ no longer raises for a missing socket
+            handler = logging.handlers.SysLogHandler(
+                address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            # The pid is formatted per record: it changes when -D forks.
+            fmt = logging.Formatter(program + "[%(process)d]: " + body)
+        except OSError as e:
+            fallback = "syslog socket %s unusable (%s); logging to stderr" % (
+                address, e.strerror or e)
+            handler = logging.StreamHandler(stream)
+            fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+    else:
+        handler = logging.StreamHandler(stream)
+        if stream is sys.stderr and _stderr_is_journal(env):
+            fmt = JournalPrefixFormatter(body)
+        else:
+            fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+    handler.setFormatter(fmt)
+    repeat = RepeatFilter()
+    handler.addFilter(repeat)
+    logger = logging.getLogger(ROOT)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        if h is _state["handler"]:
+            h.close()
+    logger.addHandler(handler)
+    logger.setLevel(LEVELS[cfg.level])
+    logger.propagate = False
+    _state["handler"], _state["repeat"] = handler, repeat
+    if fallback:
+        logger.warning(fallback)
+    return logger
+
+
+def reopen():
+    """Reopen the log file (SIGHUP after logrotate); return True if there was one."""
+    h = _state["handler"]
+    if isinstance(h, ReopenableFileHandler):
+        h.reopen()
+        return True
+    return False
+
+
+def flush_repeats():
+    """Log how many identical lines were held back in windows that have ended."""
+    repeat = _state["repeat"]
+    if repeat is None:
+        return 0
+    items = repeat.take_summaries()
+    for levelno, name, msg, count in items:
+        logging.getLogger(name).log(
+            levelno, "%s (repeated %d more times in %ds)", msg, count, int(repeat.interval),
+            extra={"osmo_repeat_summary": True})
+    return len(items)
+
+
+def schedule_flush(loop):
+    """Report held-back repeats from loop every REPEAT_INTERVAL seconds."""
+    return loop.call_every(REPEAT_INTERVAL, flush_repeats)
+'''
+# ==================== End file osmo_pcap/log.py ======================
+
+# ==================== Begin file osmo_pcap/tracedir.py ====================
+_SOURCES['osmo_pcap/tracedir.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The trace directories on disk, as the cleanup tool sees them.
+
+scan() lists the trace files of one directory (not recursive; symlinks and
+other names are never touched) and the temporary files an interrupted
+compression left. The server holds flock(LOCK_EX) on every file it is still
+writing; is_locked()/open_unused() test that with a shared, non-blocking lock
+on our own descriptor.
+"""
+
+import errno
+import fcntl
+import os
+
+from osmo_pcap import compress, tracename
+from osmo_pcap.cleanplan import TraceFile
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
+    getattr(os, "O_NOFOLLOW", 0)
+
+
+class InUse(Exception):
+    """The file is locked by its writer."""
+
+
+def open_unused(path):
+    """Open path for reading with a shared lock held; raise InUse if its writer holds it.
+
+    The lock lives as long as the returned file object.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in _BUSY:
+            raise InUse(path)
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def is_locked(path):
+    """Tell whether another process holds an exclusive lock on path (errors: False)."""
+    try:
+        open_unused(path).close()
+    except InUse:
+        return True
+    except OSError:
+        return False  # the action on it will report the real problem
+    return False
+
+
+def scan(directory, check_locks=True):
+    """Return (TraceFile list, leftover temporary file paths) for directory.
+
+    Ages come from the time in the name (local time, as the server writes
+    it), else from the mtime. Only uncompressed files can be in use, so only
+    those are tested for a lock. Raises OSError if the directory is unreadable.
+    """
+    dev = os.stat(directory).st_dev
+    files, temps = [], []
+    it = os.scandir(directory)
+    try:
+        for de in it:
+            name = de.name
+            tn = tracename.parse_name(name)
+            try:
+                if not de.is_file(follow_symlinks=False):
+                    continue
+                if tn is None:
+                    if compress.is_temp_name(name):
+                        temps.append(de.path)
+                    continue
+                st = de.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we looked
+            t = tn.timestamp()
+            if t is None:
+                t = st.st_mtime
+            locked = check_locks and tn.compression is None and is_locked(de.path)
+            files.append(TraceFile(de.path, directory, tn.client, t, tn.seq, st.st_size,
+                                   st.st_blocks * 512, dev, tn.compression, locked))
+    finally:
+        if hasattr(it, "close"):
+            it.close()
+    return files, temps
+
+
+def fs_space(directory):
+    """Return (dev, total bytes, bytes available to unprivileged users) for directory."""
+    st = os.statvfs(directory)
+    return os.stat(directory).st_dev, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+'''
+# ==================== End file osmo_pcap/tracedir.py ======================
+
+# ==================== Begin file osmo_pcap/tracename.py ====================
+_SOURCES['osmo_pcap/tracename.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
+
+The server makes them (spec 4.5, with a collision suffix instead of
+truncation), the cleanup tool parses them. NAME may contain '-': the
+timestamp part is matched from the right, so 'foo' and 'foo-bar' stay apart.
+"""
+
+import re
+import time
+
+EXTENSIONS = ("pcap", "pcapng")
+COMPRESSED = ("gz", "bz2", "xz")
+
+_NAME_RE = re.compile(
+    r"^trace-(?P<client>.+)-(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,5}))?"
+    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz))?$")
+
+
+def format_name(client, tm, ext, seq=0):
+    """Return the file name for client at local time tm (a struct_time or 6-tuple).
+
+    seq > 0 adds the collision suffix -seq.
+    """
+    if ext not in EXTENSIONS:
+        raise ValueError("unknown trace extension %r" % ext)
+    stamp = "%04d%02d%02d_%02d%02d%02d" % tuple(tm[:6])
+    return "trace-%s-%s%s.%s" % (client, stamp, "-%d" % seq if seq else "", ext)
+
+
+class TraceName(object):
+    """A parsed trace file name."""
+
+    __slots__ = ("filename", "client", "stamp", "seq", "ext", "compression")
+
+    def __init__(self, filename, client, stamp, seq, ext, compression):
+        self.filename = filename
+        self.client = client
+        self.stamp = stamp
+        self.seq = seq
+        self.ext = ext
+        self.compression = compression
+
+    @property
+    def base(self):
+        """The name without a compression suffix."""
+        return self.filename[:-(len(self.compression) + 1)] if self.compression else self.filename
+
+    def time_tuple(self):
+        """Return (year, month, day, hour, minute, second) from the name."""
+        s = self.stamp
+        return (int(s[0:4]), int(s[4:6]), int(s[6:8]), int(s[9:11]), int(s[11:13]), int(s[13:15]))
+
+    def timestamp(self):
+        """Return the name's local time as epoch seconds, or None if it is not a valid date."""
+        y, mo, d, h, mi, s = self.time_tuple()
+        if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 61):
+            return None
+        try:
+            return time.mktime((y, mo, d, h, mi, s, 0, 0, -1))
+        except (OverflowError, ValueError):
+            return None
+
+    def sort_key(self):
+        """Order by time in the name, then collision suffix."""
+        return (self.stamp, self.seq)
+
+    def __repr__(self):
+        return "TraceName(%r)" % self.filename
+
+
+def parse_name(filename):
+    """Return a TraceName for a trace file name, or None for any other name."""
+    m = _NAME_RE.match(filename)
+    if not m:
+        return None
+    return TraceName(filename, m.group("client"), m.group("stamp"), int(m.group("seq") or 0),
+                     m.group("ext"), m.group("comp"))
+'''
+# ==================== End file osmo_pcap/tracename.py ======================
 
 
 # ---------------------------------------------------------------- loader

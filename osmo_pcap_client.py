@@ -28,28 +28,3911 @@ COPYRIGHT = ("Copyright (C) the osmo-pcap for Python authors. "
 '''
 # ==================== End file osmo_pcap/__init__.py ======================
 
+# ==================== Begin file osmo_pcap/capture.py ====================
+_SOURCES['osmo_pcap/capture.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Capture sources: live devices (reopened when they fail) and a replayed file.
+
+A source turns every packet into one framed record appended to the client's
+batch (a bytearray sent once per capture round): pcap records (spec 2.4.2) or
+pcapng EPBs (spec 2.4.3) with the device's position as interface id. Frames
+are always little-endian, as upstream x86/ARM clients send them (spec 12).
+"""
+
+import os
+import struct
+
+from osmo_pcap import libpcap, pcapfile, pcapng
+
+# frame header (type, spare, len as two bytes: BE inside a LE struct) + record
+PCAP_FRAME = struct.Struct("<BBBBIIII")
+EPB_FRAME = struct.Struct("<BBBBIIIIIII")
+U32 = struct.Struct("<I")
+EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
+TYPE_CACHE_MAX = 2048
+
+# ARPHRD values (linux/if_arp.h) -> DLT libpcap reports, to predict the link
+# type of a device that is absent at start-up.
+ARPHRD_TO_DLT = {1: 1, 772: 1, 65534: 12, 778: 12, 776: 12, 519: 12}
+DLT_LINUX_SLL = 113
+
+
+def predict_dlt(device):
+    """Guess the DLT of a device that cannot be opened now."""
+    if device == "any":
+        return DLT_LINUX_SLL
+    try:
+        with open("/sys/class/net/%s/type" % device) as f:
+            return ARPHRD_TO_DLT.get(int(f.read().strip()), 1)
+    except (OSError, ValueError):
+        return 1
+
+
+def is_loopback(device):
+    try:
+        with open("/sys/class/net/%s/type" % device) as f:
+            return f.read().strip() == "772"
+    except OSError:
+        return device == "lo"
+
+
+def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
+    """Return the per-packet callback for one source.
+
+    acc is a list [packets, bytes, truncated, cut to max_caplen] updated in place.
+    """
+    extend = batch.extend
+    if fmt == "pcap":
+        pack = PCAP_FRAME.pack
+
+        def frame(sec, usec, caplen, length, data):
+            n = caplen + 16
+            extend(pack(1, 0, n >> 8, n & 255, sec & 0xFFFFFFFF, usec, caplen, length))
+            extend(data)
+    else:
+        pack = EPB_FRAME.pack
+        u32 = U32.pack
+        bt = pcapng.BT_EPB
+
+        def frame(sec, usec, caplen, length, data):
+            total = 36 + ((caplen + 3) & ~3)
+            ts = sec * 1000000 + usec
+            extend(pack(1, 0, total >> 8, total & 255, bt, total, if_index,
+                        (ts >> 32) & 0xFFFFFFFF, ts & 0xFFFFFFFF, caplen, length))
+            extend(data)
+            extend(EPB_PAD[caplen & 3])
+            extend(u32(total))
+
+    if gprs is None and not ipip:
+        def sink(sec, usec, caplen, length, data):
+            if caplen > max_caplen:
+                # only from read_file: live captures never exceed snaplen
+                acc[3] += 1
+                data = memoryview(data)[:max_caplen]
+                caplen = max_caplen
+            frame(sec, usec, caplen, length, data)
+            acc[0] += 1
+            acc[1] += caplen
+            if length > caplen:
+                acc[2] += 1
+        return sink
+
+    def slow_sink(sec, usec, caplen, length, data):
+        mv = memoryview(data).cast("B")
+        if gprs is not None and gprs(linktype, mv, caplen):
+            return
+        if caplen > max_caplen:
+            acc[3] += 1
+            data = mv = mv[:max_caplen]
+            caplen = max_caplen
+        frame(sec, usec, caplen, length, data)
+        acc[0] += 1
+        acc[1] += caplen
+        if length > caplen:
+            acc[2] += 1
+        for sender in ipip:
+            sender.send_packet(linktype, mv, caplen)
+    return slow_sink
+
+
+def new_device_counters():
+    """Per-device counters (spec 5.8 names)."""
+    return {"pcap:err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
+            "captured:pkts": 0, "captured:bytes": 0, "bpf:too_big": 0, "up": 0}
+
+
+class Source(object):
+    """What live devices and a replayed file share: a handle, a sink, counters."""
+
+    def __init__(self, client, name, index):
+        self.client = client
+        self.name = name
+        self.index = index
+        self.handle = None
+        self.dlt = None
+        self.acc = [0, 0, 0, 0]
+        self.counters = new_device_counters()
+        self.prefix = "device %s" % name
+
+    def linktype(self):
+        return pcapfile.dlt_to_linktype(self.dlt)
+
+    def _attach(self, handle):
+        self.handle = handle
+        self.dlt = handle.datalink()
+        self.attach_sink()
+
+    def attach_sink(self):
+        """(Re)build the per-packet callback from the client's current settings."""
+        c = self.client
+        self.handle.sink = make_sink(c.cfg.file_format, self.index, self.linktype(),
+                                     c.max_caplen, c.batch, self.acc, c.gprs, c.ipip)
+
+    def dispatch(self):
+        """Run one capture round; return the number of packets or -1 on error."""
+        h = self.handle
+        if h is None:
+            return 0
+        if len(h._types) > TYPE_CACHE_MAX:
+            h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
+        n = h.dispatch(self.client.cfg.dispatch_max)
+        self._fold()
+        return n
+
+    def _fold(self):
+        acc = self.acc
+        if acc[0] or acc[3]:
+            c, g = self.counters, self.client.counters
+            c["captured:pkts"] += acc[0]
+            g["captured:pkts"] += acc[0]
+            c["captured:bytes"] += acc[1]
+            g["captured:bytes"] += acc[1]
+            c["bpf:too_big"] += acc[2]
+            g["bpf:too_big"] += acc[2]
+            g["client:too_large"] += acc[3]
+            acc[0] = acc[1] = acc[2] = acc[3] = 0
+
+
+class Device(Source):
+    """A live capture device; absent or failing devices are retried."""
+
+    def __init__(self, client, name, index):
+        Source.__init__(self, client, name, index)
+        self.predicted_dlt = predict_dlt(name)
+        self.ifindex = None
+        self.fd = None
+        self.retry = None
+        self.last_stats = None
+        self.failures = 0
+        self.refused_dlt = None
+
+    def open(self, fatal=False):
+        """Open and activate; return True. On failure log and schedule a retry,
+        or raise LibpcapError when fatal."""
+        c = self.client
+        cfg = c.cfg
+        self.retry = None
+        try:
+            h, warning = libpcap.Handle.open_live(
+                c.library, self.name, cfg.snaplen, cfg.promisc,
+                max(1, int(cfg.capture_timeout * 1000)), cfg.buffer_size, cfg.immediate_mode)
+        except libpcap.LibpcapError as e:
+            if fatal:
+                raise
+            self._failed("cannot open: %s" % e)
+            return False
+        try:
+            if warning:
+                c.log.warning("%s: %s", self.prefix, warning)
+            if c.filter_expr:
+                h.set_filter(c.filter_expr)
+            dlt = h.datalink()
+            if not c.accept_dlt(self, dlt):
+                h.close()
+                self.refused_dlt = dlt
+                self._schedule_retry()
+                return False
+            self._ignore_outgoing(h)
+        except libpcap.LibpcapError as e:
+            h.close()
+            if fatal:
+                raise
+            self._failed(str(e))
+            return False
+        self._attach(h)
+        self.fd = h.selectable_fd()
+        try:
+            self.ifindex = None if self.name == "any" else _ifindex(self.name)
+        except OSError:
+            self.ifindex = None
+        self.last_stats = None
+        self.counters["up"] = 1
+        if self.failures or self.refused_dlt is not None:
+            c.log.info("%s: capturing again", self.prefix)
+        else:
+            c.log.info("%s: capturing (%s, link type %d)", self.prefix,
+                       h.datalink_name(), self.linktype())
+        self.failures = 0
+        self.refused_dlt = None
+        if self.fd >= 0:
+            c.loop.add_reader(self.fd, self.on_readable)
+        self.poll_stats()
+        return True
+
+    def _ignore_outgoing(self, h):
+        # On loopback every packet is in the ring twice (outgoing and incoming)
+        # and libpcap throws the outgoing copy away; the kernel can skip it.
+        # Elsewhere outgoing frames are real traffic, so only with "yes".
+        mode = self.client.cfg.ignore_outgoing
+        if mode == "no" or (mode == "auto" and not is_loopback(self.name)):
+            return
+        try:
+            h.set_ignore_outgoing()
+        except OSError as e:
+            self.client.log.debug("%s: PACKET_IGNORE_OUTGOING not available: %s",
+                                  self.prefix, e)
+
+    def _failed(self, why):
+        self.failures += 1
+        if self.failures == 1 or self.failures % 60 == 0:
+            self.client.log.error("%s: %s; retrying every %gs", self.prefix, why,
+                                  self.client.cfg.reopen_interval)
+        self._schedule_retry()
+
+    def _schedule_retry(self):
+        if self.retry is None and not self.client.stopping:
+            self.retry = self.client.loop.call_later(self.client.cfg.reopen_interval, self.open)
+
+    def close(self):
+        if self.handle is not None:
+            self._fold()
+            if self.fd is not None and self.fd >= 0:
+                self.client.loop.remove(self.fd)
+            self.handle.close()
+            self.handle = None
+            self.fd = None
+        self.counters["up"] = 0
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
+
+    def fail(self, why):
+        """The open handle broke: count, close, reopen later."""
+        self.counters["pcap:err"] += 1
+        self.client.counters["client:pcap_err"] += 1
+        self.close()
+        self._failed(why)
+
+    def on_readable(self):
+        self.run_round()
+        self.client.flush_batch()
+
+    def run_round(self):
+        if self.handle is None:
+            return
+        n = self.dispatch()
+        if n < 0 and n != libpcap.PCAP_ERROR_BREAK:
+            self.fail("capture error: %s" % (self.handle.last_error() if self.handle else n))
+
+    def poll_stats(self):
+        """Fold libpcap's cumulative counters into ours (u32 wrap handled)."""
+        if self.handle is None:
+            return
+        try:
+            now = self.handle.stats()
+        except libpcap.LibpcapError as e:
+            self.counters["pcap:err"] += 1
+            self.client.counters["client:pcap_err"] += 1
+            self.client.log.debug("%s", e)
+            return
+        old = self.last_stats or (0, 0, 0)
+        for key, o, n in zip(("pcap:recv", "pcap:drop", "pcap:ifdrop"), old, now):
+            d = libpcap.stat_delta(o, n)
+            self.counters[key] += d
+            self.client.counters[key] += d
+        self.last_stats = now
+
+    def check_present(self):
+        """Reopen when the interface was removed and re-created under the same name."""
+        if self.handle is None or self.ifindex is None:
+            return
+        try:
+            idx = _ifindex(self.name)
+        except OSError:
+            idx = None
+        if idx != self.ifindex:
+            self.fail("the interface disappeared" if idx is None else
+                      "the interface was re-created")
+
+
+def _ifindex(name):
+    import socket
+    return socket.if_nametoindex(name)
+
+
+class FileSource(Source):
+    """read_file: packets from a pcap/pcapng file or FIFO through the same path."""
+
+    def __init__(self, client, path):
+        Source.__init__(self, client, os.path.basename(path), 0)
+        self.path = path
+        self.finished = False
+        self.prefix = "file %s" % path
+
+    def open(self):
+        h = libpcap.Handle.open_offline(self.client.library, self.path)
+        if self.client.filter_expr:
+            try:
+                h.set_filter(self.client.filter_expr)
+            except libpcap.LibpcapError:
+                h.close()
+                raise
+        self._attach(h)
+        self.counters["up"] = 1
+        return h
+
+    def run_round(self):
+        if self.handle is None or self.finished:
+            return
+        n = self.dispatch()
+        if n == 0:
+            self.finished = True
+        elif n < 0:
+            self.client.counters["client:pcap_err"] += 1
+            self.counters["pcap:err"] += 1
+            self.client.log.error("%s: read error: %s", self.prefix, self.handle.last_error())
+            self.finished = True
+
+    def close(self):
+        if self.handle is not None:
+            self._fold()
+            self.handle.close()
+            self.handle = None
+        self.counters["up"] = 0
+
+'''
+# ==================== End file osmo_pcap/capture.py ======================
+
 # ==================== Begin file osmo_pcap/client.py ====================
 _SOURCES['osmo_pcap/client.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""osmo_pcap_client.py: command line entry point (placeholder until its issue lands)."""
+"""osmo_pcap_client.py: capture with libpcap and forward to osmo-pcap servers.
+
+Client wires the parts together: capture sources (capture.py) append framed
+records to one batch per round; the batch goes to every server connection
+(forward.py), to the IPIP senders per packet. Start-up steps are separate
+functions so that daemonising and other process features can be slotted in.
+"""
 
 import argparse
+import ctypes
+import grp
+import os
+import pwd
+import signal
 import sys
 
 from osmo_pcap import __version__, COPYRIGHT
+from osmo_pcap import capture, clientconfig, libpcap, log, pcapfile, pcapng
+from osmo_pcap.config import ConfigError
+from osmo_pcap.forward import UP, Connection, IpipSender
+from osmo_pcap.gprs import GprsFilter
+from osmo_pcap.loop import Loop
+
+PCAP_STATS_INTERVAL = 10.0   # spec 5.7
+READ_FILE_IDLE = 0.02
+
+
+class StartupError(Exception):
+    """A problem that stops start-up; str() is the message for the user."""
+
+
+def build_filter(cfg):
+    """Return the effective filter: the user's, minus our own traffic (detect_loop)."""
+    parts = []
+    if cfg.filter:
+        parts.append("(%s)" % cfg.filter)
+    if cfg.detect_loop:
+        for s in cfg.servers:
+            if s.protocol == "ipip":
+                parts.append("not (host %s and ip proto 4)" % s.host)
+            else:
+                parts.append("not (host %s and tcp port %d)" % (s.host, s.port))
+    return " and ".join(parts)
+
+
+def new_client_counters():
+    """Global counters, upstream names of spec 5.8 plus ours."""
+    return {"captured:pkts": 0, "captured:bytes": 0, "bpf:too_big": 0, "client:no_mem": 0,
+            "client:pcap_err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
+            "client:too_large": 0}
+
+
+class Client(object):
+    """The running client: sources, connections, counters, timers."""
+
+    def __init__(self, cfg, loop=None, logger=None):
+        self.cfg = cfg
+        self.loop = loop or Loop()
+        self.log = logger or log.get("client")
+        self.counters = new_client_counters()
+        self.batch = bytearray()
+        self.max_caplen = clientconfig.MAX_CAPLEN[cfg.file_format]
+        self.gprs = GprsFilter(cfg.gprs_ports, self.log) if cfg.gprs_filter else None
+        self.filter_expr = build_filter(cfg)
+        self.library = None
+        self.sources = []
+        self.file_source = None
+        self.ipip = []
+        self.streams = []
+        self.link_hdr = None
+        self.header_dlt = None
+        self.header_device = None
+        self.started = False
+        self.stopping = False
+        self.exit_status = 0
+        self.tick_interval = cfg.capture_timeout
+
+    # -------------------------------------------------------------- start-up
+    def start(self):
+        """Run every start-up step; raise StartupError."""
+        self.load_library()
+        self.check_filter()
+        self.create_connections()
+        self.open_sources()
+        self.drop_privileges()
+        self.start_connections()
+        self.install_handlers()
+
+    def load_library(self):
+        try:
+            self.library = libpcap.load(self.cfg.libpcap)
+        except libpcap.LibpcapError as e:
+            raise StartupError(str(e))
+        self.log.debug("libpcap %s (%s), %s", self.library.version, self.library.path,
+                       self.library.layout.describe())
+
+    def check_filter(self):
+        """Compile the filter once up front: an invalid one stops start-up (11 #24)."""
+        if not self.filter_expr:
+            return
+        h = libpcap.Handle.open_dead(self.library, libpcap.DLT_EN10MB, self.cfg.snaplen)
+        try:
+            self.library.lib.pcap_freecode(ctypes.byref(h.compile(self.filter_expr)))
+        except libpcap.LibpcapError as e:
+            raise StartupError("%s [client] filter: %s" % (self.cfg.path, e))
+        finally:
+            h.close()
+
+    def create_connections(self):
+        for s in self.cfg.servers:
+            if s.protocol == "ipip":
+                sender = IpipSender(s, self.log)
+                try:
+                    sender.start()
+                except OSError as e:
+                    raise StartupError(str(e))
+                self.ipip.append(sender)
+            else:
+                try:
+                    self.streams.append(Connection(s, self.loop, self.log, self.get_link_hdr))
+                except OSError as e:
+                    raise StartupError("%s [server %s] spool_dir: %s" % (
+                        self.cfg.path, s.name, e.strerror or e))
+
+    def open_sources(self):
+        """Open the capture file or every device; absent devices are retried later."""
+        if self.cfg.read_file:
+            src = capture.FileSource(self, self.cfg.read_file)
+            try:
+                h = src.open()
+            except libpcap.LibpcapError as e:
+                raise StartupError("[client] read_file: %s" % e)
+            self.file_source = src
+            self.sources = [src]
+            # Records longer than snaplen are cut to it (counted as oversize).
+            self.max_caplen = min(self.max_caplen, self.cfg.snaplen)
+            src.attach_sink()
+            self.set_link_hdr(self._encode_header(self.cfg.snaplen, [(src.name, src.dlt)]))
+            return
+        self.sources = [capture.Device(self, name, i) for i, name in enumerate(self.cfg.devices)]
+        for dev in self.sources:
+            try:
+                dev.open(fatal=False)
+            except libpcap.LibpcapError as e:
+                raise StartupError(str(e))
+            if dev.refused_dlt is not None:
+                raise StartupError(
+                    "device %s has link type %d but %s has %d: one pcap stream carries one "
+                    "link type; set [client] file_format = pcapng" % (
+                        dev.name, dev.refused_dlt, self.header_device, self.header_dlt))
+        self.update_link_hdr()
+        for dev in self.sources:
+            if dev.handle is not None:
+                req = dev.handle.required_timeout()
+                if req:
+                    self.tick_interval = min(self.tick_interval, req)
+
+    def drop_privileges(self):
+        cfg = self.cfg
+        if not cfg.user and not cfg.group:
+            return
+        try:
+            gid = grp.getgrnam(cfg.group).gr_gid if cfg.group else pwd.getpwnam(cfg.user).pw_gid
+            uid = pwd.getpwnam(cfg.user).pw_uid if cfg.user else None
+            for conn in self.streams:
+                if conn.spool is not None:
+                    _chown_tree(conn.spool.dir, uid if uid is not None else -1, gid)
+            os.setgroups([])
+            os.setgid(gid)
+            if uid is not None:
+                os.setuid(uid)
+        except (OSError, KeyError) as e:
+            raise StartupError("cannot drop privileges to user %s group %s: %s"
+                               % (cfg.user, cfg.group, e))
+        self.log.info("running as user %s group %s", cfg.user or os.getuid(), cfg.group or gid)
+
+    def start_connections(self):
+        self.started = True
+        for conn in self.streams:
+            conn.start()
+
+    def install_handlers(self):
+        loop = self.loop
+        if self.file_source is not None:
+            loop.call_later(0, self.pump_file)
+        else:
+            loop.call_every(self.tick_interval, self.tick)
+            loop.call_every(PCAP_STATS_INTERVAL, self.poll_stats)
+        if self.cfg.stats_interval > 0:
+            loop.call_every(self.cfg.stats_interval, self.log_stats)
+        loop.on_signal(signal.SIGUSR2, lambda signum: self.log_stats())
+        loop.on_signal(signal.SIGTERM, self.on_stop_signal)
+        loop.on_signal(signal.SIGINT, self.on_stop_signal)
+        loop.on_signal(signal.SIGHUP, lambda signum: self.log.info("SIGHUP: nothing to reopen"))
+
+    # -------------------------------------------------------------- link header
+    def get_link_hdr(self):
+        return self.link_hdr
+
+    def _encode_header(self, snaplen, devices):
+        """devices: [(name, dlt)] in interface order."""
+        if self.cfg.file_format == "pcap":
+            return pcapfile.encode_global_header(snaplen, pcapfile.dlt_to_linktype(devices[0][1]))
+        parts = [pcapng.encode_shb()]
+        for name, dlt in devices:
+            parts.append(pcapng.encode_idb(pcapfile.dlt_to_linktype(dlt), snaplen,
+                                           if_name=name, if_filter=self.filter_expr))
+        return b"".join(parts)
+
+    def _device_dlts(self):
+        # predicted_dlt becomes the real one when a device opens
+        return [(d.name, d.predicted_dlt) for d in self.sources]
+
+    def update_link_hdr(self):
+        """Rebuild the header from what the devices are (or are expected to be)."""
+        devs = self._device_dlts()
+        if self.cfg.file_format == "pcap":
+            dlt = self.header_dlt
+            if dlt is None:
+                dlt = devs[0][1]
+            devs = [(devs[0][0], dlt)]
+        self.set_link_hdr(self._encode_header(self.cfg.snaplen, devs))
+
+    def set_link_hdr(self, hdr):
+        if hdr == self.link_hdr:
+            return
+        old = self.link_hdr
+        self.link_hdr = hdr
+        if old is not None and self.started:
+            self.log.info("link header changed; announcing it to the servers")
+            for conn in self.streams:
+                conn.link_hdr_changed(hdr)
+
+    def accept_dlt(self, device, dlt):
+        """Decide whether a device that just opened with dlt fits the stream."""
+        if self.cfg.file_format == "pcapng":
+            if dlt != device.predicted_dlt:
+                device.predicted_dlt = dlt
+                if self.link_hdr is not None:
+                    self.update_link_hdr()
+            return True
+        if self.header_dlt is None:
+            self.header_dlt = dlt
+            self.header_device = device.name
+            if self.link_hdr is not None:
+                self.update_link_hdr()
+            return True
+        if dlt == self.header_dlt:
+            return True
+        if device.refused_dlt is None:
+            self.log.error("device %s: link type %d differs from the stream's %d; not capturing "
+                           "on it (use file_format = pcapng)", device.name, dlt, self.header_dlt)
+        return False
+
+    # -------------------------------------------------------------- data path
+    def flush_batch(self):
+        """Hand the records of this round to every server connection."""
+        batch = self.batch
+        if batch:
+            for conn in self.streams:
+                conn.enqueue(batch)
+            del batch[:]
+
+    def tick(self):
+        """Dispatch after the capture time-out, for frames the fd did not announce."""
+        for dev in self.sources:
+            dev.run_round()
+        self.flush_batch()
+
+    def poll_stats(self):
+        for dev in self.sources:
+            dev.check_present()
+            dev.poll_stats()
+
+    def pump_file(self):
+        """Replay read_file at the pace the servers accept; exit when all is sent."""
+        if self.stopping:
+            return
+        src = self.file_source
+        if not src.finished:
+            if all(c.state == UP and c.qbytes < c.cfg.queue_size // 2
+                   and not (c.spool is not None and c.spool.pending)
+                   for c in self.streams if c.cfg.enabled):
+                src.run_round()
+                self.flush_batch()
+                self.loop.call_later(0, self.pump_file)
+                return
+        elif not any(c.busy or (c.cfg.enabled and c.state != UP) for c in self.streams):
+            self.log.info("read_file %s: %d packet(s) replayed and sent; exiting",
+                          src.path, self.counters["captured:pkts"])
+            self.begin_stop()
+            return
+        self.loop.call_later(READ_FILE_IDLE, self.pump_file)
+
+    # -------------------------------------------------------------- stopping
+    def on_stop_signal(self, signum):
+        self.log.info("signal %d: stopping", signum)
+        self.begin_stop()
+
+    def begin_stop(self):
+        """Stop capturing, flush to connected servers for flush_timeout, then exit."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for src in self.sources:
+            if src.handle is not None and src is not self.file_source:
+                src.run_round()
+                src.poll_stats()
+            src.close()
+        self.flush_batch()
+        self._deadline = self.loop.clock() + self.cfg.flush_timeout
+        self._wait_flushed()
+
+    def _wait_flushed(self):
+        if any(c.busy for c in self.streams) and self.loop.clock() < self._deadline:
+            self.loop.call_later(0.05, self._wait_flushed)
+            return
+        for conn in self.streams:
+            conn.stop()
+        for sender in self.ipip:
+            sender.stop()
+        self.log_stats()
+        self.loop.stop()
+
+    def close(self):
+        for src in self.sources:
+            src.close()
+        self.loop.close()
+
+    # -------------------------------------------------------------- figures
+    def totals(self):
+        """Global counters including the per-server sums (spec 5.8 names)."""
+        out = dict(self.counters)
+        conns = self.streams + self.ipip
+        for key in ("server:connect", "client:queue_err", "client:write_err"):
+            out[key] = sum(c.counters[key] for c in conns)
+        out["gprs:dropped"] = self.gprs.dropped if self.gprs else 0
+        return out
+
+    def log_stats(self):
+        t = self.totals()
+        self.log.info("stats: captured %d pkts %d bytes, too_big %d, pcap recv %d drop %d "
+                      "ifdrop %d, pcap_err %d, queue_err %d, gprs dropped %d",
+                      t["captured:pkts"], t["captured:bytes"], t["bpf:too_big"], t["pcap:recv"],
+                      t["pcap:drop"], t["pcap:ifdrop"], t["client:pcap_err"],
+                      t["client:queue_err"], t["gprs:dropped"])
+        for c in self.streams + self.ipip:
+            q, sp, files = c.queue_figures()
+            self.log.info("stats: server %s %s, connects %d, queued %d bytes, spool %d bytes "
+                          "in %d file(s), dropped %d", c.name, c.state, c.counters["server:connect"],
+                          q, sp, files, c.counters["client:queue_err"] + (
+                              c.spool.dropped_frames if getattr(c, "spool", None) else 0))
+
+    def metric_samples(self):
+        """Return [(name, type, help, labels, value)] with Prometheus-style names."""
+        t = self.totals()
+        out = []
+
+        def add(name, kind, text, value, **labels):
+            out.append(("osmo_pcap_client_" + name, kind, text, labels, value))
+
+        add("captured_packets_total", "counter", "Frames handed to the servers", t["captured:pkts"])
+        add("captured_bytes_total", "counter", "Captured bytes handed to the servers",
+            t["captured:bytes"])
+        add("truncated_packets_total", "counter", "Frames cut by snaplen (bpf:too_big)",
+            t["bpf:too_big"])
+        add("cut_packets_total", "counter", "read_file records cut to snaplen",
+            t["client:too_large"])
+        add("gprs_dropped_packets_total", "counter", "Frames dropped by gprs_filter",
+            t["gprs:dropped"])
+        add("pcap_errors_total", "counter", "libpcap read and stats errors", t["client:pcap_err"])
+        for dev in self.sources:
+            c = dev.counters
+            add("device_up", "gauge", "1 while the device is capturing", c["up"], device=dev.name)
+            add("pcap_received_total", "counter", "libpcap ps_recv", c["pcap:recv"],
+                device=dev.name)
+            add("pcap_dropped_total", "counter", "libpcap ps_drop (kernel buffer full)",
+                c["pcap:drop"], device=dev.name)
+            add("pcap_ifdropped_total", "counter", "libpcap ps_ifdrop", c["pcap:ifdrop"],
+                device=dev.name)
+            add("device_errors_total", "counter", "libpcap errors on the device", c["pcap:err"],
+                device=dev.name)
+            add("device_captured_packets_total", "counter", "Frames captured on the device",
+                c["captured:pkts"], device=dev.name)
+        for conn in self.streams + self.ipip:
+            c = conn.counters
+            q, sp, files = conn.queue_figures()
+            add("server_connects_total", "counter", "Connection attempts",
+                c["server:connect"], server=conn.name)
+            add("server_connected", "gauge", "1 while connected", c["server:connected"],
+                server=conn.name)
+            add("server_dropped_packets_total", "counter",
+                "Frames dropped: queue full or server away (client:queue_err)",
+                c["client:queue_err"], server=conn.name)
+            add("server_write_errors_total", "counter", "Send errors", c["client:write_err"],
+                server=conn.name)
+            add("server_sent_bytes_total", "counter", "Bytes sent", c["sent:bytes"],
+                server=conn.name)
+            add("server_queue_bytes", "gauge", "Bytes waiting in memory", q, server=conn.name)
+            add("server_queue_limit_bytes", "gauge", "queue_size", conn.cfg.queue_size,
+                server=conn.name)
+            spool = getattr(conn, "spool", None)
+            if spool is not None:
+                add("server_spool_bytes", "gauge", "Bytes waiting in the spool", sp,
+                    server=conn.name)
+                add("server_spool_files", "gauge", "Spool files", files, server=conn.name)
+                add("server_spool_dropped_packets_total", "counter",
+                    "Spooled frames dropped beyond spool_max or on errors",
+                    spool.dropped_frames, server=conn.name)
+            if conn.cfg.protocol == "ipip":
+                add("server_ipip_skipped_packets_total", "counter",
+                    "Frames not sent over IPIP (not IPv4)", c["ipip:skipped"], server=conn.name)
+        return out
+
+
+def _chown_tree(path, uid, gid):
+    os.chown(path, uid, gid)
+    for name in os.listdir(path):
+        os.chown(os.path.join(path, name), uid, gid)
+
+
+# ---------------------------------------------------------------- command line
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        prog="osmo_pcap_client.py",
+        description="Capture packets with libpcap and forward them to osmo-pcap servers.")
+    ap.add_argument("-V", "--version", action="version",
+                    version="osmo_pcap_client.py %s\n%s" % (__version__, COPYRIGHT))
+    ap.add_argument("-c", "--config-file", metavar="FILE", default=None,
+                    help="configuration file (default: %s in the current directory)"
+                    % clientconfig.DEFAULT_PATH)
+    ap.add_argument("--check-config", action="store_true",
+                    help="load and validate the configuration, print a summary and exit")
+    ap.add_argument("--libpcap-info", action="store_true",
+                    help="print the libpcap found, its version and pcap_pkthdr layout")
+    return ap.parse_args(argv)
+
+
+def libpcap_info(config_path):
+    """Print library path, version and pkthdr layout; return the exit status."""
+    explicit = None
+    if config_path and os.path.exists(config_path):
+        try:
+            explicit = clientconfig.load(config_path).libpcap
+        except ConfigError:
+            explicit = None
+    try:
+        lib = libpcap.load(explicit)
+    except libpcap.LibpcapError as e:
+        print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
+        return 1
+    for line in lib.info_lines():
+        print(line)
+    return 0
+
+
+def check_config(cfg):
+    """--check-config: validate what can be validated without capturing."""
+    try:
+        client = Client(cfg)
+        client.load_library()
+        client.check_filter()
+    except StartupError as e:
+        print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
+        return 2
+    print(cfg.summary())
+    return 0
+
+
+def run(cfg):
+    """Start the client and run until stopped; return the exit status."""
+    log.setup(cfg.log_level)
+    client = Client(cfg)
+    try:
+        client.start()
+    except StartupError as e:
+        client.log.error("%s", e)
+        client.close()
+        return 1
+    try:
+        client.loop.run()
+    finally:
+        client.close()
+    return client.exit_status
 
 
 def main(argv=None):
     """Run the program; return the exit status."""
-    ap = argparse.ArgumentParser(prog="osmo_pcap_client.py")
-    ap.add_argument("-V", "--version", action="version",
-                    version="osmo_pcap_client.py %s\n%s" % (__version__, COPYRIGHT))
-    ap.add_argument("-c", "--config-file", metavar="FILE")
-    ap.parse_args(argv)
-    print("osmo_pcap_client.py: not implemented yet", file=sys.stderr)
-    return 1
+    args = parse_args(argv)
+    if args.libpcap_info:
+        return libpcap_info(args.config_file)
+    path = args.config_file or clientconfig.DEFAULT_PATH
+    try:
+        cfg = clientconfig.load(path)
+    except ConfigError as e:
+        print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
+        return 2 if args.check_config else 1
+    if args.check_config:
+        return check_config(cfg)
+    return run(cfg)
 '''
 # ==================== End file osmo_pcap/client.py ======================
+
+# ==================== Begin file osmo_pcap/clientconfig.py ====================
+_SOURCES['osmo_pcap/clientconfig.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The client's INI configuration: [client] and one [server NAME] per destination.
+
+load() returns a ClientConfig or raises ConfigError naming file, section and
+key. Every key, its default and meaning is documented in doc/client.md and
+contrib/osmo-pcap-client.ini.
+"""
+
+import grp
+import os
+import pwd
+
+from osmo_pcap.config import (ConfigError, Section, check_safe_name, parse_bool,
+                              parse_duration, parse_int, parse_port, parse_size, read_ini,
+                              resolve_path)
+
+DEFAULT_PATH = "osmo-pcap-client.ini"
+
+# A frame carries at most 65531 payload bytes (spec 2.2, 2.7): the largest
+# caplen that fits a pcap record (16-byte header) and a pcapng EPB (36 + pad).
+MAX_CAPLEN = {"pcap": 65531 - 16, "pcapng": 65531 - 36 - 3}
+DEFAULT_SNAPLEN = 9000
+PROTOCOLS = ("osmo-pcap", "ipip")
+FORMATS = ("pcap", "pcapng")
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
+
+
+class ServerConfig(object):
+    """One [server NAME] section."""
+
+    def __init__(self, name):
+        self.name = name
+        self.host = None
+        self.port = None
+        self.source_ip = None
+        self.protocol = "osmo-pcap"
+        self.queue_size = 16 << 20
+        self.spool_dir = None
+        self.spool_max = 1 << 30
+        self.reconnect_min = 1.0
+        self.reconnect_max = 30.0
+        self.enabled = True
+        self.section = None  # the config.Section, for keys other issues add
+
+    def describe(self):
+        if self.protocol == "ipip":
+            return "%s %s ipip" % (self.name, self.host)
+        return "%s %s:%d" % (self.name, self.host, self.port)
+
+
+class ClientConfig(object):
+    """The whole client configuration with defaults."""
+
+    def __init__(self):
+        self.path = None
+        self.devices = []
+        self.filter = ""
+        self.detect_loop = True
+        self.gprs_filter = False
+        self.gprs_ports = None
+        self.snaplen = DEFAULT_SNAPLEN
+        self.file_format = "pcap"
+        self.buffer_size = 16 << 20
+        self.promisc = False
+        self.capture_timeout = 0.1
+        self.immediate_mode = False
+        self.ignore_outgoing = "auto"
+        self.dispatch_max = 1000
+        self.libpcap = None
+        self.read_file = None
+        self.user = None
+        self.group = None
+        self.reopen_interval = 5.0
+        self.stats_interval = 60.0
+        self.flush_timeout = 3.0
+        self.log_level = "info"
+        self.servers = []
+
+    def summary(self):
+        """One line for --check-config."""
+        src = ("file %s" % self.read_file if self.read_file else
+               "%d device(s) %s" % (len(self.devices), " ".join(self.devices)))
+        return "%s: OK: %s, format %s, snaplen %d, %d server(s)%s" % (
+            self.path, src, self.file_format, self.snaplen, len(self.servers),
+            (": " + ", ".join(s.describe() for s in self.servers)) if self.servers else "")
+
+
+def _choice(options):
+    def parse(text):
+        if text not in options:
+            raise ValueError("expected one of %s, got %r" % (", ".join(options), text))
+        return text
+    return parse
+
+
+def _ports(text):
+    out = []
+    for word in text.replace(",", " ").split():
+        out.append(parse_port(word))
+    return out
+
+
+def _ip(text):
+    import socket
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(fam, text)
+            return text
+        except (OSError, ValueError):
+            pass
+    raise ValueError("not an IPv4 or IPv6 address: %r" % text)
+
+
+def _user(text):
+    try:
+        pwd.getpwnam(text)
+    except KeyError:
+        raise ValueError("no such user: %r" % text)
+    return text
+
+
+def _group(text):
+    try:
+        grp.getgrnam(text)
+    except KeyError:
+        raise ValueError("no such group: %r" % text)
+    return text
+
+
+def _positive_duration(text):
+    v = parse_duration(text)
+    if v <= 0:
+        raise ValueError("must be greater than 0: %r" % text)
+    return v
+
+
+def load(path):
+    """Read and validate the client configuration at path."""
+    cp = read_ini(path)
+    base = os.path.dirname(os.path.abspath(path))
+    cfg = ClientConfig()
+    cfg.path = path
+    for name in cp.sections():
+        if name != "client" and not name.startswith("server "):
+            raise ConfigError("unknown section (expected [client] and [server NAME])", path, name)
+    if not cp.has_section("client"):
+        raise ConfigError("missing [client] section", path)
+    sec = Section(cp, "client", path)
+    cfg.devices = (sec.get("devices") or "").split()
+    if len(set(cfg.devices)) != len(cfg.devices):
+        raise sec.error("devices", "a device is listed twice")
+    cfg.filter = sec.get("filter", default="")
+    cfg.detect_loop = sec.get("detect_loop", parse_bool, True)
+    cfg.gprs_filter = sec.get("gprs_filter", parse_bool, False)
+    cfg.gprs_ports = sec.get("gprs_ports", _ports, None)
+    cfg.file_format = sec.get("file_format", _choice(FORMATS), "pcap")
+    limit = MAX_CAPLEN[cfg.file_format]
+    cfg.snaplen = sec.get("snaplen", lambda t: parse_int(t, 1, limit), DEFAULT_SNAPLEN)
+    cfg.buffer_size = sec.get("buffer_size", parse_size, 16 << 20)
+    if cfg.buffer_size > 0x7FFFFFFF:
+        raise sec.error("buffer_size", "at most 2047M")
+    cfg.promisc = sec.get("promisc", parse_bool, False)
+    cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, 0.1)
+    cfg.immediate_mode = sec.get("immediate_mode", parse_bool, False)
+    cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")), "auto")
+    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 1000)
+    cfg.libpcap = sec.get("libpcap", None, None)
+    cfg.read_file = resolve_path(base, sec.get("read_file", None, None))
+    cfg.user = sec.get("user", _user, None)
+    cfg.group = sec.get("group", _group, None)
+    cfg.reopen_interval = sec.get("reopen_interval", _positive_duration, 5.0)
+    cfg.stats_interval = sec.get("stats_interval", parse_duration, 60.0)
+    cfg.flush_timeout = sec.get("flush_timeout", parse_duration, 3.0)
+    cfg.log_level = sec.get("log_level", _choice(LOG_LEVELS), "info")
+    sec.finish()
+    if cfg.read_file and cfg.devices:
+        raise sec.error("read_file", "set either devices or read_file, not both")
+    if not cfg.read_file and not cfg.devices:
+        raise sec.error("devices", "no capture device configured (or set read_file)")
+    for name in cp.sections():
+        if name.startswith("server "):
+            cfg.servers.append(_load_server(cp, name, path, base))
+    spools = {}
+    for s in cfg.servers:
+        if s.spool_dir:
+            key = os.path.join(s.spool_dir, s.name)
+            if key in spools:
+                raise ConfigError("spool_dir shared with [server %s] under the same name"
+                                  % spools[key], path, "server " + s.name, "spool_dir")
+            spools[key] = s.name
+    return cfg
+
+
+def _load_server(cp, section, path, base):
+    name = section[len("server "):].strip()
+    try:
+        check_safe_name(name)
+    except ValueError as e:
+        raise ConfigError("bad server name: %s" % e, path, section)
+    sec = Section(cp, section, path)
+    s = ServerConfig(name)
+    s.section = sec
+    s.protocol = sec.get("protocol", _choice(PROTOCOLS), "osmo-pcap")
+    s.host = sec.get("host")
+    if not s.host:
+        raise sec.error("host", "missing: the server's address")
+    s.port = sec.get("port", parse_port, None)
+    if s.protocol == "osmo-pcap" and s.port is None:
+        raise sec.error("port", "missing: the server's TCP port")
+    s.source_ip = sec.get("source_ip", _ip, None)
+    s.queue_size = sec.get("queue_size", parse_size, 16 << 20)
+    if s.queue_size < 65536:
+        raise sec.error("queue_size", "at least 64K (one frame must fit)")
+    s.spool_dir = resolve_path(base, sec.get("spool_dir", None, None))
+    s.spool_max = sec.get("spool_max", parse_size, 1 << 30)
+    if s.spool_dir and s.spool_max < (1 << 20):
+        raise sec.error("spool_max", "at least 1M")
+    if s.spool_dir and s.protocol == "ipip":
+        raise sec.error("spool_dir", "not available with protocol = ipip")
+    s.reconnect_min = sec.get("reconnect_min", _positive_duration, 1.0)
+    s.reconnect_max = sec.get("reconnect_max", _positive_duration, 30.0)
+    if s.reconnect_max < s.reconnect_min:
+        raise sec.error("reconnect_max", "smaller than reconnect_min")
+    s.enabled = sec.get("enabled", parse_bool, True)
+    extend_server_section(s, sec)
+    sec.finish()
+    return s
+
+
+# Other features (TLS) register a function(ServerConfig, Section) here to read
+# their own keys before unknown keys are rejected.
+SERVER_SECTION_READERS = []
+
+
+def extend_server_section(server, sec):
+    for reader in SERVER_SECTION_READERS:
+        reader(server, sec)
+'''
+# ==================== End file osmo_pcap/clientconfig.py ======================
+
+# ==================== Begin file osmo_pcap/config.py ====================
+_SOURCES['osmo_pcap/config.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""INI configuration helpers shared by the three programs.
+
+Every error a user can make in a config file becomes one ConfigError whose
+message names the file, the section and the key. Readers declare the keys they
+know; anything else in a section is an error (a typo must not be ignored).
+"""
+
+import configparser
+import os
+import re
+
+
+class ConfigError(Exception):
+    """A configuration problem, with file/section/key in its message."""
+
+    def __init__(self, message, path=None, section=None, key=None):
+        where = []
+        if path:
+            where.append(str(path))
+        if section is not None:
+            where.append("[%s]" % section)
+        if key is not None:
+            where.append(key)
+        self.path, self.section, self.key = path, section, key
+        self.reason = message
+        Exception.__init__(self, "%s: %s" % (" ".join(where), message) if where else message)
+
+
+def read_ini(path):
+    """Parse the INI file at path; return a ConfigParser. Raise ConfigError."""
+    cp = configparser.ConfigParser(interpolation=None, strict=True,
+                                   inline_comment_prefixes=(";", "#"),
+                                   comment_prefixes=(";", "#"),
+                                   empty_lines_in_values=False,
+                                   default_section="\x00no-default")
+    cp.optionxform = str  # keys are case-sensitive, as documented
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            cp.read_file(f, source=str(path))
+    except OSError as e:
+        raise ConfigError("cannot read config file: %s" % (e.strerror or e), path)
+    except UnicodeDecodeError as e:
+        raise ConfigError("not UTF-8 text: %s" % e, path)
+    except configparser.DuplicateSectionError as e:
+        raise ConfigError("line %s: duplicate section [%s]" % (e.lineno, e.section), path)
+    except configparser.DuplicateOptionError as e:
+        raise ConfigError("line %s: duplicate key" % e.lineno, path, e.section, e.option)
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError("line %s: key outside of any [section]" % e.lineno, path)
+    except configparser.ParsingError as e:
+        lines = ", ".join(str(n) for n, _ in e.errors)
+        raise ConfigError("cannot parse line(s) %s" % lines, path)
+    return cp
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
+_SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text, allow_off=False):
+    """Return a byte count for '123', '16K', '16M', '1G', '2T' (binary units).
+
+    With allow_off, '0', 'off' and 'no' return 0 (meaning disabled).
+    """
+    t = text.strip()
+    if allow_off and t.lower() in ("off", "no", "none", "0"):
+        return 0
+    m = _SIZE_RE.match(t)
+    if not m:
+        raise ValueError("not a size (examples: 4096, 16K, 16M, 1G): %r" % text)
+    return int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_MULT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text, default_unit="s"):
+    """Return seconds (float) for '10', '2.5s', '5m', '12h', '120d', '2w'."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise ValueError("not a duration (examples: 30s, 5m, 12h, 120d, 2w): %r" % text)
+    return float(m.group(1)) * _DURATION_MULT[m.group(2) or default_unit]
+
+
+_TRUE = ("yes", "true", "on", "1")
+_FALSE = ("no", "false", "off", "0")
+
+
+def parse_bool(text):
+    """Return True/False for yes/no, true/false, on/off, 1/0."""
+    t = text.strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise ValueError("expected yes or no, got %r" % text)
+
+
+def parse_int(text, lo=None, hi=None):
+    """Return an integer within [lo, hi] (either bound may be None)."""
+    try:
+        v = int(text.strip(), 10)
+    except ValueError:
+        raise ValueError("not an integer: %r" % text)
+    if lo is not None and v < lo:
+        raise ValueError("%d is below the minimum %d" % (v, lo))
+    if hi is not None and v > hi:
+        raise ValueError("%d is above the maximum %d" % (v, hi))
+    return v
+
+
+def parse_octal_mode(text):
+    """Return a file mode from an octal string such as '0440'."""
+    t = text.strip()
+    if not re.match(r"^0?[0-7]{1,4}$", t):
+        raise ValueError("not an octal file mode (example: 0440): %r" % text)
+    return int(t, 8)
+
+
+def parse_port(text):
+    """Return a TCP/UDP port number 1..65535."""
+    return parse_int(text, 1, 65535)
+
+
+def parse_host_port(text, default_host="127.0.0.1"):
+    """Return (host, port) from 'HOST:PORT', '[v6]:PORT' or 'PORT'."""
+    t = text.strip()
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", t)
+    if m:
+        return m.group(1), parse_port(m.group(2))
+    if t.isdigit():
+        return default_host, parse_port(t)
+    host, sep, port = t.rpartition(":")
+    if not sep or not host or ":" in host:
+        raise ValueError("expected HOST:PORT (IPv6 as [ADDR]:PORT), got %r" % text)
+    return host, parse_port(port)
+
+
+_SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+def check_safe_name(name):
+    """Raise ValueError unless name is safe as one file-name component."""
+    if not _SAFE_NAME_RE.match(name) or name in (".", ".."):
+        raise ValueError("%r is not a safe name: use 1-64 characters from "
+                         "A-Z a-z 0-9 . _ + -, starting with a letter or digit" % name)
+    return name
+
+
+class Section(object):
+    """One INI section read with declared keys; unknown keys are errors.
+
+    Use get(key, parse, default) for each known key, then finish().
+    """
+
+    def __init__(self, cp, name, path):
+        self.name = name
+        self.path = path
+        self._items = dict(cp.items(name)) if cp is not None and cp.has_section(name) else {}
+        self._known = set()
+
+    def has(self, key):
+        return key in self._items
+
+    def raw(self, key):
+        self._known.add(key)
+        return self._items.get(key)
+
+    def get(self, key, parse=None, default=None):
+        """Return the parsed value of key, or default when absent or empty."""
+        self._known.add(key)
+        text = self._items.get(key)
+        if text is None or text.strip() == "":
+            return default
+        if parse is None:
+            return text.strip()
+        try:
+            return parse(text.strip())
+        except ValueError as e:
+            raise self.error(key, str(e))
+
+    def error(self, key, message):
+        return ConfigError(message, self.path, self.name, key)
+
+    def finish(self):
+        """Raise ConfigError for the first key that no get() asked for."""
+        for key in sorted(self._items):
+            if key not in self._known:
+                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
+                                  self.path, self.name, key)
+
+
+def resolve_path(base_dir, value):
+    """Return value as an absolute path, relative paths taken from base_dir."""
+    if value is None:
+        return None
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
+'''
+# ==================== End file osmo_pcap/config.py ======================
+
+# ==================== Begin file osmo_pcap/forward.py ====================
+_SOURCES['osmo_pcap/forward.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Forwarding captured frames to servers: one Connection per [server NAME].
+
+A Connection owns a bounded byte queue of complete frames, sends it in large
+non-blocking batches, reconnects with exponential back-off and jitter, puts
+LINK_HDR first on every new connection and, with a spool, keeps what it cannot
+send on disk. All socket I/O of one connection lives in TcpTransport so that a
+TLS transport can replace it. IpipSender is the `protocol = ipip` variant.
+"""
+
+import collections
+import errno
+import random
+import socket
+
+from osmo_pcap import wire
+from osmo_pcap.spool import Spool, complete_frames
+
+CHUNK = 256 * 1024        # queue chunks grow up to this before a new one starts
+SEND_MAX = 1 << 20        # bytes handed to one send() call
+LOSS_LOG_INTERVAL = 10.0
+STABLE_UP = 10.0          # seconds up before the back-off starts again from its minimum
+
+IDLE, CONNECTING, UP, WAITING, STOPPED = "idle", "connecting", "up", "waiting", "stopped"
+
+
+class TcpTransport(object):
+    """Socket I/O of one plain TCP connection: connect, send, read-and-discard."""
+
+    def __init__(self, host, port, source_ip=None):
+        self.host, self.port, self.source_ip = host, port, source_ip
+        self.sock = None
+
+    def open(self):
+        """Create the socket and start a non-blocking connect; raise OSError."""
+        infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
+        family, kind, proto, _, addr = infos[0]
+        s = socket.socket(family, kind, proto)
+        try:
+            s.setblocking(False)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.source_ip:
+                s.bind((self.source_ip, 0))
+            rc = s.connect_ex(addr)
+            if rc not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+                raise OSError(rc, "connect: %s" % errno.errorcode.get(rc, rc))
+        except BaseException:
+            s.close()
+            raise
+        self.sock = s
+
+    def progress(self):
+        """Advance connection set-up; return "done", or "read"/"write" to wait for."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, "connect: %s" % errno.errorcode.get(err, err))
+        try:
+            self.sock.getpeername()
+        except OSError:
+            return "write"
+        return "done"
+
+    def send(self, data):
+        """Send what the kernel takes now; return the byte count (0 when full)."""
+        try:
+            return self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def discard_input(self):
+        """Read and drop what the server sent; return False on end of stream."""
+        try:
+            while True:
+                data = self.sock.recv(4096)
+                if not data:
+                    return False
+                if len(data) < 4096:
+                    return True
+        except (BlockingIOError, InterruptedError):
+            return True
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def new_server_counters():
+    """Per-server counters (spec 5.8 names where upstream has one)."""
+    return {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
+            "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
+            "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0}
+
+
+class Connection(object):
+    """One osmo-pcap server: queue, spool, connection state and back-off."""
+
+    transport_factory = TcpTransport
+
+    def __init__(self, cfg, loop, logger, get_link_hdr, rng=random.random):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.loop = loop
+        self.log = logger
+        self.get_link_hdr = get_link_hdr
+        self.rng = rng
+        self.counters = new_server_counters()
+        self.state = IDLE
+        self.transport = None
+        self.queue = collections.deque()
+        self.qbytes = 0
+        self.head_off = 0
+        self.from_spool = False      # the queue holds a spool piece
+        self.wire_hdr = None         # last LINK_HDR queued on this connection
+        self.delay = cfg.reconnect_min
+        self.up_since = 0.0
+        self.timer = None
+        self.lost_unlogged = 0
+        self.loss_timer = None
+        self.spool = None
+        if cfg.spool_dir:
+            import os
+            self.spool = Spool(os.path.join(cfg.spool_dir, cfg.name), cfg.spool_max, logger)
+        self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
+
+    # -------------------------------------------------------------- state
+    def start(self):
+        """Begin connecting (once the link header is known)."""
+        if self.state in (IDLE, STOPPED) and self.cfg.enabled:
+            self.state = WAITING
+            self._attempt()
+
+    def _attempt(self):
+        self.timer = None
+        if self.state != WAITING:
+            return
+        self.counters["server:connect"] += 1
+        t = self.transport_factory(self.cfg.host, self.cfg.port, self.cfg.source_ip)
+        try:
+            t.open()
+        except (OSError, socket.gaierror) as e:
+            # Synchronous failures are retried too (spec 11 #25).
+            self.log.warning("%s: cannot connect: %s", self.prefix, _why(e))
+            self._schedule_retry()
+            return
+        self.transport = t
+        self.state = CONNECTING
+        self.loop.add_writer(t.sock, self._on_connect_event)
+        self.loop.add_reader(t.sock, self._on_connect_event)
+
+    def _schedule_retry(self):
+        self.state = WAITING
+        delay = self.delay * (0.75 + 0.5 * self.rng())
+        self.delay = min(self.delay * 2, self.cfg.reconnect_max)
+        self.timer = self.loop.call_later(delay, self._attempt)
+
+    def _on_connect_event(self):
+        try:
+            step = self.transport.progress()
+        except OSError as e:
+            self._lost("connect failed: %s" % _why(e), quiet_retry=True)
+            return
+        sock = self.transport.sock
+        if step == "done":
+            self.loop.remove(sock)
+            self._established()
+        elif step == "read":
+            self.loop.remove(sock)
+            self.loop.add_reader(sock, self._on_connect_event)
+        else:
+            self.loop.remove(sock)
+            self.loop.add_writer(sock, self._on_connect_event)
+
+    def _established(self):
+        self.state = UP
+        self.counters["server:connected"] = 1
+        self.up_since = self.loop.clock()
+        self.log.info("%s: connected", self.prefix)
+        hdr = self.get_link_hdr()
+        self.queue.appendleft(bytearray(wire.encode_link_hdr(hdr)))
+        self.qbytes += len(self.queue[0])
+        self.head_off = 0
+        self.wire_hdr = hdr
+        self.loop.add_reader(self.transport.sock, self._on_readable)
+        self._send()
+
+    def _lost(self, why, quiet_retry=False):
+        """Tear the connection down and schedule a new attempt."""
+        was_up = self.state == UP
+        if was_up and self.loop.clock() - self.up_since >= STABLE_UP:
+            self.delay = self.cfg.reconnect_min   # a server that hangs up at once backs off
+        if self.transport is not None:
+            self.loop.remove(self.transport.sock)
+            self.transport.close()
+            self.transport = None
+        self.counters["server:connected"] = 0
+        if was_up:
+            self.log.warning("%s: connection lost: %s", self.prefix, why)
+        else:
+            self.log.warning("%s: %s", self.prefix, why)
+        self._requeue_after_loss()
+        self._schedule_retry()
+
+    def _requeue_after_loss(self):
+        """Drop the partly sent frame; move or keep the rest for the next connection."""
+        if self.head_off and self.queue:
+            head = self.queue[0]
+            pos = 0
+            while pos < self.head_off:
+                pos += wire.HEADER_SIZE + ((head[pos + 2] << 8) | head[pos + 3])
+            if pos > self.head_off:
+                self._count_lost(1)
+            del head[:pos]
+            self.qbytes -= pos
+            self.head_off = 0
+            if not head:
+                self.queue.popleft()
+        if self.from_spool:
+            self._clear_queue()
+            self.spool.rewind()
+            self.from_spool = False
+        elif self.spool is not None and not self.spool.pending and self.qbytes:
+            data = b"".join(self.queue)
+            self._clear_queue()
+            self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
+        # else: the queue is kept and sent after LINK_HDR on the next connection
+
+    def _clear_queue(self):
+        self.queue.clear()
+        self.qbytes = 0
+        self.head_off = 0
+
+    # -------------------------------------------------------------- data
+    def enqueue(self, data):
+        """Take complete LINK_DATA frames (a batch from one capture round)."""
+        spool = self.spool
+        if spool is not None and (spool.pending or self.state != UP):
+            spool.append(self.get_link_hdr(), data)
+            return
+        room = self.cfg.queue_size - self.qbytes
+        n = len(data)
+        if n > room:
+            if spool is not None:
+                spool.append(self.get_link_hdr(), data)
+                return
+            end, _ = complete_frames(data, 0, room)
+            _, dropped = complete_frames(data, end)
+            self._count_lost(dropped)
+            if not end:
+                return
+            data = memoryview(data)[:end]
+            n = end
+        q = self.queue
+        if q and len(q[-1]) < CHUNK:
+            q[-1] += data
+        else:
+            q.append(bytearray(data))
+        self.qbytes += n
+        if self.state == UP:
+            self._send()
+
+    def link_hdr_changed(self, hdr):
+        """A device changed the link header: announce it in order, or restart."""
+        if self.state == UP:
+            if self.spool is not None and self.spool.pending:
+                return  # the spool starts a new file with the new header
+            frame = bytearray(wire.encode_link_hdr(hdr))
+            self.queue.append(frame)
+            self.qbytes += len(frame)
+            self.wire_hdr = hdr
+            self._send()
+        elif self.qbytes and not self.from_spool:
+            # Queued frames belong to the old header; they cannot follow the new one.
+            _, n = complete_frames(b"".join(self.queue))
+            self._count_lost(n)
+            self._clear_queue()
+
+    def _count_lost(self, n):
+        if not n:
+            return
+        self.counters["client:queue_err"] += n
+        self.lost_unlogged += n
+        if self.loss_timer is None:
+            self.loss_timer = self.loop.call_later(0, self._log_loss)
+
+    def _log_loss(self):
+        if self.lost_unlogged:
+            self.log.warning("%s: %d packet(s) dropped (queue full or server away)",
+                             self.prefix, self.lost_unlogged)
+            self.lost_unlogged = 0
+            self.loss_timer = self.loop.call_later(LOSS_LOG_INTERVAL, self._log_loss)
+        else:
+            self.loss_timer = None
+
+    def _send(self):
+        """Send as much of the queue as the socket takes; refill from the spool."""
+        q = self.queue
+        t = self.transport
+        try:
+            while True:
+                if not q:
+                    if not self._refill():
+                        break
+                    continue
+                head = q[0]
+                with memoryview(head) as mv:
+                    n = t.send(mv[self.head_off:self.head_off + SEND_MAX])
+                if not n:
+                    break
+                self.counters["sent:bytes"] += n
+                self.qbytes -= n
+                self.head_off += n
+                if self.head_off >= len(head):
+                    q.popleft()
+                    self.head_off = 0
+        except OSError as e:
+            self.counters["client:write_err"] += 1
+            self._lost("send failed: %s" % _why(e))
+            return
+        if q:
+            self.loop.add_writer(t.sock, self._send)
+        else:
+            self.loop.remove_writer(t.sock)
+
+    def _refill(self):
+        """Load the next spool piece into the empty queue; return True if loaded."""
+        spool = self.spool
+        if spool is None:
+            return False
+        if self.from_spool:
+            spool.commit()
+            self.from_spool = False
+        if not spool.pending:
+            return False
+        piece = spool.next_piece()
+        if piece is None:
+            return False
+        hdr, frames = piece
+        if hdr != self.wire_hdr:
+            self.queue.append(bytearray(wire.encode_link_hdr(hdr)))
+            self.qbytes += len(self.queue[-1])
+            self.wire_hdr = hdr
+        self.queue.append(bytearray(frames))
+        self.qbytes += len(frames)
+        self.from_spool = True
+        return True
+
+    def _on_readable(self):
+        try:
+            alive = self.transport.discard_input()
+        except OSError as e:
+            self._lost("read failed: %s" % _why(e))
+            return
+        if not alive:
+            self._lost("closed by the server")
+
+    # -------------------------------------------------------------- shutdown
+    @property
+    def busy(self):
+        """True while data waits to be sent on an established connection."""
+        return self.state == UP and (self.qbytes > 0 or self.from_spool
+                                     or (self.spool is not None and self.spool.pending))
+
+    def stop(self):
+        """Close; put what is left into the spool when there is one."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None:
+            self.loop.remove(self.transport.sock)
+            self.transport.close()
+            self.transport = None
+        self.counters["server:connected"] = 0
+        self.state = STOPPED
+        self._requeue_after_loss()
+        if self.qbytes:
+            _, n = complete_frames(b"".join(self.queue))
+            if n:
+                self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
+            self.counters["client:queue_err"] += n
+            self._clear_queue()
+        if self.spool is not None:
+            self.spool.close()
+
+    def queue_figures(self):
+        """Return (queued bytes, spool bytes, spool files)."""
+        if self.spool is None:
+            return self.qbytes, 0, 0
+        return self.qbytes, self.spool.total, self.spool.files
+
+
+# ---------------------------------------------------------------- ipip (spec 3)
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = (0x8100, 0x88A8)
+
+
+def ipv4_offset(linktype, data, caplen):
+    """Return where the IPv4 packet starts in a frame, or -1 (not IPv4/unsupported)."""
+    if linktype == 1:
+        off = 12
+        while off + 2 <= caplen:
+            et = (data[off] << 8) | data[off + 1]
+            if et in ETHERTYPE_VLAN:
+                off += 4
+                continue
+            if et != ETHERTYPE_IPV4:
+                return -1
+            off += 2
+            break
+        else:
+            return -1
+    elif linktype == 113:
+        if caplen < 16 or ((data[14] << 8) | data[15]) != ETHERTYPE_IPV4:
+            return -1
+        off = 16
+    elif linktype == 276:
+        if caplen < 20 or ((data[0] << 8) | data[1]) != ETHERTYPE_IPV4:
+            return -1
+        off = 20
+    elif linktype in (12, 14, 101, 228):
+        off = 0
+    else:
+        return -1
+    if off + 20 > caplen or data[off] >> 4 != 4:
+        return -1
+    return off
+
+
+class IpipSender(object):
+    """protocol = ipip: each IPv4 packet as the payload of one IP-in-IP datagram."""
+
+    def __init__(self, cfg, logger):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.log = logger
+        self.counters = new_server_counters()
+        self.sock = None
+        self.state = IDLE
+        self.prefix = "server %s (%s ipip)" % (cfg.name, cfg.host)
+
+    def start(self):
+        if not self.cfg.enabled:
+            return
+        try:
+            self.counters["server:connect"] += 1
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+            s.setblocking(False)
+            if self.cfg.source_ip:
+                s.bind((self.cfg.source_ip, 0))
+            s.connect((self.cfg.host, 0))
+        except OSError as e:
+            raise OSError("%s: cannot open the raw IPIP socket: %s" % (self.prefix, _why(e)))
+        self.sock = s
+        self.state = UP
+        self.counters["server:connected"] = 1
+
+    def send_packet(self, linktype, data, caplen):
+        """Send one captured frame (data: bytes or a byte memoryview)."""
+        off = ipv4_offset(linktype, data, caplen)
+        if off < 0:
+            self.counters["ipip:skipped"] += 1
+            return
+        try:
+            self.sock.send(data[off:caplen])
+            self.counters["ipip:sent"] += 1
+        except (BlockingIOError, InterruptedError):
+            self.counters["client:queue_err"] += 1
+        except OSError:
+            # e.g. unreachable for a moment: count, never log per packet
+            self.counters["client:write_err"] += 1
+
+    def stop(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.state = STOPPED
+        self.counters["server:connected"] = 0
+
+    @property
+    def busy(self):
+        return False
+
+    def queue_figures(self):
+        return 0, 0, 0
+
+
+def _why(e):
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
+'''
+# ==================== End file osmo_pcap/forward.py ======================
+
+# ==================== Begin file osmo_pcap/gprs.py ====================
+_SOURCES['osmo_pcap/gprs.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""GPRS user-data suppressor: drop Gb user-plane frames (spec 5.4, fixes of 11 #35).
+
+A frame is dropped when it is IPv4/UDP carrying NS-UNITDATA whose BSSGP PDU is
+FLOW-CONTROL-BVC(-ACK), or DL/UL-UNITDATA whose LLC-PDU is on a user-data SAPI.
+Everything else is forwarded. Unlike upstream, the IPv4 header length is
+honoured, the EtherType is checked (VLAN tags skipped), Linux cooked v2 and raw
+IP are understood, non-first fragments are forwarded, and an unsupported link
+type is reported once instead of once per frame.
+"""
+
+from osmo_pcap import log
+
+# link types (LINKTYPE_ and the DLT values libpcap reports)
+LINKTYPE_ETHERNET = 1
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL2 = 276
+RAW_IP_LINKTYPES = (12, 14, 101, 228)  # DLT_RAW (two platforms), LINKTYPE_RAW, IPV4
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = (0x8100, 0x88A8, 0x9100)
+IPPROTO_UDP = 17
+
+# spec 5.4 step 4-9
+NS_PDU_UNITDATA = 0x00
+NS_UNITDATA_HDR = 4          # PDU type, SDU control bits, BVCI (2)
+BSSGP_DL_UNITDATA = 0x00
+BSSGP_UL_UNITDATA = 0x01
+BSSGP_FLOW_CONTROL_BVC = 0x26
+BSSGP_FLOW_CONTROL_BVC_ACK = 0x27
+BSSGP_UNITDATA_HDR = 8       # PDU type, TLLI (4), QoS profile (3)
+BSSGP_IE_LLC_PDU = 0x0E
+LLC_USER_SAPIS = (3, 5, 9, 11)
+
+
+def ip_offset(linktype, data, caplen):
+    """Return the offset of the IPv4 header, -1 if the frame is not IPv4, None if
+    the link type is not supported."""
+    if linktype == LINKTYPE_ETHERNET:
+        off = 12
+        while True:
+            if off + 2 > caplen:
+                return -1
+            etype = (data[off] << 8) | data[off + 1]
+            if etype in ETHERTYPE_VLAN:
+                off += 4
+                continue
+            return off + 2 if etype == ETHERTYPE_IPV4 else -1
+    if linktype == LINKTYPE_LINUX_SLL:
+        if caplen < 16:
+            return -1
+        return 16 if ((data[14] << 8) | data[15]) == ETHERTYPE_IPV4 else -1
+    if linktype == LINKTYPE_LINUX_SLL2:
+        if caplen < 20:
+            return -1
+        return 20 if ((data[0] << 8) | data[1]) == ETHERTYPE_IPV4 else -1
+    if linktype in RAW_IP_LINKTYPES:
+        return 0
+    return None
+
+
+def bssgp_is_user_data(data, start, end):
+    """Decide on a BSSGP PDU in data[start:end]: True to drop, False to forward."""
+    n = end - start
+    if n < BSSGP_UNITDATA_HDR:
+        return False
+    pdu = data[start]
+    if pdu in (BSSGP_FLOW_CONTROL_BVC, BSSGP_FLOW_CONTROL_BVC_ACK):
+        return True
+    if pdu not in (BSSGP_DL_UNITDATA, BSSGP_UL_UNITDATA):
+        return False
+    pos = start + BSSGP_UNITDATA_HDR
+    llc = None
+    while pos < end:
+        # IE: tag, then length: 1 byte with 0x80 set (7-bit) or 2 bytes big-endian
+        if pos + 2 > end:
+            return False
+        tag = data[pos]
+        first = data[pos + 1]
+        if first & 0x80:
+            length = first & 0x7F
+            value = pos + 2
+        else:
+            if pos + 3 > end:
+                return False
+            length = (first << 8) | data[pos + 2]
+            value = pos + 3
+        if value + length > end:
+            return False  # truncated IE: a parse error forwards the frame
+        if tag == BSSGP_IE_LLC_PDU and llc is None:
+            llc = (value, length)
+        pos = value + length
+    if llc is None or llc[1] == 0:
+        return False
+    return (data[llc[0]] & 0x0F) in LLC_USER_SAPIS
+
+
+def udp_payload(data, ip, caplen, ports=None):
+    """Return (start, end) of the UDP payload of the IPv4 packet at ip, or None."""
+    if ip + 20 > caplen:
+        return None
+    vihl = data[ip]
+    if vihl >> 4 != 4 or data[ip + 9] != IPPROTO_UDP:
+        return None
+    ihl = (vihl & 0x0F) * 4
+    if ihl < 20:
+        return None
+    if ((data[ip + 6] & 0x1F) << 8) | data[ip + 7]:
+        return None  # a non-first fragment carries no UDP header
+    udp = ip + ihl
+    if udp + 8 > caplen:
+        return None
+    if ports is not None:
+        sport = (data[udp] << 8) | data[udp + 1]
+        dport = (data[udp + 2] << 8) | data[udp + 3]
+        if sport not in ports and dport not in ports:
+            return None
+    return udp + 8, caplen
+
+
+def should_drop(linktype, data, caplen, ports=None):
+    """Return True to drop the frame, False to forward, None for an unknown link type."""
+    ip = ip_offset(linktype, data, caplen)
+    if ip is None:
+        return None
+    if ip < 0:
+        return False
+    span = udp_payload(data, ip, caplen, ports)
+    if span is None:
+        return False
+    p, end = span
+    # NS header: PDU type, then (for NS-UNITDATA) 3 more bytes before BSSGP.
+    if p + 1 > end or data[p] != NS_PDU_UNITDATA:
+        return False
+    if end - (p + 1) < NS_UNITDATA_HDR - 1:
+        return False
+    return bssgp_is_user_data(data, p + NS_UNITDATA_HDR, end)
+
+
+class GprsFilter(object):
+    """The suppressor as used by a capture: counts drops, logs unknown link types once."""
+
+    def __init__(self, ports=None, logger=None):
+        self.ports = frozenset(ports) if ports else None
+        self.dropped = 0
+        self._unsupported = set()
+        self.log = logger or log.get("client")
+
+    def __call__(self, linktype, data, caplen):
+        """Return True when the frame must be dropped."""
+        verdict = should_drop(linktype, data, caplen, self.ports)
+        if verdict:
+            self.dropped += 1
+            return True
+        if verdict is None and linktype not in self._unsupported:
+            self._unsupported.add(linktype)
+            self.log.warning("gprs_filter: link type %d is not handled (Ethernet, Linux "
+                             "cooked v1/v2 and raw IP are); its frames are forwarded", linktype)
+        return False
+'''
+# ==================== End file osmo_pcap/gprs.py ======================
+
+# ==================== Begin file osmo_pcap/libpcap.py ====================
+_SOURCES['osmo_pcap/libpcap.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""libpcap through ctypes: loading, the pcap_pkthdr layout, capture handles.
+
+The library is found by an explicit path, the environment, ctypes.util and
+then a list of sonames (find_library fails on musl/OpenWrt). The layout of
+struct pcap_pkthdr depends on the platform's time_t and long (16 bytes on
+classic 32-bit, 24 on 64-bit and on 32-bit with 64-bit time_t); it is
+measured at run time by letting libpcap dump a crafted header.
+
+The capture callback makes no ctypes foreign call per packet: it reads the
+header through a cached from_address() view and the packet through a cached
+c_char array type per caplen.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import struct
+import tempfile
+
+ENV_LIBRARY = "OSMO_PCAP_LIBPCAP"
+SONAMES = ("libpcap.so.1", "libpcap.so.0.8", "libpcap.so", "libpcap.dylib")
+INSTALL_HINT = ("install libpcap (Debian/Ubuntu: apt-get install libpcap0.8; Fedora: dnf "
+                "install libpcap; Alpine: apk add libpcap; OpenWrt: opkg install libpcap) "
+                "or name the library with [client] libpcap = PATH or %s" % ENV_LIBRARY)
+
+PCAP_ERRBUF_SIZE = 256
+PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
+PCAP_ERROR_BREAK = -2
+DLT_EN10MB = 1
+
+# Linux packet socket option (linux/if_packet.h): skip outgoing frames in the ring
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
+
+HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class LibpcapError(Exception):
+    """libpcap is missing or reported an error; str() is the user message."""
+
+
+class BpfProgram(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
+
+
+class PcapStat(ctypes.Structure):
+    _fields_ = [("ps_recv", ctypes.c_uint), ("ps_drop", ctypes.c_uint),
+                ("ps_ifdrop", ctypes.c_uint)]
+
+
+# ---------------------------------------------------------------- pkthdr layout
+
+class PktHdrLayout(object):
+    """Where struct pcap_pkthdr keeps its fields on this platform.
+
+    size: 16 or 24; caplen_offset: 8 or 16. ts fields are signed integers of
+    caplen_offset/2 bytes each, then u32 caplen and u32 len, native order.
+    """
+
+    __slots__ = ("size", "caplen_offset", "struct")
+
+    def __init__(self, size, caplen_offset):
+        if (size, caplen_offset) not in ((16, 8), (24, 16)):
+            raise ValueError("unsupported pcap_pkthdr layout: %d bytes, caplen at %d"
+                             % (size, caplen_offset))
+        self.size = size
+        self.caplen_offset = caplen_offset
+        ts = "i" if caplen_offset == 8 else "q"
+        self.struct = struct.Struct("=" + ts + ts + "II")
+
+    def unpack(self, buf):
+        """Return (ts_sec, ts_usec, caplen, len) from a header image."""
+        return self.struct.unpack_from(buf, 0)
+
+    def describe(self):
+        return "pcap_pkthdr: %d bytes, caplen at offset %d" % (self.size, self.caplen_offset)
+
+    def __repr__(self):
+        return "PktHdrLayout(%d, %d)" % (self.size, self.caplen_offset)
+
+
+# The crafted header: u32 words whose position tells which one libpcap took as
+# caplen. With caplen at offset 8 it reads 12, at offset 16 it reads 20.
+PROBE_WORDS = (1, 2, 12, 13, 20, 21, 0, 0)
+PROBE_DATA_SIZE = 64
+
+
+def layout_from_dumped_caplen(caplen):
+    """Return the PktHdrLayout implied by the caplen libpcap wrote for the probe."""
+    if caplen == PROBE_WORDS[2]:
+        return PktHdrLayout(16, 8)
+    if caplen == PROBE_WORDS[4]:
+        return PktHdrLayout(24, 16)
+    raise LibpcapError("cannot determine the pcap_pkthdr layout: libpcap dumped caplen %d"
+                       % caplen)
+
+
+def probe_image():
+    """Return the bytes of the crafted header (native u32 words)."""
+    return struct.pack("=8I", *PROBE_WORDS)
+
+
+# ---------------------------------------------------------------- the library
+
+def _declare(lib):
+    """Declare argtypes/restype of every function used; optional ones may be absent."""
+    p, i, u, s, v = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p, None
+    protos = {
+        "pcap_lib_version": (s, []),
+        "pcap_create": (p, [s, s]),
+        "pcap_set_snaplen": (i, [p, i]),
+        "pcap_set_promisc": (i, [p, i]),
+        "pcap_set_timeout": (i, [p, i]),
+        "pcap_set_buffer_size": (i, [p, i]),
+        "pcap_activate": (i, [p]),
+        "pcap_statustostr": (s, [i]),
+        "pcap_geterr": (s, [p]),
+        "pcap_setnonblock": (i, [p, i, s]),
+        "pcap_get_selectable_fd": (i, [p]),
+        "pcap_compile": (i, [p, ctypes.POINTER(BpfProgram), s, i, ctypes.c_uint32]),
+        "pcap_setfilter": (i, [p, ctypes.POINTER(BpfProgram)]),
+        "pcap_freecode": (v, [ctypes.POINTER(BpfProgram)]),
+        "pcap_datalink": (i, [p]),
+        "pcap_datalink_val_to_name": (s, [i]),
+        "pcap_snapshot": (i, [p]),
+        "pcap_stats": (i, [p, ctypes.POINTER(PcapStat)]),
+        "pcap_dispatch": (i, [p, i, HANDLER, p]),
+        "pcap_breakloop": (v, [p]),
+        "pcap_close": (v, [p]),
+        "pcap_open_offline": (p, [s, s]),
+        "pcap_open_dead": (p, [i, i]),
+        "pcap_dump_open": (p, [p, s]),
+        "pcap_dump": (v, [p, p, p]),
+        "pcap_dump_close": (v, [p]),
+    }
+    optional = {
+        "pcap_set_immediate_mode": (i, [p, i]),
+        "pcap_get_required_select_timeout": (p, [p]),
+    }
+    for name, (res, args) in protos.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise LibpcapError("the libpcap found lacks %s(); it is too old: %s"
+                               % (name, INSTALL_HINT))
+        fn.restype, fn.argtypes = res, args
+    for name, (res, args) in optional.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype, fn.argtypes = res, args
+    del u
+
+
+class Library(object):
+    """A loaded libpcap with its path, version string and pkthdr layout."""
+
+    def __init__(self, lib, path):
+        self.lib = lib
+        self.path = path
+        _declare(lib)
+        self.version = lib.pcap_lib_version().decode("utf-8", "replace")
+        self.has_immediate = hasattr(lib, "pcap_set_immediate_mode")
+        self.has_required_timeout = hasattr(lib, "pcap_get_required_select_timeout")
+        self.layout = self._measure_layout()
+
+    def _measure_layout(self):
+        """Dump the probe header with libpcap and see where it read caplen."""
+        lib = self.lib
+        dead = lib.pcap_open_dead(DLT_EN10MB, 65535)
+        if not dead:
+            raise LibpcapError("pcap_open_dead failed")
+        fd, tmp = tempfile.mkstemp(prefix="osmo-pcap-probe-", suffix=".pcap")
+        os.close(fd)
+        try:
+            dumper = lib.pcap_dump_open(dead, tmp.encode())
+            if not dumper:
+                raise LibpcapError("pcap_dump_open(%s): %s" % (tmp, _text(lib.pcap_geterr(dead))))
+            hdr = ctypes.create_string_buffer(probe_image(), 32)
+            data = ctypes.create_string_buffer(PROBE_DATA_SIZE)
+            lib.pcap_dump(dumper, ctypes.addressof(hdr), ctypes.addressof(data))
+            lib.pcap_dump_close(dumper)
+            with open(tmp, "rb") as f:
+                image = f.read()
+        finally:
+            lib.pcap_close(dead)
+            os.unlink(tmp)
+        if len(image) < 24 + 16:
+            raise LibpcapError("libpcap wrote no record for the pcap_pkthdr probe")
+        bo = "<" if struct.unpack_from("<I", image, 0)[0] == 0xA1B2C3D4 else ">"
+        caplen = struct.unpack_from(bo + "I", image, 24 + 8)[0]
+        return layout_from_dumped_caplen(caplen)
+
+    def info_lines(self):
+        """Return the lines printed by --libpcap-info."""
+        return ["library: %s" % self.path, "version: %s" % self.version,
+                self.layout.describe()]
+
+
+_loaded = {}
+
+
+def candidates(explicit=None, environ=os.environ):
+    """Return the library names/paths to try, in order."""
+    names = []
+    if explicit:
+        names.append(explicit)
+    if environ.get(ENV_LIBRARY):
+        names.append(environ[ENV_LIBRARY])
+    found = ctypes.util.find_library("pcap")
+    if found:
+        names.append(found)
+    names.extend(SONAMES)
+    out = []
+    for n in names:
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def load(explicit=None):
+    """Return the Library (loaded once per path); raise LibpcapError with a hint."""
+    tried = []
+    names = [explicit] if explicit else candidates()
+    for name in names:
+        if name in _loaded:
+            return _loaded[name]
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError as e:
+            tried.append("%s (%s)" % (name, e))
+            continue
+        path = _library_path(lib, name)
+        library = Library(lib, path)
+        _loaded[name] = library
+        return library
+    raise LibpcapError("libpcap not found (tried %s): %s" % ("; ".join(tried), INSTALL_HINT))
+
+
+def _library_path(lib, name):
+    """Return the file the dynamic linker chose for name (Linux), else name."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and "libpcap" in os.path.basename(parts[-1]):
+                    return parts[-1]
+    except OSError:
+        pass
+    return name
+
+
+def _text(b):
+    return b.decode("utf-8", "replace") if b else ""
+
+
+# ---------------------------------------------------------------- handles
+
+class Handle(object):
+    """One open pcap_t (live or offline) delivering packets to a sink.
+
+    sink(ts_sec, ts_usec, caplen, orig_len, data) gets data as a c_char array
+    (a buffer valid only during the call).
+    """
+
+    def __init__(self, library, pcap, name, offline=False):
+        self.library = library
+        self.lib = library.lib
+        self.pcap = pcap
+        self.name = name
+        self.offline = offline
+        self.sink = None
+        self._hdr_addr = None
+        self._hdr_view = None
+        self._hdr_type = ctypes.c_char * library.layout.size
+        self._unpack = library.layout.struct.unpack_from
+        self._types = {}
+        self._callback = HANDLER(self._on_packet)  # kept alive as long as the handle
+        self._last_stats = None
+
+    # -------------------------------------------------------------- opening
+    @classmethod
+    def open_live(cls, library, device, snaplen, promisc=False, timeout_ms=100,
+                  buffer_size=0, immediate=False):
+        """Create, configure and activate a live capture; return (handle, warning)."""
+        lib = library.lib
+        err = ctypes.create_string_buffer(PCAP_ERRBUF_SIZE)
+        p = lib.pcap_create(device.encode(), err)
+        if not p:
+            raise LibpcapError("%s: %s" % (device, _text(err.value)))
+        h = cls(library, p, device)
+        try:
+            h._check(lib.pcap_set_snaplen(p, snaplen), "pcap_set_snaplen")
+            h._check(lib.pcap_set_promisc(p, 1 if promisc else 0), "pcap_set_promisc")
+            h._check(lib.pcap_set_timeout(p, timeout_ms), "pcap_set_timeout")
+            if buffer_size:
+                h._check(lib.pcap_set_buffer_size(p, buffer_size), "pcap_set_buffer_size")
+            if immediate and library.has_immediate:
+                h._check(lib.pcap_set_immediate_mode(p, 1), "pcap_set_immediate_mode")
+            status = lib.pcap_activate(p)
+            warning = None
+            if status < 0:
+                raise LibpcapError("%s: %s%s" % (device, _text(lib.pcap_statustostr(status)),
+                                                 h._detail(status)))
+            if status > 0:
+                warning = "%s: %s%s" % (device, _text(lib.pcap_statustostr(status)),
+                                        h._detail(status))
+            if lib.pcap_setnonblock(p, 1, err) < 0:
+                raise LibpcapError("%s: pcap_setnonblock: %s" % (device, _text(err.value)))
+        except BaseException:
+            h.close()
+            raise
+        return h, warning
+
+    @classmethod
+    def open_offline(cls, library, path):
+        """Open a pcap/pcapng file or FIFO for reading."""
+        err = ctypes.create_string_buffer(PCAP_ERRBUF_SIZE)
+        p = library.lib.pcap_open_offline(path.encode(), err)
+        if not p:
+            raise LibpcapError("%s: %s" % (path, _text(err.value)))
+        return cls(library, p, path, offline=True)
+
+    @classmethod
+    def open_dead(cls, library, dlt, snaplen):
+        """Return a handle that only compiles filters."""
+        p = library.lib.pcap_open_dead(dlt, snaplen)
+        if not p:
+            raise LibpcapError("pcap_open_dead failed")
+        return cls(library, p, "(dead)")
+
+    def _detail(self, status):
+        # Generic errors and warnings carry the specific text in pcap_geterr.
+        if status in (-1, 1, -3):
+            msg = _text(self.lib.pcap_geterr(self.pcap))
+            if msg:
+                return " (%s)" % msg
+        return ""
+
+    def _check(self, rc, what):
+        if rc != 0:
+            raise LibpcapError("%s: %s: %s" % (self.name, what,
+                                               _text(self.lib.pcap_statustostr(rc))))
+
+    def close(self):
+        if self.pcap:
+            self.lib.pcap_close(self.pcap)
+            self.pcap = None
+
+    # -------------------------------------------------------------- queries
+    def datalink(self):
+        return self.lib.pcap_datalink(self.pcap)
+
+    def datalink_name(self, dlt=None):
+        return _text(self.lib.pcap_datalink_val_to_name(self.datalink() if dlt is None else dlt))
+
+    def snapshot(self):
+        return self.lib.pcap_snapshot(self.pcap)
+
+    def selectable_fd(self):
+        return self.lib.pcap_get_selectable_fd(self.pcap)
+
+    def required_timeout(self):
+        """Return the poll timeout libpcap requires in seconds, or None."""
+        if not self.library.has_required_timeout:
+            return None
+        addr = self.lib.pcap_get_required_select_timeout(self.pcap)
+        if not addr:
+            return None
+        # struct timeval has the same two fields as the start of pcap_pkthdr.
+        half = self.library.layout.caplen_offset
+        raw = ctypes.string_at(addr, half)
+        fmt = "=ii" if half == 8 else "=qq"
+        sec, usec = struct.unpack(fmt, raw)
+        return sec + usec / 1e6
+
+    def set_ignore_outgoing(self):
+        """Ask the kernel not to put outgoing frames into the ring (Linux >= 4.20)."""
+        import socket
+        fd = self.selectable_fd()
+        if fd < 0:
+            raise OSError("no selectable fd")
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        finally:
+            s.close()
+
+    def set_filter(self, expression):
+        """Compile (optimised, netmask unknown) and install a filter expression."""
+        prog = self.compile(expression)
+        try:
+            if self.lib.pcap_setfilter(self.pcap, ctypes.byref(prog)) != 0:
+                raise LibpcapError("%s: cannot install filter: %s"
+                                   % (self.name, _text(self.lib.pcap_geterr(self.pcap))))
+        finally:
+            self.lib.pcap_freecode(ctypes.byref(prog))
+
+    def compile(self, expression):
+        prog = BpfProgram()
+        if self.lib.pcap_compile(self.pcap, ctypes.byref(prog), expression.encode(), 1,
+                                 PCAP_NETMASK_UNKNOWN) != 0:
+            raise LibpcapError("invalid filter %r: %s"
+                               % (expression, _text(self.lib.pcap_geterr(self.pcap))))
+        return prog
+
+    def stats(self):
+        """Return (recv, drop, ifdrop) as libpcap's cumulative u32 counters."""
+        st = PcapStat()
+        if self.lib.pcap_stats(self.pcap, ctypes.byref(st)) != 0:
+            raise LibpcapError("%s: pcap_stats: %s"
+                               % (self.name, _text(self.lib.pcap_geterr(self.pcap))))
+        return st.ps_recv, st.ps_drop, st.ps_ifdrop
+
+    def last_error(self):
+        return _text(self.lib.pcap_geterr(self.pcap))
+
+    # -------------------------------------------------------------- packets
+    def dispatch(self, count):
+        """Process up to count packets (-1: what is there); return libpcap's result."""
+        return self.lib.pcap_dispatch(self.pcap, count, self._callback, None)
+
+    def _on_packet(self, user, hdr, data):
+        if hdr != self._hdr_addr:
+            # libpcap reuses one header address per handle: re-view only on change.
+            self._hdr_addr = hdr
+            self._hdr_view = self._hdr_type.from_address(hdr)
+        sec, usec, caplen, length = self._unpack(self._hdr_view)
+        t = self._types.get(caplen)
+        if t is None:
+            t = self._types[caplen] = ctypes.c_char * caplen
+        self.sink(sec, usec, caplen, length, t.from_address(data))
+
+
+def stat_delta(old, new):
+    """Return new - old for libpcap's u32 counters, assuming at most one wrap."""
+    if new >= old:
+        return new - old
+    return (1 << 32) - old + new
+'''
+# ==================== End file osmo_pcap/libpcap.py ======================
+
+# ==================== Begin file osmo_pcap/log.py ====================
+_SOURCES['osmo_pcap/log.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Logging set-up shared by the programs, and a rate limiter for noisy lines.
+
+Everything logs through the stdlib `logging` module under the logger name
+"osmo-pcap" (children: "osmo-pcap.server", ...). setup() picks the target.
+The daemons use read_config() + configure() for their [log] section instead,
+reopen() on SIGHUP and schedule_flush() for the repeat filter's summaries.
+"""
+
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+import time
+
+from osmo_pcap.config import ConfigError, parse_bool, resolve_path
+
+ROOT = "osmo-pcap"
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
+          "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+def get(name=None):
+    """Return the program logger, or a child of it."""
+    return logging.getLogger(ROOT + "." + name if name else ROOT)
+
+
+def setup(level="info", stream=None, timestamps=True):
+    """Log to stderr (or stream) at level; return the root program logger."""
+    logger = logging.getLogger(ROOT)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    h = logging.StreamHandler(stream or sys.stderr)
+    fmt = "%(asctime)s %(levelname)s %(message)s" if timestamps else "%(levelname)s %(message)s"
+    h.setFormatter(logging.Formatter(fmt))
+    logger.addHandler(h)
+    logger.setLevel(LEVELS.get(level, logging.INFO) if isinstance(level, str) else level)
+    logger.propagate = False
+    return logger
+
+
+class RateLimiter(object):
+    """Allow a keyed log line at most once per interval; count what was held back.
+
+    ok(key) returns None when the line must be suppressed, else the number of
+    lines suppressed for that key since it was last allowed (usually 0).
+    """
+
+    def __init__(self, interval=10.0, clock=time.monotonic, max_keys=1024):
+        self.interval = interval
+        self.clock = clock
+        self.max_keys = max_keys
+        self._last = {}
+        self._held = {}
+
+    def ok(self, key):
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        if len(self._last) >= self.max_keys and key not in self._last:
+            self._last.clear()  # bounded memory against many distinct keys
+            self._held.clear()
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
+# ------------------------------------------------------------ [log] section
+# Everything below is for the daemons: the [log] section, its three targets,
+# SIGHUP reopening and the repeat filter. setup() above stays the simple way
+# for tools and tests.
+TARGETS = ("stderr", "syslog", "file")
+SYSLOG_ADDRESS = "/dev/log"
+REPEAT_INTERVAL = 10.0  # seconds an identical warning/error line stays quiet
+
+
+class LogConfig(object):
+    """The [log] section: level, target, file, timestamps (yes/no/auto)."""
+
+    def __init__(self, level="info", target="stderr", file=None, timestamps="auto"):
+        self.level = level
+        self.target = target
+        self.file = file
+        self.timestamps = timestamps
+
+
+def _parse_level(text):
+    t = text.lower()
+    if t not in LEVELS:
+        raise ValueError("unknown level %r (one of: %s)" % (text, ", ".join(sorted(LEVELS))))
+    return t
+
+
+def _parse_target(text):
+    t = text.lower()
+    if t not in TARGETS:
+        raise ValueError("unknown target %r (one of: %s)" % (text, ", ".join(TARGETS)))
+    return t
+
+
+def _parse_timestamps(text):
+    t = text.lower()
+    if t == "auto":
+        return t
+    return "yes" if parse_bool(t) else "no"
+
+
+def read_config(section):
+    """Return a LogConfig from a config.Section for [log]; raise ConfigError.
+
+    Relative `file` paths are taken from the config file's directory.
+    """
+    cfg = LogConfig(level=section.get("level", _parse_level, "info"),
+                    target=section.get("target", _parse_target, "stderr"),
+                    file=section.get("file"),
+                    timestamps=section.get("timestamps", _parse_timestamps, "auto"))
+    section.finish()
+    if cfg.target == "file" and not cfg.file:
+        raise section.error("file", "target = file needs file = PATH")
+    if cfg.file:
+        base = os.path.dirname(os.path.abspath(section.path)) if section.path else os.getcwd()
+        cfg.file = resolve_path(base, cfg.file)
+    return cfg
+
+
+def under_systemd(env=None):
+    """Return True when started by systemd (the journal adds its own timestamps)."""
+    env = os.environ if env is None else env
+    return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
+
+
+def want_timestamps(cfg, env=None):
+    """Resolve timestamps = auto: off for syslog and under systemd, on otherwise."""
+    if cfg.timestamps != "auto":
+        return cfg.timestamps == "yes"
+    if cfg.target == "syslog":
+        return False
+    if cfg.target == "file":
+        return True  # a file is read without the journal's help
+    return not under_systemd(env)
+
+
+def _stderr_is_journal(env):
+    """True if fd 2 is the journal stream systemd announced in $JOURNAL_STREAM."""
+    js = env.get("JOURNAL_STREAM", "")
+    dev, sep, ino = js.partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return st.st_dev == int(dev) and st.st_ino == int(ino)
+
+
+class JournalPrefixFormatter(logging.Formatter):
+    """Prefix lines with <N> (syslog priority) so the journal keeps the level."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4,
+                logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record):
+        prio = self.PRIORITY.get(record.levelno, 6)
+        return "<%d>%s" % (prio, logging.Formatter.format(self, record))
+
+
+class ReopenableFileHandler(logging.FileHandler):
+    """A log file that reopen() closes and opens again by name (logrotate)."""
+
+    def reopen(self):
+        self.acquire()
+        try:
+            old = self.stream
+            self.stream = self._open()
+            if old is not None:
+                try:
+                    old.close()
+                except OSError:
+                    pass
+        finally:
+            self.release()
+
+
+class RepeatFilter(logging.Filter):
+    """Hold back identical warning/error lines repeated within interval seconds.
+
+    The first line passes; repeats within the interval are counted, not
+    written. The count is reported on the next identical line after the
+    interval, or by take_summaries() (called from a timer) if none comes.
+    """
+
+    def __init__(self, interval=REPEAT_INTERVAL, min_level=logging.WARNING,
+                 clock=time.monotonic, max_keys=1024):
+        logging.Filter.__init__(self)
+        self.interval = interval
+        self.min_level = min_level
+        self.clock = clock
+        self.max_keys = max_keys
+        self._seen = {}  # key -> [time first let through, lines held back]
+
+    def filter(self, record):
+        if record.levelno < self.min_level or getattr(record, "osmo_repeat_summary", False):
+            return True
+        msg = record.getMessage()
+        key = (record.levelno, record.name, msg)
+        now = self.clock()
+        entry = self._seen.get(key)
+        if entry is not None and now - entry[0] < self.interval:
+            entry[1] += 1
+            return False
+        if entry is not None and entry[1]:
+            record.msg = "%s (%d identical lines suppressed)" % (msg, entry[1])
+            record.args = None
+        if entry is None and len(self._seen) >= self.max_keys:
+            self._expire(now, force=True)
+        self._seen[key] = [now, 0]
+        return True
+
+    def _expire(self, now, force=False):
+        """Drop keys whose window is over; return their held-back counts."""
+        out = []
+        for key, (first, held) in list(self._seen.items()):
+            if force or now - first >= self.interval:
+                del self._seen[key]
+                if held:
+                    out.append((key, held))
+        return out
+
+    def take_summaries(self):
+        """Return [(levelno, logger name, message, count)] for finished windows."""
+        return [(k[0], k[1], k[2], n) for k, n in self._expire(self.clock())]
+
+
+def _probe_syslog(address):
+    """Raise OSError unless the unix socket at address accepts a connection."""
+    if not isinstance(address, str):
+        return  # (host, port) is UDP syslog: nothing to probe
+    error = None
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_UNIX, kind)
+        try:
+            s.connect(address)
+            return
+        except OSError as e:
+            error = e
+        finally:
+            s.close()
+    raise error
+
+
+_state = {"handler": None, "repeat": None}
+
+
+def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=None):
+    """Install the handler cfg (a LogConfig) asks for; return the program logger.
+
+    Raise ConfigError if the log file cannot be opened. A missing syslog
+    socket falls back to stderr with a warning rather than losing the log.
+    """
+    env = os.environ if env is None else env
+    stream = stream or sys.stderr
+    stamps = want_timestamps(cfg, env)
+    body = "%(levelname)s %(message)s"
+    fallback = None
+    if cfg.target == "file":
+        try:
+            handler = ReopenableFileHandler(cfg.file, encoding="utf-8")
+        except OSError as e:
+            raise ConfigError("cannot open log file %s: %s" % (cfg.file, e.strerror or e),
+                              None, "log", "file")
+        fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+    elif cfg.target == "syslog":
+        address = syslog_address or SYSLOG_ADDRESS
+        try:
+            _probe_syslog(address)  # Python 3.11+ no longer raises for a missing socket
+            handler = logging.handlers.SysLogHandler(
+                address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            # The pid is formatted per record: it changes when -D forks.
+            fmt = logging.Formatter(program + "[%(process)d]: " + body)
+        except OSError as e:
+            fallback = "syslog socket %s unusable (%s); logging to stderr" % (
+                address, e.strerror or e)
+            handler = logging.StreamHandler(stream)
+            fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+    else:
+        handler = logging.StreamHandler(stream)
+        if stream is sys.stderr and _stderr_is_journal(env):
+            fmt = JournalPrefixFormatter(body)
+        else:
+            fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+    handler.setFormatter(fmt)
+    repeat = RepeatFilter()
+    handler.addFilter(repeat)
+    logger = logging.getLogger(ROOT)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        if h is _state["handler"]:
+            h.close()
+    logger.addHandler(handler)
+    logger.setLevel(LEVELS[cfg.level])
+    logger.propagate = False
+    _state["handler"], _state["repeat"] = handler, repeat
+    if fallback:
+        logger.warning(fallback)
+    return logger
+
+
+def reopen():
+    """Reopen the log file (SIGHUP after logrotate); return True if there was one."""
+    h = _state["handler"]
+    if isinstance(h, ReopenableFileHandler):
+        h.reopen()
+        return True
+    return False
+
+
+def flush_repeats():
+    """Log how many identical lines were held back in windows that have ended."""
+    repeat = _state["repeat"]
+    if repeat is None:
+        return 0
+    items = repeat.take_summaries()
+    for levelno, name, msg, count in items:
+        logging.getLogger(name).log(
+            levelno, "%s (repeated %d more times in %ds)", msg, count, int(repeat.interval),
+            extra={"osmo_repeat_summary": True})
+    return len(items)
+
+
+def schedule_flush(loop):
+    """Report held-back repeats from loop every REPEAT_INTERVAL seconds."""
+    return loop.call_every(REPEAT_INTERVAL, flush_repeats)
+'''
+# ==================== End file osmo_pcap/log.py ======================
+
+# ==================== Begin file osmo_pcap/loop.py ====================
+_SOURCES['osmo_pcap/loop.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""A small single-threaded event loop over `selectors`, with timers and signals.
+
+Readers and writers are callbacks per file object; timers run on a monotonic
+clock; signal handlers only set a flag and wake the loop, and the callbacks
+registered with on_signal() run in the loop, outside signal context.
+"""
+
+import heapq
+import os
+import selectors
+import signal
+import time
+
+
+class Timer(object):
+    """A scheduled call; cancel() prevents it from running."""
+
+    __slots__ = ("when", "callback", "args", "cancelled", "seq")
+
+    def __init__(self, when, seq, callback, args):
+        self.when = when
+        self.seq = seq
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+    def __lt__(self, other):
+        return (self.when, self.seq) < (other.when, other.seq)
+
+
+class _Repeat(object):
+    """A periodic call made of successive Timers; cancel() stops it."""
+
+    def __init__(self, loop, interval, callback, args):
+        self.loop, self.interval, self.callback, self.args = loop, interval, callback, args
+        self.cancelled = False
+        self.timer = loop.call_later(interval, self._tick)
+
+    def _tick(self):
+        if not self.cancelled:
+            self.timer = self.loop.call_later(self.interval, self._tick)
+            self.callback(*self.args)
+
+    def cancel(self):
+        self.cancelled = True
+        self.timer.cancel()
+
+
+class Loop(object):
+    """Dispatch readiness of registered file objects, timers and signals."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.selector = selectors.DefaultSelector()
+        self._timers = []
+        self._seq = 0
+        self._running = False
+        self._signals = {}
+        self._pending_signals = set()
+        self._wake_r = self._wake_w = None
+        self._old_wakeup = None
+
+    # ------------------------------------------------------------ file objects
+    def _update(self, fileobj, reader, writer):
+        try:
+            key = self.selector.get_key(fileobj)
+        except KeyError:
+            key = None
+        if key is not None:
+            r, w = key.data
+            reader = r if reader is False else reader
+            writer = w if writer is False else writer
+        mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        if key is None:
+            if mask:
+                self.selector.register(fileobj, mask, (reader, writer))
+        elif not mask:
+            self.selector.unregister(fileobj)
+        else:
+            self.selector.modify(fileobj, mask, (reader, writer))
+
+    def add_reader(self, fileobj, callback):
+        """Call callback() whenever fileobj is readable."""
+        self._update(fileobj, callback, False)
+
+    def remove_reader(self, fileobj):
+        self._update(fileobj, None, False)
+
+    def add_writer(self, fileobj, callback):
+        """Call callback() whenever fileobj is writable."""
+        self._update(fileobj, False, callback)
+
+    def remove_writer(self, fileobj):
+        self._update(fileobj, False, None)
+
+    def remove(self, fileobj):
+        """Forget fileobj entirely (call before closing it)."""
+        try:
+            self.selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    # ------------------------------------------------------------ timers
+    def call_later(self, delay, callback, *args):
+        """Run callback(*args) after delay seconds; return its Timer."""
+        self._seq += 1
+        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args)
+        heapq.heappush(self._timers, t)
+        return t
+
+    def call_every(self, interval, callback, *args):
+        """Run callback(*args) every interval seconds; return a cancellable handle."""
+        return _Repeat(self, interval, callback, args)
+
+    # ------------------------------------------------------------ signals
+    def on_signal(self, signum, callback):
+        """Run callback(signum) in the loop when signum arrives."""
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            self._old_wakeup = signal.set_wakeup_fd(self._wake_w)
+            self.add_reader(self._wake_r, self._drain_wakeup)
+        self._signals[signum] = callback
+        signal.signal(signum, self._flag_signal)
+
+    def _flag_signal(self, signum, frame):
+        self._pending_signals.add(signum)
+
+    def _drain_wakeup(self):
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _run_signals(self):
+        while self._pending_signals:
+            signum = self._pending_signals.pop()
+            cb = self._signals.get(signum)
+            if cb is not None:
+                cb(signum)
+
+    # ------------------------------------------------------------ running
+    def stop(self):
+        """Make run() return after the current iteration."""
+        self._running = False
+
+    def run_once(self, timeout=None):
+        """Wait up to timeout (or the next timer) and dispatch what is ready."""
+        timers = self._timers
+        if timers:
+            delay = max(0.0, timers[0].when - self.clock())
+            timeout = delay if timeout is None else min(timeout, delay)
+        if self._pending_signals:
+            timeout = 0
+        for key, mask in self.selector.select(timeout):
+            reader, writer = key.data
+            if mask & selectors.EVENT_READ and reader:
+                reader()
+            if mask & selectors.EVENT_WRITE and writer:
+                # The reader may have unregistered or changed this object.
+                try:
+                    k = self.selector.get_key(key.fileobj)
+                except (KeyError, ValueError):
+                    continue
+                if k.data[1]:
+                    k.data[1]()
+        self._run_signals()
+        now = self.clock()
+        while timers and timers[0].when <= now:
+            t = heapq.heappop(timers)
+            if not t.cancelled:
+                t.callback(*t.args)
+
+    def run(self):
+        """Run until stop() is called."""
+        self._running = True
+        while self._running:
+            self.run_once()
+
+    def close(self):
+        """Release the selector and restore signal wake-up."""
+        if self._wake_r is not None:
+            signal.set_wakeup_fd(self._old_wakeup if self._old_wakeup is not None else -1)
+            self.remove(self._wake_r)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = None
+        self.selector.close()
+'''
+# ==================== End file osmo_pcap/loop.py ======================
+
+# ==================== Begin file osmo_pcap/pcapfile.py ====================
+_SOURCES['osmo_pcap/pcapfile.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The classic pcap file format: global header and records (spec 2.4.1/2.4.2).
+
+Pure functions over bytes; both byte orders, microsecond and nanosecond magic.
+"""
+
+import struct
+
+from osmo_pcap.wire import ProtocolError
+
+# spec 2.4.1
+MAGIC_US = 0xA1B2C3D4
+MAGIC_NS = 0xA1B23C4D
+GLOBAL_HEADER_SIZE = 24
+RECORD_HEADER_SIZE = 16
+VERSION_MAJOR = 2
+VERSION_MINOR = 4
+
+_GLOBAL = {bo: struct.Struct(bo + "IHHiIII") for bo in "<>"}
+RECORD = {bo: struct.Struct(bo + "IIII") for bo in "<>"}
+_U32 = {bo: struct.Struct(bo + "I") for bo in "<>"}
+
+# libpcap DLT values that differ from the LINKTYPE written to files
+# (spec 11 #34; values from libpcap's documented DLT/LINKTYPE tables).
+_DLT_TO_LINKTYPE = {
+    11: 100,   # DLT_ATM_RFC1483 -> LINKTYPE_ATM_RFC1483
+    12: 101,   # DLT_RAW (most platforms) -> LINKTYPE_RAW
+    14: 101,   # DLT_RAW (OpenBSD) -> LINKTYPE_RAW
+    15: 102,   # DLT_SLIP_BSDOS
+    16: 103,   # DLT_PPP_BSDOS
+    17: 108,   # DLT_LOOP (OpenBSD) -> LINKTYPE_LOOP
+    18: 246,   # DLT_PFSYNC (OpenBSD) -> LINKTYPE_PFSYNC
+    19: 106,   # DLT_ATM_CLIP (Linux) -> LINKTYPE_ATM_CLIP
+    50: 50,    # DLT_PPP_SERIAL
+    51: 51,    # DLT_PPP_ETHER
+}
+
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL2 = 276
+
+
+class PcapFormatError(ProtocolError):
+    """Bytes that are not a valid pcap header or record."""
+
+
+def dlt_to_linktype(dlt):
+    """Return the LINKTYPE value to write into files for a libpcap DLT value.
+
+    DLT values 0-10 and 104 and above are equal to their LINKTYPE; a few
+    historical values differ between platforms and are mapped.
+    """
+    if dlt < 0:
+        raise ValueError("negative DLT %d" % dlt)
+    return _DLT_TO_LINKTYPE.get(dlt, dlt)
+
+
+class GlobalHeader(object):
+    """A parsed pcap global header."""
+
+    __slots__ = ("byteorder", "nanosecond", "version", "thiszone", "sigfigs",
+                 "snaplen", "linktype")
+
+    def __init__(self, byteorder, nanosecond, version, thiszone, sigfigs, snaplen, linktype):
+        self.byteorder = byteorder
+        self.nanosecond = nanosecond
+        self.version = version
+        self.thiszone = thiszone
+        self.sigfigs = sigfigs
+        self.snaplen = snaplen
+        self.linktype = linktype
+
+    @property
+    def ts_divisor(self):
+        return 1000000000 if self.nanosecond else 1000000
+
+    def __repr__(self):
+        return ("GlobalHeader(byteorder=%r, nanosecond=%r, snaplen=%d, linktype=%d)"
+                % (self.byteorder, self.nanosecond, self.snaplen, self.linktype))
+
+
+def encode_global_header(snaplen, linktype, nanosecond=False, byteorder="<"):
+    """Return the 24-byte pcap global header."""
+    magic = MAGIC_NS if nanosecond else MAGIC_US
+    return _GLOBAL[byteorder].pack(magic, VERSION_MAJOR, VERSION_MINOR, 0, 0, snaplen, linktype)
+
+
+def detect_byteorder(buf):
+    """Return ('<' or '>', nanosecond) if buf starts with a pcap magic, else None."""
+    if len(buf) < 4:
+        return None
+    magic = _U32["<"].unpack_from(buf, 0)[0]
+    if magic == MAGIC_US:
+        return "<", False
+    if magic == MAGIC_NS:
+        return "<", True
+    magic = _U32[">"].unpack_from(buf, 0)[0]
+    if magic == MAGIC_US:
+        return ">", False
+    if magic == MAGIC_NS:
+        return ">", True
+    return None
+
+
+def parse_global_header(buf):
+    """Parse a pcap global header at the start of buf; raise PcapFormatError."""
+    if len(buf) < GLOBAL_HEADER_SIZE:
+        raise PcapFormatError("pcap-short-header", "pcap header needs %d bytes, got %d"
+                              % (GLOBAL_HEADER_SIZE, len(buf)))
+    found = detect_byteorder(buf)
+    if found is None:
+        raise PcapFormatError("pcap-bad-magic", "not a pcap magic: %s" % bytes(buf[:4]).hex())
+    bo, ns = found
+    _, major, minor, zone, sigfigs, snaplen, linktype = _GLOBAL[bo].unpack_from(buf, 0)
+    if major != VERSION_MAJOR:
+        raise PcapFormatError("pcap-bad-version", "pcap version %d.%d is not 2.x" % (major, minor))
+    return GlobalHeader(bo, ns, (major, minor), zone, sigfigs, snaplen, linktype)
+
+
+def encode_record_header(ts_sec, ts_frac, caplen, orig_len, byteorder="<"):
+    """Return the 16-byte record header (ts_frac in us or ns per the file's magic)."""
+    return RECORD[byteorder].pack(ts_sec & 0xFFFFFFFF, ts_frac, caplen, orig_len)
+
+
+def encode_record(ts_sec, ts_frac, data, orig_len=None, byteorder="<"):
+    """Return record header + data; orig_len defaults to len(data)."""
+    n = len(data)
+    return encode_record_header(ts_sec, ts_frac, n, n if orig_len is None else orig_len,
+                                byteorder) + bytes(data)
+
+
+class Record(object):
+    """One packet read from a pcap or pcapng file."""
+
+    __slots__ = ("ts_sec", "ts_frac", "ts_divisor", "caplen", "orig_len", "data", "interface")
+
+    def __init__(self, ts_sec, ts_frac, ts_divisor, orig_len, data, interface=0):
+        self.ts_sec = ts_sec
+        self.ts_frac = ts_frac
+        self.ts_divisor = ts_divisor
+        self.caplen = len(data)
+        self.orig_len = orig_len
+        self.data = data
+        self.interface = interface
+
+    @property
+    def timestamp_ns(self):
+        """Timestamp as integer nanoseconds since the epoch."""
+        return self.ts_sec * 1000000000 + self.ts_frac * (1000000000 // self.ts_divisor)
+
+    def __repr__(self):
+        return "Record(ts=%d.%0*d, caplen=%d, len=%d, if=%d)" % (
+            self.ts_sec, len(str(self.ts_divisor)) - 1, self.ts_frac, self.caplen,
+            self.orig_len, self.interface)
+
+
+def iter_records(buf, header=None, offset=GLOBAL_HEADER_SIZE):
+    """Yield Record objects from a complete pcap file image in buf.
+
+    Raise PcapFormatError on a truncated or inconsistent record.
+    """
+    if header is None:
+        header = parse_global_header(buf)
+    rec = RECORD[header.byteorder]
+    div = header.ts_divisor
+    end = len(buf)
+    pos = offset
+    while pos < end:
+        if end - pos < RECORD_HEADER_SIZE:
+            raise PcapFormatError("pcap-truncated", "truncated record header at offset %d" % pos)
+        sec, frac, caplen, orig = rec.unpack_from(buf, pos)
+        pos += RECORD_HEADER_SIZE
+        if caplen > end - pos:
+            raise PcapFormatError("pcap-truncated", "record at offset %d: caplen %d runs past "
+                                  "the end" % (pos - RECORD_HEADER_SIZE, caplen))
+        yield Record(sec, frac, div, orig, bytes(buf[pos:pos + caplen]))
+        pos += caplen
+
+
+def complete_prefix(buf, byteorder, offset=GLOBAL_HEADER_SIZE):
+    """Return the length of the longest prefix of buf ending on a record boundary."""
+    rec = RECORD[byteorder]
+    end = len(buf)
+    pos = offset
+    while end - pos >= RECORD_HEADER_SIZE:
+        caplen = rec.unpack_from(buf, pos)[2]
+        if pos + RECORD_HEADER_SIZE + caplen > end:
+            break
+        pos += RECORD_HEADER_SIZE + caplen
+    return pos
+'''
+# ==================== End file osmo_pcap/pcapfile.py ======================
+
+# ==================== Begin file osmo_pcap/pcapng.py ====================
+_SOURCES['osmo_pcap/pcapng.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The pcapng format: SHB, IDB, EPB, ISB and options (spec 2.4.3).
+
+Encoders reproduce upstream's bytes exactly (spec 2.8); the parser validates
+block framing and options and serves as the project's own pcapng reader.
+"""
+
+import struct
+
+from osmo_pcap.wire import ProtocolError
+from osmo_pcap.pcapfile import Record
+
+# spec 2.4.3: block types
+BT_SHB = 0x0A0D0D0A
+BT_IDB = 0x00000001
+BT_SPB = 0x00000003
+BT_NRB = 0x00000004
+BT_ISB = 0x00000005
+BT_EPB = 0x00000006
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+# option codes
+OPT_ENDOFOPT = 0
+OPT_COMMENT = 1
+SHB_HARDWARE = 2
+SHB_OS = 3
+SHB_USERAPPL = 4
+IF_NAME = 2
+IF_DESCRIPTION = 3
+IF_TSRESOL = 9
+IF_FILTER = 11
+ISB_STARTTIME = 2
+ISB_ENDTIME = 3
+ISB_IFRECV = 4
+ISB_IFDROP = 5
+ISB_FILTERACCEPT = 6
+ISB_OSDROP = 7
+ISB_USRDELIV = 8
+
+# upstream's SHB option values (spec 2.4.3), 88 bytes in all
+UPSTREAM_SHB_OPTIONS = ((SHB_HARDWARE, b"osmo-pcap hw"), (SHB_OS, b"osmo-pcap os"),
+                        (SHB_USERAPPL, b"osmo-pcap userappl"))
+
+SHB_MIN_SIZE = 28
+IDB_MIN_SIZE = 20
+EPB_MIN_SIZE = 32
+BLOCK_HEAD = {bo: struct.Struct(bo + "II") for bo in "<>"}
+_U32 = {bo: struct.Struct(bo + "I") for bo in "<>"}
+_U64 = {bo: struct.Struct(bo + "Q") for bo in "<>"}
+_OPT = {bo: struct.Struct(bo + "HH") for bo in "<>"}
+_SHB_FIXED = {bo: struct.Struct(bo + "IIIHHq") for bo in "<>"}
+_IDB_FIXED = {bo: struct.Struct(bo + "IIHHI") for bo in "<>"}
+EPB_FIXED = {bo: struct.Struct(bo + "IIIIIII") for bo in "<>"}
+_ISB_FIXED = {bo: struct.Struct(bo + "IIIII") for bo in "<>"}
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+
+
+class PcapngFormatError(ProtocolError):
+    """Bytes that are not valid pcapng."""
+
+
+def pad4(n):
+    """Return n rounded up to a multiple of 4."""
+    return (n + 3) & ~3
+
+
+def encode_options(options, byteorder="<"):
+    """Return encoded options [(code, bytes), ...] plus end-of-options.
+
+    An empty list gives no bytes at all (the end marker is then omitted too).
+    """
+    if not options:
+        return b""
+    opt = _OPT[byteorder]
+    parts = []
+    for code, value in options:
+        value = bytes(value)
+        if len(value) > 0xFFFF:
+            raise ValueError("option %d value too long" % code)
+        parts.append(opt.pack(code, len(value)))
+        parts.append(value)
+        parts.append(_PAD[len(value) & 3])
+    parts.append(opt.pack(OPT_ENDOFOPT, 0))
+    return b"".join(parts)
+
+
+def _block(block_type, body, byteorder):
+    total = 12 + len(body)
+    u32 = _U32[byteorder]
+    return BLOCK_HEAD[byteorder].pack(block_type, total) + body + u32.pack(total)
+
+
+def encode_shb(options=UPSTREAM_SHB_OPTIONS, byteorder="<"):
+    """Return a Section Header Block (v1.0, unknown section length)."""
+    u = _U32[byteorder]
+    body = (u.pack(BYTE_ORDER_MAGIC) + struct.pack(byteorder + "HHq", 1, 0, -1)
+            + encode_options(options, byteorder))
+    return _block(BT_SHB, body, byteorder)
+
+
+def encode_idb(linktype, snaplen, if_name=None, if_filter=None, if_tsresol=None,
+               if_description=None, byteorder="<"):
+    """Return an Interface Description Block.
+
+    if_filter is a libpcap filter string; upstream always sends the option,
+    with an empty string as a single 0 byte (pass "" for that).
+    if_tsresol is the raw option byte (6 = microseconds, 9 = nanoseconds).
+    """
+    opts = []
+    if if_name is not None:
+        opts.append((IF_NAME, _text(if_name)))
+    if if_description is not None:
+        opts.append((IF_DESCRIPTION, _text(if_description)))
+    if if_tsresol is not None:
+        opts.append((IF_TSRESOL, struct.pack("B", if_tsresol)))
+    if if_filter is not None:
+        opts.append((IF_FILTER, b"\0" + _text(if_filter)))
+    body = struct.pack(byteorder + "HHI", linktype, 0, snaplen) + encode_options(opts, byteorder)
+    return _block(BT_IDB, body, byteorder)
+
+
+def _text(s):
+    return s.encode("utf-8") if isinstance(s, str) else bytes(s)
+
+
+def epb_size(caplen):
+    """Return the size of an EPB without options beyond end-of-options."""
+    return 36 + pad4(caplen)
+
+
+def encode_epb_header(interface_id, timestamp, caplen, orig_len, byteorder="<"):
+    """Return the 28 bytes that precede the packet data of an EPB.
+
+    timestamp is an integer count of the interface's time units (us by default).
+    The block ends with pad + end-of-options + trailer: see epb_trailer().
+    """
+    total = 36 + pad4(caplen)
+    return EPB_FIXED[byteorder].pack(BT_EPB, total, interface_id, (timestamp >> 32) & 0xFFFFFFFF,
+                                     timestamp & 0xFFFFFFFF, caplen, orig_len)
+
+
+def epb_trailer(caplen, byteorder="<"):
+    """Return padding + end-of-options + trailing length for an EPB of caplen."""
+    return _PAD[caplen & 3] + b"\0\0\0\0" + _U32[byteorder].pack(36 + pad4(caplen))
+
+
+def encode_epb(interface_id, timestamp, data, orig_len=None, byteorder="<"):
+    """Return an Enhanced Packet Block with only end-of-options, as upstream."""
+    n = len(data)
+    return (encode_epb_header(interface_id, timestamp, n, n if orig_len is None else orig_len,
+                              byteorder) + bytes(data) + epb_trailer(n, byteorder))
+
+
+def encode_isb(interface_id, timestamp, counters=(), byteorder="<"):
+    """Return an Interface Statistics Block.
+
+    counters: [(ISB_IFRECV, value), ...]; u64 values except start/end time,
+    which take a timestamp in interface units.
+    """
+    opts = [(code, _U64[byteorder].pack(v) if code not in (ISB_STARTTIME, ISB_ENDTIME)
+             else _U32[byteorder].pack((v >> 32) & 0xFFFFFFFF) + _U32[byteorder].pack(v & 0xFFFFFFFF))
+            for code, v in counters]
+    body = (struct.pack(byteorder + "III", interface_id, (timestamp >> 32) & 0xFFFFFFFF,
+                        timestamp & 0xFFFFFFFF) + encode_options(opts, byteorder))
+    return _block(BT_ISB, body, byteorder)
+
+
+def tsresol_divisor(value):
+    """Return units per second for an if_tsresol option byte."""
+    if value & 0x80:
+        exp = value & 0x7F
+        if exp > 63:
+            raise PcapngFormatError("pcapng-bad-tsresol", "if_tsresol 2^-%d is too fine" % exp)
+        return 1 << exp
+    if value > 18:
+        raise PcapngFormatError("pcapng-bad-tsresol", "if_tsresol 10^-%d is too fine" % value)
+    return 10 ** value
+
+
+# ---------------------------------------------------------------- parsing
+
+def shb_byteorder(buf, offset=0):
+    """Return '<' or '>' if an SHB starts at offset, else None."""
+    if len(buf) - offset < 12:
+        return None
+    if _U32["<"].unpack_from(buf, offset)[0] != BT_SHB:  # palindromic
+        return None
+    magic = _U32["<"].unpack_from(buf, offset + 8)[0]
+    if magic == BYTE_ORDER_MAGIC:
+        return "<"
+    if magic == 0x4D3C2B1A:
+        return ">"
+    return None
+
+
+def parse_options(buf, start, end, byteorder, where="block"):
+    """Return [(code, bytes)] for the options in buf[start:end]; validate sizes."""
+    opt = _OPT[byteorder]
+    out = []
+    pos = start
+    while pos < end:
+        if end - pos < 4:
+            raise PcapngFormatError("pcapng-bad-option", "%s: truncated option header" % where)
+        code, length = opt.unpack_from(buf, pos)
+        pos += 4
+        if code == OPT_ENDOFOPT:
+            break
+        if pos + length > end:
+            raise PcapngFormatError("pcapng-bad-option", "%s: option %d of %d bytes runs past "
+                                    "the block" % (where, code, length))
+        out.append((code, bytes(buf[pos:pos + length])))
+        pos += pad4(length)
+    return out
+
+
+def check_block(buf, offset, byteorder, limit=None):
+    """Validate the framing of the block at offset; return (type, total_length).
+
+    limit is the end of the available bytes (default len(buf)).
+    """
+    end = len(buf) if limit is None else limit
+    if end - offset < 12:
+        raise PcapngFormatError("pcapng-short-block", "block at offset %d: %d bytes left, need "
+                                "at least 12" % (offset, end - offset))
+    btype, total = BLOCK_HEAD[byteorder].unpack_from(buf, offset)
+    if total < 12 or total & 3:
+        raise PcapngFormatError("pcapng-bad-length", "block at offset %d: total length %d is "
+                                "not a multiple of 4 of at least 12" % (offset, total))
+    if total > end - offset:
+        raise PcapngFormatError("pcapng-bad-length", "block at offset %d: total length %d runs "
+                                "past the end (%d bytes left)" % (offset, total, end - offset))
+    if _U32[byteorder].unpack_from(buf, offset + total - 4)[0] != total:
+        raise PcapngFormatError("pcapng-bad-trailer", "block at offset %d: trailing length "
+                                "differs from leading length %d" % (offset, total))
+    return btype, total
+
+
+class Interface(object):
+    """An interface described by an IDB."""
+
+    __slots__ = ("linktype", "snaplen", "name", "filter", "description", "tsresol", "divisor")
+
+    def __init__(self, linktype, snaplen, options):
+        self.linktype = linktype
+        self.snaplen = snaplen
+        opts = dict(reversed(options))  # the first occurrence wins
+        self.name = opts.get(IF_NAME, b"").decode("utf-8", "replace") or None
+        self.description = opts.get(IF_DESCRIPTION, b"").decode("utf-8", "replace") or None
+        flt = opts.get(IF_FILTER)
+        self.filter = flt[1:].decode("utf-8", "replace") if flt else None
+        self.tsresol = opts[IF_TSRESOL][0] if opts.get(IF_TSRESOL) else 6
+        self.divisor = tsresol_divisor(self.tsresol)
+
+    def __repr__(self):
+        return "Interface(linktype=%d, snaplen=%d, name=%r)" % (self.linktype, self.snaplen, self.name)
+
+
+def parse_shb(buf, offset=0, limit=None):
+    """Validate the SHB at offset; return (byteorder, total_length, options)."""
+    bo = shb_byteorder(buf, offset)
+    if bo is None:
+        raise PcapngFormatError("pcapng-no-shb", "no section header block at offset %d" % offset)
+    btype, total = check_block(buf, offset, bo, limit)
+    if total < SHB_MIN_SIZE:
+        raise PcapngFormatError("pcapng-bad-length", "SHB of %d bytes is shorter than %d"
+                                % (total, SHB_MIN_SIZE))
+    _, _, _, major, minor, _ = _SHB_FIXED[bo].unpack_from(buf, offset)
+    if major != 1:
+        raise PcapngFormatError("pcapng-bad-version", "pcapng version %d.%d is not 1.x"
+                                % (major, minor))
+    opts = parse_options(buf, offset + 24, offset + total - 4, bo, "SHB")
+    return bo, total, opts
+
+
+def parse_idb(buf, offset, byteorder, total):
+    """Return the Interface of the IDB at offset (framing already checked)."""
+    if total < IDB_MIN_SIZE:
+        raise PcapngFormatError("pcapng-bad-length", "IDB of %d bytes is shorter than %d"
+                                % (total, IDB_MIN_SIZE))
+    _, _, linktype, _, snaplen = _IDB_FIXED[byteorder].unpack_from(buf, offset)
+    opts = parse_options(buf, offset + 16, offset + total - 4, byteorder, "IDB")
+    return Interface(linktype, snaplen, opts)
+
+
+def parse_epb(buf, offset, byteorder, total):
+    """Return (interface_id, timestamp, caplen, orig_len, data_offset) of an EPB."""
+    if total < EPB_MIN_SIZE:
+        raise PcapngFormatError("pcapng-bad-length", "EPB of %d bytes is shorter than %d"
+                                % (total, EPB_MIN_SIZE))
+    _, _, if_id, hi, lo, caplen, orig = EPB_FIXED[byteorder].unpack_from(buf, offset)
+    if 28 + pad4(caplen) + 4 > total:
+        raise PcapngFormatError("pcapng-bad-caplen", "EPB captured length %d does not fit a "
+                                "block of %d bytes" % (caplen, total))
+    return if_id, (hi << 32) | lo, caplen, orig, offset + 28
+
+
+def iter_packets(buf):
+    """Yield Record objects (with .interface) from a complete pcapng image.
+
+    Handles several sections, IDBs with any if_tsresol, EPBs and SPBs; other
+    blocks are skipped. Raise PcapngFormatError on malformed input.
+    """
+    pos = 0
+    end = len(buf)
+    bo = None
+    interfaces = []
+    while pos < end:
+        if shb_byteorder(buf, pos) is not None:
+            bo, total, _ = parse_shb(buf, pos)
+            interfaces = []
+            pos += total
+            continue
+        if bo is None:
+            raise PcapngFormatError("pcapng-no-shb", "file does not start with a section header")
+        btype, total = check_block(buf, pos, bo)
+        if btype == BT_IDB:
+            interfaces.append(parse_idb(buf, pos, bo, total))
+        elif btype == BT_EPB:
+            if_id, ts, caplen, orig, data = parse_epb(buf, pos, bo, total)
+            if if_id >= len(interfaces):
+                raise PcapngFormatError("pcapng-bad-interface", "EPB at offset %d names interface "
+                                        "%d of %d" % (pos, if_id, len(interfaces)))
+            div = interfaces[if_id].divisor
+            yield Record(ts // div, ts % div, div, orig, bytes(buf[data:data + caplen]), if_id)
+        elif btype == BT_SPB:
+            if not interfaces:
+                raise PcapngFormatError("pcapng-bad-interface", "SPB before any IDB")
+            orig = _U32[bo].unpack_from(buf, pos + 8)[0]
+            caplen = min(orig, total - 16, interfaces[0].snaplen or orig)
+            yield Record(0, 0, interfaces[0].divisor, orig, bytes(buf[pos + 12:pos + 12 + caplen]), 0)
+        pos += total
+
+
+def iter_blocks(buf):
+    """Yield (byteorder, block_type, offset, total_length) for every block."""
+    pos = 0
+    bo = None
+    while pos < len(buf):
+        if shb_byteorder(buf, pos) is not None:
+            bo, total, _ = parse_shb(buf, pos)
+            yield bo, BT_SHB, pos, total
+        elif bo is None:
+            raise PcapngFormatError("pcapng-no-shb", "file does not start with a section header")
+        else:
+            btype, total = check_block(buf, pos, bo)
+            yield bo, btype, pos, total
+        pos += total
+'''
+# ==================== End file osmo_pcap/pcapng.py ======================
+
+# ==================== Begin file osmo_pcap/spool.py ====================
+_SOURCES['osmo_pcap/spool.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""On-disk spool of frames a server connection could not send (bounded, ordered).
+
+Files live in one directory per server, named by a sequence number. Each file
+starts with the LINK_HDR frame its data belongs to, followed by complete
+frames exactly as they go on the wire. Replay reads pieces cut at frame
+boundaries from the oldest file; a piece is committed (and a fully replayed
+file deleted) only once it has been handed to the socket, so a connection lost
+during replay rewinds and loses nothing. Beyond max_bytes the oldest file is
+deleted and its frames counted as dropped. Files survive restarts.
+"""
+
+import os
+
+from osmo_pcap import wire
+
+SUFFIX = ".spool"
+FIRST_SEQ = 1
+PIECE = 1 << 20
+
+
+def complete_frames(buf, start=0, limit=None):
+    """Return (end, count): the end of the last complete frame in buf[start:limit]."""
+    end = len(buf) if limit is None else min(limit, len(buf))
+    pos = start
+    count = 0
+    while end - pos >= wire.HEADER_SIZE:
+        stop = pos + wire.HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
+        if stop > end:
+            break
+        pos = stop
+        count += 1
+    return pos, count
+
+
+class Spool(object):
+    """The spool of one server connection."""
+
+    def __init__(self, directory, max_bytes, logger):
+        self.dir = directory
+        self.max_bytes = max_bytes
+        self.file_max = max(1 << 20, min(64 << 20, max_bytes // 8))
+        self.log = logger
+        self.dropped_frames = 0
+        self.dropped_bytes = 0
+        self.write_errors = 0
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.sizes = {}
+        for name in os.listdir(directory):
+            if name.endswith(SUFFIX) and name[:-len(SUFFIX)].isdigit():
+                seq = int(name[:-len(SUFFIX)])
+                self.sizes[seq] = os.path.getsize(self._path(seq))
+        self.total = sum(self.sizes.values())
+        self._wfd = None        # tail file being appended
+        self._wseq = None
+        self._whdr = None
+        self._rseq = None       # head file being replayed
+        self._rfd = None
+        self._rhdr = None
+        self._roff = 0          # offset handed out
+        self._committed = 0     # offset known to be sent
+        for seq in sorted(self.sizes):
+            if self.sizes[seq] == 0:
+                self._delete(seq)
+
+    def _path(self, seq):
+        return os.path.join(self.dir, "%d%s" % (seq, SUFFIX))
+
+    @property
+    def pending(self):
+        """True while spooled data waits for replay."""
+        return bool(self.sizes)
+
+    @property
+    def files(self):
+        return len(self.sizes)
+
+    # -------------------------------------------------------------- writing
+    def append(self, link_hdr, data):
+        """Append complete frames captured under link_hdr (a LINK_HDR payload)."""
+        if self._wfd is None or self._whdr != link_hdr or self.sizes[self._wseq] >= self.file_max:
+            seq = max(self.sizes) + 1 if self.sizes else FIRST_SEQ
+            if not self._open_for_write(seq, link_hdr):
+                self._count_lost(data)
+                return
+        self._write(self._wseq, self._wfd, data)
+        self._enforce_limit()
+
+    def _create(self, seq, link_hdr):
+        try:
+            fd = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
+                         0o600)
+        except OSError as e:
+            self.write_errors += 1
+            self.log.error("spool %s: cannot create file: %s", self.dir, e.strerror or e)
+            return None
+        self.sizes[seq] = 0
+        self._write(seq, fd, wire.encode_link_hdr(link_hdr))
+        return fd
+
+    def _open_for_write(self, seq, link_hdr):
+        self._close_writer()
+        fd = self._create(seq, link_hdr)
+        if fd is None:
+            return False
+        self._wfd, self._wseq, self._whdr = fd, seq, link_hdr
+        return True
+
+    def _write(self, seq, fd, data):
+        mv = memoryview(data)
+        try:
+            while mv:
+                n = os.write(fd, mv)
+                mv = mv[n:]
+        except OSError as e:
+            self.write_errors += 1
+            self.log.error("spool %s: write failed: %s", self.dir, e.strerror or e)
+            # A partial frame would corrupt the file: cut it back.
+            try:
+                os.ftruncate(fd, self.sizes[seq])
+            except OSError:
+                pass
+            self._count_lost(data)
+            return
+        self.sizes[seq] += len(data)
+        self.total += len(data)
+
+    def _count_lost(self, data):
+        _, n = complete_frames(data)
+        self.dropped_frames += n
+        self.dropped_bytes += len(data)
+
+    def _close_writer(self):
+        if self._wfd is not None:
+            os.close(self._wfd)
+            self._wfd = self._wseq = self._whdr = None
+
+    def _enforce_limit(self):
+        while self.total > self.max_bytes and len(self.sizes) > 1:
+            seq = min(self.sizes)
+            start = self._roff if seq == self._rseq else 0
+            self.dropped_frames += self._count_file_frames(seq, start)
+            self.dropped_bytes += self.sizes[seq] - start
+            self.log.warning("spool %s: over spool_max, dropped the oldest file", self.dir)
+            self._delete(seq)
+
+    def _count_file_frames(self, seq, start):
+        try:
+            with open(self._path(seq), "rb") as f:
+                data = f.read()
+        except OSError:
+            return 0
+        if start == 0 and len(data) >= 4:
+            start = 4 + ((data[2] << 8) | data[3])  # the file's LINK_HDR frame
+        return complete_frames(data, start)[1]
+
+    def _delete(self, seq):
+        if seq == self._wseq:
+            self._close_writer()
+        if seq == self._rseq:
+            if self._rfd is not None:
+                os.close(self._rfd)
+            self._rfd = self._rseq = self._rhdr = None
+            self._roff = self._committed = 0
+        size = self.sizes.pop(seq, 0)
+        self.total -= size
+        try:
+            os.unlink(self._path(seq))
+        except OSError:
+            pass
+
+    # -------------------------------------------------------------- replay
+    def next_piece(self, limit=PIECE):
+        """Return (link_hdr, frames) to send next, or None when nothing is left.
+
+        The piece stays in the spool until commit(); rewind() hands it out again.
+        """
+        while self.sizes:
+            if self._rseq is None or self._rseq not in self.sizes:
+                if not self._open_head():
+                    continue
+            size = self.sizes[self._rseq]
+            if self._roff >= size:
+                if self._rseq == self._wseq:
+                    return None   # caught up with the file being written
+                if self._committed >= self._roff:
+                    self._delete(self._rseq)
+                    continue
+                return None       # wait for the last piece to be committed
+            try:
+                data = os.pread(self._rfd, min(limit, size - self._roff), self._roff)
+            except OSError as e:
+                self.log.error("spool %s: read failed: %s; dropping the file", self.dir, e)
+                self._delete(self._rseq)
+                continue
+            end, _ = complete_frames(data)
+            if end == 0:
+                if len(data) >= size - self._roff:
+                    self._delete(self._rseq)   # a torn tail: nothing usable left
+                    continue
+                return None
+            self._roff += end
+            return self._rhdr, data[:end]
+        return None
+
+    def _open_head(self):
+        seq = min(self.sizes)
+        try:
+            fd = os.open(self._path(seq), os.O_RDONLY)
+            head = os.pread(fd, 4, 0)
+            n = (head[2] << 8) | head[3] if len(head) == 4 else -1
+            hdr = os.pread(fd, n, 4) if n >= 0 else b""
+        except OSError as e:
+            self.log.error("spool %s: cannot read %s: %s", self.dir, self._path(seq), e)
+            self._delete(seq)
+            return False
+        if len(head) < 4 or head[0] != wire.LINK_HDR or len(hdr) != n:
+            os.close(fd)
+            self.log.error("spool %s: %s does not start with a link header; dropped",
+                           self.dir, self._path(seq))
+            self._delete(seq)
+            return False
+        self._rseq, self._rfd, self._rhdr = seq, fd, hdr
+        self._roff = self._committed = 4 + n
+        return True
+
+    def commit(self):
+        """Everything handed out was sent: forget it (delete a finished file)."""
+        if self._rseq is None:
+            return
+        self._committed = self._roff
+        seq = self._rseq
+        if self._roff >= self.sizes.get(seq, 0):
+            if seq == self._wseq:
+                self._close_writer()
+            self._delete(seq)
+
+    def rewind(self):
+        """The connection was lost: hand out the uncommitted data again."""
+        self._roff = self._committed
+
+    def close(self):
+        self._close_writer()
+        if self._rfd is not None:
+            os.close(self._rfd)
+            self._rfd = None
+        self._rseq = None
+'''
+# ==================== End file osmo_pcap/spool.py ======================
+
+# ==================== Begin file osmo_pcap/wire.py ====================
+_SOURCES['osmo_pcap/wire.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The osmo-pcap framing: 4-byte frame header + payload (spec section 2.2/2.3).
+
+Encoders build frames; Decoder turns bytes arriving in any split into complete
+messages with bounded memory. Violations raise FrameError (a ProtocolError)
+with a stable `code` naming the rule, never a generic exception.
+"""
+
+import struct
+
+# spec 2.3: message types
+LINK_HDR = 0
+LINK_DATA = 1
+MSG_NAMES = {LINK_HDR: "LINK_HDR", LINK_DATA: "LINK_DATA"}
+
+# spec 2.2: u8 type, u8 spare, u16 BE payload length
+FRAME_HDR = struct.Struct("!BBH")
+HEADER_SIZE = 4
+# spec 2.7: 4 + len <= 65535
+MAX_FRAME = 65535
+MAX_PAYLOAD = MAX_FRAME - HEADER_SIZE
+
+
+class ProtocolError(Exception):
+    """A peer broke the protocol. `code` names the rule, str() explains it."""
+
+    def __init__(self, code, message):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+class FrameError(ProtocolError):
+    """The framing layer itself is violated (length, type)."""
+
+
+def encode_frame(msg_type, payload):
+    """Return the frame header + payload for one message as bytes."""
+    if msg_type not in MSG_NAMES:
+        raise ValueError("unknown message type %r" % (msg_type,))
+    n = len(payload)
+    if n > MAX_PAYLOAD:
+        raise ValueError("payload of %d bytes exceeds the frame limit of %d" % (n, MAX_PAYLOAD))
+    return FRAME_HDR.pack(msg_type, 0, n) + bytes(payload)
+
+
+def encode_link_hdr(payload):
+    """Return a LINK_HDR frame carrying a pcap header or SHB + IDBs."""
+    return encode_frame(LINK_HDR, payload)
+
+
+def encode_link_data(payload):
+    """Return a LINK_DATA frame carrying one pcap record or pcapng block."""
+    return encode_frame(LINK_DATA, payload)
+
+
+def frame_header(msg_type, length):
+    """Return just the 4-byte header, for callers that append the payload themselves."""
+    return FRAME_HDR.pack(msg_type, 0, length)
+
+
+class Decoder(object):
+    """Incremental decoder: feed() bytes as they arrive, get complete messages.
+
+    feed() returns a list of (msg_type, payload) where payload is a memoryview.
+    A payload is valid until the next feed() call: it points either into the
+    data passed in (no copy) or into the decoder's tail buffer (copied once).
+    At most one incomplete frame (<= 65535 bytes) is held between calls.
+    """
+
+    __slots__ = ("_tail", "_need", "max_payload")
+
+    def __init__(self, max_payload=MAX_PAYLOAD):
+        if not 0 <= max_payload <= MAX_PAYLOAD:
+            raise ValueError("max_payload must be 0..%d" % MAX_PAYLOAD)
+        self.max_payload = max_payload
+        self._tail = bytearray()
+        self._need = HEADER_SIZE
+
+    @property
+    def buffered(self):
+        """Number of bytes held for an incomplete frame."""
+        return len(self._tail)
+
+    def _check(self, msg_type, length):
+        if msg_type not in MSG_NAMES:
+            raise FrameError("unknown-type", "unknown message type %d (expected 0 LINK_HDR "
+                             "or 1 LINK_DATA)" % msg_type)
+        if length > self.max_payload:
+            raise FrameError("frame-too-long", "frame length %d exceeds the limit of %d"
+                             % (length, self.max_payload))
+
+    def feed(self, data):
+        """Consume data (bytes-like); return the list of complete messages."""
+        out = []
+        mv = memoryview(data)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
+        end = len(mv)
+        pos = 0
+        tail = self._tail
+        if tail:
+            # Complete the frame started in an earlier call.
+            while pos < end:
+                need = self._need - len(tail)
+                take = min(need, end - pos)
+                tail += mv[pos:pos + take]
+                pos += take
+                if len(tail) < self._need:
+                    return out
+                if self._need == HEADER_SIZE:
+                    t, _, n = FRAME_HDR.unpack(tail)
+                    self._check(t, n)
+                    self._need = HEADER_SIZE + n
+                    if n:
+                        continue
+                t = tail[0]
+                # Hand out a private copy so the tail can be reused at once.
+                payload = memoryview(bytes(tail[HEADER_SIZE:]))
+                del tail[:]
+                self._need = HEADER_SIZE
+                out.append((t, payload))
+                break
+            else:
+                return out
+        unpack_from = FRAME_HDR.unpack_from
+        while end - pos >= HEADER_SIZE:
+            t, _, n = unpack_from(mv, pos)
+            if t > 1 or n > self.max_payload:
+                self._check(t, n)
+            stop = pos + HEADER_SIZE + n
+            if stop > end:
+                break
+            out.append((t, mv[pos + HEADER_SIZE:stop]))
+            pos = stop
+        if pos < end:
+            tail += mv[pos:end]
+            if len(tail) >= HEADER_SIZE:
+                t, _, n = FRAME_HDR.unpack_from(tail)
+                self._check(t, n)
+                self._need = HEADER_SIZE + n
+        return out
+'''
+# ==================== End file osmo_pcap/wire.py ======================
 
 
 # ---------------------------------------------------------------- loader

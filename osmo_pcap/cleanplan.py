@@ -12,9 +12,9 @@ Rules (each evaluated on what the earlier rules left):
   min_free        per filesystem: delete oldest first until enough is freed
   compress_after  per client, compress all but the newest N survivors
 
-A protected file (the newest of each client in each directory, or one the
-server holds locked) is never deleted or compressed; it still counts in the
-totals. Deletions are returned oldest first, each with the rule that chose it.
+A protected file (the newest of each client in each directory unless it is
+compressed, or one the server holds locked) is never deleted or compressed;
+it still counts in the totals. Deletions are returned oldest first, each with the rule that chose it.
 """
 
 RULES = ("max_age", "max_files", "max_bytes", "min_free")
@@ -115,8 +115,9 @@ def protected_files(files):
         cur = newest.get(key)
         if cur is None or f.order() > cur.order():
             newest[key] = f
+    # a compressed file is never being written: the guard is for the file in progress
     prot = dict((f.path, "newest file of client %s in its directory" % f.client)
-                for f in newest.values())
+                for f in newest.values() if f.compression is None)
     for f in files:
         if f.locked:
             prot[f.path] = "in use (locked by the server)"

@@ -33,7 +33,9 @@ PEER_TYPES = (b"SUB", b"XSUB")
 
 # Limits on what a subscriber may send us: commands and subscriptions are small.
 MAX_IN_FRAME = 8192
-MAX_SUBSCRIPTIONS = 1024
+MAX_SUBSCRIPTIONS = 256
+# Longer prefixes cannot match any topic the server publishes: not stored.
+MAX_PREFIX = 1024
 HANDSHAKE_TIMEOUT = 10.0
 MAX_SUBSCRIBERS = 64
 
@@ -146,13 +148,18 @@ class Subscriber(object):
 
     def subscribe(self, prefix):
         prefix = bytes(prefix)
+        if len(prefix) > MAX_PREFIX:
+            return
         if prefix not in self.subs and len(self.subs) >= MAX_SUBSCRIPTIONS:
             raise ZmtpError("more than %d subscriptions" % MAX_SUBSCRIPTIONS)
         self.subs[prefix] = self.subs.get(prefix, 0) + 1
         self.matches.clear()
+        self.pub.log.debug("zmq: %s subscribes to %r", self.name, prefix)
 
     def cancel(self, prefix):
         prefix = bytes(prefix)
+        if len(prefix) > MAX_PREFIX:
+            return
         n = self.subs.get(prefix)
         if n is None:
             return
@@ -161,6 +168,7 @@ class Subscriber(object):
         else:
             del self.subs[prefix]
         self.matches.clear()
+        self.pub.log.debug("zmq: %s cancels %r", self.name, prefix)
 
     # -- input
     def feed(self, data):

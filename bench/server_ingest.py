@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Benchmark: server ingest rate (not a test).
+
+Starts the generated osmo_pcap_server.py, opens K concurrent clients (each
+from its own 127.x address) that send pre-encoded streams of M packets as
+fast as they can, and prints packets/s (wall, until every file is closed),
+MB/s, server CPU seconds per million packets, and the server's peak RSS.
+Checks that every packet reached the files (exact file sizes).
+
+Usage: bench/server_ingest.py [--quick] [--dir DIR] [--python PY]
+The C server 0.4.1 ingests ~80k messages/s on this kind of machine; the
+target here is >= 400k packets/s of 100-byte packets on one core.
+"""
+
+import argparse
+import multiprocessing
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+from osmo_pcap import pcapfile, wire  # noqa: E402
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def client_ip(i):
+    return "127.10.%d.%d" % (i // 250, i % 250 + 1)
+
+
+def stream(count, size):
+    """Return (header frame, one chunk of records, number of records in the chunk)."""
+    hdr = wire.encode_link_hdr(pcapfile.encode_global_header(9000, 1))
+    per = max(1, min(count, (256 << 10) // (size + 20)))
+    rec = wire.encode_link_data(pcapfile.encode_record(1700000000, 0, b"\x55" * size))
+    return hdr, rec * per, per
+
+
+def sender(port, k, count, size, ready, go):
+    """Child process: K non-blocking connections, each sending count packets."""
+    hdr, chunk, per = stream(count, size)
+    sel = selectors.DefaultSelector()
+    socks = []
+    for i in range(k):
+        s = socket.socket()
+        s.bind((client_ip(i), 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(hdr)
+        s.setblocking(False)
+        left = count
+        socks.append(s)
+        sel.register(s, selectors.EVENT_WRITE, [memoryview(b""), left])
+    ready.set()
+    go.wait()
+    open_ = k
+    while open_:
+        for key, _ in sel.select():
+            st = key.data
+            s = key.fileobj
+            if not st[0]:
+                if st[1] == 0:
+                    sel.unregister(s)
+                    s.close()
+                    open_ -= 1
+                    continue
+                n = min(per, st[1])
+                st[0] = memoryview(chunk)[:n * (size + 20)]
+                st[1] -= n
+            try:
+                sent = s.send(st[0])
+            except BlockingIOError:
+                continue
+            st[0] = st[0][sent:]
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def peak_rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+
+
+def run_case(py, workdir, k, count, size):
+    base = os.path.join(workdir, "base")
+    shutil.rmtree(base, True)
+    os.makedirs(base)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    ini = os.path.join(workdir, "server.ini")
+    with open(ini, "w") as f:
+        f.write("[server]\nlisten = 127.0.0.1\nport = %d\nbase_path = %s\n"
+                "max_file_size = off\nrotate_localtime = off\n" % (port, base))
+        for i in range(k):
+            f.write("[client c%d]\nip = %s\n" % (i, client_ip(i)))
+    logp = os.path.join(workdir, "server.log")
+    logf = open(logp, "wb")
+    proc = subprocess.Popen([py, os.path.join(REPO, "osmo_pcap_server.py"), "-c", ini],
+                            stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        while b"listening on" not in open(logp, "rb").read():
+            if proc.poll() is not None:
+                raise SystemExit(open(logp).read())
+            time.sleep(0.02)
+        ready, go = multiprocessing.Event(), multiprocessing.Event()
+        child = multiprocessing.Process(target=sender, args=(port, k, count, size, ready, go))
+        child.start()
+        ready.wait()
+        time.sleep(0.2)
+        cpu0 = cpu_seconds(proc.pid)
+        t0 = time.monotonic()
+        go.set()
+        while open(logp, "rb").read().count(b"(disconnect;") < k:
+            if proc.poll() is not None:
+                raise SystemExit(open(logp).read())
+            time.sleep(0.005)
+        wall = time.monotonic() - t0
+        cpu = cpu_seconds(proc.pid) - cpu0
+        rss = peak_rss_mb(proc.pid)
+        child.join()
+    finally:
+        proc.terminate()
+        proc.wait()
+        logf.close()
+    files = [os.path.join(base, n) for n in os.listdir(base)]
+    expect = 24 + count * (16 + size)
+    sizes = [os.path.getsize(p) for p in files]
+    ok = len(files) == k and all(x == expect for x in sizes)
+    shutil.rmtree(base, True)
+    total = k * count
+    return {"k": k, "size": size, "pkts": total, "wall": wall, "cpu": cpu,
+            "pps": total / wall, "cpu_pps": total / cpu if cpu else float("inf"),
+            "mbs": total * (size + 16) / wall / 1e6, "cpu_per_m": cpu / total * 1e6,
+            "rss": rss, "ok": ok}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer packets")
+    ap.add_argument("--dir", help="work directory (default: a temp dir on /dev/shm if present)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter for the server")
+    args = ap.parse_args()
+    scale = 0.2 if args.quick else 1.0
+    parent = args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    workdir = tempfile.mkdtemp(prefix="osmo-pcap-bench-", dir=parent)
+    cases = [(1, 100, 2000000), (8, 100, 250000), (64, 100, 32000),
+             (1, 1400, 400000), (8, 1400, 50000), (64, 1400, 6000), (500, 100, 4000)]
+    print("server: %s osmo_pcap_server.py; files in %s" % (args.python, workdir))
+    print("%4s %5s %9s %8s %11s %9s %12s %8s %6s %s" % (
+        "K", "bytes", "packets", "wall s", "pkt/s", "MB/s", "CPU s/Mpkt", "pkt/CPUs",
+        "RSS MB", "all packets in files"))
+    failed = False
+    try:
+        for k, size, count in cases:
+            r = run_case(args.python, workdir, k, max(1, int(count * scale)), size)
+            failed |= not r["ok"]
+            print("%4d %5d %9d %8.2f %11.0f %9.1f %12.2f %8.0f %6.1f %s" % (
+                r["k"], r["size"], r["pkts"], r["wall"], r["pps"], r["mbs"], r["cpu_per_m"],
+                r["cpu_pps"], r["rss"], "yes" if r["ok"] else "NO"))
+            sys.stdout.flush()
+    finally:
+        shutil.rmtree(workdir, True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Operations targets, included by the Makefile:
+#   make install [PREFIX=/usr/local] [DESTDIR=]   programs, configs, units, init scripts
+#   make demo                                     server + client on loopback (as root)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/osmo-pcap
+CONFDIR ?= /etc/osmo-pcap
+INITDIR ?= /etc/init.d
+INSTALL ?= install
+
+# contrib/ files name the default locations (/usr/local/bin/osmo-pcap-NAME,
+# /etc/osmo-pcap/); these rewrite them for the chosen PREFIX and CONFDIR. The
+# underscore script names and /etc/osmocom/ are accepted as well.
+OPS_SED = sed -e 's\#/usr/local/bin/osmo_pcap_\([a-z]*\)\.py\#$(BINDIR)/osmo-pcap-\1\#g' \
+	-e 's\#/usr/local/bin/\#$(BINDIR)/\#g' \
+	-e 's\#/usr/local/share/doc/osmo-pcap\#$(DOCDIR)\#g' \
+	-e 's\#/etc/osmocom/osmo-pcap-\#$(CONFDIR)/osmo-pcap-\#g' \
+	-e 's\#/etc/osmo-pcap/\#$(CONFDIR)/\#g'
+
+.PHONY: install demo
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(INITDIR) $(DESTDIR)$(DOCDIR)/examples
+	@for p in client server clean; do \
+		echo "install osmo_pcap_$$p.py -> $(DESTDIR)$(BINDIR)/osmo-pcap-$$p"; \
+		$(INSTALL) -m 0755 osmo_pcap_$$p.py $(DESTDIR)$(BINDIR)/osmo-pcap-$$p || exit 1; \
+	done
+	@for f in contrib/*.ini; do \
+		t=$(DESTDIR)$(CONFDIR)/$${f##*/}; \
+		if [ -e "$$t" ]; then \
+			echo "keep $$t (yours); the shipped version is $$t.dist"; \
+			$(INSTALL) -m 0644 $$f $$t.dist || exit 1; \
+		else \
+			echo "install $$f -> $$t"; $(INSTALL) -m 0644 $$f $$t || exit 1; \
+		fi; \
+	done
+	@for f in contrib/*.service contrib/*.timer; do \
+		[ -e "$$f" ] || continue; \
+		echo "install $$f -> $(DESTDIR)$(UNITDIR)/$${f##*/}"; \
+		$(OPS_SED) $$f > $(DESTDIR)$(UNITDIR)/$${f##*/}.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${f##*/}.tmp && \
+		mv $(DESTDIR)$(UNITDIR)/$${f##*/}.tmp $(DESTDIR)$(UNITDIR)/$${f##*/} || exit 1; \
+	done
+	@for f in contrib/*.init; do \
+		[ -e "$$f" ] || continue; \
+		t=$(DESTDIR)$(INITDIR)/$$(basename $$f .init); \
+		echo "install $$f -> $$t"; \
+		$(OPS_SED) $$f > $$t.tmp && chmod 0755 $$t.tmp && mv $$t.tmp $$t || exit 1; \
+	done
+	@for f in contrib/*.cron; do \
+		[ -e "$$f" ] || continue; \
+		echo "install $$f -> $(DESTDIR)$(DOCDIR)/examples/ (copy to /etc/cron.d/ to use it)"; \
+		$(OPS_SED) $$f > $(DESTDIR)$(DOCDIR)/examples/$${f##*/} || exit 1; \
+	done
+	@for f in README.md LICENSE doc/*.md; do \
+		[ -e "$$f" ] && $(INSTALL) -m 0644 $$f $(DESTDIR)$(DOCDIR)/ || true; \
+	done
+	@echo "installed under $(DESTDIR)$(PREFIX) and $(DESTDIR)$(CONFDIR); see $(DOCDIR)/ops.md"
+
+# A server and a client on loopback with a little UDP traffic (root; < 1 min).
+demo: all
+	$(PYTHON) tools/demo.py

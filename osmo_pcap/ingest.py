@@ -1,0 +1,180 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Receiving one client's stream: decode and validate frames, hand records on.
+
+Parser is the decode+validate step specialised for speed: for a pcap link it
+reads the frame header and the record's caplen with one unpack per frame and
+checks the record inline; everything else goes through the same rules as
+wire.Decoder + validate (tests compare the two on fuzzed streams).
+
+Connection owns the socket. All reads of a connection go through fill(), so a
+TLS transport can replace it; the receive buffer is shared by all connections
+(the server's), each connection keeps only its incomplete last frame.
+"""
+
+import struct
+
+from osmo_pcap import wire
+from osmo_pcap.validate import ValidationError
+
+# spec 2.2 frame header + spec 2.4.2 record header up to caplen, in one read.
+# The frame length is big-endian whatever the client's byte order, so it is
+# read as two bytes.
+_FAST = {bo: struct.Struct(bo + "BxBB8xI") for bo in "<>"}
+_FAST_SIZE = wire.HEADER_SIZE + 12
+_FRAME = wire.FRAME_HDR
+_HDR = wire.HEADER_SIZE
+_MAX = wire.MAX_PAYLOAD
+LINK_DATA = wire.LINK_DATA
+
+
+class Parser(object):
+    """Decode and validate the frames of one connection.
+
+    consume() works on a buffer that starts with the connection's saved tail;
+    see Connection.on_readable for the calling convention.
+    """
+
+    __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen")
+
+    def __init__(self, max_snaplen):
+        self.max_snaplen = max_snaplen
+        self.link = None
+        self.tail = b""
+        self._fast = None
+        self._snaplen = 0
+
+    def set_link(self, link):
+        """Use link (a validate.LinkInfo) for the LINK_DATA frames that follow."""
+        self.link = link
+        if link.format == "pcap":
+            self._fast = _FAST[link.byteorder].unpack_from
+            self._snaplen = link.snaplen
+        else:
+            self._fast = None
+
+    def consume(self, mv, pos, end, out):
+        """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
+
+        Stop at an incomplete frame, after a LINK_HDR frame or at a broken rule.
+        Return (pos, nbytes, event): nbytes is the payload total appended to out;
+        event is None (pos is where the incomplete rest starts), a LINK_HDR
+        payload memoryview (pos is after that frame), or a ProtocolError (pos is
+        where the offending frame starts).
+        """
+        fast = self._fast
+        snap = self._snaplen
+        append = out.append
+        nbytes = 0
+        unpack = _FRAME.unpack_from
+        while True:
+            avail = end - pos
+            if fast is not None and avail >= _FAST_SIZE:
+                t, hi, lo, caplen = fast(mv, pos)
+                n = (hi << 8) | lo
+                stop = pos + _HDR + n
+                if t == 1 and caplen == n - 16 and caplen <= snap and stop <= end:
+                    append(mv[pos + _HDR:stop])
+                    nbytes += n
+                    pos = stop
+                    continue
+            elif avail < _HDR:
+                return pos, nbytes, None
+            # The general path: exactly wire.Decoder's and validate's rules.
+            t, _, n = unpack(mv, pos)
+            if t > 1:
+                return pos, nbytes, wire.FrameError(
+                    "unknown-type", "unknown message type %d (expected 0 LINK_HDR or "
+                    "1 LINK_DATA)" % t)
+            if n > _MAX:
+                return pos, nbytes, wire.FrameError(
+                    "frame-too-long", "frame length %d exceeds the limit of %d" % (n, _MAX))
+            stop = pos + _HDR + n
+            if stop > end:
+                return pos, nbytes, None
+            payload = mv[pos + _HDR:stop]
+            if t != LINK_DATA:
+                return stop, nbytes, payload
+            link = self.link
+            if link is None:
+                return pos, nbytes, ValidationError(
+                    "data-before-header", "LINK_DATA before any LINK_HDR on this connection")
+            try:
+                link.check_data(payload)
+            except ValidationError as e:
+                return pos, nbytes, e
+            append(payload)
+            nbytes += n
+            pos = stop
+
+
+class Connection(object):
+    """One accepted TCP connection of a configured client."""
+
+    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label")
+
+    def __init__(self, server, sock, peer, recorder):
+        self.server = server
+        self.sock = sock
+        self.peer = peer
+        self.recorder = recorder
+        self.parser = Parser(server.cfg.max_snaplen)
+        self.closed = False
+        self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
+
+    def fill(self, mv):
+        """Read from the transport into mv; return the byte count (0 at EOF).
+
+        The only place a connection reads: a TLS transport replaces this.
+        Raise BlockingIOError when nothing is there, OSError on failure.
+        """
+        return self.sock.recv_into(mv)
+
+    def on_readable(self):
+        """Read once into the shared buffer, decode, validate and store."""
+        server = self.server
+        mv = server.rview
+        parser = self.parser
+        tail = parser.tail
+        start = len(tail)
+        if start:
+            mv[:start] = tail
+        try:
+            n = self.fill(mv[start:])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            server.drop(self, "read error: %s" % (e.strerror or e))
+            return
+        server.bytes_read += n
+        if n == 0:
+            server.drop(self, "connection closed by the client%s"
+                        % (" in the middle of a frame (%d bytes discarded)" % start
+                           if start else ""))
+            return
+        end = start + n
+        pos = 0
+        recorder = self.recorder
+        while True:
+            out = []
+            pos, nbytes, event = parser.consume(mv, pos, end, out)
+            if out:
+                server.records(recorder, parser.link, out, nbytes)
+            if event is None:
+                break
+            if isinstance(event, wire.ProtocolError):
+                server.reject(self, event)
+                return
+            if not server.link_header(self, event):
+                return
+        parser.tail = bytes(mv[pos:end]) if pos < end else b""
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
+
+
+def format_peer(peer):
+    """Return 'host:port' (IPv6 as [host]:port) for a socket address."""
+    host, port = peer[0], peer[1]
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
