@@ -163,8 +163,11 @@ class Report(object):
 # ---------------------------------------------------------------- one run
 
 def collect(cfg, report, dry_run):
-    """Scan every directory; remove leftover temporaries; return (files, need_free)."""
-    files, need_free, seen = [], {}, set()
+    """Scan every directory; remove leftover temporaries.
+
+    Return (files, bytes to free per filesystem, a directory naming each filesystem).
+    """
+    files, need_free, fs_names, seen = [], {}, {}, set()
     for d in cfg.paths:
         real = os.path.realpath(d)
         if real in seen:
@@ -194,7 +197,8 @@ def collect(cfg, report, dry_run):
                 report.fail("cannot read free space of %s: %s", d, e.strerror or e)
                 continue
             need_free[dev] = cleanconfig.min_free_bytes(cfg.min_free, total) - avail
-    return files, need_free
+            fs_names.setdefault(dev, d)
+    return files, need_free, fs_names
 
 
 def delete(f, reason, report, dry_run):
@@ -226,13 +230,32 @@ def delete(f, reason, report, dry_run):
     report.line("deleted %s (%s)" % (f.path, reason))
 
 
-def compress_one(f, method, level, report, dry_run):
-    """Compress one file unless its writer holds it."""
+def room_to_compress(f, min_free):
+    """Return None if compressing f cannot push its filesystem below min_free (or
+    fill it), else the reason why not: the temporary file may grow to f's size."""
+    try:
+        _, total, avail = tracedir.fs_space(os.path.dirname(f.path))
+    except OSError:
+        return None  # the compression itself will report the problem
+    keep = cleanconfig.min_free_bytes(min_free, total)
+    if avail - f.size >= keep:
+        return None
+    return "compressing it needs up to %s, but only %s is free%s" % (
+        human(f.size), human(avail), " with min_free %s" % human(keep) if keep else "")
+
+
+def compress_one(f, method, level, report, dry_run, min_free=None):
+    """Compress one file unless its writer holds it or the disk has no room for it."""
     final = compress.final_path(f.path, method)
     if dry_run:
         report.line("would compress %s -> %s (%s)" % (f.path, os.path.basename(final), method))
         report.compressed += 1
         report.bytes_in += f.size
+        return
+    no_room = room_to_compress(f, min_free)
+    if no_room:
+        # the server must not find the disk full because of us; a later run retries
+        _log.warning("skipped %s: %s", f.path, no_room)
         return
     try:
         src = tracedir.open_unused(f.path)
@@ -266,8 +289,9 @@ def compress_one(f, method, level, report, dry_run):
 def run(cfg, now, dry_run=False, verbose=False, out=None):
     """Carry out one cleanup run for cfg at time now; return the exit status."""
     report = Report(out or sys.stdout, dry_run or verbose)
-    files, need_free = collect(cfg, report, dry_run)
-    plan = cleanplan.plan(files, now, cfg.default, cfg.clients, cfg.max_bytes, need_free)
+    files, need_free, fs_names = collect(cfg, report, dry_run)
+    plan = cleanplan.plan(files, now, cfg.default, cfg.clients, cfg.max_bytes, need_free,
+                          fs_names)
     for w in plan.warnings:
         _log.warning("%s", w)
     if dry_run and verbose:
@@ -276,7 +300,7 @@ def run(cfg, now, dry_run=False, verbose=False, out=None):
     for f, rule in plan.delete:
         delete(f, why(f, rule, cfg, now), report, dry_run)
     for f, method, level in plan.compress:
-        compress_one(f, method, level, report, dry_run)
+        compress_one(f, method, level, report, dry_run, cfg.min_free)
     report.summary(dry_run)
     return EXIT_FAILED if report.failed else EXIT_OK
 
@@ -555,9 +579,9 @@ compressed, or one the server holds locked) is never deleted or compressed;
 it still counts in the totals. Deletions are returned oldest first, each with the rule that chose it.
 """
 
+# the rules in the order they are applied (a deletion names the first that chose it)
 RULES = ("max_age", "max_files", "max_bytes", "min_free")
 METHODS = ("gzip", "bz2", "xz", "none")
-SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
 
 
 class Policy(object):
@@ -662,12 +686,13 @@ def protected_files(files):
     return prot
 
 
-def plan(files, now, default, clients=None, max_bytes=0, need_free=None):
+def plan(files, now, default, clients=None, max_bytes=0, need_free=None, fs_names=None):
     """Return the Plan for files (TraceFile list) at time now (epoch seconds).
 
     default: the Policy from [clean]; clients: {name: Policy} overrides;
     max_bytes: the global budget (0 = off); need_free: {dev: bytes to free}
-    from the min_free rule (missing or <= 0 = nothing to do).
+    from the min_free rule (missing or <= 0 = nothing to do); fs_names:
+    {dev: text} naming filesystems in warnings.
     """
     clients = clients or {}
     result = Plan()
@@ -721,8 +746,9 @@ def plan(files, now, default, clients=None, max_bytes=0, need_free=None):
                 drop(f, "min_free")
                 freed += f.usage
         if freed < need:
-            result.warnings.append("min_free: %d more bytes should be freed on filesystem %s, "
-                                   "but no file there may be deleted" % (need - freed, dev))
+            result.warnings.append("min_free: %d more bytes should be freed on the filesystem "
+                                   "of %s, but no more files there may be deleted"
+                                   % (need - freed, (fs_names or {}).get(dev, dev)))
 
     result.delete.sort(key=lambda item: item[0].order())
 

@@ -247,11 +247,8 @@ class Device(Source):
             self.ifindex = None
         self.last_stats = None
         self.counters["up"] = 1
-        if self.failures or self.refused_dlt is not None:
-            c.log.info("%s: capturing again", self.prefix)
-        else:
-            c.log.info("%s: capturing (%s, link type %d)", self.prefix,
-                       h.datalink_name(), self.linktype())
+        c.log.info("%s: capturing (%s, link type %d)", self.prefix, h.datalink_name(),
+                   self.linktype())
         self.failures = 0
         self.refused_dlt = None
         if self.fd >= 0:
@@ -286,6 +283,7 @@ class Device(Source):
     def close(self):
         if self.handle is not None:
             self._fold()
+            self.poll_stats(quiet=True)
             if self.fd is not None and self.fd >= 0:
                 self.client.loop.remove(self.fd)
             self.handle.close()
@@ -314,13 +312,15 @@ class Device(Source):
         if n < 0 and n != libpcap.PCAP_ERROR_BREAK:
             self.fail("capture error: %s" % (self.handle.last_error() if self.handle else n))
 
-    def poll_stats(self):
+    def poll_stats(self, quiet=False):
         """Fold libpcap's cumulative counters into ours (u32 wrap handled)."""
         if self.handle is None:
             return
         try:
             now = self.handle.stats()
         except libpcap.LibpcapError as e:
+            if quiet:
+                return
             self.counters["pcap:err"] += 1
             self.client.counters["client:pcap_err"] += 1
             self.client.log.debug("%s", e)
@@ -506,7 +506,9 @@ class Client(object):
 
     def create_connections(self):
         for s in self.cfg.servers:
-            if s.protocol == "ipip":
+            if not s.enabled:
+                self.log.info("server %s: enabled = no, not connecting", s.name)
+            elif s.protocol == "ipip":
                 sender = IpipSender(s, self.log)
                 try:
                     sender.start()
@@ -1724,11 +1726,16 @@ class Connection(object):
         self.state = STOPPED
         self._requeue_after_loss()
         if self.qbytes:
-            _, n = complete_frames(b"".join(self.queue))
-            if n:
-                self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
-            self.counters["client:queue_err"] += n
+            data = b"".join(self.queue)
             self._clear_queue()
+            if self.spool is not None:
+                # older than what the spool holds, but better late than lost
+                self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
+            else:
+                _, n = complete_frames(data)
+                if n:
+                    self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
+                self.counters["client:queue_err"] += n
         if self.spool is not None:
             self.spool.close()
 

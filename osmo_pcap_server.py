@@ -1373,7 +1373,7 @@ def expand(template, path, client):
 class _Job(object):
     """One running command."""
 
-    __slots__ = ("proc", "argv", "path", "started", "stderr", "term_at", "fd")
+    __slots__ = ("proc", "argv", "path", "started", "stderr", "term_at", "fd", "eof")
 
     def __init__(self, proc, argv, path, started):
         self.proc = proc
@@ -1383,6 +1383,7 @@ class _Job(object):
         self.stderr = bytearray()
         self.term_at = None
         self.fd = proc.stderr.fileno()
+        self.eof = False
 
 
 class OnComplete(object):
@@ -1478,6 +1479,7 @@ class OnComplete(object):
         except OSError:
             data = b""
         if not data:
+            job.eof = True
             self.loop.remove(job.fd)
             return
         job.stderr += data
@@ -1485,7 +1487,7 @@ class OnComplete(object):
             del job.stderr[:-STDERR_TAIL]
 
     def _wait_readable(self, timeout):
-        fds = [j.fd for j in self.running if not j.proc.stderr.closed]
+        fds = [j.fd for j in self.running if not j.eof]
         if fds:
             try:
                 r, _, _ = select.select(fds, [], [], timeout)
@@ -2441,6 +2443,7 @@ DEFAULT_CONFIG = "osmo-pcap-server.ini"
 # RECV_SIZE bytes lands after the connection's incomplete last frame.
 RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
+ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
 
 _log = log.get("server")
@@ -2511,12 +2514,20 @@ class Server(object):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                # EMFILE and friends: log (rate-limited) and retry on the next event.
+                # EMFILE and friends: the listener stays readable, so pause
+                # accepting for a moment instead of spinning.
                 if self.unknown_log.ok("accept") is not None:
-                    _log.error("accept failed: %s", e.strerror or e)
+                    _log.error("accept failed: %s; pausing accepts for %gs",
+                               e.strerror or e, ACCEPT_PAUSE)
+                self.loop.remove_reader(self.listener)
+                self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
             self.counters["connect"] += 1
             self.admit(sock, addr)
+
+    def _resume_accept(self):
+        if self.listener is not None:
+            self.loop.add_reader(self.listener, self._on_accept)
 
     def admit(self, sock, addr):
         """Match an accepted socket to a configured client by source address (spec 4.2).
@@ -2672,7 +2683,9 @@ class Server(object):
         out.append(("osmo_pcap_server_no_client_total", "counter",
                     "Connections from addresses of no configured client", {}, c["no_client"]))
         for key, help_ in _PEER_METRICS:
-            out.append(("osmo_pcap_server_%s_total" % key, "counter", help_, {}, total[key]))
+            if key != "connect":  # server:connect counts every accept, above
+                out.append(("osmo_pcap_server_%s_total" % key, "counter", help_, {},
+                            total[key]))
         for code in sorted(rejected):
             out.append(("osmo_pcap_server_rejected_total", "counter",
                         "Connections dropped for a protocol violation, by rule",
@@ -3338,7 +3351,7 @@ class Tap(object):
             if not self._full_logged:
                 self._full_logged = True
                 self.log.error("tap: %d interfaces in the stream, packets of new ones are not "
-                               "streamed (reconnect the tap to start afresh)", MAX_INTERFACES)
+                               "streamed (a server restart starts afresh)", MAX_INTERFACES)
             return None
         tid = len(self._idbs)
         idb = encode_interface(*key)

@@ -215,11 +215,8 @@ class Device(Source):
             self.ifindex = None
         self.last_stats = None
         self.counters["up"] = 1
-        if self.failures or self.refused_dlt is not None:
-            c.log.info("%s: capturing again", self.prefix)
-        else:
-            c.log.info("%s: capturing (%s, link type %d)", self.prefix,
-                       h.datalink_name(), self.linktype())
+        c.log.info("%s: capturing (%s, link type %d)", self.prefix, h.datalink_name(),
+                   self.linktype())
         self.failures = 0
         self.refused_dlt = None
         if self.fd >= 0:
@@ -254,6 +251,7 @@ class Device(Source):
     def close(self):
         if self.handle is not None:
             self._fold()
+            self.poll_stats(quiet=True)
             if self.fd is not None and self.fd >= 0:
                 self.client.loop.remove(self.fd)
             self.handle.close()
@@ -282,13 +280,15 @@ class Device(Source):
         if n < 0 and n != libpcap.PCAP_ERROR_BREAK:
             self.fail("capture error: %s" % (self.handle.last_error() if self.handle else n))
 
-    def poll_stats(self):
+    def poll_stats(self, quiet=False):
         """Fold libpcap's cumulative counters into ours (u32 wrap handled)."""
         if self.handle is None:
             return
         try:
             now = self.handle.stats()
         except libpcap.LibpcapError as e:
+            if quiet:
+                return
             self.counters["pcap:err"] += 1
             self.client.counters["client:pcap_err"] += 1
             self.client.log.debug("%s", e)

@@ -17,9 +17,9 @@ compressed, or one the server holds locked) is never deleted or compressed;
 it still counts in the totals. Deletions are returned oldest first, each with the rule that chose it.
 """
 
+# the rules in the order they are applied (a deletion names the first that chose it)
 RULES = ("max_age", "max_files", "max_bytes", "min_free")
 METHODS = ("gzip", "bz2", "xz", "none")
-SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
 
 
 class Policy(object):
@@ -124,12 +124,13 @@ def protected_files(files):
     return prot
 
 
-def plan(files, now, default, clients=None, max_bytes=0, need_free=None):
+def plan(files, now, default, clients=None, max_bytes=0, need_free=None, fs_names=None):
     """Return the Plan for files (TraceFile list) at time now (epoch seconds).
 
     default: the Policy from [clean]; clients: {name: Policy} overrides;
     max_bytes: the global budget (0 = off); need_free: {dev: bytes to free}
-    from the min_free rule (missing or <= 0 = nothing to do).
+    from the min_free rule (missing or <= 0 = nothing to do); fs_names:
+    {dev: text} naming filesystems in warnings.
     """
     clients = clients or {}
     result = Plan()
@@ -183,8 +184,9 @@ def plan(files, now, default, clients=None, max_bytes=0, need_free=None):
                 drop(f, "min_free")
                 freed += f.usage
         if freed < need:
-            result.warnings.append("min_free: %d more bytes should be freed on filesystem %s, "
-                                   "but no file there may be deleted" % (need - freed, dev))
+            result.warnings.append("min_free: %d more bytes should be freed on the filesystem "
+                                   "of %s, but no more files there may be deleted"
+                                   % (need - freed, (fs_names or {}).get(dev, dev)))
 
     result.delete.sort(key=lambda item: item[0].order())
 

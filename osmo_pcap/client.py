@@ -109,7 +109,9 @@ class Client(object):
 
     def create_connections(self):
         for s in self.cfg.servers:
-            if s.protocol == "ipip":
+            if not s.enabled:
+                self.log.info("server %s: enabled = no, not connecting", s.name)
+            elif s.protocol == "ipip":
                 sender = IpipSender(s, self.log)
                 try:
                     sender.start()

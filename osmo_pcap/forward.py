@@ -374,11 +374,16 @@ class Connection(object):
         self.state = STOPPED
         self._requeue_after_loss()
         if self.qbytes:
-            _, n = complete_frames(b"".join(self.queue))
-            if n:
-                self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
-            self.counters["client:queue_err"] += n
+            data = b"".join(self.queue)
             self._clear_queue()
+            if self.spool is not None:
+                # older than what the spool holds, but better late than lost
+                self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
+            else:
+                _, n = complete_frames(data)
+                if n:
+                    self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
+                self.counters["client:queue_err"] += n
         if self.spool is not None:
             self.spool.close()
 

@@ -75,16 +75,22 @@ def render(samples):
     """Return the exposition text for samples [(name, type, help, labels, value)].
 
     Samples of one name are grouped under one HELP/TYPE pair, in order of
-    first appearance. A sample with an invalid name or label name raises
+    first appearance. An invalid name or label name, or the same name and
+    labels twice (Prometheus rejects the whole scrape then), raises
     ValueError: that is a bug in the caller, not something to hide.
     """
     order = []
     groups = {}
+    seen = set()
     for name, mtype, help_text, labels, value in samples:
         if not _NAME_RE.match(name):
             raise ValueError("invalid metric name %r" % name)
         if mtype not in TYPES:
             raise ValueError("invalid metric type %r for %s" % (mtype, name))
+        key = (name, tuple(sorted((k, str(v)) for k, v in (labels or {}).items())))
+        if key in seen:
+            raise ValueError("duplicate sample %s%s" % (name, dict(key[1])))
+        seen.add(key)
         if name not in groups:
             groups[name] = (mtype, help_text, [])
             order.append(name)

@@ -55,7 +55,7 @@ def expand(template, path, client):
 class _Job(object):
     """One running command."""
 
-    __slots__ = ("proc", "argv", "path", "started", "stderr", "term_at", "fd")
+    __slots__ = ("proc", "argv", "path", "started", "stderr", "term_at", "fd", "eof")
 
     def __init__(self, proc, argv, path, started):
         self.proc = proc
@@ -65,6 +65,7 @@ class _Job(object):
         self.stderr = bytearray()
         self.term_at = None
         self.fd = proc.stderr.fileno()
+        self.eof = False
 
 
 class OnComplete(object):
@@ -160,6 +161,7 @@ class OnComplete(object):
         except OSError:
             data = b""
         if not data:
+            job.eof = True
             self.loop.remove(job.fd)
             return
         job.stderr += data
@@ -167,7 +169,7 @@ class OnComplete(object):
             del job.stderr[:-STDERR_TAIL]
 
     def _wait_readable(self, timeout):
-        fds = [j.fd for j in self.running if not j.proc.stderr.closed]
+        fds = [j.fd for j in self.running if not j.eof]
         if fds:
             try:
                 r, _, _ = select.select(fds, [], [], timeout)

@@ -28,6 +28,7 @@ DEFAULT_CONFIG = "osmo-pcap-server.ini"
 # RECV_SIZE bytes lands after the connection's incomplete last frame.
 RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
+ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
 
 _log = log.get("server")
@@ -98,12 +99,20 @@ class Server(object):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                # EMFILE and friends: log (rate-limited) and retry on the next event.
+                # EMFILE and friends: the listener stays readable, so pause
+                # accepting for a moment instead of spinning.
                 if self.unknown_log.ok("accept") is not None:
-                    _log.error("accept failed: %s", e.strerror or e)
+                    _log.error("accept failed: %s; pausing accepts for %gs",
+                               e.strerror or e, ACCEPT_PAUSE)
+                self.loop.remove_reader(self.listener)
+                self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
             self.counters["connect"] += 1
             self.admit(sock, addr)
+
+    def _resume_accept(self):
+        if self.listener is not None:
+            self.loop.add_reader(self.listener, self._on_accept)
 
     def admit(self, sock, addr):
         """Match an accepted socket to a configured client by source address (spec 4.2).
@@ -259,7 +268,9 @@ class Server(object):
         out.append(("osmo_pcap_server_no_client_total", "counter",
                     "Connections from addresses of no configured client", {}, c["no_client"]))
         for key, help_ in _PEER_METRICS:
-            out.append(("osmo_pcap_server_%s_total" % key, "counter", help_, {}, total[key]))
+            if key != "connect":  # server:connect counts every accept, above
+                out.append(("osmo_pcap_server_%s_total" % key, "counter", help_, {},
+                            total[key]))
         for code in sorted(rejected):
             out.append(("osmo_pcap_server_rejected_total", "counter",
                         "Connections dropped for a protocol violation, by rule",

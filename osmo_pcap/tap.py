@@ -159,7 +159,7 @@ class Tap(object):
             if not self._full_logged:
                 self._full_logged = True
                 self.log.error("tap: %d interfaces in the stream, packets of new ones are not "
-                               "streamed (reconnect the tap to start afresh)", MAX_INTERFACES)
+                               "streamed (a server restart starts afresh)", MAX_INTERFACES)
             return None
         tid = len(self._idbs)
         idb = encode_interface(*key)

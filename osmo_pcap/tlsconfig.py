@@ -17,7 +17,7 @@ import ssl
 
 from osmo_pcap import log
 from osmo_pcap.config import parse_bool, parse_duration, resolve_path
-from osmo_pcap.tls import TLSStream, identity_problem, peer_identity
+from osmo_pcap.tls import TLSStream, TlsTransport, identity_problem, peer_identity
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 MIN_VERSIONS = ("1.2", "1.3")
@@ -44,6 +44,10 @@ class ClientTLS(object):
     def stream(self, loop, sock):
         """Return a TLSStream for a connected socket; call start() on it."""
         return TLSStream(loop, sock, self.context, server_hostname=self.hostname)
+
+    def transport(self, tcp):
+        """Return a TlsTransport around tcp (a forward.TcpTransport-like object)."""
+        return TlsTransport(tcp, self.context, self.hostname)
 
 
 class ServerTLS(object):
@@ -313,3 +317,13 @@ def read_client_entry_tls(section, client_name, server_tls=None, any_ip=False):
                             "required here and tls_client_auth = optional or required "
                             "in [server]")
     return ClientEntryTLS(client_name, mode, identity, any_ip, certificates)
+
+
+def client_section_reader(server, section):
+    """Set server.tls from a [server NAME] section (a clientconfig section reader).
+
+    server is the client's per-server config with .host and .protocol.
+    """
+    server.tls = read_client_tls(section, getattr(server, "host", None))
+    if server.tls is not None and getattr(server, "protocol", "osmo-pcap") != "osmo-pcap":
+        raise section.error("tls", "only with protocol = osmo-pcap")

@@ -53,15 +53,21 @@ def exec_cmd(ns, cmd):
     return (["ip", "netns", "exec", ns] if ns else []) + list(cmd)
 
 
+def python_in(ns, code, *args, **kw):
+    """Run a Python snippet (with the repository importable) inside ns."""
+    import sys
+    return support.run(exec_cmd(ns, [sys.executable, "-c", "import sys; sys.path.insert(0, %r)\n"
+                                     % support.REPO + code] + list(args)), **kw)
+
+
 def exec_in(ns, cmd, check=True):
     return support.run(exec_cmd(ns, cmd), check=check)
 
 
-def veth(test, ns_a, addr_a, ns_b, addr_b, prefix="v"):
+def veth(test, ns_a, addr_a, ns_b, addr_b, prefix="v", names=None):
     """Create a veth pair between two namespaces (None = current), addresses in
     CIDR form, IPv6 off, links up. Return (name_a, name_b)."""
-    a = unique(prefix + "a")
-    b = unique(prefix + "b")
+    a, b = names or (unique(prefix + "a"), unique(prefix + "b"))
     _ip("link", "add", a, "type", "veth", "peer", "name", b)
     test.addCleanup(_ip, "link", "del", a, check=False)
     for ns, name, addr in ((ns_a, a, addr_a), (ns_b, b, addr_b)):

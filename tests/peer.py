@@ -144,10 +144,11 @@ class ServerProcess(object):
         self.log_path = os.path.join(tmp, "server.log")
         self.proc = None
 
-    def start(self):
+    def start(self, preexec_fn=None):
         self._logf = open(self.log_path, "wb")
         self.proc = subprocess.Popen(support.script_cmd("server", "-c", self.ini),
-                                     stdout=self._logf, stderr=subprocess.STDOUT)
+                                     stdout=self._logf, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec_fn)
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:

@@ -86,8 +86,14 @@ class BundleTest(support.TempDirTestCase):
                            stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn('File "osmo_pcap/wire.py", line %d, in encode_frame' % want[0], p.stderr)
-        # the loader hands its source to the traceback machinery too
-        self.assertIn('raise ValueError("unknown message type', p.stderr)
+        # the loader hands its source to the traceback module (as used in logs) too
+        code = ("import runpy, traceback\nrunpy.run_path('osmo_pcap_server.py', run_name='b')\n"
+                "from osmo_pcap import wire\ntry:\n    wire.encode_frame(9, b'')\n"
+                "except ValueError:\n    print(traceback.format_exc())\n")
+        p = subprocess.run([sys.executable, "-c", code], cwd=self.tmp, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        self.assertIn('File "osmo_pcap/wire.py", line %d, in encode_frame' % want[0], p.stdout)
+        self.assertIn('raise ValueError("unknown message type', p.stdout)
 
     def test_bundler_refuses_sources_it_cannot_embed(self):
         bad = os.path.join(self.tmp, "bad.py")

@@ -388,6 +388,41 @@ class MinFreeTest(CleanCase):
         p = self.clean(cfg)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(self.listing(mnt), sorted(names[4:]))
+        # unreachable: everything but the newest goes, and a warning says so
+        cfg = self.config("[clean]\npaths = %s\nmin_free = 99%%\ncompress = none\n"
+                          "lock_file = run.lock\n" % mnt)
+        p = self.clean(cfg)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.listing(mnt), names[5:])
+        self.assertIn("WARNING min_free: ", p.stderr)
+        self.assertIn("the filesystem of %s, but no more files there may be deleted" % mnt,
+                      p.stderr)
+
+    def test_no_compression_without_room(self):
+        mnt = self.mount_tmpfs("4m")
+        big = self.make(mnt, self.aged("a", 3), data=os.urandom(1536 << 10))
+        small = self.make(mnt, self.aged("a", 2), data=b"\x00" * (256 << 10))
+        self.make(mnt, self.aged("a", 1), data=os.urandom(1536 << 10))
+        # 768 KiB free: the big one could fill the disk under the server's feet
+        cfg = self.config("[clean]\npaths = %s\ncompress_after = 1\nlock_file = run.lock\n"
+                          % mnt)
+        p = self.clean(cfg, "-v")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("skipped %s: compressing it needs up to 1.5 MiB, but only" % big, p.stderr)
+        self.assertTrue(os.path.exists(big))
+        self.assert_gzip_of(small + ".gz", small)
+        self.assertEqual([n for n in os.listdir(mnt) if n.endswith(".tmp")], [])
+        # with min_free, compression must not eat into the reserve either
+        os.unlink(small + ".gz")
+        cfg = self.config("[clean]\npaths = %s\ncompress_after = 1\nmin_free = 256K\n"
+                          "lock_file = run.lock\n" % mnt)
+        os.unlink(big)
+        # 1216 KiB: 1344 KiB free, enough room to compress, but not above 256K
+        big = self.make(mnt, self.aged("a", 3), data=os.urandom(1216 << 10))
+        p = self.clean(cfg, "-v")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("with min_free 256.0 KiB", p.stderr)
+        self.assertTrue(os.path.exists(big))
 
 
 class ServerTest(CleanCase):
@@ -414,7 +449,7 @@ class ServerTest(CleanCase):
                 except subprocess.TimeoutExpired:
                     server.kill()
                     server.wait()
-            server.stdout.close()
+        self.addCleanup(server.stdout.close)
         self.addCleanup(stop)
         sock = None
         for _ in range(1000):
@@ -440,7 +475,9 @@ class ServerTest(CleanCase):
                 written = os.path.join(base, names[0])
                 break
             time.sleep(0.02)
-        self.assertIsNotNone(written, "the server wrote no file")
+        if written is None:
+            stop()
+            self.fail("the server wrote no file; its log:\n%s" % server.stdout.read())
         size = os.path.getsize(written)
         # a newer file of the same client, so only the server's lock protects its file
         newer = self.make(base, name_at("bts1", self.now + 365 * DAY))

@@ -234,6 +234,8 @@ class LoopbackTest(Harness):
                 self.assertEqual(int(flen), 14 + 20 + 8 + sizes[i])
                 self.assertTrue(t0 - 1 <= float(ts) <= t1 + 1, ts)
         self.assertIn("captured 100 pkts", c.text())
+        # PACKET_IGNORE_OUTGOING on lo: each packet enters the ring once, not twice
+        self.assertIn("pcap recv 100 ", c.text())
 
     def test_invalid_filter_stops_startup(self):
         c = self.start_client(client_ini(filt="udp port twelve"), wait=None)

@@ -54,6 +54,9 @@ class RenderTest(unittest.TestCase):
                        ("a", "gauge", "", {"__name__": 1}, 1)):
             with self.assertRaises(ValueError):
                 metrics.render([sample])
+        with self.assertRaises(ValueError) as cm:
+            metrics.render([("a", "gauge", "", {"x": 1}, 1), ("a", "gauge", "", {"x": "1"}, 2)])
+        self.assertIn("duplicate sample a", str(cm.exception))
 
     def test_process_samples(self):
         names = [s[0] for s in metrics.process_samples("server")]

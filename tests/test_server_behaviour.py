@@ -191,6 +191,34 @@ class Connections(ServerTest):
             self.assertEqual(len(files), 1)
             self.assertEqual(self.packets(files[0]), list(range(i * 10000, i * 10000 + 2000)))
 
+    def test_out_of_descriptors_pauses_accepting_then_resumes(self):
+        import resource
+        n = 24
+        clients = [("c%d" % i, "127.0.3.%d" % (i + 1), "yes") for i in range(n)]
+        self.srv = peer.ServerProcess(self.tmp, clients)
+        self.srv.start(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (20, 20)))
+        self.addCleanup(self.srv.kill)
+        self.addCleanup(self.check_log)
+        srv = self.srv
+        socks = []
+        for i in range(n):
+            s = peer.connect(srv.port, "127.0.3.%d" % (i + 1))
+            self.addCleanup(s.close)
+            socks.append(s)
+        srv.wait_log("pausing accepts")
+        for s in socks[:12]:
+            s.sendall(peer.pcap_stream(1))
+            s.close()
+        # the waiting connections are accepted once descriptors are free again
+        srv.wait_log(": connected", n)
+        for s in socks[12:]:
+            s.sendall(peer.pcap_stream(2))
+            s.close()
+        srv.wait_log("(disconnect;", n)
+        self.stop()
+        self.assertEqual(sorted(len(self.packets(p)) for p in srv.files()),
+                         [1] * 12 + [2] * 12)
+
     def test_link_header_change_starts_new_file(self):
         srv = self.start([("c", GOOD, "yes")])
         s = peer.connect(srv.port, GOOD)

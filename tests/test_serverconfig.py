@@ -135,6 +135,30 @@ class Errors(Base):
         self.assertEqual(os.listdir(self.path("base")) + os.listdir(self.path("done")), [])
 
 
+class Contrib(Base):
+    def test_example_file_loads_with_and_without_its_comments(self):
+        with open(os.path.join(support.REPO, "contrib", "osmo-pcap-server.ini")) as f:
+            text = f.read().replace("/var/lib/osmo-pcap", "base")
+        cfg = self.load(text)
+        self.assertEqual([c.name for c in cfg.clients], ["bts1"])
+        # every commented "; key = default" line of [server] is a known key
+        # whose default is what the loader uses
+        lines = []
+        keys = []
+        for line in text.splitlines():
+            if line.startswith("; ") and " = " in line and not line.startswith("; Check"):
+                line = line[2:]
+                keys.append(line.split(" = ")[0])
+            lines.append(line)
+        self.assertGreaterEqual(len(keys), 12)
+        full = self.load("\n".join(lines))
+        for attr in ("listen", "port", "file_permission_mask", "max_snaplen", "max_file_size",
+                     "rotate_localtime", "write_buffer", "flush_interval", "write_retry",
+                     "stats_interval", "log_level"):
+            self.assertEqual(getattr(full, attr), getattr(cfg, attr), attr)
+            self.assertIn(attr, keys)
+
+
 class CommandLine(Base):
     def test_check_config(self):
         p = self.write("[server]\nbase_path = base\nport = 1234\n[client a]\nip = 10.0.0.1\n")

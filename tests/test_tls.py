@@ -218,6 +218,14 @@ class TestStreams(LoopTestCase):
         self.assertTrue(s.eof, s.error)
         self.assertFalse(s.stream.clean_eof)
 
+    def test_forged_record_is_an_error_not_a_crash(self):
+        s, c = self.pair(server_tls(), client_tls(), c_payload=b"ok")
+        self.run_until(lambda: len(s.received) == 2, "data")
+        c.stream.sock.send(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # not from TLS
+        self.run_until(lambda: s.finished, "failure")
+        self.assertEqual(s.error.kind, tls.PROTOCOL)
+        self.assertIn("TLS error", str(s.error))
+
     def test_tls12_session(self):
         cl = client_tls()
         cl.context.options |= ssl.OP_NO_TLSv1_3
@@ -581,7 +589,7 @@ class TestClientTransport(LoopTestCase):
         return lst.getsockname(), peers
 
     def transport(self, addr, client):
-        t = tls.TlsTransport(TcpLike(addr), client.context, client.hostname)
+        t = client.transport(TcpLike(addr))
         self.addCleanup(t.close)
         return t
 
@@ -889,6 +897,20 @@ class TestConfig(unittest.TestCase):
         self.assertEqual(cm.exception.key, "tls_hostname")
         cl = self.read_client({"tls_ca": PKI["ca"], "tls_hostname": "server.test"})
         self.assertEqual(cl.hostname, "server.test")
+
+    def test_client_section_reader(self):
+        class Server(object):
+            host, protocol = "server.test", "osmo-pcap"
+        s = Server()
+        tlsconfig.client_section_reader(s, section({"tls": "yes", "tls_ca": PKI["ca"]},
+                                                   "server main"))
+        self.assertEqual(s.tls.hostname, "server.test")
+        s.protocol = "ipip"
+        with self.assertRaises(config.ConfigError) as cm:
+            tlsconfig.client_section_reader(s, section({"tls": "yes"}, "server main"))
+        self.assertEqual(cm.exception.key, "tls")
+        tlsconfig.client_section_reader(s, section({}, "server main"))
+        self.assertIsNone(s.tls)
 
     def test_client_entry_rules(self):
         srv_none = server_tls(client_auth="none")

@@ -144,13 +144,14 @@ mount_chroot() {
     done
 }
 
-# install_tree DIR: the standalone scripts, osmo_pcap/ and tests/ into DIR/opt/osmo-pcap.
+# install_tree DIR: the standalone scripts, osmo_pcap/, tests/, contrib/ (example
+# configs the tests read) and tools/*.py into DIR/opt/osmo-pcap.
 install_tree() {
     local dst=$1/opt/osmo-pcap
     rm -rf --one-file-system "$dst"
     mkdir -p "$dst"
     cp -p osmo_pcap_client.py osmo_pcap_server.py osmo_pcap_clean.py "$dst/"
-    cp -rp osmo_pcap tests "$dst/"
+    cp -rp osmo_pcap tests contrib "$dst/"
     mkdir "$dst/tools" && cp -p tools/*.py "$dst/tools/"     # tests/test_bundle.py uses them
     find "$dst" -name __pycache__ -prune -exec rm -rf {} +
     chmod -R a+rX "$dst"
@@ -203,14 +204,15 @@ run_target() {
     install_tree "$dir"
     echo "======== $t: $($wrap chroot "$dir" python3 -c 'import platform, struct, sys; print("Python %s, %s, %d-bit" % (sys.version.split()[0], platform.machine(), 8 * struct.calcsize("P")))') ========"
 
-    # (a) The unit suite with the chroot's python3, as nobody (65534) and with CI
-    # unset: tests needing root, namespaces or peer tools (tshark, tcpdump, ip) that
-    # the chroot lacks skip there; they run on the host in `make test`.
-    say "$t: unit suite (as nobody, CI unset)"
+    # (a) The unit suite with the chroot's python3, as root (as in CI) but with CI
+    # unset: tests whose peers the chroot lacks (tshark, tcpdump, ip, openssl, make)
+    # skip there; they run on the host in `make test`.
+    say "$t: unit suite (CI unset)"
     rc=0
-    $wrap chroot --userspec=65534:65534 "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/tmp LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 OSMO_PCAP_EXPECT_PKTHDR="$(hdr_size_for "$t")" \
-        python3 /opt/osmo-pcap/tests/run.py ${TESTARGS_32BIT:-} >"$log" 2>&1 || rc=$?
+    $wrap chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+        LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 OSMO_PCAP_EXPECT_PKTHDR="$(hdr_size_for "$t")" \
+        /bin/sh -c 'cd /opt/osmo-pcap && exec python3 tests/run.py "$@"' run.py \
+        ${TESTARGS_32BIT:-} >"$log" 2>&1 || rc=$?
     if [ "${VERBOSE:-0}" = 1 ] || [ $rc != 0 ]; then cat "$log"; else tail -n 3 "$log"; fi
     count_line "$t unit suite" "$log" $rc
 
