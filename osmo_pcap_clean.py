@@ -1449,10 +1449,10 @@ def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=No
             fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
     else:
         handler = logging.StreamHandler(stream)
+        cls = logging.Formatter
         if stream is sys.stderr and _stderr_is_journal(env):
-            fmt = JournalPrefixFormatter(body)
-        else:
-            fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+            cls = JournalPrefixFormatter
+        fmt = cls("%(asctime)s " + body if stamps else body)
     handler.setFormatter(fmt)
     repeat = RepeatFilter()
     handler.addFilter(repeat)

@@ -40,6 +40,7 @@ are always little-endian, as upstream x86/ARM clients send them (spec 12).
 """
 
 import os
+import socket
 import struct
 
 from osmo_pcap import libpcap, pcapfile, pcapng
@@ -204,6 +205,7 @@ class Device(Source):
         self.retry = None
         self.last_stats = None
         self.failures = 0
+        self.last_why = None
         self.refused_dlt = None
 
     def open(self, fatal=False):
@@ -249,7 +251,6 @@ class Device(Source):
         self.counters["up"] = 1
         c.log.info("%s: capturing (%s, link type %d)", self.prefix, h.datalink_name(),
                    self.linktype())
-        self.failures = 0
         self.refused_dlt = None
         if self.fd >= 0:
             c.loop.add_reader(self.fd, self.on_readable)
@@ -270,8 +271,11 @@ class Device(Source):
                                   self.prefix, e)
 
     def _failed(self, why):
+        # A device that stays broken (down, absent) logs its reason once, then
+        # every 60th attempt; a new reason is logged at once.
         self.failures += 1
-        if self.failures == 1 or self.failures % 60 == 0:
+        if why != self.last_why or self.failures % 60 == 0:
+            self.last_why = why
             self.client.log.error("%s: %s; retrying every %gs", self.prefix, why,
                                   self.client.cfg.reopen_interval)
         self._schedule_retry()
@@ -309,6 +313,9 @@ class Device(Source):
         if self.handle is None:
             return
         n = self.dispatch()
+        if n > 0 and self.failures:
+            self.failures = 0          # healthy again: the next failure is news
+            self.last_why = None
         if n < 0 and n != libpcap.PCAP_ERROR_BREAK:
             self.fail("capture error: %s" % (self.handle.last_error() if self.handle else n))
 
@@ -346,7 +353,6 @@ class Device(Source):
 
 
 def _ifindex(name):
-    import socket
     return socket.if_nametoindex(name)
 
 
@@ -430,14 +436,16 @@ class StartupError(Exception):
 def build_filter(cfg):
     """Return the effective filter: the user's, minus our own traffic (detect_loop)."""
     parts = []
-    if cfg.filter:
-        parts.append("(%s)" % cfg.filter)
     if cfg.detect_loop:
         for s in cfg.servers:
             if s.protocol == "ipip":
                 parts.append("not (host %s and ip proto 4)" % s.host)
             else:
                 parts.append("not (host %s and tcp port %d)" % (s.host, s.port))
+    if not parts:
+        return cfg.filter   # unchanged, so the pcapng if_filter matches upstream's
+    if cfg.filter:
+        parts.insert(0, "(%s)" % cfg.filter)
     return " and ".join(parts)
 
 
@@ -559,6 +567,9 @@ class Client(object):
         cfg = self.cfg
         if not cfg.user and not cfg.group:
             return
+        # Modules imported lazily later may be unreadable for the new user (a
+        # Python installed under /root): load them while we still can.
+        import encodings.idna  # noqa: F401  (host names in getaddrinfo)
         try:
             gid = grp.getgrnam(cfg.group).gr_gid if cfg.group else pwd.getpwnam(cfg.user).pw_gid
             uid = pwd.getpwnam(cfg.user).pw_uid if cfg.user else None
@@ -915,6 +926,7 @@ contrib/osmo-pcap-client.ini.
 import grp
 import os
 import pwd
+import socket
 
 from osmo_pcap.config import (ConfigError, Section, check_safe_name, parse_bool,
                               parse_duration, parse_int, parse_port, parse_size, read_ini,
@@ -946,6 +958,7 @@ class ServerConfig(object):
         self.reconnect_min = 1.0
         self.reconnect_max = 30.0
         self.enabled = True
+        self.tls = None       # set by the TLS reader: an object with transport(tcp)
         self.section = None  # the config.Section, for keys other issues add
 
     def describe(self):
@@ -1007,7 +1020,6 @@ def _ports(text):
 
 
 def _ip(text):
-    import socket
     for fam in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(fam, text)
@@ -1086,14 +1098,6 @@ def load(path):
     for name in cp.sections():
         if name.startswith("server "):
             cfg.servers.append(_load_server(cp, name, path, base))
-    spools = {}
-    for s in cfg.servers:
-        if s.spool_dir:
-            key = os.path.join(s.spool_dir, s.name)
-            if key in spools:
-                raise ConfigError("spool_dir shared with [server %s] under the same name"
-                                  % spools[key], path, "server " + s.name, "spool_dir")
-            spools[key] = s.name
     return cfg
 
 
@@ -1362,6 +1366,7 @@ TLS transport can replace it. IpipSender is the `protocol = ipip` variant.
 
 import collections
 import errno
+import os
 import random
 import socket
 
@@ -1471,7 +1476,6 @@ class Connection(object):
         self.loss_timer = None
         self.spool = None
         if cfg.spool_dir:
-            import os
             self.spool = Spool(os.path.join(cfg.spool_dir, cfg.name), cfg.spool_max, logger)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
 
@@ -1487,7 +1491,7 @@ class Connection(object):
         if self.state != WAITING:
             return
         self.counters["server:connect"] += 1
-        t = self.transport_factory(self.cfg.host, self.cfg.port, self.cfg.source_ip)
+        t = self.make_transport()
         try:
             t.open()
         except (OSError, socket.gaierror) as e:
@@ -1499,6 +1503,12 @@ class Connection(object):
         self.state = CONNECTING
         self.loop.add_writer(t.sock, self._on_connect_event)
         self.loop.add_reader(t.sock, self._on_connect_event)
+
+    def make_transport(self):
+        """Return a new transport: plain TCP, wrapped when the section set up TLS."""
+        t = self.transport_factory(self.cfg.host, self.cfg.port, self.cfg.source_ip)
+        tls = getattr(self.cfg, "tls", None)
+        return tls.transport(t) if tls is not None else t
 
     def _schedule_retry(self):
         self.state = WAITING
@@ -1652,6 +1662,8 @@ class Connection(object):
             while True:
                 if not q:
                     if not self._refill():
+                        if getattr(t, "pending_output", 0):
+                            t.send(b"")   # a TLS transport flushes what it holds
                         break
                     continue
                 head = q[0]
@@ -1669,7 +1681,7 @@ class Connection(object):
             self.counters["client:write_err"] += 1
             self._lost("send failed: %s" % _why(e))
             return
-        if q:
+        if q or getattr(t, "pending_output", 0):
             self.loop.add_writer(t.sock, self._send)
         else:
             self.loop.remove_writer(t.sock)
@@ -1711,7 +1723,8 @@ class Connection(object):
     def busy(self):
         """True while data waits to be sent on an established connection."""
         return self.state == UP and (self.qbytes > 0 or self.from_spool
-                                     or (self.spool is not None and self.spool.pending))
+                                     or (self.spool is not None and self.spool.pending)
+                                     or getattr(self.transport, "pending_output", 0) > 0)
 
     def stop(self):
         """Close; put what is left into the spool when there is one."""
@@ -2032,6 +2045,7 @@ c_char array type per caplen.
 import ctypes
 import ctypes.util
 import os
+import socket
 import struct
 import tempfile
 
@@ -2347,11 +2361,10 @@ class Handle(object):
         return cls(library, p, "(dead)")
 
     def _detail(self, status):
-        # Generic errors and warnings carry the specific text in pcap_geterr.
-        if status in (-1, 1, -3):
-            msg = _text(self.lib.pcap_geterr(self.pcap))
-            if msg:
-                return " (%s)" % msg
+        # pcap_geterr often has the specific text (e.g. which ioctl failed).
+        msg = _text(self.lib.pcap_geterr(self.pcap))
+        if msg and msg != _text(self.lib.pcap_statustostr(status)):
+            return " (%s)" % msg
         return ""
 
     def _check(self, rc, what):
@@ -2393,7 +2406,6 @@ class Handle(object):
 
     def set_ignore_outgoing(self):
         """Ask the kernel not to put outgoing frames into the ring (Linux >= 4.20)."""
-        import socket
         fd = self.selectable_fd()
         if fd < 0:
             raise OSError("no selectable fd")
@@ -2747,10 +2759,10 @@ def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=No
             fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
     else:
         handler = logging.StreamHandler(stream)
+        cls = logging.Formatter
         if stream is sys.stderr and _stderr_is_journal(env):
-            fmt = JournalPrefixFormatter(body)
-        else:
-            fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+            cls = JournalPrefixFormatter
+        fmt = cls("%(asctime)s " + body if stamps else body)
     handler.setFormatter(fmt)
     repeat = RepeatFilter()
     handler.addFilter(repeat)

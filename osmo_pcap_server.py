@@ -1066,10 +1066,10 @@ def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=No
             fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
     else:
         handler = logging.StreamHandler(stream)
+        cls = logging.Formatter
         if stream is sys.stderr and _stderr_is_journal(env):
-            fmt = JournalPrefixFormatter(body)
-        else:
-            fmt = logging.Formatter("%(asctime)s " + body if stamps else body)
+            cls = JournalPrefixFormatter
+        fmt = cls("%(asctime)s " + body if stamps else body)
     handler.setFormatter(fmt)
     repeat = RepeatFilter()
     handler.addFilter(repeat)
@@ -3118,41 +3118,43 @@ class TraceFile(object):
 
         Raise WriteError (after cutting the file back) when a write fails.
         """
-        self.pending += data
-        self.pending_records += nrecords
         self.size += len(data)
         self.records += nrecords
+        if not self.pending and len(data) >= self.buffer_limit:
+            self._write(data, nrecords)  # a big batch goes out without another copy
+            return
+        self.pending += data
+        self.pending_records += nrecords
         if len(self.pending) >= self.buffer_limit:
             self.flush()
 
     def flush(self):
         """Write everything buffered; raise WriteError after cutting the file back."""
-        pending = self.pending
-        if not pending:
-            return
-        fd = self.fd
-        try:
-            done = 0
-            total = len(pending)
-            with memoryview(pending) as mv:
-                while done < total:
-                    done += os.write(fd, mv[done:])
-        except OSError as e:
-            dropped = self.pending_records
-            lost = len(pending)
+        if self.pending:
+            pending, nrec = self.pending, self.pending_records
             self.pending = bytearray()
             self.pending_records = 0
-            self.size -= lost
-            self.records -= dropped
+            self._write(pending, nrec)
+
+    def _write(self, data, nrecords):
+        fd = self.fd
+        total = len(data)
+        try:
+            done = os.write(fd, data)
+            if done < total:
+                with memoryview(data) as mv:
+                    while done < total:
+                        done += os.write(fd, mv[done:])
+        except OSError as e:
+            self.size -= total
+            self.records -= nrecords
             try:
                 os.ftruncate(fd, self.written)
                 os.lseek(fd, self.written, os.SEEK_SET)
             except OSError:
                 pass
-            raise WriteError(self.path, e, dropped)
+            raise WriteError(self.path, e, nrecords)
         self.written += total
-        del pending[:]
-        self.pending_records = 0
 
     def close(self, completed_path=None):
         """Flush, move to completed_path and close; return (final path, error or None).

@@ -2,11 +2,13 @@
 # Operations targets, included by the Makefile:
 #   make install [PREFIX=/usr/local] [DESTDIR=]   programs, configs, units, init scripts
 #   make demo                                     server + client on loopback (as root)
+#   make test-ops [PY=python3.X]                  the operations tests on their own
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DOCDIR ?= $(PREFIX)/share/doc/osmo-pcap
 CONFDIR ?= /etc/osmo-pcap
 INITDIR ?= /etc/init.d
@@ -21,11 +23,15 @@ OPS_SED = sed -e 's\#/usr/local/bin/osmo_pcap_\([a-z]*\)\.py\#$(BINDIR)/osmo-pca
 	-e 's\#/etc/osmocom/osmo-pcap-\#$(CONFDIR)/osmo-pcap-\#g' \
 	-e 's\#/etc/osmo-pcap/\#$(CONFDIR)/\#g'
 
-.PHONY: install demo
+OPS_TESTS := test_daemon test_log test_metrics test_vtyimport test_contrib test_install \
+	test_demo test_ops_process
+
+.PHONY: install demo test-ops
 
 install: all
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(INITDIR) $(DESTDIR)$(DOCDIR)/examples
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(INITDIR) $(DESTDIR)$(DOCDIR)/examples
+	$(INSTALL) -m 0644 contrib/osmo-pcap.sysusers $(DESTDIR)$(SYSUSERSDIR)/osmo-pcap.conf
 	@for p in client server clean; do \
 		echo "install osmo_pcap_$$p.py -> $(DESTDIR)$(BINDIR)/osmo-pcap-$$p"; \
 		$(INSTALL) -m 0755 osmo_pcap_$$p.py $(DESTDIR)$(BINDIR)/osmo-pcap-$$p || exit 1; \
@@ -65,3 +71,6 @@ install: all
 # A server and a client on loopback with a little UDP traffic (root; < 1 min).
 demo: all
 	$(PYTHON) tools/demo.py
+
+test-ops: all
+	$(or $(PY),$(PYTHON)) tests/run.py $(OPS_TESTS)

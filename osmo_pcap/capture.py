@@ -8,6 +8,7 @@ are always little-endian, as upstream x86/ARM clients send them (spec 12).
 """
 
 import os
+import socket
 import struct
 
 from osmo_pcap import libpcap, pcapfile, pcapng
@@ -172,6 +173,7 @@ class Device(Source):
         self.retry = None
         self.last_stats = None
         self.failures = 0
+        self.last_why = None
         self.refused_dlt = None
 
     def open(self, fatal=False):
@@ -217,7 +219,6 @@ class Device(Source):
         self.counters["up"] = 1
         c.log.info("%s: capturing (%s, link type %d)", self.prefix, h.datalink_name(),
                    self.linktype())
-        self.failures = 0
         self.refused_dlt = None
         if self.fd >= 0:
             c.loop.add_reader(self.fd, self.on_readable)
@@ -238,8 +239,11 @@ class Device(Source):
                                   self.prefix, e)
 
     def _failed(self, why):
+        # A device that stays broken (down, absent) logs its reason once, then
+        # every 60th attempt; a new reason is logged at once.
         self.failures += 1
-        if self.failures == 1 or self.failures % 60 == 0:
+        if why != self.last_why or self.failures % 60 == 0:
+            self.last_why = why
             self.client.log.error("%s: %s; retrying every %gs", self.prefix, why,
                                   self.client.cfg.reopen_interval)
         self._schedule_retry()
@@ -277,6 +281,9 @@ class Device(Source):
         if self.handle is None:
             return
         n = self.dispatch()
+        if n > 0 and self.failures:
+            self.failures = 0          # healthy again: the next failure is news
+            self.last_why = None
         if n < 0 and n != libpcap.PCAP_ERROR_BREAK:
             self.fail("capture error: %s" % (self.handle.last_error() if self.handle else n))
 
@@ -314,7 +321,6 @@ class Device(Source):
 
 
 def _ifindex(name):
-    import socket
     return socket.if_nametoindex(name)
 
 

@@ -33,14 +33,16 @@ class StartupError(Exception):
 def build_filter(cfg):
     """Return the effective filter: the user's, minus our own traffic (detect_loop)."""
     parts = []
-    if cfg.filter:
-        parts.append("(%s)" % cfg.filter)
     if cfg.detect_loop:
         for s in cfg.servers:
             if s.protocol == "ipip":
                 parts.append("not (host %s and ip proto 4)" % s.host)
             else:
                 parts.append("not (host %s and tcp port %d)" % (s.host, s.port))
+    if not parts:
+        return cfg.filter   # unchanged, so the pcapng if_filter matches upstream's
+    if cfg.filter:
+        parts.insert(0, "(%s)" % cfg.filter)
     return " and ".join(parts)
 
 
@@ -162,6 +164,9 @@ class Client(object):
         cfg = self.cfg
         if not cfg.user and not cfg.group:
             return
+        # Modules imported lazily later may be unreadable for the new user (a
+        # Python installed under /root): load them while we still can.
+        import encodings.idna  # noqa: F401  (host names in getaddrinfo)
         try:
             gid = grp.getgrnam(cfg.group).gr_gid if cfg.group else pwd.getpwnam(cfg.user).pw_gid
             uid = pwd.getpwnam(cfg.user).pw_uid if cfg.user else None

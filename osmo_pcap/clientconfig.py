@@ -9,6 +9,7 @@ contrib/osmo-pcap-client.ini.
 import grp
 import os
 import pwd
+import socket
 
 from osmo_pcap.config import (ConfigError, Section, check_safe_name, parse_bool,
                               parse_duration, parse_int, parse_port, parse_size, read_ini,
@@ -40,6 +41,7 @@ class ServerConfig(object):
         self.reconnect_min = 1.0
         self.reconnect_max = 30.0
         self.enabled = True
+        self.tls = None       # set by the TLS reader: an object with transport(tcp)
         self.section = None  # the config.Section, for keys other issues add
 
     def describe(self):
@@ -101,7 +103,6 @@ def _ports(text):
 
 
 def _ip(text):
-    import socket
     for fam in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(fam, text)
@@ -180,14 +181,6 @@ def load(path):
     for name in cp.sections():
         if name.startswith("server "):
             cfg.servers.append(_load_server(cp, name, path, base))
-    spools = {}
-    for s in cfg.servers:
-        if s.spool_dir:
-            key = os.path.join(s.spool_dir, s.name)
-            if key in spools:
-                raise ConfigError("spool_dir shared with [server %s] under the same name"
-                                  % spools[key], path, "server " + s.name, "spool_dir")
-            spools[key] = s.name
     return cfg
 
 

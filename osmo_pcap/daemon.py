@@ -277,9 +277,3 @@ def start_watchdog(loop, env=None):
     sd_notify("WATCHDOG=1", env)
     return loop.call_every(interval / 2.0, sd_notify, "WATCHDOG=1", env)
 
-
-def under_systemd(env=None):
-    """Return True when started as a systemd service (stdout/stderr to the journal)."""
-    env = os.environ if env is None else env
-    return bool(env.get("INVOCATION_ID") or env.get("JOURNAL_STREAM"))
-

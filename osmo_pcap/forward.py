@@ -10,6 +10,7 @@ TLS transport can replace it. IpipSender is the `protocol = ipip` variant.
 
 import collections
 import errno
+import os
 import random
 import socket
 
@@ -119,7 +120,6 @@ class Connection(object):
         self.loss_timer = None
         self.spool = None
         if cfg.spool_dir:
-            import os
             self.spool = Spool(os.path.join(cfg.spool_dir, cfg.name), cfg.spool_max, logger)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
 
@@ -135,7 +135,7 @@ class Connection(object):
         if self.state != WAITING:
             return
         self.counters["server:connect"] += 1
-        t = self.transport_factory(self.cfg.host, self.cfg.port, self.cfg.source_ip)
+        t = self.make_transport()
         try:
             t.open()
         except (OSError, socket.gaierror) as e:
@@ -147,6 +147,12 @@ class Connection(object):
         self.state = CONNECTING
         self.loop.add_writer(t.sock, self._on_connect_event)
         self.loop.add_reader(t.sock, self._on_connect_event)
+
+    def make_transport(self):
+        """Return a new transport: plain TCP, wrapped when the section set up TLS."""
+        t = self.transport_factory(self.cfg.host, self.cfg.port, self.cfg.source_ip)
+        tls = getattr(self.cfg, "tls", None)
+        return tls.transport(t) if tls is not None else t
 
     def _schedule_retry(self):
         self.state = WAITING
@@ -300,6 +306,8 @@ class Connection(object):
             while True:
                 if not q:
                     if not self._refill():
+                        if getattr(t, "pending_output", 0):
+                            t.send(b"")   # a TLS transport flushes what it holds
                         break
                     continue
                 head = q[0]
@@ -317,7 +325,7 @@ class Connection(object):
             self.counters["client:write_err"] += 1
             self._lost("send failed: %s" % _why(e))
             return
-        if q:
+        if q or getattr(t, "pending_output", 0):
             self.loop.add_writer(t.sock, self._send)
         else:
             self.loop.remove_writer(t.sock)
@@ -359,7 +367,8 @@ class Connection(object):
     def busy(self):
         """True while data waits to be sent on an established connection."""
         return self.state == UP and (self.qbytes > 0 or self.from_spool
-                                     or (self.spool is not None and self.spool.pending))
+                                     or (self.spool is not None and self.spool.pending)
+                                     or getattr(self.transport, "pending_output", 0) > 0)
 
     def stop(self):
         """Close; put what is left into the spool when there is one."""

@@ -15,6 +15,7 @@ c_char array type per caplen.
 import ctypes
 import ctypes.util
 import os
+import socket
 import struct
 import tempfile
 
@@ -330,11 +331,10 @@ class Handle(object):
         return cls(library, p, "(dead)")
 
     def _detail(self, status):
-        # Generic errors and warnings carry the specific text in pcap_geterr.
-        if status in (-1, 1, -3):
-            msg = _text(self.lib.pcap_geterr(self.pcap))
-            if msg:
-                return " (%s)" % msg
+        # pcap_geterr often has the specific text (e.g. which ioctl failed).
+        msg = _text(self.lib.pcap_geterr(self.pcap))
+        if msg and msg != _text(self.lib.pcap_statustostr(status)):
+            return " (%s)" % msg
         return ""
 
     def _check(self, rc, what):
@@ -376,7 +376,6 @@ class Handle(object):
 
     def set_ignore_outgoing(self):
         """Ask the kernel not to put outgoing frames into the ring (Linux >= 4.20)."""
-        import socket
         fd = self.selectable_fd()
         if fd < 0:
             raise OSError("no selectable fd")

@@ -275,7 +275,6 @@ class Importer(object):
         self.log_cats = []
         self.log_target_line = None
         self.unmapped = 0
-        self.mapped = 0
 
     # ------------------------------------------------ messages and values
     def report(self, what, text):
@@ -345,7 +344,6 @@ class Importer(object):
         cmds = NODES[(self.kind, self.node)]
         status, handler, args = match_command(cmds, words)
         if status == "ok":
-            self.mapped += 1
             return getattr(self, handler)(*args)
         where = {"config": "at the top level", "server": "in the server node",
                  "client": "in the client node", "store": "in a pcap-store-connection node",
@@ -379,7 +377,6 @@ class Importer(object):
         other = "client" if self.kind == "server" else "server"
         self.report("error", "this looks like an osmo-pcap-%s configuration: use %s "
                              "--import-vty" % (other, PROGRAMS[other]))
-        self.mapped -= 1
         return ("ignore",)
 
     def _log_target(self, target, file=None):

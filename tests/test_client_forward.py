@@ -196,6 +196,27 @@ class ConnectionTest(support.TempDirTestCase):
         self.assertFalse(c.spool.pending)
         self.assertEqual(os.listdir(os.path.join(self.tmp, "t")), [])
 
+    def test_stop_puts_unsent_data_into_the_spool(self):
+        c = self.conn(spool_dir=self.tmp)
+        t = self.connect(c)
+        t.window = 4 + 24 + 104 * 2 + 10         # the server stopped reading
+        c.enqueue(frames(range(10)))
+        self.assertTrue(c.busy)
+        c.stop()
+        self.assertEqual(c.counters["client:queue_err"], 1)   # the half-sent frame
+        sp = c.spool.__class__(os.path.join(self.tmp, "t"), 1 << 30, LOG)
+        piece = sp.next_piece()
+        self.assertEqual(piece[0], HDR_A)
+        self.assertEqual(seqs(piece[1]), list(range(3, 10)))
+
+    def test_stop_without_spool_counts_what_is_left(self):
+        c = self.conn()
+        t = self.connect(c)
+        t.window = 0
+        c.enqueue(frames(range(10)))
+        c.stop()
+        self.assertEqual(c.counters["client:queue_err"], 10)
+
     def test_ipv4_offsets(self):
         ip = bytes([0x45]) + bytes(19)
         self.assertEqual(ipv4_offset(1, b"\0" * 12 + b"\x08\x00" + ip, 34), 14)

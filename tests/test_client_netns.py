@@ -4,13 +4,11 @@ host and a traffic generator are separate namespaces joined by veth pairs."""
 
 import os
 import signal
-import subprocess
 import sys
-import time
 import unittest
 
 from tests import netns, support
-from tests.test_client_lo import WAIT, Harness, Proc, seq_of
+from tests.test_client_lo import Harness, Proc, seq_of
 from tests.test_gprs import bssgp, eth, ipv4_udp, llc_ie, ns as ns_unitdata
 
 SEND_UDP = """

@@ -127,7 +127,7 @@ protocol = ipip
         self.assertEqual(build_filter(cfg), "(udp) and not (host 10.0.0.1 and tcp port 5000) "
                                             "and not (host 10.0.0.2 and ip proto 4)")
         cfg.detect_loop = False
-        self.assertEqual(build_filter(cfg), "(udp)")
+        self.assertEqual(build_filter(cfg), "udp")
         cfg.filter = ""
         self.assertEqual(build_filter(cfg), "")
 

@@ -117,11 +117,6 @@ class NotifyTest(support.TempDirTestCase):
         handle.cancel()
         self.assertIsNone(daemon.start_watchdog(lp, {"NOTIFY_SOCKET": env["NOTIFY_SOCKET"]}))
 
-    def test_under_systemd(self):
-        self.assertTrue(daemon.under_systemd({"INVOCATION_ID": "abc"}))
-        self.assertTrue(daemon.under_systemd({"JOURNAL_STREAM": "8:123"}))
-        self.assertFalse(daemon.under_systemd({}))
-
 
 class PathTest(unittest.TestCase):
 

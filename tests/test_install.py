@@ -4,6 +4,7 @@
 import filecmp
 import glob
 import os
+import shutil
 import sys
 import unittest
 
@@ -48,6 +49,14 @@ class InstallTest(support.TempDirTestCase):
             with open(path) as f:
                 self.assertIn("\nDAEMON=/usr/bin/%s\n" % script, f.read())
         self.assertTrue(os.path.exists(os.path.join(root, "usr/share/doc/osmo-pcap/LICENSE")))
+        sysusers = os.path.join(root, "usr/lib/sysusers.d/osmo-pcap.conf")
+        self.assertTrue(os.path.exists(sysusers))
+        tool = shutil.which("systemd-sysusers")
+        if tool:  # creates the unit's user in the DESTDIR's /etc/passwd
+            support.run([tool, "--root=" + root, sysusers])
+            with open(os.path.join(root, "etc/passwd")) as f:
+                self.assertRegex(f.read(), r"(?m)^osmocom:x:\d+:\d+:osmo-pcap capture daemons:"
+                                           r"/var/lib/osmo-pcap:/usr/sbin/nologin$")
 
         confs = sorted(os.path.basename(p) for p in glob.glob(os.path.join(root, "etc/osmo-pcap/*")))
         shipped = sorted(os.path.basename(p)

@@ -4,7 +4,6 @@
 import ctypes
 import os
 import struct
-import subprocess
 import unittest
 
 from tests import support

@@ -65,6 +65,9 @@ class ReadConfigTest(support.TempDirTestCase):
             self.assertIn("[log] %s:" % key, str(cm.exception))
 
     def test_timestamps_auto(self):
+        self.assertTrue(log.under_systemd({"INVOCATION_ID": "abc"}))
+        self.assertTrue(log.under_systemd({"JOURNAL_STREAM": "8:123"}))
+        self.assertFalse(log.under_systemd({}))
         c = log.LogConfig()
         self.assertTrue(log.want_timestamps(c, {}))
         self.assertFalse(log.want_timestamps(c, {"JOURNAL_STREAM": "8:1"}))
@@ -133,6 +136,22 @@ class TargetTest(support.TempDirTestCase):
                       syslog_address=self.path("nothing"), env={})
         self.assertIn("WARNING syslog socket", out.getvalue())
         self.assertIn("logging to stderr", out.getvalue())
+
+    def test_stderr_is_the_journal(self):
+        # A child whose stderr is the file $JOURNAL_STREAM names (as systemd sets it).
+        import subprocess
+        import sys
+        out = self.path("journal")
+        with open(out, "w") as f:
+            st = os.fstat(f.fileno())
+            env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+            code = ("import sys; sys.path.insert(0, %r)\n"
+                    "from osmo_pcap import log\n"
+                    "log.configure(log.LogConfig())\n"
+                    "log.get('x').error('e'); log.get('x').info('i')\n" % support.REPO)
+            subprocess.check_call([sys.executable, "-c", code], stderr=f, env=env)
+        with open(out) as f:
+            self.assertEqual(f.read(), "<3>ERROR e\n<6>INFO i\n")
 
     def test_journal_prefix(self):
         fmt = log.JournalPrefixFormatter("%(levelname)s %(message)s")

@@ -193,10 +193,10 @@ class Connections(ServerTest):
 
     def test_out_of_descriptors_pauses_accepting_then_resumes(self):
         import resource
-        n = 24
+        n = 30
         clients = [("c%d" % i, "127.0.3.%d" % (i + 1), "yes") for i in range(n)]
         self.srv = peer.ServerProcess(self.tmp, clients)
-        self.srv.start(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (20, 20)))
+        self.srv.start(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (30, 30)))
         self.addCleanup(self.srv.kill)
         self.addCleanup(self.check_log)
         srv = self.srv
@@ -206,18 +206,18 @@ class Connections(ServerTest):
             self.addCleanup(s.close)
             socks.append(s)
         srv.wait_log("pausing accepts")
-        for s in socks[:12]:
-            s.sendall(peer.pcap_stream(1))
+        for s in socks[:15]:
             s.close()
         # the waiting connections are accepted once descriptors are free again
         srv.wait_log(": connected", n)
-        for s in socks[12:]:
+        for k, s in enumerate(socks[15:]):
             s.sendall(peer.pcap_stream(2))
             s.close()
-        srv.wait_log("(disconnect;", n)
+            srv.wait_log("(disconnect;", k + 1)
         self.stop()
-        self.assertEqual(sorted(len(self.packets(p)) for p in srv.files()),
-                         [1] * 12 + [2] * 12)
+        files = srv.files()
+        self.assertEqual([len(peer.file_records(p)) for p in files], [2] * 15)
+        self.assertEqual(len(self.packets(files[0])), 2)
 
     def test_link_header_change_starts_new_file(self):
         srv = self.start([("c", GOOD, "yes")])

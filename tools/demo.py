@@ -225,6 +225,16 @@ def run(args):
     say("configs, logs and traces in %s" % tmp)
     procs = []
     try:
+        return demo(tmp, port, udp_port, server_ini, client_ini, procs)
+    finally:
+        for what, p in reversed(procs):  # Ctrl-C or a bug: still leave nothing running
+            if p.poll() is None:
+                stop(p, what)
+
+
+def demo(tmp, port, udp_port, server_ini, client_ini, procs):
+    """Start, feed, stop, show; procs collects (name, Popen) for the caller."""
+    try:
         server = start("server", server_ini, os.path.join(tmp, "server.log"))
         procs.append(("server", server))
         wait_until(lambda: tcp_listening(port), server, "the server")
@@ -268,7 +278,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--format", choices=("pcap", "pcapng"), default="pcapng",
                     help="the client's file_format (default: %(default)s)")
-    return run(ap.parse_args(argv))
+    try:
+        return run(ap.parse_args(argv))
+    except KeyboardInterrupt:
+        say("interrupted; both programs stopped")
+        return 130
 
 
 if __name__ == "__main__":

@@ -113,7 +113,6 @@ build_chroot() {
         say "$t: reusing $dir"
         return 0
     fi
-    [ -z "$(mounts_below "$dir")" ] || die "$t: something is still mounted below $dir: $(mounts_below "$dir")"
     if [ -e "$dir" ]; then
         say "$t: removing unfinished or outdated $dir"
         rm -rf --one-file-system "$dir"
@@ -132,10 +131,21 @@ build_chroot() {
     say "$t: built in $(( $(date +%s) - start )) s, $(du -sm --one-file-system "$dir" | cut -f1) MB"
 }
 
+# unmount_stale DIR: mounts left below DIR by a run that was killed (SIGKILL skips
+# the trap) are ours: unmount them before removing or reusing the chroot.
+unmount_stale() {
+    local m
+    for m in $(mounts_below "$1"); do
+        say "unmounting leftover $m"
+        umount "$m" 2>/dev/null || umount -l "$m" || die "cannot unmount leftover $m"
+    done
+    [ -z "$(mounts_below "$1")" ] || die "still mounted below $1: $(mounts_below "$1")"
+}
+
 # mount_chroot DIR: /proc, /sys and /dev for the chroot; unmounted by the trap.
 mount_chroot() {
     local dir=$1 m
-    [ -z "$(mounts_below "$dir")" ] || die "already mounted below $dir: $(mounts_below "$dir")"
+    unmount_stale "$dir"
     mount -t proc proc "$dir/proc" && MOUNTED="$MOUNTED $dir/proc"
     mount -t sysfs sysfs "$dir/sys" && MOUNTED="$MOUNTED $dir/sys"
     mount --bind /dev "$dir/dev" && MOUNTED="$MOUNTED $dir/dev"
@@ -172,7 +182,16 @@ hdr_size_for() {
 # Which scenario checks: live capture needs the packet mmap ring that qemu-user
 # does not emulate, so it runs on i386 only.
 checks_for() {
-    case $1 in i386-*) echo "libpcap-info replay live";; *) echo "libpcap-info replay";; esac
+    case $1 in
+        i386-*) echo "libpcap-info replay replay-pcapng live";;
+        *) echo "libpcap-info replay replay-pcapng";;
+    esac
+}
+
+# Unit test modules left out per chroot (a reason each). Under qemu-user a live
+# capture sees no packets, so the demo (client capturing on lo) cannot pass there.
+exclude_for() {
+    case $1 in armhf-*) echo "test_demo";; *) echo "";; esac
 }
 
 TOTAL_P=0; TOTAL_F=0; TOTAL_S=0; SUMMARY=""
@@ -211,8 +230,15 @@ run_target() {
     rc=0
     $wrap chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
         LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 OSMO_PCAP_EXPECT_PKTHDR="$(hdr_size_for "$t")" \
-        /bin/sh -c 'cd /opt/osmo-pcap && exec python3 tests/run.py "$@"' run.py \
-        ${TESTARGS_32BIT:-} >"$log" 2>&1 || rc=$?
+        EXCLUDE="$(exclude_for "$t")" TESTARGS="${TESTARGS_32BIT:-}" /bin/sh -c '
+            cd /opt/osmo-pcap || exit 2
+            if [ -n "$TESTARGS" ]; then exec python3 tests/run.py $TESTARGS; fi
+            mods=""
+            for f in tests/test_*.py; do
+                m=${f#tests/}; m=${m%.py}
+                case " $EXCLUDE " in *" $m "*) echo "left out here: $m";; *) mods="$mods $m";; esac
+            done
+            exec python3 tests/run.py $mods' >"$log" 2>&1 || rc=$?
     if [ "${VERBOSE:-0}" = 1 ] || [ $rc != 0 ]; then cat "$log"; else tail -n 3 "$log"; fi
     count_line "$t unit suite" "$log" $rc
 
@@ -235,6 +261,7 @@ host_deps
 case " $targets " in *" armhf-"*) binfmt_arm;; esac
 [ -f osmo_pcap_client.py ] || die "run make first: osmo_pcap_client.py is missing"
 
+for t in $targets; do unmount_stale "$CHROOT_CACHE/$t"; done
 # Build missing chroots in parallel (network and dpkg bound; ~35 s i386, ~75 s armhf).
 pids=""
 for t in $targets; do
