@@ -17,6 +17,7 @@ import sys
 
 from osmo_pcap import __version__, COPYRIGHT
 from osmo_pcap import capture, clientconfig, libpcap, log, pcapfile, pcapng
+from osmo_pcap import daemon, metrics, vtyimport
 from osmo_pcap.config import ConfigError
 from osmo_pcap.forward import UP, Connection, IpipSender
 from osmo_pcap.gprs import GprsFilter
@@ -79,12 +80,18 @@ class Client(object):
         self.tick_interval = cfg.capture_timeout
 
     # -------------------------------------------------------------- start-up
-    def start(self):
-        """Run every start-up step; raise StartupError."""
+    def start(self, detach=None):
+        """Run every start-up step; raise StartupError.
+
+        detach() (daemonizing) runs once the devices are open, before
+        privileges are dropped, so the pidfile can still be written.
+        """
         self.load_library()
         self.check_filter()
         self.create_connections()
         self.open_sources()
+        if detach is not None:
+            detach()
         self.drop_privileges()
         self.start_connections()
         self.install_handlers()
@@ -199,7 +206,7 @@ class Client(object):
         loop.on_signal(signal.SIGUSR2, lambda signum: self.log_stats())
         loop.on_signal(signal.SIGTERM, self.on_stop_signal)
         loop.on_signal(signal.SIGINT, self.on_stop_signal)
-        loop.on_signal(signal.SIGHUP, lambda signum: self.log.info("SIGHUP: nothing to reopen"))
+        loop.on_signal(signal.SIGHUP, lambda signum: log.reopen())
 
     # -------------------------------------------------------------- link header
     def get_link_hdr(self):
@@ -303,6 +310,7 @@ class Client(object):
     # -------------------------------------------------------------- stopping
     def on_stop_signal(self, signum):
         self.log.info("signal %d: stopping", signum)
+        daemon.notify_stopping()
         self.begin_stop()
 
     def begin_stop(self):
@@ -442,6 +450,10 @@ def parse_args(argv):
                     help="load and validate the configuration, print a summary and exit")
     ap.add_argument("--libpcap-info", action="store_true",
                     help="print the libpcap found, its version and pcap_pkthdr layout")
+    daemon.add_arguments(ap)
+    ap.add_argument("--import-vty", metavar="FILE",
+                    help="print the INI equivalent of an upstream osmo-pcap-client VTY "
+                         "config file, then exit")
     return ap.parse_args(argv)
 
 
@@ -476,16 +488,35 @@ def check_config(cfg):
     return 0
 
 
-def run(cfg):
+def run(cfg, args):
     """Start the client and run until stopped; return the exit status."""
-    log.setup(cfg.log_level)
-    client = Client(cfg)
     try:
-        client.start()
+        log.configure(cfg.log, program="osmo-pcap-client")
+    except ConfigError as e:
+        print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
+        return 1
+    client = Client(cfg)
+
+    def detach():
+        try:
+            if cfg.metrics:
+                metrics.MetricsServer(client.loop, cfg.metrics, client.metric_samples,
+                                      program="client", log=log.get("metrics")).start()
+            if args.daemonize:
+                daemon.daemonize(pidfile=args.pidfile)
+            elif args.pidfile:
+                daemon.own_pidfile(args.pidfile)
+        except (metrics.MetricsError, daemon.DaemonError) as e:
+            raise StartupError(str(e))
+    try:
+        client.start(detach)
     except StartupError as e:
         client.log.error("%s", e)
         client.close()
         return 1
+    log.schedule_flush(client.loop)
+    daemon.start_watchdog(client.loop)
+    daemon.notify_ready("capturing on %s" % " ".join(cfg.devices or [cfg.read_file or "?"]))
     try:
         client.loop.run()
     finally:
@@ -496,6 +527,8 @@ def run(cfg):
 def main(argv=None):
     """Run the program; return the exit status."""
     args = parse_args(argv)
+    if args.import_vty:
+        return vtyimport.main("client", args.import_vty)
     if args.libpcap_info:
         return libpcap_info(args.config_file)
     path = args.config_file or clientconfig.DEFAULT_PATH
@@ -506,4 +539,10 @@ def main(argv=None):
         return 2 if args.check_config else 1
     if args.check_config:
         return check_config(cfg)
-    return run(cfg)
+    if args.pidfile:
+        try:
+            daemon.check_pidfile(daemon.absolute(args.pidfile))
+        except daemon.DaemonError as e:
+            print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
+            return 1
+    return run(cfg, args)

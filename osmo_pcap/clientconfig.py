@@ -9,6 +9,8 @@ contrib/osmo-pcap-client.ini.
 import grp
 import os
 import pwd
+
+from osmo_pcap import log, metrics
 import socket
 
 from osmo_pcap.config import (ConfigError, Section, check_safe_name, parse_bool,
@@ -142,7 +144,7 @@ def load(path):
     cfg = ClientConfig()
     cfg.path = path
     for name in cp.sections():
-        if name != "client" and not name.startswith("server "):
+        if name not in ("client", "log", "metrics") and not name.startswith("server "):
             raise ConfigError("unknown section (expected [client] and [server NAME])", path, name)
     if not cp.has_section("client"):
         raise ConfigError("missing [client] section", path)
@@ -174,6 +176,10 @@ def load(path):
     cfg.flush_timeout = sec.get("flush_timeout", parse_duration, 3.0)
     cfg.log_level = sec.get("log_level", _choice(LOG_LEVELS), "info")
     sec.finish()
+    cfg.log = log.read_config(Section(cp, "log", path))
+    if not cp.has_option("log", "level"):
+        cfg.log.level = cfg.log_level  # [client] log_level, kept as an alias
+    cfg.metrics = metrics.read_config(Section(cp, "metrics", path))
     if cfg.read_file and cfg.devices:
         raise sec.error("read_file", "set either devices or read_file, not both")
     if not cfg.read_file and not cfg.devices:
