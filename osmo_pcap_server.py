@@ -232,6 +232,290 @@ def resolve_path(base_dir, value):
 '''
 # ==================== End file osmo_pcap/config.py ======================
 
+# ==================== Begin file osmo_pcap/daemon.py ====================
+_SOURCES['osmo_pcap/daemon.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Fit a daemon into a Linux host: detach (-D), pidfile, systemd notifications.
+
+daemonize() detaches the way classic daemons do (spec 8.2, minus upstream's
+umask 0 and chdir /tmp). sd_notify() speaks systemd's $NOTIFY_SOCKET datagram
+protocol; start_watchdog() keeps WatchdogSec= satisfied from the event loop.
+Nothing here is needed for a plain foreground run: every call is a no-op when
+its environment is absent.
+"""
+
+import atexit
+import os
+import socket
+import sys
+
+
+class DaemonError(Exception):
+    """A start-up problem a user can cause (pidfile in use, unwritable, ...)."""
+
+
+def add_arguments(parser):
+    """Add -D/--daemonize and --pidfile to an argparse parser."""
+    parser.add_argument("-D", "--daemonize", action="store_true",
+                        help="detach from the terminal and run in the background")
+    parser.add_argument("--pidfile", metavar="FILE",
+                        help="write the process id to FILE (removed at exit); "
+                             "refuse to start while it names a running process")
+
+
+# ------------------------------------------------------------ paths
+def absolute(path, base_dir=None):
+    """Return path made absolute against base_dir (default: the working directory)."""
+    if path is None or path == "":
+        return path
+    path = os.path.expanduser(path)
+    return os.path.normpath(os.path.join(base_dir or os.getcwd(), path))
+
+
+def resolve_paths(obj, names, base_dir=None):
+    """Make the relative paths stored under names absolute, before a chdir.
+
+    obj is a dict or any object with attributes; names are its keys or
+    attribute names. Missing, None and empty values are left alone. Return
+    the list of (name, old, new) that changed, for a debug log line.
+    """
+    changed = []
+    for name in names:
+        if isinstance(obj, dict):
+            value = obj.get(name)
+        else:
+            value = getattr(obj, name, None)
+        if not isinstance(value, str) or value == "" or os.path.isabs(value):
+            continue
+        new = absolute(value, base_dir)
+        if isinstance(obj, dict):
+            obj[name] = new
+        else:
+            setattr(obj, name, new)
+        changed.append((name, value, new))
+    return changed
+
+
+# ------------------------------------------------------------ pidfile
+def read_pidfile(path):
+    """Return the pid recorded in path, or None if absent or unreadable."""
+    try:
+        with open(path, "r") as f:
+            text = f.read(64).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def pid_alive(pid):
+    """Return True if a process with that pid exists (ours or another user's)."""
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_pidfile(path):
+    """Raise DaemonError if path names a live process other than this one."""
+    pid = read_pidfile(path)
+    if pid is not None and pid != os.getpid() and pid_alive(pid):
+        raise DaemonError("pidfile %s: already running as pid %d" % (path, pid))
+
+
+def write_pidfile(path):
+    """Write our pid to path atomically (temporary file, then rename)."""
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, ("%d\n" % os.getpid()).encode("ascii"))
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise DaemonError("pidfile %s: cannot write: %s" % (path, e.strerror or e))
+
+
+def remove_pidfile(path):
+    """Remove path if it still holds our pid (a successor may have replaced it)."""
+    if read_pidfile(path) == os.getpid():
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def own_pidfile(path):
+    """Check, write, and arrange removal at exit of a pidfile for this process."""
+    check_pidfile(path)
+    write_pidfile(path)
+    atexit.register(remove_pidfile, path)
+
+
+# ------------------------------------------------------------ detaching
+def daemonize(pidfile=None, umask=None):
+    """Detach: double fork, setsid, chdir /, stdio on /dev/null, optional pidfile.
+
+    Call after the configuration is loaded and the sockets are open, with
+    relative paths already made absolute (resolve_paths). The original
+    process exits 0 once the daemon has written its pidfile, or 1 with the
+    daemon's error message on stderr, so an init script sees failures. The
+    umask is kept unless one is given (upstream set 0, which made file modes
+    ignore the administrator's umask). Return in the daemon process only.
+    """
+    if pidfile:
+        pidfile = absolute(pidfile)
+        check_pidfile(pidfile)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    rfd, wfd = os.pipe()
+    if os.fork() > 0:
+        os.close(wfd)
+        _parent_wait(rfd)  # does not return
+    os.close(rfd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)  # the session leader goes; the daemon can never regain a tty
+    if umask is not None:
+        os.umask(umask)
+    os.chdir("/")
+    try:
+        if pidfile:
+            own_pidfile(pidfile)
+    except DaemonError as e:
+        _report(wfd, "error " + str(e))
+        os._exit(1)
+    _redirect_stdio()
+    _report(wfd, "ok")
+    os.close(wfd)
+
+
+def _parent_wait(rfd):
+    """Wait for the daemon's first word on the pipe; exit accordingly."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(rfd, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    text = data.decode("utf-8", "replace")
+    if text.startswith("ok"):
+        os._exit(0)
+    msg = text[len("error "):] if text.startswith("error ") else "daemon exited during start-up"
+    sys.stderr.write("%s: %s\n" % (os.path.basename(sys.argv[0] or "osmo-pcap"), msg))
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _report(wfd, text):
+    try:
+        os.write(wfd, text.encode("utf-8"))
+    except OSError:
+        pass
+
+
+def _redirect_stdio():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+
+
+# ------------------------------------------------------------ systemd
+def _notify_address(env):
+    addr = env.get("NOTIFY_SOCKET", "")
+    if not addr:
+        return None
+    if addr.startswith("@"):
+        return "\0" + addr[1:]  # abstract namespace socket
+    if addr.startswith("/"):
+        return addr
+    return None  # vsock and other forms are not used for services
+
+
+def sd_notify(state, env=None):
+    """Send state (e.g. "READY=1", "STOPPING=1", "STATUS=...") to systemd.
+
+    Return True if sent, False when not under systemd or the send failed
+    (never raises: notifications are best-effort by design).
+    """
+    env = os.environ if env is None else env
+    addr = _notify_address(env)
+    if addr is None:
+        return False
+    if isinstance(state, str):
+        state = state.encode("utf-8")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.sendto(state, addr)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def notify_ready(status=None, env=None):
+    """Tell systemd we are ready (listening or capturing), with an optional STATUS."""
+    msg = "READY=1"
+    if status:
+        msg += "\nSTATUS=" + status.replace("\n", " ")
+    return sd_notify(msg, env)
+
+
+def notify_stopping(env=None):
+    """Tell systemd an orderly shutdown has started."""
+    return sd_notify("STOPPING=1", env)
+
+
+def notify_status(status, env=None):
+    """Update the one-line status shown by systemctl status."""
+    return sd_notify("STATUS=" + status.replace("\n", " "), env)
+
+
+def watchdog_interval(env=None):
+    """Return systemd's watchdog interval in seconds for this process, or None."""
+    env = os.environ if env is None else env
+    usec = env.get("WATCHDOG_USEC", "")
+    if not usec.isdigit() or int(usec) <= 0:
+        return None
+    pid = env.get("WATCHDOG_PID", "")
+    if pid and (not pid.isdigit() or int(pid) != os.getpid()):
+        return None  # meant for another process (e.g. our parent before -D)
+    return int(usec) / 1e6
+
+
+def start_watchdog(loop, env=None):
+    """Send WATCHDOG=1 now and every half interval from loop; return the handle.
+
+    Return None when systemd asked for no watchdog. Because the pings come
+    from the event loop, a stuck loop stops them and systemd restarts us,
+    which is the point.
+    """
+    interval = watchdog_interval(env)
+    if interval is None:
+        return None
+    sd_notify("WATCHDOG=1", env)
+    return loop.call_every(interval / 2.0, sd_notify, "WATCHDOG=1", env)
+
+'''
+# ==================== End file osmo_pcap/daemon.py ======================
+
 # ==================== Begin file osmo_pcap/fanout.py ====================
 _SOURCES['osmo_pcap/fanout.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -607,6 +891,7 @@ TLS transport can replace it; the receive buffer is shared by all connections
 """
 
 import struct
+import time
 
 from osmo_pcap import wire
 from osmo_pcap.validate import ValidationError
@@ -705,7 +990,8 @@ class Parser(object):
 class Connection(object):
     """One accepted TCP connection of a configured client."""
 
-    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label")
+    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label", "last_rx",
+                 "header_timer")
 
     def __init__(self, server, sock, peer, recorder):
         self.server = server
@@ -715,6 +1001,8 @@ class Connection(object):
         self.parser = Parser(server.cfg.max_snaplen)
         self.closed = False
         self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
+        self.last_rx = time.monotonic()
+        self.header_timer = None
 
     def fill(self, mv):
         """Read from the transport into mv; return the byte count (0 at EOF).
@@ -741,6 +1029,7 @@ class Connection(object):
             server.drop(self, "read error: %s" % (e.strerror or e))
             return
         server.bytes_read += n
+        self.last_rx = time.monotonic()
         if n == 0:
             server.drop(self, "connection closed by the client%s"
                         % (" in the middle of a frame (%d bytes discarded)" % start
@@ -764,9 +1053,13 @@ class Connection(object):
         parser.tail = bytes(mv[pos:end]) if pos < end else b""
 
     def close(self):
+        """Close the socket and let go of buffered bytes and timers."""
         if not self.closed:
             self.closed = True
             self.sock.close()
+            self.parser.tail = b""
+            if self.header_timer is not None:
+                self.header_timer.cancel()
 
 
 def format_peer(peer):
@@ -1313,6 +1606,354 @@ class Loop(object):
         self.selector.close()
 '''
 # ==================== End file osmo_pcap/loop.py ======================
+
+# ==================== Begin file osmo_pcap/metrics.py ====================
+_SOURCES['osmo_pcap/metrics.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Prometheus metrics over HTTP from the program's own event loop.
+
+`[metrics] listen = 127.0.0.1:9101` (off by default) serves GET /metrics in
+the text exposition format 0.0.4. The program supplies a callable returning
+samples (name, type, help, labels dict, value); this module adds the process
+figures, renders, and answers HTTP/1.0 and 1.1 requests without threads:
+one small non-blocking connection object per scraper, bounded in number,
+request size and time.
+"""
+
+import os
+import re
+import socket
+import time
+
+from osmo_pcap import __version__
+from osmo_pcap.config import parse_host_port
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_REQUEST = 8192      # bytes of request line + headers we are willing to hold
+MAX_CLIENTS = 16        # concurrent scrapers; more are closed at once
+CLIENT_TIMEOUT = 10.0   # seconds a scraper may take to send its request
+PATH = "/metrics"
+
+
+class MetricsError(Exception):
+    """The metrics endpoint cannot start (address in use, bad address)."""
+
+
+def read_config(section):
+    """Return (host, port) from a config.Section for [metrics], or None when off."""
+    def parse_listen(text):
+        if text.lower() in ("off", "no", "none"):
+            return None
+        return parse_host_port(text)
+    listen = section.get("listen", parse_listen, None)
+    section.finish()
+    return listen
+
+
+# ------------------------------------------------------------ rendering
+_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+TYPES = ("counter", "gauge", "untyped", "summary", "histogram")
+
+
+def escape_help(text):
+    """Escape a HELP text: backslash and newline."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def escape_label(value):
+    """Escape a label value: backslash, double quote and newline."""
+    return str(value).replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+
+
+def format_value(value):
+    """Return a sample value as the exposition format writes it."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return "%d" % value
+    v = float(value)
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "+Inf" if v > 0 else "-Inf"
+    if v.is_integer() and abs(v) < 1e15:
+        return "%d" % v
+    return repr(v)
+
+
+def render(samples):
+    """Return the exposition text for samples [(name, type, help, labels, value)].
+
+    Samples of one name are grouped under one HELP/TYPE pair, in order of
+    first appearance. An invalid name or label name, or the same name and
+    labels twice (Prometheus rejects the whole scrape then), raises
+    ValueError: that is a bug in the caller, not something to hide.
+    """
+    order = []
+    groups = {}
+    seen = set()
+    for name, mtype, help_text, labels, value in samples:
+        if not _NAME_RE.match(name):
+            raise ValueError("invalid metric name %r" % name)
+        if mtype not in TYPES:
+            raise ValueError("invalid metric type %r for %s" % (mtype, name))
+        key = (name, tuple(sorted((k, str(v)) for k, v in (labels or {}).items())))
+        if key in seen:
+            raise ValueError("duplicate sample %s%s" % (name, dict(key[1])))
+        seen.add(key)
+        if name not in groups:
+            groups[name] = (mtype, help_text, [])
+            order.append(name)
+        groups[name][2].append((labels or {}, value))
+    out = []
+    for name in order:
+        mtype, help_text, rows = groups[name]
+        out.append("# HELP %s %s\n" % (name, escape_help(help_text or name)))
+        out.append("# TYPE %s %s\n" % (name, mtype))
+        for labels, value in rows:
+            if labels:
+                parts = []
+                for k in sorted(labels):
+                    if not _LABEL_RE.match(k) or k.startswith("__"):
+                        raise ValueError("invalid label name %r on %s" % (k, name))
+                    parts.append('%s="%s"' % (k, escape_label(labels[k])))
+                out.append("%s{%s} %s\n" % (name, ",".join(parts), format_value(value)))
+            else:
+                out.append("%s %s\n" % (name, format_value(value)))
+    return "".join(out)
+
+
+# ------------------------------------------------------------ process figures
+def _process_start_time():
+    """Return the Unix time this process started (from /proc), or now."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/stat", "r") as f:
+            btime = next(int(l.split()[1]) for l in f if l.startswith("btime "))
+        return btime + ticks / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+START_TIME = _process_start_time()
+
+
+def process_samples(program=None):
+    """Return the process samples every osmo-pcap program exports."""
+    t = os.times()
+    out = [
+        ("osmo_pcap_process_start_time_seconds", "gauge",
+         "Start time of the process since the Unix epoch in seconds.", None, START_TIME),
+        ("osmo_pcap_process_cpu_seconds_total", "counter",
+         "User and system CPU time spent in seconds.", None, t[0] + t[1]),
+    ]
+    try:
+        with open("/proc/self/statm", "r") as f:
+            rss_pages = int(f.read().split()[1])
+        out.append(("osmo_pcap_process_resident_memory_bytes", "gauge",
+                    "Resident memory size in bytes.", None,
+                    rss_pages * os.sysconf("SC_PAGE_SIZE")))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        out.append(("osmo_pcap_process_open_fds", "gauge", "Number of open file descriptors.",
+                    None, len(os.listdir("/proc/self/fd"))))
+    except OSError:
+        pass
+    labels = {"version": __version__}
+    if program:
+        labels["program"] = program
+    out.append(("osmo_pcap_build_info", "gauge", "Program and version; the value is always 1.",
+                labels, 1))
+    return out
+
+
+# ------------------------------------------------------------ HTTP
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error"}
+
+
+def http_response(status, body=b"", content_type="text/plain; charset=utf-8",
+                  head=False, extra=()):
+    """Return a complete HTTP/1.1 response that closes the connection."""
+    lines = ["HTTP/1.1 %d %s" % (status, _REASONS[status]),
+             "Content-Type: " + content_type,
+             "Content-Length: %d" % len(body),
+             "Connection: close"]
+    lines.extend(extra)
+    head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    return head_bytes if head else head_bytes + body
+
+
+def parse_request_line(data):
+    """Return (method, path) from the request bytes up to the blank line, or None."""
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        text = line.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    parts = text.split(" ")
+    if len(parts) != 3 or parts[2] not in ("HTTP/1.0", "HTTP/1.1") or not parts[1]:
+        return None
+    return parts[0], parts[1].split("?", 1)[0]
+
+
+class _Scraper(object):
+    """One HTTP connection: read one request, write one response, close."""
+
+    __slots__ = ("sock", "inbuf", "out", "timer")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.inbuf = b""
+        self.out = None
+        self.timer = None
+
+
+class MetricsServer(object):
+    """Serve samples() at /metrics on address from loop (a loop.Loop)."""
+
+    def __init__(self, loop, address, samples, program=None, log=None):
+        self.loop = loop
+        self.address = address
+        self.samples = samples
+        self.program = program
+        self.log = log
+        self.sock = None
+        self.clients = {}
+        self.scrapes = 0
+
+    def start(self):
+        """Bind and listen; raise MetricsError with the address in the message."""
+        host, port = self.address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(16)
+            s.setblocking(False)
+        except (OSError, OverflowError) as e:
+            s.close()
+            raise MetricsError("[metrics] listen = %s: cannot listen: %s"
+                               % (self.where(), getattr(e, "strerror", None) or e))
+        self.sock = s
+        self.address = s.getsockname()[:2]
+        self.loop.add_reader(s, self._accept)
+        if self.log:
+            self.log.info("metrics: serving http://%s%s", self.where(), PATH)
+        return self
+
+    def where(self):
+        host, port = self.address
+        return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+    def close(self):
+        """Stop listening and drop every open scraper connection."""
+        for c in list(self.clients.values()):
+            self._drop(c)
+        if self.sock is not None:
+            self.loop.remove(self.sock)
+            self.sock.close()
+            self.sock = None
+
+    # ------------------------------------------------ connections
+    def _accept(self):
+        for _ in range(MAX_CLIENTS):
+            try:
+                conn, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and friends: try again on the next wake-up
+                if self.log:
+                    self.log.warning("metrics: accept failed: %s", e)
+                return
+            if len(self.clients) >= MAX_CLIENTS:
+                conn.close()
+                continue
+            conn.setblocking(False)
+            c = _Scraper(conn)
+            c.timer = self.loop.call_later(CLIENT_TIMEOUT, self._timeout, c)
+            self.clients[conn.fileno()] = c
+            self.loop.add_reader(conn, lambda c=c: self._read(c))
+
+    def _timeout(self, c):
+        c.timer = None
+        if c.out is None:
+            self._respond(c, http_response(408, b"request timeout\n"))
+            c.timer = self.loop.call_later(CLIENT_TIMEOUT, self._timeout, c)
+        else:
+            self._drop(c)  # a scraper that does not read its answer
+
+    def _read(self, c):
+        try:
+            data = c.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(c)
+            return
+        c.inbuf += data
+        end = c.inbuf.find(b"\r\n\r\n")
+        if end < 0:
+            end = c.inbuf.find(b"\n\n")
+        if end < 0:
+            if len(c.inbuf) > MAX_REQUEST:
+                self._respond(c, http_response(431, b"request too large\n"))
+            return
+        self._respond(c, self.handle(c.inbuf[:end]))
+
+    def handle(self, request):
+        """Return the response bytes for one request (line and headers)."""
+        parsed = parse_request_line(request)
+        if parsed is None:
+            return http_response(400, b"bad request\n")
+        method, path = parsed
+        if method not in ("GET", "HEAD"):
+            return http_response(405, b"only GET and HEAD\n", extra=("Allow: GET, HEAD",))
+        if path != PATH:
+            return http_response(404, b"not found; try /metrics\n", head=method == "HEAD")
+        try:
+            text = render(list(self.samples()) + process_samples(self.program))
+        except Exception:  # a bug in a samples() provider: keep serving, log it
+            if self.log:
+                self.log.exception("metrics: cannot render samples")
+            return http_response(500, b"internal error\n")
+        self.scrapes += 1
+        return http_response(200, text.encode("utf-8"), CONTENT_TYPE, head=method == "HEAD")
+
+    def _respond(self, c, data):
+        c.out = memoryview(data)
+        self.loop.remove_reader(c.sock)
+        self.loop.add_writer(c.sock, lambda c=c: self._write(c))
+
+    def _write(self, c):
+        try:
+            n = c.sock.send(c.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(c)
+            return
+        c.out = c.out[n:]
+        if not len(c.out):
+            self._drop(c)
+
+    def _drop(self, c):
+        if c.timer is not None:
+            c.timer.cancel()
+            c.timer = None
+        self.clients.pop(c.sock.fileno(), None)
+        self.loop.remove(c.sock)
+        c.sock.close()
+'''
+# ==================== End file osmo_pcap/metrics.py ======================
 
 # ==================== Begin file osmo_pcap/oncomplete.py ====================
 _SOURCES['osmo_pcap/oncomplete.py'] = r'''
@@ -2430,7 +3071,8 @@ import socket
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, hooks, log, serverconfig, validate
+from osmo_pcap import (__version__, COPYRIGHT, daemon, hooks, log, metrics, serverconfig,
+                       validate, vtyimport)
 from osmo_pcap.config import ConfigError
 from osmo_pcap.ingest import Connection, format_peer
 from osmo_pcap.loop import Loop
@@ -2563,10 +3205,18 @@ class Server(object):
         conn = Connection(self, sock, peer, rec)
         self.conns[rec.name] = conn
         self.loop.add_reader(sock, conn.on_readable)
+        if self.cfg.header_timeout:
+            conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
+                                                     self._check_header, conn)
         _log.info("%s: connected", conn.label)
         for h in self.hooks:
             h.client_connected(rec.name, peer)
         return conn
+
+    def _check_header(self, conn):
+        if not conn.closed and conn.parser.link is None:
+            self.drop(conn, "no LINK_HDR within header_timeout (%gs)" % self.cfg.header_timeout,
+                      30)
 
     def drop(self, conn, reason, level=20):
         """Close a connection and its client's current file."""
@@ -2622,14 +3272,19 @@ class Server(object):
         now = self.clock.now()
         for rec in self.recorders:
             rec.tick(now)
+        idle = self.cfg.idle_timeout
+        if idle:
+            limit = time.monotonic() - idle
+            for conn in [c for c in self.conns.values() if c.last_rx < limit]:
+                self.drop(conn, "nothing received for idle_timeout (%gs)" % idle, 30)
 
     def rotate_all(self, reason):
         for rec in self.recorders:
             rec.rotate(reason)
 
     def _on_hup(self, signum):
-        # Logs go to stderr, which needs no reopening.
-        _log.info("SIGHUP: starting new files")
+        log.reopen()
+        _log.info("SIGHUP: log reopened, starting new files")
         self.rotate_all("SIGHUP")
 
     def _on_usr1(self, signum):
@@ -2639,6 +3294,7 @@ class Server(object):
     def _on_stop_signal(self, signum):
         if not self.stopping:
             _log.info("signal %d: stopping", signum)
+            daemon.notify_stopping()
             self.stopping = True
             self.loop.stop()
 
@@ -2742,6 +3398,10 @@ def parse_args(argv):
                     help="INI configuration file (default: %(default)s)")
     ap.add_argument("--check-config", action="store_true",
                     help="load and validate the configuration, print a summary, exit")
+    daemon.add_arguments(ap)
+    ap.add_argument("--import-vty", metavar="FILE",
+                    help="print the INI equivalent of an upstream osmo-pcap-server VTY "
+                         "config file, then exit")
     return ap.parse_args(argv)
 
 
@@ -2772,12 +3432,26 @@ def open_server(cfg):
     return server
 
 
+def detach(server, args):
+    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure."""
+    if server.cfg.metrics:
+        metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
+                              program="server", log=log.get("metrics")).start()
+    if args.daemonize:
+        daemon.daemonize(pidfile=args.pidfile)
+    elif args.pidfile:
+        daemon.own_pidfile(args.pidfile)
+
+
 def run(server):
     """Run the loop until SIGTERM/SIGINT, then shut down in order."""
     # Thousands of memoryview slices per read wake the cyclic collector for
     # nothing (perf-notes): raise its threshold.
     gc.set_threshold(100000, 50, 50)
     server.start()
+    log.schedule_flush(server.loop)
+    daemon.start_watchdog(server.loop)
+    daemon.notify_ready("listening on %s" % format_peer(server.listener.getsockname()))
     server.loop.run()
     server.shutdown()
     _log.info("stopped")
@@ -2786,6 +3460,8 @@ def run(server):
 def main(argv=None):
     """Run the program; return the exit status."""
     args = parse_args(argv)
+    if args.import_vty:
+        return vtyimport.main("server", args.import_vty)
     try:
         cfg = load_config(args.config_file)
     except ConfigError as e:
@@ -2794,9 +3470,20 @@ def main(argv=None):
     if args.check_config:
         print("config OK: %s: %s" % (args.config_file, cfg.summary()))
         return 0
-    log.setup(cfg.log_level)
+    try:
+        if args.pidfile:
+            daemon.check_pidfile(daemon.absolute(args.pidfile))
+        log.configure(cfg.log, program="osmo-pcap-server")
+    except (ConfigError, daemon.DaemonError) as e:
+        print("osmo_pcap_server.py: %s" % e, file=sys.stderr)
+        return 1
     server = open_server(cfg)
     if server is None:
+        return 1
+    try:
+        detach(server, args)
+    except (metrics.MetricsError, daemon.DaemonError) as e:
+        _log.error("%s", e)
         return 1
     run(server)
     return 0
@@ -2817,7 +3504,7 @@ import errno
 import ipaddress
 import os
 
-from osmo_pcap import config, hooks, log, rotation
+from osmo_pcap import config, hooks, log, metrics, rotation
 from osmo_pcap.config import ConfigError
 from osmo_pcap.validate import DEFAULT_MAX_SNAPLEN, MAX_SNAPLEN_LIMIT
 
@@ -2855,8 +3542,12 @@ class ServerConfig(object):
         self.flush_interval = 0.5
         self.write_retry = 10.0
         self.stats_interval = 0.0
+        self.header_timeout = 60.0
+        self.idle_timeout = 0.0
         self.log_level = "info"
         self.hooks = None
+        self.log = None
+        self.metrics = None
         self.clients = []
 
     def summary(self):
@@ -2936,17 +3627,27 @@ def load(path):
     if not 0.1 <= cfg.write_retry <= 3600:
         raise s.error("write_retry", "must be between 100ms and 1h")
     cfg.stats_interval = s.get("stats_interval", _duration_or_off, cfg.stats_interval)
+    # spec 11 #7: upstream had no timeouts at all
+    cfg.header_timeout = s.get("header_timeout", _duration_or_off, cfg.header_timeout)
+    cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
     cfg.log_level = s.get("log_level", _level, cfg.log_level)
     cfg.hooks = hooks.read_config(s)
     s.finish()
 
+    # [log] and [metrics] are shared with the client (doc/ops.md)
+    cfg.log = log.read_config(config.Section(cp, "log", path))
+    if not cp.has_option("log", "level"):
+        cfg.log.level = cfg.log_level  # [server] log_level, kept as an alias
+    cfg.metrics = metrics.read_config(config.Section(cp, "metrics", path))
+
     names = {}
     ips = {}
     for sect in cp.sections():
-        if sect == "server":
+        if sect in ("server", "log", "metrics"):
             continue
         if not sect.startswith(CLIENT_PREFIX):
-            raise ConfigError("unknown section (expected [server] or [client NAME])", path, sect)
+            raise ConfigError("unknown section (expected [server], [client NAME], [log] or "
+                              "[metrics])", path, sect)
         name = sect[len(CLIENT_PREFIX):].strip()
         try:
             config.check_safe_name(name)
@@ -3662,6 +4363,884 @@ def _pcapng_hdr(payload, bo, max_snaplen):
     return info
 '''
 # ==================== End file osmo_pcap/validate.py ======================
+
+# ==================== Begin file osmo_pcap/vtyimport.py ====================
+_SOURCES['osmo_pcap/vtyimport.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Translate an upstream osmo-pcap VTY config file into our INI (--import-vty).
+
+The VTY dialect: `!` comment lines, nodes scoped by indentation (`server`,
+`client`, `pcap-store-connection NAME`, libosmocore's `log ...`, `line vty`,
+`stats ...`), `no ...` forms, and keywords that may be abbreviated to any
+unique prefix. Commands are those of spec 4.12 (server) and 5.10 (client).
+The INI goes to stdout; every line that is not mapped one to one is reported
+on stderr with its line number, so an operator can review the few that
+matter.
+"""
+
+import re
+import sys
+from collections import OrderedDict
+
+from osmo_pcap import rotation
+from osmo_pcap.config import check_safe_name
+
+# ------------------------------------------------------------ command grammar
+# Pattern tokens: a plain word is a keyword (abbreviable); (a|b) a choice of
+# keywords; A.B.C.D an IPv4 address; <lo-hi> an integer; an UPPERCASE word any
+# word; .WORD the rest of the line. Each command names its handler method.
+
+LOG_NODE_CMDS = [
+    ("logging level WORD WORD", "log_level"),
+    ("logging timestamp (0|1)", "log_timestamp"),
+    ("logging filter all (0|1)", "log_filter_all"),
+    ("logging color .REST", "log_format"),
+    ("logging print .REST", "log_format"),
+    ("logging set-log-mask .REST", "log_format"),
+]
+
+COMMON_CONFIG_CMDS = [
+    ("log stderr", "log_target_stderr"),
+    ("log stderr blocking-io", "log_target_stderr"),
+    ("log file .PATH", "log_target_file"),
+    ("log syslog WORD", "log_target_syslog"),
+    ("log systemd-journal", "log_target_journal"),
+    ("log systemd-journal raw", "log_target_journal"),
+    ("log gsmtap", "log_target_other"),
+    ("log gsmtap HOST", "log_target_other"),
+    ("log alarms <2-32700>", "log_target_other"),
+    ("line vty", "line_vty"),
+    ("stats interval <0-65535>", "stats_line"),
+    ("stats reporter (statsd|log)", "stats_reporter"),
+    ("stats reporter (statsd|log) NAME", "stats_reporter"),
+    ("stats-tcp .REST", "stats_line"),
+]
+
+SERVER_CONFIG_CMDS = [("server", "enter_server"), ("client", "wrong_kind")] + COMMON_CONFIG_CMDS
+CLIENT_CONFIG_CMDS = [("client", "enter_client"), ("server", "wrong_kind")] + COMMON_CONFIG_CMDS
+
+UNITS = "(second|minute|hour|day|month|year)"
+SERVER_NODE_CMDS = [
+    ("base-path PATH", "s_base_path"),
+    ("completed-path PATH", "s_completed_path"),
+    ("no completed-path", "s_no_completed_path"),
+    ("file-permission-mask MODE", "s_file_mask"),
+    ("file-write-queue-max-length <0-4294967295>", "s_write_queue"),
+    ("server ip A.B.C.D", "s_listen"),
+    ("server port <1-65535>", "s_port"),
+    ("server max-snaplen <1-262144>", "s_max_snaplen_old"),
+    ("rotate-localtime " + UNITS, "s_rotate"),
+    ("rotate-localtime " + UNITS + " mod <1-4294967295>", "s_rotate_mod"),
+    ("no rotate-localtime", "s_no_rotate"),
+    ("max-file-size NR", "s_max_file_size"),
+    ("no max-file-size", "s_no_max_file_size"),
+    ("max-snaplen <1-262144>", "s_max_snaplen"),
+    ("zeromq-publisher ADDR <1-65535>", "s_zmq"),
+    ("no zeromq-publisher", "s_no_zmq"),
+    ("enable tls", "s_enable_tls"),
+    ("disable tls", "s_disable_tls"),
+    ("tls log-level <0-255>", "tls_log_level"),
+    ("tls allow-auth anonymous", "s_tls_anon"),
+    ("no tls allow-auth anonymous", "s_tls_no_anon"),
+    ("tls allow-auth x509", "s_tls_x509"),
+    ("no tls allow-auth x509", "s_tls_no_x509"),
+    ("tls priority STR", "tls_priority"),
+    ("no tls priority", "tls_no_priority"),
+    ("tls capath .PATH", "s_tls_ca"),
+    ("no tls capath", "s_no_tls_ca"),
+    ("tls crlfile .PATH", "s_tls_crl"),
+    ("no tls crlfile", "s_no_tls_crl"),
+    ("tls server-cert .PATH", "s_tls_cert"),
+    ("no tls server-cert", "s_no_tls_cert"),
+    ("tls server-key .PATH", "s_tls_key"),
+    ("no tls server-key", "s_no_tls_key"),
+    ("tls dh pkcs .FILE", "s_tls_dh"),
+    ("tls dh pkcs3 .FILE", "s_tls_dh"),
+    ("tls dh generate", "s_tls_dh"),
+    ("client NAME A.B.C.D", "s_client"),
+    ("client NAME A.B.C.D (store|no-store)", "s_client"),
+    ("client NAME A.B.C.D (store|no-store) (tls)", "s_client"),
+    ("client NAME A.B.C.D tls", "s_client_tls_only"),
+    ("no client NAME", "s_no_client"),
+]
+
+# (C) commands: in the client node they set the default connection.
+CONN_CMDS = [
+    ("server ip A.B.C.D", "c_host"),
+    ("server port <0-65535>", "c_port"),
+    ("source ip A.B.C.D", "c_source_ip"),
+    ("protocol (osmo-pcap|ipip)", "c_protocol"),
+    ("enable tls", "c_enable_tls"),
+    ("disable tls", "c_disable_tls"),
+    ("tls hostname .NAME", "c_tls_hostname"),
+    ("no tls hostname", "c_no_tls_hostname"),
+    ("tls verify-cert", "c_tls_verify"),
+    ("no tls verify-cert", "c_no_tls_verify"),
+    ("tls capath .PATH", "c_tls_ca"),
+    ("no tls capath", "c_no_tls_ca"),
+    ("tls client-cert .PATH", "c_tls_cert"),
+    ("no tls client-cert", "c_no_tls_cert"),
+    ("tls client-key .PATH", "c_tls_key"),
+    ("no tls client-key", "c_no_tls_key"),
+    ("tls priority STR", "tls_priority"),
+    ("no tls priority", "tls_no_priority"),
+    ("tls log-level <0-255>", "tls_log_level"),
+]
+
+CLIENT_NODE_CMDS = CONN_CMDS + [
+    ("pcap file-format (pcap|pcapng)", "c_file_format"),
+    ("pcap device NAME", "c_device"),
+    ("no pcap device NAME", "c_no_device"),
+    ("pcap snaplen <1-262144>", "c_snaplen"),
+    ("pcap filter .NAME", "c_filter"),
+    ("pcap detect-loop (0|1)", "c_detect_loop"),
+    ("pcap add-filter gprs", "c_gprs"),
+    ("no pcap add-filter gprs", "c_no_gprs"),
+    ("wqueue max-length <1-4294967295>", "c_wqueue"),
+    ("pcap-store-connection .NAME", "enter_conn"),
+    ("no pcap-store-connection .NAME", "c_no_conn"),
+]
+
+STORE_NODE_CMDS = CONN_CMDS + [
+    ("connect", "c_connect"),
+    ("disconnect", "c_disconnect"),
+    ("wqueue max-length <1-4294967295>", "c_wqueue_store"),
+]
+
+LOG_LEVELS = {"debug": "debug", "info": "info", "notice": "notice", "error": "error",
+              "fatal": "critical", "everything": "debug"}
+VERBOSITY = ["debug", "info", "notice", "error", "critical"]
+OUR_CATEGORIES = ("pcap", "client", "server", "vty", "tls")
+SERVER_KEYS = ("listen", "port", "base_path", "completed_path", "file_permission_mask",
+               "max_snaplen", "max_file_size", "rotate_localtime", "zmq_publish",
+               "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_ciphers")
+CLIENT_KEYS = ("devices", "filter", "detect_loop", "gprs_filter", "snaplen", "file_format")
+CONN_KEYS = ("host", "port", "source_ip", "protocol", "queue_size", "tls", "tls_ca",
+             "tls_verify", "tls_hostname", "tls_cert", "tls_key", "tls_ciphers", "enabled")
+LOG_KEYS = ("level", "target", "file", "timestamps")
+RECORD_OVERHEAD = 20  # bytes per queued record besides its data (frame + record header)
+MIN_QUEUE_SIZE = 65536  # clientconfig: one largest frame must fit
+DEFAULT_SNAPLEN = 9000
+PROGRAMS = {"server": "osmo_pcap_server.py", "client": "osmo_pcap_client.py"}
+
+
+def _compile(cmds):
+    return [(pattern.split(), handler) for pattern, handler in cmds]
+
+
+NODES = {
+    ("server", "config"): _compile(SERVER_CONFIG_CMDS),
+    ("client", "config"): _compile(CLIENT_CONFIG_CMDS),
+    ("server", "server"): _compile(SERVER_NODE_CMDS),
+    ("client", "client"): _compile(CLIENT_NODE_CMDS),
+    ("client", "store"): _compile(STORE_NODE_CMDS),
+    ("server", "log"): _compile(LOG_NODE_CMDS),
+    ("client", "log"): _compile(LOG_NODE_CMDS),
+}
+
+_IPV4_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+
+
+def _is_ipv4(word):
+    m = _IPV4_RE.match(word)
+    return bool(m) and all(int(g) <= 255 for g in m.groups())
+
+
+def _match_token(tok, word):
+    """Return (kind, value) for one word against one pattern token, or None.
+
+    kind: 2 exact keyword, 1 abbreviated keyword, 0 variable.
+    """
+    if tok.startswith("(") and tok.endswith(")"):
+        alts = tok[1:-1].split("|")
+        if word in alts:
+            return 2, word
+        pre = [a for a in alts if a.startswith(word)]
+        return (1, pre[0]) if len(pre) == 1 else None
+    if tok == "A.B.C.D":
+        return (0, word) if _is_ipv4(word) else None
+    if tok.startswith("<") and tok.endswith(">"):
+        lo, hi = tok[1:-1].split("-")
+        if not word.isdigit() or not int(lo) <= int(word) <= int(hi):
+            return None
+        return 0, word
+    if tok.isupper() or tok.startswith("."):
+        return 0, word
+    if word == tok:
+        return 2, None
+    if tok.startswith(word):
+        return 1, None
+    return None
+
+
+def match_command(cmds, words):
+    """Return ('ok', handler, args) or ('unknown'|'ambiguous'|'incomplete', None, None).
+
+    Like the VTY: a keyword may be any unique prefix; at each position an
+    exact keyword beats abbreviations; `.REST` takes the rest of the line.
+    """
+    found = []
+    incomplete = False
+    for toks, handler in cmds:
+        m = _match_pattern(toks, words)
+        if m == "incomplete":
+            incomplete = True
+        elif m is not None:
+            found.append((m[0], m[1], handler))
+    for i in range(len(words)):
+        if any(i < len(k) and k[i] == 2 for k, _, _ in found):
+            found = [f for f in found if not (i < len(f[0]) and f[0][i] == 1)]
+    if len(found) == 1:
+        return "ok", found[0][2], found[0][1]
+    if found:
+        return "ambiguous", None, None
+    return ("incomplete" if incomplete else "unknown"), None, None
+
+
+def _match_pattern(toks, words):
+    """Return (kinds, args) for a full match, "incomplete", or None."""
+    rest = toks[-1].startswith(".")
+    if len(words) < len(toks) or (len(words) > len(toks) and not rest):
+        if len(words) < len(toks) and all(_match_token(t, w) is not None
+                                          for t, w in zip(toks, words)):
+            return "incomplete"
+        return None
+    kinds, args = [], []
+    for i, tok in enumerate(toks):
+        if tok.startswith("."):
+            kinds.append(0)
+            args.append(" ".join(words[i:]))
+            break
+        m = _match_token(tok, words[i])
+        if m is None:
+            return None
+        kinds.append(m[0])
+        if m[0] == 0 or tok.startswith("("):
+            args.append(m[1])
+    return kinds, args
+
+
+# ------------------------------------------------------------ the importer
+class Importer(object):
+    """Walk a VTY config, build INI sections, collect messages for stderr."""
+
+    def __init__(self, kind, name="<config>"):
+        self.kind = kind
+        self.name = name
+        self.messages = []
+        self.sections = OrderedDict()
+        self.comments = {}  # (section, key) -> comment line written above the key
+        self.origin = {}  # section -> (line number, text) of the command that opened it
+        self.lineno = 0
+        self.line = ""
+        self.node = "config"
+        self.conn = None
+        self.server_tls = False
+        self.tls_clients = []
+        self.snaplen = DEFAULT_SNAPLEN
+        self.wqueue = {}
+        self.log_all = None
+        self.log_cats = []
+        self.log_target_line = None
+        self.unmapped = 0
+
+    # ------------------------------------------------ messages and values
+    def report(self, what, text):
+        """Record a message for the current line; what: unsupported/unknown/note/error."""
+        if what != "note":
+            self.unmapped += 1
+        self.messages.append((self.lineno, "%s:%d: %s: '%s': %s" % (
+            self.name, self.lineno, what, self.line.strip(), text)))
+
+    def section(self, name):
+        if name not in self.sections:
+            self.sections[name] = OrderedDict()
+            self.origin.setdefault(name, (self.lineno, self.line))
+        return self.sections[name]
+
+    def at(self, name):
+        """Point messages at the line that opened section name."""
+        self.lineno, self.line = self.origin.get(name, (0, ""))
+
+    def set(self, section, key, value, comment=None):
+        value = str(value)
+        if re.search(r"(^|\s)[;#]", value):
+            self.report("error", "value contains ';' or '#' after a space, which INI reads "
+                                 "as a comment; not converted")
+            return False
+        self.section(section)[key] = value
+        if comment:
+            self.comments[(section, key)] = comment
+        return True
+
+    def unset(self, section, key):
+        if section in self.sections:
+            self.sections[section].pop(key, None)
+        self.comments.pop((section, key), None)
+
+    # ------------------------------------------------ walking the file
+    def run(self, text):
+        stack = []  # (indent, node)
+        for self.lineno, raw in enumerate(text.splitlines(), 1):
+            self.line = raw
+            body = raw.strip()
+            if not body or body.startswith("!") or body.startswith("#"):
+                continue
+            indent = len(raw) - len(raw.lstrip(" \t"))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            self.node = stack[-1][1] if stack else "config"
+            if self.node == "store" and stack:
+                self.conn = stack[-1][2]
+            words = body.split()
+            if words[0] in ("exit", "end", "write", "show"):
+                if words[0] in ("write", "show"):
+                    self.report("unsupported", "not a configuration command")
+                continue
+            entered = self.dispatch(words)
+            if entered:
+                stack.append((indent,) + tuple(entered))
+        self.finish()
+        return self
+
+    def dispatch(self, words):
+        """Handle one command line; return (node[, data]) when it opens a node."""
+        if self.node == "ignore":
+            return None  # inside a node of the other program, reported once
+        if self.node in ("vty", "stats", "otherlog"):
+            return self.catch_all(words)
+        cmds = NODES[(self.kind, self.node)]
+        status, handler, args = match_command(cmds, words)
+        if status == "ok":
+            return getattr(self, handler)(*args)
+        where = {"config": "at the top level", "server": "in the server node",
+                 "client": "in the client node", "store": "in a pcap-store-connection node",
+                 "log": "in a log node"}[self.node]
+        if status == "ambiguous":
+            self.report("error", "ambiguous abbreviation %s; spell the keywords out" % where)
+        elif status == "incomplete":
+            self.report("error", "incomplete command %s" % where)
+        else:
+            self.report("unknown", "not an osmo-pcap %s command %s" % (self.kind, where))
+        return None
+
+    def catch_all(self, words):
+        reason = {"vty": "there is no telnet VTY: use --check-config, signals, the log "
+                         "and [metrics] instead",
+                  "stats": "no statsd/log stats reporter: use [metrics] listen (Prometheus)",
+                  "otherlog": "only one log target is supported (see [log])"}[self.node]
+        self.report("unsupported", reason)
+        return None
+
+    # ------------------------------------------------ top level
+    def enter_server(self):
+        self.section("server")
+        return ("server",)
+
+    def enter_client(self):
+        self.section("client")
+        return ("client",)
+
+    def wrong_kind(self):
+        other = "client" if self.kind == "server" else "server"
+        self.report("error", "this looks like an osmo-pcap-%s configuration: use %s "
+                             "--import-vty" % (other, PROGRAMS[other]))
+        return ("ignore",)
+
+    def _log_target(self, target, file=None):
+        if self.log_target_line is not None:
+            self.report("unsupported", "only one log target is supported; the one on "
+                                       "line %d is used" % self.log_target_line)
+            return ("otherlog",)
+        self.log_target_line = self.lineno
+        self.set("log", "target", target)
+        if file:
+            self.set("log", "file", file)
+        return ("log",)
+
+    def log_target_stderr(self):
+        return self._log_target("stderr")
+
+    def log_target_file(self, path):
+        return self._log_target("file", path)
+
+    def log_target_syslog(self, facility):
+        if facility != "daemon":
+            self.report("note", "syslog facility %s: we log with facility daemon" % facility)
+        return self._log_target("syslog")
+
+    def log_target_journal(self):
+        self.report("note", "written as target = stderr: under systemd, stderr goes to "
+                            "the journal with levels kept")
+        return self._log_target("stderr")
+
+    def log_target_other(self, *args):
+        self.report("unsupported", "no such log target here (stderr, syslog or file)")
+        return ("otherlog",)
+
+    def line_vty(self):
+        self.report("unsupported", "there is no telnet VTY: use --check-config, signals, "
+                                   "the log and [metrics] instead")
+        return ("vty",)
+
+    def stats_line(self, *args):
+        self.report("unsupported", "no statsd/log stats reporter: use [metrics] listen "
+                                   "(Prometheus)")
+        return None
+
+    def stats_reporter(self, *args):
+        self.stats_line()
+        return ("stats",)
+
+    # ------------------------------------------------ log node
+    def log_level(self, category, level):
+        if level not in LOG_LEVELS:
+            self.report("error", "unknown level %r (debug, info, notice, error, fatal)" % level)
+            return None
+        if category in ("all", "set-all", "force-all"):
+            self.log_all = LOG_LEVELS[level]
+        elif category in OUR_CATEGORIES:
+            self.log_cats.append((self.lineno, self.line, LOG_LEVELS[level]))
+        else:
+            self.report("unsupported", "libosmocore category %s has no equivalent here"
+                        % category)
+        return None
+
+    def log_timestamp(self, on):
+        self.set("log", "timestamps", "yes" if on == "1" else "no")
+
+    def log_filter_all(self, on):
+        if on == "0":
+            self.report("note", "logging disabled by 'logging filter all 0': level = critical")
+            self.log_all = "critical"
+
+    def log_format(self, rest):
+        self.report("unsupported", "log line layout is fixed (level, message; timestamps "
+                                   "per [log] timestamps)")
+
+    # ------------------------------------------------ TLS shared
+    def tls_log_level(self, n):
+        self.report("unsupported", "no GnuTLS debug level: use [log] level = debug")
+
+    def tls_priority(self, s):
+        self.report("unsupported", "GnuTLS priority strings do not translate; set tls_ciphers "
+                                   "(OpenSSL cipher list) if you must restrict ciphers")
+
+    def tls_no_priority(self):
+        pass
+
+    # ------------------------------------------------ server node
+    def s_base_path(self, path):
+        self.set("server", "base_path", path)
+
+    def s_completed_path(self, path):
+        self.set("server", "completed_path", path)
+
+    def s_no_completed_path(self):
+        self.unset("server", "completed_path")
+
+    def s_file_mask(self, mode):
+        if not re.match(r"^[0-7]{1,4}$", mode):
+            self.report("error", "not an octal mode (example: 0440); not converted")
+            return
+        self.set("server", "file_permission_mask", "0%o" % int(mode, 8))
+
+    def s_write_queue(self, n):
+        self.report("unsupported", "not needed: the server batches writes and applies TCP "
+                                   "back-pressure instead of a message queue")
+
+    def s_listen(self, ip):
+        self.set("server", "listen", ip)
+
+    def s_port(self, port):
+        self.set("server", "port", port)
+
+    def s_max_snaplen_old(self, n):
+        self.report("note", "0.1.0-0.7.0 wrote 'server max-snaplen'; read as max-snaplen")
+        self.s_max_snaplen(n)
+
+    def s_rotate(self, unit):
+        self.set("server", "rotate_localtime", unit)
+
+    def s_rotate_mod(self, unit, n):
+        value = unit if n == "1" else "%s mod %s" % (unit, n)
+        try:
+            rotation.parse_rotate(value)
+        except ValueError as e:
+            self.report("error", "%s; not converted" % e)
+            return
+        self.set("server", "rotate_localtime", value)
+
+    def s_no_rotate(self):
+        self.set("server", "rotate_localtime", "off")
+
+    def s_max_file_size(self, nr):
+        if not nr.isdigit():
+            self.report("error", "not a byte count (upstream read it as 0, a new file per "
+                                 "packet); not converted")
+            return
+        self.set("server", "max_file_size", "off" if int(nr) == 0 else nr)
+
+    def s_no_max_file_size(self):
+        self.set("server", "max_file_size", "off")
+
+    def s_max_snaplen(self, n):
+        self.set("server", "max_snaplen", n)
+
+    def s_zmq(self, addr, port):
+        if addr == "*":
+            self.report("note", "'*' written as 0.0.0.0 (all IPv4 addresses)")
+            addr = "0.0.0.0"
+        elif not _is_ipv4(addr):
+            self.report("error", "expected an IPv4 address or *; not converted")
+            return
+        self.set("server", "zmq_publish", "tcp://%s:%s" % (addr, port))
+
+    def s_no_zmq(self):
+        self.unset("server", "zmq_publish")
+
+    def s_enable_tls(self):
+        self.server_tls = True
+
+    def s_disable_tls(self):
+        self.server_tls = False
+
+    def s_tls_anon(self):
+        self.report("unsupported", "no anonymous TLS: the server always presents tls_cert; "
+                                   "clients without a CA use tls_verify = no")
+
+    def s_tls_no_anon(self):
+        pass
+
+    def s_tls_x509(self):
+        pass  # what we always do: present tls_cert/tls_key
+
+    def s_tls_no_x509(self):
+        self.report("unsupported", "the server always presents its certificate when TLS "
+                                   "is used")
+
+    def s_tls_ca(self, path):
+        self.report("unsupported", "upstream never asked clients for certificates; to verify "
+                                   "them set tls_ca = %s and tls_client_auth = optional or "
+                                   "required in [server]" % path)
+
+    def s_no_tls_ca(self):
+        pass
+
+    def s_tls_crl(self, path):
+        self.report("unsupported", "only used when clients present certificates: set "
+                                   "tls_crl = %s together with tls_ca and tls_client_auth"
+                                   % path)
+
+    def s_no_tls_crl(self):
+        pass
+
+    def s_tls_cert(self, path):
+        self.set("server", "tls_cert", path)
+
+    def s_no_tls_cert(self):
+        self.unset("server", "tls_cert")
+
+    def s_tls_key(self, path):
+        self.set("server", "tls_key", path)
+
+    def s_no_tls_key(self):
+        self.unset("server", "tls_key")
+
+    def s_tls_dh(self, *args):
+        self.report("unsupported", "not needed: key exchange uses ECDHE and built-in groups")
+
+    def _client_section(self, name):
+        safe = _safe_name(name)
+        if safe != name:
+            self.report("note", "client name %r is not a safe file-name component; "
+                                "written as %r" % (name, safe))
+        return "client " + safe
+
+    def s_client(self, name, ip, store="store", *tls):
+        sec = self._client_section(name)
+        self.sections.pop(sec, None)
+        self.set(sec, "ip", ip)
+        self.set(sec, "store", "yes" if store == "store" else "no")
+        if tls:
+            self.tls_clients.append((sec, self.lineno, self.line))
+
+    def s_client_tls_only(self, name, ip):
+        self.report("note", "upstream rejects this form (tls without store/no-store); "
+                            "read as store with tls")
+        self.s_client(name, ip, "store", "tls")
+
+    def s_no_client(self, name):
+        self.sections.pop(self._client_section(name), None)
+
+    # ------------------------------------------------ client node
+    def _conn(self):
+        return self.conn if self.node == "store" else "server default"
+
+    def c_file_format(self, fmt):
+        self.set("client", "file_format", fmt)
+
+    def c_device(self, dev):
+        devs = self.section("client").get("devices", "").split()
+        if dev not in devs:
+            devs.append(dev)
+        self.set("client", "devices", " ".join(devs))
+
+    def c_no_device(self, dev):
+        devs = [d for d in self.section("client").get("devices", "").split() if d != dev]
+        if devs:
+            self.set("client", "devices", " ".join(devs))
+        else:
+            self.unset("client", "devices")
+
+    def c_snaplen(self, n):
+        self.snaplen = int(n)
+        self.set("client", "snaplen", n)
+
+    def c_filter(self, text):
+        self.set("client", "filter", text)
+
+    def c_detect_loop(self, on):
+        if on == "1":
+            self.report("note", "detect-loop did nothing upstream; detect_loop = yes now "
+                                "really excludes the traffic to the servers")
+        self.set("client", "detect_loop", "yes" if on == "1" else "no")
+
+    def c_gprs(self):
+        self.set("client", "gprs_filter", "yes")
+
+    def c_no_gprs(self):
+        self.set("client", "gprs_filter", "no")
+
+    def c_wqueue(self, n):
+        self.wqueue[self._conn()] = (int(n), self.lineno, self.line)
+
+    def c_wqueue_store(self, n):
+        self.report("unsupported", "upstream cannot set this per store connection (its "
+                                   "config writer wrote it anyway); ignored")
+
+    def enter_conn(self, name):
+        safe = _safe_name(name)
+        if safe != name:
+            self.report("note", "connection name %r written as %r" % (name, safe))
+        sec = "server " + safe
+        self.section(sec)
+        return ("store", sec)
+
+    def c_no_conn(self, name):
+        self.sections.pop("server " + _safe_name(name), None)
+        self.wqueue.pop("server " + _safe_name(name), None)
+
+    def c_connect(self):
+        self.unset(self._conn(), "enabled")  # connecting is the default
+
+    def c_disconnect(self):
+        self.set(self._conn(), "enabled", "no")
+
+    def c_host(self, ip):
+        self.set(self._conn(), "host", ip)
+
+    def c_port(self, port):
+        if port == "0":
+            self.unset(self._conn(), "port")
+        else:
+            self.set(self._conn(), "port", port)
+
+    def c_source_ip(self, ip):
+        self.set(self._conn(), "source_ip", ip)
+
+    def c_protocol(self, proto):
+        self.set(self._conn(), "protocol", proto)
+
+    def c_enable_tls(self):
+        self.set(self._conn(), "tls", "yes")
+
+    def c_disable_tls(self):
+        self.set(self._conn(), "tls", "no")
+
+    def c_tls_hostname(self, name):
+        if name == "(null)":
+            self.report("note", "written by upstream's config writer when no hostname was "
+                                "set; left unset")
+            self.unset(self._conn(), "tls_hostname")
+            return
+        self.set(self._conn(), "tls_hostname", name)
+
+    def c_no_tls_hostname(self):
+        self.unset(self._conn(), "tls_hostname")
+
+    def c_tls_verify(self):
+        self.set(self._conn(), "tls_verify", "yes")
+
+    def c_no_tls_verify(self):
+        self.set(self._conn(), "tls_verify", "no")
+
+    def c_tls_ca(self, path):
+        self.set(self._conn(), "tls_ca", path)
+
+    def c_no_tls_ca(self):
+        self.unset(self._conn(), "tls_ca")
+
+    def c_tls_cert(self, path):
+        self.set(self._conn(), "tls_cert", path)
+
+    def c_no_tls_cert(self):
+        self.unset(self._conn(), "tls_cert")
+
+    def c_tls_key(self, path):
+        self.set(self._conn(), "tls_key", path)
+
+    def c_no_tls_key(self):
+        self.unset(self._conn(), "tls_key")
+
+    # ------------------------------------------------ end of file
+    def finish(self):
+        """Settle what depends on the whole file: TLS, queues, log level."""
+        for sec, lineno, line in self.tls_clients:
+            if sec not in self.sections:
+                continue
+            if self.server_tls:
+                self.sections[sec]["tls"] = "required"
+            else:
+                self.lineno, self.line = lineno, line
+                self.report("note", "TLS is not enabled in the server node ('enable tls'); "
+                                    "written as tls = no")
+                self.sections[sec]["tls"] = "no"
+        for sec, (n, lineno, line) in self.wqueue.items():
+            if sec not in self.sections:
+                continue
+            size = n * (self.snaplen + RECORD_OVERHEAD)
+            self.lineno, self.line = lineno, line
+            self.report("note", "a queue of %d messages is written as queue_size = %d bytes "
+                                "(%d x (snaplen %d + %d))"
+                        % (n, size, n, self.snaplen, RECORD_OVERHEAD))
+            if size < MIN_QUEUE_SIZE:
+                self.report("note", "raised to the minimum queue_size of %d bytes"
+                            % MIN_QUEUE_SIZE)
+                size = MIN_QUEUE_SIZE
+            self.set(sec, "queue_size", str(size),
+                     "; from 'wqueue max-length %d' at snaplen %d" % (n, self.snaplen))
+        levels = [self.log_all] if self.log_all else []
+        for lineno, line, level in self.log_cats:
+            if self.log_all is None or level != self.log_all:
+                self.lineno, self.line = lineno, line
+                self.report("note", "one level for all categories: the most verbose one "
+                                    "configured is used")
+            levels.append(level)
+        if levels:
+            self.set("log", "level", min(levels, key=VERBOSITY.index))
+        if self.kind == "server" and "server" in self.sections:
+            if "base_path" not in self.sections["server"]:
+                self.at("server")
+                self.report("note", "no base-path: upstream wrote into its working directory; "
+                                    "here base_path defaults to the config file's directory")
+        if self.kind == "client":
+            self._finish_client()
+
+    def _finish_client(self):
+        if "client" in self.sections and "devices" not in self.sections["client"]:
+            self.at("client")
+            self.report("error", "no 'pcap device': set devices in [client]")
+        for sec in [n for n in self.sections if n.startswith("server ")]:
+            keys = self.sections[sec]
+            self.at(sec)
+            if sec != "server default" and "host" not in keys:
+                self.report("error", "no 'server ip' for this connection: set host")
+            elif "host" in keys and "port" not in keys and keys.get("protocol") != "ipip":
+                self.report("error", "no 'server port' for this connection: set port")
+        default = self.sections.get("server default")
+        if default is not None and "host" not in default:
+            self.sections.pop("server default")
+            if default:
+                self.at("server default")
+                self.report("note", "connection settings without 'server ip' in the "
+                                    "client node: no [server default] written")
+
+    def ini(self, source="config"):
+        """Return the INI text for what was read."""
+        order = self._section_order()
+        out = ["; Converted from %s by %s --import-vty\n" % (source, PROGRAMS[self.kind])]
+        for sec in order:
+            keys = self._key_order(sec)
+            out.append("\n[%s]\n" % sec)
+            for key in keys:
+                if (sec, key) in self.comments:
+                    out.append(self.comments[(sec, key)] + "\n")
+                out.append("%s = %s\n" % (key, self.sections[sec][key]))
+        return "".join(out)
+
+    def _section_order(self):
+        names = list(self.sections)
+        first = [n for n in ("server", "client") if n in self.sections]
+        if self.kind == "server":
+            rest = [n for n in names if n.startswith("client ")]
+        else:
+            rest = [n for n in names if n.startswith("server ")]
+            if "server default" in rest:
+                rest.remove("server default")
+                rest.insert(0, "server default")
+        tail = ["log"] if "log" in self.sections else []
+        return first + rest + tail
+
+    def _key_order(self, sec):
+        if sec == "server" and self.kind == "server":
+            known = SERVER_KEYS
+        elif sec == "client" and self.kind == "client":
+            known = CLIENT_KEYS
+        elif sec.startswith("server "):
+            known = CONN_KEYS
+        elif sec.startswith("client "):
+            known = ("ip", "store", "tls")
+        else:
+            known = LOG_KEYS
+        keys = self.sections[sec]
+        return [k for k in known if k in keys] + [k for k in keys if k not in known]
+
+
+def _safe_name(name):
+    """Return name, or a version of it made of safe file-name characters."""
+    try:
+        return check_safe_name(name)
+    except ValueError:
+        safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip("._+-")[:64]
+        return safe or "unnamed"
+
+
+def convert(kind, text, name="<config>"):
+    """Return (ini_text, messages, unmapped_count) for a VTY config text."""
+    imp = Importer(kind, name).run(text)
+    messages = [m for _, m in sorted(imp.messages, key=lambda m: m[0])]
+    return imp.ini(name.rsplit("/", 1)[-1]), messages, imp.unmapped
+
+
+def main(kind, path, stdout=None, stderr=None):
+    """Print path (an upstream VTY config) as our INI; return the exit status.
+
+    0: converted (lines not mapped one to one are listed on stderr);
+    2: the file cannot be read.
+    """
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    prog = PROGRAMS.get(kind, "osmo-pcap")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        stderr.write("%s: --import-vty %s: %s\n" % (prog, path, e.strerror or e))
+        return 2
+    text = data.decode("utf-8", "replace")
+    ini, messages, unmapped = convert(kind, text, path)
+    stdout.write(ini)
+    stdout.flush()
+    for m in messages:
+        stderr.write(m + "\n")
+    if unmapped:
+        stderr.write("%s: %d line(s) of %s not converted one to one: review the messages "
+                     "above\n" % (prog, unmapped, path))
+    return 0
+
+'''
+# ==================== End file osmo_pcap/vtyimport.py ======================
 
 # ==================== Begin file osmo_pcap/wire.py ====================
 _SOURCES['osmo_pcap/wire.py'] = r'''

@@ -15,4 +15,4 @@ bench-server: all
 
 # The decoder fuzz with ten times the cases of the suite.
 fuzz-server:
-	FUZZ_CASES=1000000 $(PYTHON) tests/run.py -k fast_parser test_fuzz
+	$(PYTHON) bench/fuzz_decoder.py 1000000

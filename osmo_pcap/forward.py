@@ -164,7 +164,10 @@ class Connection(object):
         try:
             step = self.transport.progress()
         except OSError as e:
-            self._lost("connect failed: %s" % _why(e), quiet_retry=True)
+            if getattr(e, "kind", None) is not None:  # a tls.TLSError: nothing was sent
+                self._lost("TLS handshake failed: %s" % _why(e), quiet_retry=True)
+            else:
+                self._lost("connect failed: %s" % _why(e), quiet_retry=True)
             return
         sock = self.transport.sock
         if step == "done":
@@ -181,7 +184,13 @@ class Connection(object):
         self.state = UP
         self.counters["server:connected"] = 1
         self.up_since = self.loop.clock()
-        self.log.info("%s: connected", self.prefix)
+        tls = getattr(self.cfg, "tls", None)
+        if tls is not None and hasattr(self.transport, "version"):
+            self.log.info("%s: connected with %s, %s", self.prefix, self.transport.version(),
+                          "server certificate verified for %s" % tls.hostname if tls.verify
+                          else "server certificate NOT verified (tls_verify = no)")
+        else:
+            self.log.info("%s: connected", self.prefix)
         hdr = self.get_link_hdr()
         self.queue.appendleft(bytearray(wire.encode_link_hdr(hdr)))
         self.qbytes += len(self.queue[0])
@@ -302,6 +311,7 @@ class Connection(object):
         """Send as much of the queue as the socket takes; refill from the spool."""
         q = self.queue
         t = self.transport
+        failed = None
         try:
             while True:
                 if not q:
@@ -322,8 +332,12 @@ class Connection(object):
                     q.popleft()
                     self.head_off = 0
         except OSError as e:
+            failed = _why(e)
+        if failed is not None:
+            # Outside the except block: its traceback holds the frames that got a
+            # view of the queue head, and _lost() resizes the head.
             self.counters["client:write_err"] += 1
-            self._lost("send failed: %s" % _why(e))
+            self._lost("send failed: %s" % failed)
             return
         if q or getattr(t, "pending_output", 0):
             self.loop.add_writer(t.sock, self._send)

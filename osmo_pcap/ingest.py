@@ -12,6 +12,7 @@ TLS transport can replace it; the receive buffer is shared by all connections
 """
 
 import struct
+import time
 
 from osmo_pcap import wire
 from osmo_pcap.validate import ValidationError
@@ -110,7 +111,8 @@ class Parser(object):
 class Connection(object):
     """One accepted TCP connection of a configured client."""
 
-    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label")
+    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label", "last_rx",
+                 "header_timer")
 
     def __init__(self, server, sock, peer, recorder):
         self.server = server
@@ -120,6 +122,8 @@ class Connection(object):
         self.parser = Parser(server.cfg.max_snaplen)
         self.closed = False
         self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
+        self.last_rx = time.monotonic()
+        self.header_timer = None
 
     def fill(self, mv):
         """Read from the transport into mv; return the byte count (0 at EOF).
@@ -146,6 +150,7 @@ class Connection(object):
             server.drop(self, "read error: %s" % (e.strerror or e))
             return
         server.bytes_read += n
+        self.last_rx = time.monotonic()
         if n == 0:
             server.drop(self, "connection closed by the client%s"
                         % (" in the middle of a frame (%d bytes discarded)" % start
@@ -169,9 +174,13 @@ class Connection(object):
         parser.tail = bytes(mv[pos:end]) if pos < end else b""
 
     def close(self):
+        """Close the socket and let go of buffered bytes and timers."""
         if not self.closed:
             self.closed = True
             self.sock.close()
+            self.parser.tail = b""
+            if self.header_timer is not None:
+                self.header_timer.cancel()
 
 
 def format_peer(peer):

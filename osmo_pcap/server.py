@@ -15,7 +15,8 @@ import socket
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, hooks, log, serverconfig, validate
+from osmo_pcap import (__version__, COPYRIGHT, daemon, hooks, log, metrics, serverconfig,
+                       validate, vtyimport)
 from osmo_pcap.config import ConfigError
 from osmo_pcap.ingest import Connection, format_peer
 from osmo_pcap.loop import Loop
@@ -148,10 +149,18 @@ class Server(object):
         conn = Connection(self, sock, peer, rec)
         self.conns[rec.name] = conn
         self.loop.add_reader(sock, conn.on_readable)
+        if self.cfg.header_timeout:
+            conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
+                                                     self._check_header, conn)
         _log.info("%s: connected", conn.label)
         for h in self.hooks:
             h.client_connected(rec.name, peer)
         return conn
+
+    def _check_header(self, conn):
+        if not conn.closed and conn.parser.link is None:
+            self.drop(conn, "no LINK_HDR within header_timeout (%gs)" % self.cfg.header_timeout,
+                      30)
 
     def drop(self, conn, reason, level=20):
         """Close a connection and its client's current file."""
@@ -207,14 +216,19 @@ class Server(object):
         now = self.clock.now()
         for rec in self.recorders:
             rec.tick(now)
+        idle = self.cfg.idle_timeout
+        if idle:
+            limit = time.monotonic() - idle
+            for conn in [c for c in self.conns.values() if c.last_rx < limit]:
+                self.drop(conn, "nothing received for idle_timeout (%gs)" % idle, 30)
 
     def rotate_all(self, reason):
         for rec in self.recorders:
             rec.rotate(reason)
 
     def _on_hup(self, signum):
-        # Logs go to stderr, which needs no reopening.
-        _log.info("SIGHUP: starting new files")
+        log.reopen()
+        _log.info("SIGHUP: log reopened, starting new files")
         self.rotate_all("SIGHUP")
 
     def _on_usr1(self, signum):
@@ -224,6 +238,7 @@ class Server(object):
     def _on_stop_signal(self, signum):
         if not self.stopping:
             _log.info("signal %d: stopping", signum)
+            daemon.notify_stopping()
             self.stopping = True
             self.loop.stop()
 
@@ -327,6 +342,10 @@ def parse_args(argv):
                     help="INI configuration file (default: %(default)s)")
     ap.add_argument("--check-config", action="store_true",
                     help="load and validate the configuration, print a summary, exit")
+    daemon.add_arguments(ap)
+    ap.add_argument("--import-vty", metavar="FILE",
+                    help="print the INI equivalent of an upstream osmo-pcap-server VTY "
+                         "config file, then exit")
     return ap.parse_args(argv)
 
 
@@ -357,12 +376,26 @@ def open_server(cfg):
     return server
 
 
+def detach(server, args):
+    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure."""
+    if server.cfg.metrics:
+        metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
+                              program="server", log=log.get("metrics")).start()
+    if args.daemonize:
+        daemon.daemonize(pidfile=args.pidfile)
+    elif args.pidfile:
+        daemon.own_pidfile(args.pidfile)
+
+
 def run(server):
     """Run the loop until SIGTERM/SIGINT, then shut down in order."""
     # Thousands of memoryview slices per read wake the cyclic collector for
     # nothing (perf-notes): raise its threshold.
     gc.set_threshold(100000, 50, 50)
     server.start()
+    log.schedule_flush(server.loop)
+    daemon.start_watchdog(server.loop)
+    daemon.notify_ready("listening on %s" % format_peer(server.listener.getsockname()))
     server.loop.run()
     server.shutdown()
     _log.info("stopped")
@@ -371,6 +404,8 @@ def run(server):
 def main(argv=None):
     """Run the program; return the exit status."""
     args = parse_args(argv)
+    if args.import_vty:
+        return vtyimport.main("server", args.import_vty)
     try:
         cfg = load_config(args.config_file)
     except ConfigError as e:
@@ -379,9 +414,20 @@ def main(argv=None):
     if args.check_config:
         print("config OK: %s: %s" % (args.config_file, cfg.summary()))
         return 0
-    log.setup(cfg.log_level)
+    try:
+        if args.pidfile:
+            daemon.check_pidfile(daemon.absolute(args.pidfile))
+        log.configure(cfg.log, program="osmo-pcap-server")
+    except (ConfigError, daemon.DaemonError) as e:
+        print("osmo_pcap_server.py: %s" % e, file=sys.stderr)
+        return 1
     server = open_server(cfg)
     if server is None:
+        return 1
+    try:
+        detach(server, args)
+    except (metrics.MetricsError, daemon.DaemonError) as e:
+        _log.error("%s", e)
         return 1
     run(server)
     return 0

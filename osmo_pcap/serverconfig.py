@@ -10,7 +10,7 @@ import errno
 import ipaddress
 import os
 
-from osmo_pcap import config, hooks, log, rotation
+from osmo_pcap import config, hooks, log, metrics, rotation
 from osmo_pcap.config import ConfigError
 from osmo_pcap.validate import DEFAULT_MAX_SNAPLEN, MAX_SNAPLEN_LIMIT
 
@@ -48,8 +48,12 @@ class ServerConfig(object):
         self.flush_interval = 0.5
         self.write_retry = 10.0
         self.stats_interval = 0.0
+        self.header_timeout = 60.0
+        self.idle_timeout = 0.0
         self.log_level = "info"
         self.hooks = None
+        self.log = None
+        self.metrics = None
         self.clients = []
 
     def summary(self):
@@ -129,17 +133,27 @@ def load(path):
     if not 0.1 <= cfg.write_retry <= 3600:
         raise s.error("write_retry", "must be between 100ms and 1h")
     cfg.stats_interval = s.get("stats_interval", _duration_or_off, cfg.stats_interval)
+    # spec 11 #7: upstream had no timeouts at all
+    cfg.header_timeout = s.get("header_timeout", _duration_or_off, cfg.header_timeout)
+    cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
     cfg.log_level = s.get("log_level", _level, cfg.log_level)
     cfg.hooks = hooks.read_config(s)
     s.finish()
 
+    # [log] and [metrics] are shared with the client (doc/ops.md)
+    cfg.log = log.read_config(config.Section(cp, "log", path))
+    if not cp.has_option("log", "level"):
+        cfg.log.level = cfg.log_level  # [server] log_level, kept as an alias
+    cfg.metrics = metrics.read_config(config.Section(cp, "metrics", path))
+
     names = {}
     ips = {}
     for sect in cp.sections():
-        if sect == "server":
+        if sect in ("server", "log", "metrics"):
             continue
         if not sect.startswith(CLIENT_PREFIX):
-            raise ConfigError("unknown section (expected [server] or [client NAME])", path, sect)
+            raise ConfigError("unknown section (expected [server], [client NAME], [log] or "
+                              "[metrics])", path, sect)
         name = sect[len(CLIENT_PREFIX):].strip()
         try:
             config.check_safe_name(name)

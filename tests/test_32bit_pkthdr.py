@@ -88,7 +88,8 @@ class PkthdrLayout(support.TempDirTestCase):
             self.assertEqual(struct.calcsize("P"), 4, "a 16-byte pcap_pkthdr on a 64-bit build")
         else:
             self.fail("caplen/len found at neither offset 8 nor 16: %s" % raw.hex())
-        sys.stderr.write("[pcap_pkthdr: %d bytes, %d-bit build] " % (size, 8 * struct.calcsize("P")))
+        sys.stderr.write("\n[libpcap pcap_pkthdr: %d bytes, %d-bit build]\n"
+                         % (size, 8 * struct.calcsize("P")))
         expect = os.environ.get("OSMO_PCAP_EXPECT_PKTHDR")
         if expect:
             self.assertEqual(size, int(expect))

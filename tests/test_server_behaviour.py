@@ -219,6 +219,44 @@ class Connections(ServerTest):
         self.assertEqual([len(peer.file_records(p)) for p in files], [2] * 15)
         self.assertEqual(len(self.packets(files[0])), 2)
 
+    def test_metrics_endpoint(self):
+        import urllib.request
+        mport = support.free_port()
+        srv = self.start([("c", GOOD, "yes")], "[metrics]\nlisten = 127.0.0.1:%d" % mport)
+        s = peer.connect(srv.port, GOOD)
+        self.addCleanup(s.close)
+        s.sendall(peer.pcap_stream(3) + peer.raw_frame(1, b"short"))
+        self.assertTrue(peer.wait_closed(s))
+        srv.wait_log("(disconnect;")
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
+            text = r.read().decode()
+        for line in ('osmo_pcap_peer_pkts_total{client="c"} 3',
+                     'osmo_pcap_server_bytes_total 348',
+                     'osmo_pcap_server_rejected_total{reason="pcap-record-short"} 1',
+                     'osmo_pcap_server_clients_connected 0',
+                     'osmo_pcap_server_files_closed_total 1'):
+            self.assertIn(line + "\n", text)
+        self.assertIn("# TYPE osmo_pcap_server_pkts_total counter", text)
+        self.stop()
+
+    def test_header_and_idle_timeouts(self):
+        srv = self.start([("mute", BAD, "yes"), ("quiet", GOOD, "yes")],
+                         "header_timeout = 0.3s\nidle_timeout = 1s")
+        mute = peer.connect(srv.port, BAD)
+        self.addCleanup(mute.close)
+        quiet = peer.connect(srv.port, GOOD)
+        self.addCleanup(quiet.close)
+        quiet.sendall(peer.pcap_stream(2))
+        self.assertTrue(peer.wait_closed(mute))
+        self.assertTrue(peer.wait_closed(quiet))
+        log = srv.wait_log("(disconnect;")
+        self.assertRegex(log, r"client mute \(127\.0\.0\.9:\d+\): disconnected: no LINK_HDR "
+                         r"within header_timeout \(0\.3s\)")
+        self.assertRegex(log, r"client quiet \(127\.0\.0\.2:\d+\): disconnected: nothing "
+                         r"received for idle_timeout \(1s\)")
+        self.stop()
+        self.assertEqual([self.packets(p) for p in srv.files()], [[0, 1]])
+
     def test_link_header_change_starts_new_file(self):
         srv = self.start([("c", GOOD, "yes")])
         s = peer.connect(srv.port, GOOD)

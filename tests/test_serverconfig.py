@@ -40,6 +40,7 @@ class Values(Base):
         self.assertEqual(cfg.max_snaplen, 9000)
         self.assertEqual(cfg.max_file_size, 1 << 30)
         self.assertEqual(cfg.rotate_localtime, ("day", 1))
+        self.assertEqual((cfg.header_timeout, cfg.idle_timeout), (60.0, 0.0))
         self.assertEqual(cfg.clients, [])
 
     def test_issue_example(self):
@@ -100,6 +101,7 @@ class Errors(Base):
         self.check(S + "rotate_localtime = hour mod 30\n", "server", "rotate_localtime", "1..24")
         self.check(S + "write_buffer = 1\n", "server", "write_buffer", "between")
         self.check(S + "log_level = loud\n", "server", "log_level", "expected one of")
+        self.check(S + "idle_timeout = soon\n", "server", "idle_timeout", "not a duration")
         self.check(S + "[client a]\nip = 10.0.0.1\nstore = maybe\n", "client a", "store",
                    "yes or no")
         self.check(S + "[client a]\nip = 10.0.0.300\n", "client a", "ip", "not an IPv4")
@@ -146,7 +148,9 @@ class Contrib(Base):
         lines = []
         keys = []
         for line in text.splitlines():
-            if line.startswith("; ") and " = " in line and not line.startswith("; Check"):
+            if line.startswith("; [") and line.endswith("]"):
+                line = line[2:]
+            elif line.startswith("; ") and " = " in line and not line.startswith("; Check"):
                 line = line[2:]
                 keys.append(line.split(" = ")[0])
             lines.append(line)
@@ -154,9 +158,11 @@ class Contrib(Base):
         full = self.load("\n".join(lines))
         for attr in ("listen", "port", "file_permission_mask", "max_snaplen", "max_file_size",
                      "rotate_localtime", "write_buffer", "flush_interval", "write_retry",
-                     "stats_interval", "log_level"):
+                     "stats_interval", "log_level", "header_timeout", "idle_timeout"):
             self.assertEqual(getattr(full, attr), getattr(cfg, attr), attr)
             self.assertIn(attr, keys)
+        self.assertEqual(full.log.level, "info")
+        self.assertEqual(full.metrics, ("127.0.0.1", 9101))
 
 
 class CommandLine(Base):

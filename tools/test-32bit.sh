@@ -4,8 +4,8 @@
 #
 # Builds (or reuses) Debian chroots with debootstrap under $CHROOT_CACHE:
 #   i386-bookworm, i386-trixie (native 32-bit x86), armhf-trixie (qemu-user,
-#   64-bit time_t), copies the standalone scripts, osmo_pcap/ and tests/ in and runs
-#   (a) the unit suite with the chroot's python3, as an unprivileged user;
+#   64-bit time_t), copies the standalone scripts, osmo_pcap/, tests/ in and runs
+#   (a) the unit suite with the chroot's python3 (root, CI unset: absent peers skip);
 #   (b) i386: the client capturing live on lo, forwarding to a server on the host,
 #       packets compared byte for byte with an independent tcpdump capture;
 #   (c) every chroot: --libpcap-info reports the expected struct pcap_pkthdr size and
@@ -13,10 +13,11 @@
 #       (pcap_open_offline) to the host server: every record identical.
 # Usage: tools/test-32bit.sh [TARGET ...]   (default: all three)
 # Environment: CHROOT_CACHE (default /var/tmp/osmo-pcap-chroots), DEBIAN_MIRROR,
-#   PYTHON (host interpreter, default python3), REBUILD=1 to rebuild the chroots.
+#   PYTHON (host interpreter, default python3), REBUILD=1 to rebuild the chroots,
+#   BUILD_ONLY=1, TESTARGS_32BIT="test_libpcap -v" (unit tests to run), VERBOSE=1.
+# Prints a closing line "N passed, N failed[, N skipped]" over all chroots.
 set -eu
 cd "$(dirname "$0")/.."
-REPO=$(pwd)
 
 CHROOT_CACHE=${CHROOT_CACHE:-/var/tmp/osmo-pcap-chroots}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -120,10 +121,19 @@ build_chroot() {
     mkdir -p "$CHROOT_CACHE"
     start=$(date +%s)
     say "$t: debootstrap --arch=$arch --variant=minbase $suite (log: $CHROOT_CACHE/$t.log)"
+    # One retry from scratch: a mirror hiccup should not fail CI.
     if ! debootstrap --arch="$arch" --variant=minbase --include="$include" \
-            "$suite" "$dir" "$DEBIAN_MIRROR" >"$CHROOT_CACHE/$t.log" 2>&1; then
-        tail -n 20 "$CHROOT_CACHE/$t.log" >&2
-        die "$t: debootstrap failed (full log: $CHROOT_CACHE/$t.log)"
+            "$suite" "$dir" "$DEBIAN_MIRROR" >"$CHROOT_CACHE/$t.log" 2>&1 9>&-; then
+        tail -n 5 "$CHROOT_CACHE/$t.log" >&2
+        say "$t: debootstrap failed, retrying once from scratch"
+        unmount_stale "$dir"
+        rm -rf --one-file-system "$dir"
+        sleep 5
+        if ! debootstrap --arch="$arch" --variant=minbase --include="$include" \
+                "$suite" "$dir" "$DEBIAN_MIRROR" >"$CHROOT_CACHE/$t.log" 2>&1 9>&-; then
+            tail -n 20 "$CHROOT_CACHE/$t.log" >&2
+            die "$t: debootstrap failed twice (full log: $CHROOT_CACHE/$t.log)"
+        fi
     fi
     chroot "$dir" /usr/bin/apt-get clean >/dev/null 2>&1 || true
     rm -rf "$dir/var/lib/apt/lists/"* 2>/dev/null || true
@@ -183,9 +193,15 @@ hdr_size_for() {
 # does not emulate, so it runs on i386 only.
 checks_for() {
     case $1 in
-        i386-*) echo "libpcap-info replay replay-pcapng live";;
-        *) echo "libpcap-info replay replay-pcapng";;
+        i386-*) echo "libpcap-info replay replay-pcapng live fifo-live";;
+        *) echo "libpcap-info replay replay-pcapng fifo-live";;
     esac
+}
+
+# A hung test must not eat CI's time: the unit suite is stopped after this many
+# seconds (measured: ~25 s on i386, ~110 s on armhf under qemu).
+unit_timeout_for() {
+    case $1 in armhf-*) echo 900;; *) echo 300;; esac
 }
 
 # Unit test modules left out per chroot (a reason each). Under qemu-user a live
@@ -221,15 +237,18 @@ run_target() {
     start=$(date +%s)
     mount_chroot "$dir"
     install_tree "$dir"
-    echo "======== $t: $($wrap chroot "$dir" python3 -c 'import platform, struct, sys; print("Python %s, %s, %d-bit" % (sys.version.split()[0], platform.machine(), 8 * struct.calcsize("P")))') ========"
+    echo "======== $t: $($wrap chroot "$dir" python3 -c 'import platform, struct, sys
+print("Python %s, %s, %d-bit" % (sys.version.split()[0], platform.machine(),
+                                 8 * struct.calcsize("P")))') ========"
 
     # (a) The unit suite with the chroot's python3, as root (as in CI) but with CI
     # unset: tests whose peers the chroot lacks (tshark, tcpdump, ip, openssl, make)
     # skip there; they run on the host in `make test`.
     say "$t: unit suite (CI unset)"
     rc=0
-    $wrap chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-        LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 OSMO_PCAP_EXPECT_PKTHDR="$(hdr_size_for "$t")" \
+    timeout --foreground -k 10 "$(unit_timeout_for "$t")" $wrap chroot "$dir" /usr/bin/env -i \
+        PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 \
+        OSMO_PCAP_EXPECT_PKTHDR="$(hdr_size_for "$t")" \
         EXCLUDE="$(exclude_for "$t")" TESTARGS="${TESTARGS_32BIT:-}" /bin/sh -c '
             cd /opt/osmo-pcap || exit 2
             if [ -n "$TESTARGS" ]; then exec python3 tests/run.py $TESTARGS; fi
@@ -238,15 +257,17 @@ run_target() {
                 m=${f#tests/}; m=${m%.py}
                 case " $EXCLUDE " in *" $m "*) echo "left out here: $m";; *) mods="$mods $m";; esac
             done
-            exec python3 tests/run.py $mods' >"$log" 2>&1 || rc=$?
+            exec python3 tests/run.py $mods' >"$log" 2>&1 9>&- || rc=$?
+    [ $rc = 124 ] && echo "test-32bit: $t: unit suite stopped after $(unit_timeout_for "$t") s" >>"$log"
     if [ "${VERBOSE:-0}" = 1 ] || [ $rc != 0 ]; then cat "$log"; else tail -n 3 "$log"; fi
     count_line "$t unit suite" "$log" $rc
 
     # (b)/(c) The client in the chroot, the server on the host.
     say "$t: client in the chroot, server on the host: $(checks_for "$t")"
     rc=0
-    "$PYTHON" tools/chroot32/scenario.py --chroot "$dir" --wrap "$wrap" \
-        --hdr-size "$(hdr_size_for "$t")" --python "$PYTHON" $(checks_for "$t") >"$log" 2>&1 || rc=$?
+    timeout --foreground -k 10 300 "$PYTHON" tools/chroot32/scenario.py --chroot "$dir" \
+        --wrap "$wrap" --hdr-size "$(hdr_size_for "$t")" --python "$PYTHON" \
+        $(checks_for "$t") >"$log" 2>&1 9>&- || rc=$?
     cat "$log"
     count_line "$t client checks" "$log" $rc
 
@@ -261,6 +282,14 @@ host_deps
 case " $targets " in *" armhf-"*) binfmt_arm;; esac
 [ -f osmo_pcap_client.py ] || die "run make first: osmo_pcap_client.py is missing"
 
+# One run at a time per cache: another run's mounts would look like leftovers.
+# (fd 9 is closed for the long-running children, so orphans cannot keep the lock.)
+mkdir -p "$CHROOT_CACHE"
+exec 9>"$CHROOT_CACHE/.lock"
+if ! flock -n 9; then
+    say "waiting for another test-32bit run using $CHROOT_CACHE"
+    flock -w 1200 9 || die "another test-32bit run holds $CHROOT_CACHE/.lock"
+fi
 for t in $targets; do unmount_stale "$CHROOT_CACHE/$t"; done
 # Build missing chroots in parallel (network and dpkg bound; ~35 s i386, ~75 s armhf).
 pids=""

@@ -11,9 +11,13 @@ the host (64-bit), talking over loopback. Checks, each printing "ok: ..." or
                 14..9000) is fed through a FIFO into the client's capture path
                 ([client] read_file, pcap_open_offline); the server's file must
                 hold exactly those records: ts_sec, ts_usec, caplen, len, bytes.
+  replay-pcapng the same with file_format = pcapng (see PCAPNG_PAST_2038).
   live          the client captures on lo (needs a native chroot, not qemu-user);
                 UDP datagrams sent here are compared byte for byte with an
                 independent tcpdump capture of the same traffic on the host.
+  fifo-live     tcpdump on the host captures on lo into a FIFO (-U -w -, copied
+                here as the reference); the client reads the FIFO as it grows: all
+                records, timestamps included, reach the server unchanged.
 
 Usage: scenario.py --chroot DIR [--wrap "setarch linux32"] --hdr-size N CHECK ...
 Pcap files are parsed here with a few lines of struct, independently of osmo_pcap.
@@ -469,6 +473,100 @@ def check_live(env, checks):
         print("    largest timestamp difference to tcpdump: %d us" % d)
 
 
+def check_fifo_live(env, checks):
+    """tcpdump captures on the host (where live capture works, unlike under
+    qemu-user) and streams pcap into a FIFO; the client in the chroot reads the FIFO
+    with pcap_open_offline as the data arrives. A copy of the stream taken here is
+    the reference: every record must reach the server unchanged, timestamps too."""
+    tcpdump = shutil.which("tcpdump")
+    if not tcpdump:
+        checks.fail("fifo-live: tcpdump is not installed on the host")
+        return
+    dport = free_port(socket.SOCK_DGRAM)
+    fifo = os.path.join(env.scratch, "live.fifo")
+    os.mkfifo(fifo)
+    port = free_port()
+    srv = env.server(port)
+    cli = env.client("fifo-live", port, read_file=env.inside + "/live.fifo", file_format="pcap",
+                     detect_loop="false", snaplen=SNAPLEN)
+    td = subprocess.Popen([tcpdump, "-i", "lo", "-U", "-n", "-s", str(SNAPLEN), "-w", "-",
+                           "udp and dst port %d" % dport], stdout=subprocess.PIPE,
+                          stderr=open(os.path.join(env.host_tmp, "tcpdump-fifo.log"), "wb"))
+    td.name = "tcpdump"
+    td.logfile = os.path.join(env.host_tmp, "tcpdump-fifo.log")
+    env.procs.append(td)
+    ref = bytearray()
+
+    def pump():
+        fd = None
+        try:
+            fd = os.open(fifo, os.O_WRONLY)        # until the client opens it
+            while True:
+                chunk = os.read(td.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                ref.extend(chunk)
+                os.write(fd, chunk)
+        except OSError:
+            pass
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    pumper = threading.Thread(target=pump)
+    pumper.daemon = True
+    pumper.start()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", dport))
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ok = wait_for(lambda: b"listening on" in open(td.logfile, "rb").read(), 20, (td,))
+        if not checks.check(ok, "fifo-live: tcpdump capturing on lo into the FIFO"):
+            return
+        rng = random.Random(9)
+        sent = 0
+        for i, n in enumerate([0, 1, 100, 1472, 4000, 12000] + [rng.randrange(2000)
+                                                             for _ in range(44)]):
+            body = b"osmo32 %04d " % i
+            tx.sendto(body + bytes(rng.randrange(256) for _ in range(max(0, n - len(body)))),
+                      ("127.0.0.1", dport))
+            sent += 1
+        # all of them in tcpdump's stream, then end the stream: the client sees EOF
+        wait_for(lambda: len(pcap_recs(bytes(ref))) >= sent, env.args.timeout, (td,))
+    finally:
+        tx.close()
+        sink.close()
+    env.stop(td)
+    pumper.join(30)
+    wait_for(lambda: len(server_records(srv.base)[1]) >= sent, env.args.timeout, (srv, cli))
+    wait_for(lambda: cli.poll() is not None, 20)
+    time.sleep(0.3)
+    names, got = server_records(srv.base)
+    want = pcap_recs(bytes(ref))
+    print("    server wrote %s; tcpdump streamed %d bytes, client exit %s"
+          % (", ".join(names) or "nothing", len(ref), cli.poll()))
+    if len(got) != len(want):
+        print(env.log_tail(cli))
+        print(env.log_tail(srv))
+    checks.check(len(want) == sent, "fifo-live: tcpdump streamed all %d datagrams (%d)"
+                 % (sent, len(want)))
+    compare(checks, "fifo-live: host tcpdump -> FIFO -> client -> server", got, want)
+    env.stop(cli)
+    env.stop(srv)
+
+
+def pcap_recs(buf):
+    """pcap_read for bytes in memory."""
+    fd, path = tempfile.mkstemp()
+    try:
+        os.write(fd, buf)
+        os.close(fd)
+        return pcap_read(path)[1]
+    finally:
+        os.unlink(path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--chroot", required=True)
@@ -478,8 +576,11 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("checks", nargs="+", choices=["libpcap-info", "replay", "replay-pcapng",
-                                                  "live"])
+                                                  "live", "fifo-live"])
     args = ap.parse_args(argv)
+    # SIGTERM (tools/test-32bit.sh's timeout) ends like Ctrl-C: the finally below
+    # stops the server and the client.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     checks = Checks()
     env = Env(args)
     try:
@@ -489,7 +590,7 @@ def main(argv=None):
             try:
                 {"libpcap-info": check_libpcap_info, "replay": check_replay,
                  "replay-pcapng": lambda e, c: check_replay(e, c, "pcapng"),
-                 "live": check_live}[c](env, checks)
+                 "live": check_live, "fifo-live": check_fifo_live}[c](env, checks)
             except Exception as e:        # a crash is one failed check, the rest still run
                 checks.fail("%s: %s: %s" % (c, type(e).__name__, e))
     finally:

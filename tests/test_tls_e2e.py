@@ -1,0 +1,387 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""TLS end to end: real client and server processes (doc/tls.md, issue 5).
+
+The clients replay a generated pcap file through the real capture path
+(`[client] read_file`), so no capture device or root is needed. Every client
+gets its own source address on 127.0.0.0/8, which is how the server tells the
+client entries apart. The test PKI comes from tests/pki.py (openssl).
+
+- TLS stream: the file the server writes is byte-identical to the one of a
+  plain-TCP client replaying the same packets (and to the replayed file).
+- The negative matrix against one server, all at the same time, while a good
+  TLS client stays connected and keeps being served: no client certificate,
+  wrong CA, revoked, expired, wrong identity, plaintext to a TLS-only entry,
+  TLS to a plaintext entry, a peer that stalls in the handshake, a server
+  certificate that does not carry tls_hostname (the client refuses), and an
+  `ip = any` entry chosen by the certificate identity. Each refusal is counted
+  (SIGUSR2 stats line) and logged with its reason.
+"""
+
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import unittest
+
+from tests import peer, support
+from tests import pki as pkimod
+from osmo_pcap import libpcap, pcapfile, wire
+
+PKI = {}
+WAIT = 30.0          # upper bound for waits (a hang guard, never a speed assertion)
+HANDSHAKE_TIMEOUT = 2  # the server's tls_handshake_timeout in the matrix, seconds
+
+
+def setUpModule():
+    support.require_tool("openssl")
+    try:
+        libpcap.load(None)
+    except libpcap.LibpcapError as e:
+        support.need(False, "libpcap is needed for read_file: %s" % e)
+    PKI.update(pkimod.shared_pki())
+
+
+def write_pcap(path, count, first=0):
+    """Write a pcap file of count Ethernet/IPv4/UDP-like frames of varied sizes."""
+    recs = []
+    with open(path, "wb") as f:
+        f.write(pcapfile.encode_global_header(9000, 1))
+        for i in range(first, first + count):
+            size = 60 + (i * 397) % 1400
+            body = (b"OPC-TLS%08d" % i) + bytes((i + k) & 0xFF for k in range(size - 15))
+            rec = pcapfile.encode_record(1700000000 + i // 100, (i % 100) * 10000, body)
+            f.write(rec)
+            recs.append(rec)
+    return recs
+
+
+class Proc(object):
+    """A started client with its log file."""
+
+    def __init__(self, argv, logpath, cwd):
+        self.logpath = logpath
+        self._log = open(logpath, "wb")
+        self.p = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd)
+
+    def text(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self._log.close()
+        return self.p.returncode
+
+
+class E2ETestCase(support.TempDirTestCase):
+
+    def server_tls_keys(self, client_auth="required", timeout=None):
+        lines = ["tls_cert = %s" % PKI["server"][0], "tls_key = %s" % PKI["server"][1],
+                 "tls_client_auth = %s" % client_auth]
+        if client_auth != "none":
+            lines += ["tls_ca = %s" % PKI["ca"], "tls_crl = %s" % PKI["crl"]]
+        if timeout:
+            lines.append("tls_handshake_timeout = %ds" % timeout)
+        return "\n".join(lines) + "\n"
+
+    def start_server(self, extra):
+        srv = peer.ServerProcess(self.tmp, [], "flush_interval = 0.1s\n" + extra)
+        srv.start()
+        self.addCleanup(srv.kill)
+        self.addCleanup(self.check_no_traceback, srv.log)
+        return srv
+
+    def check_no_traceback(self, text_fn):
+        self.assertNotIn("Traceback", text_fn())
+
+    def start_client(self, name, port, source, server_keys="", read_file=None):
+        ini = self.path("client-%s.ini" % name)
+        with open(ini, "w") as f:
+            f.write("[client]\nread_file = %s\nsnaplen = 9000\nstats_interval = 0\n"
+                    "flush_timeout = 1s\n"
+                    "[server main]\nhost = 127.0.0.1\nport = %d\nsource_ip = %s\n"
+                    "reconnect_min = 0.2s\nreconnect_max = 0.5s\n%s"
+                    % (read_file or self.input, port, source, server_keys))
+        proc = Proc(support.script_cmd("client", "-c", ini),
+                    self.path("client-%s.log" % name), self.tmp)
+        self.addCleanup(proc.stop, signal.SIGKILL)
+        self.addCleanup(self.check_no_traceback, proc.text)
+        return proc
+
+    def client_tls_keys(self, cert="client1", ca="ca", **extra):
+        keys = {"tls": "yes", "tls_ca": PKI[ca]}
+        if cert:
+            keys["tls_cert"], keys["tls_key"] = PKI[cert]
+        keys.update(extra)
+        return "".join("%s = %s\n" % kv for kv in sorted(keys.items()))
+
+    def wait_until(self, check, what):
+        deadline = time.monotonic() + WAIT
+        while not check():
+            if time.monotonic() > deadline:
+                self.fail("timed out waiting for " + what)
+            time.sleep(0.05)
+
+    def wait_exit(self, proc):
+        try:
+            proc.p.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            self.fail("the client did not exit at the end of read_file:\n" + proc.text())
+        self.assertEqual(proc.stop(), 0, proc.text())
+
+    def server_stats(self, srv):
+        """SIGUSR2; return the server-wide counters of the logged stats line."""
+        n = srv.log().count("stats server:")
+        srv.signal(signal.SIGUSR2)
+        log = srv.wait_log("stats server:", n + 1)
+        line = [l for l in log.splitlines() if "stats server:" in l][-1]
+        return dict((k, int(v)) for k, v in re.findall(r"server:(\S+?)=(\d+)", line))
+
+    def files_of(self, srv, name):
+        return [p for p in srv.all_files()
+                if os.path.basename(p).startswith("trace-%s-" % name)]
+
+
+def lines_with(text, *words):
+    return [l for l in text.splitlines() if all(w in l for w in words)]
+
+
+# ------------------------------------------------------------------ good path
+class TLSStreamTest(E2ETestCase):
+
+    def test_tls_file_identical_to_plain(self):
+        self.input = self.path("in.pcap")
+        recs = write_pcap(self.input, 2500)   # about 2 MB: many TLS records per read
+        srv = self.start_server(
+            self.server_tls_keys("required") +
+            "\n[client plain]\nip = 127.0.0.2\n"
+            "\n[client secure]\nip = 127.0.0.3\ntls = required\ntls_identity = client1\n")
+        plain = self.start_client("plain", srv.port, "127.0.0.2")
+        secure = self.start_client("secure", srv.port, "127.0.0.3", self.client_tls_keys())
+        self.wait_exit(plain)
+        self.wait_exit(secure)
+        self.assertIn("2500 packet(s) replayed", secure.text())
+        self.assertRegex(secure.text(), r"connected with TLSv1\.[23], server certificate "
+                                        r"verified for 127\.0\.0\.1")
+        srv.wait_log("client secure (127.0.0.3:", 1)
+        self.assertEqual(srv.stop(), 0)
+        log = srv.log()
+        self.assertTrue(lines_with(log, "client secure (127.0.0.3:", "TLSv1.", "client1"), log)
+        pf, sf = self.files_of(srv, "plain"), self.files_of(srv, "secure")
+        self.assertEqual(len(pf), 1, srv.all_files())
+        self.assertEqual(len(sf), 1, srv.all_files())
+        secure_bytes = peer.read_file(sf[0])
+        self.assertEqual(secure_bytes, peer.read_file(pf[0]))
+        self.assertEqual(secure_bytes, peer.read_file(self.input))
+        self.assertEqual(len(recs), 2500)
+
+
+# ------------------------------------------------------------------ negative matrix
+GOOD, NOCERT, WRONGCA, REVOKED, EXPIRED, WRONGID, PLAINREQ, PLAINENTRY, STALL, \
+    BADNAME, ROAMING, QUIET = ("127.0.0.%d" % i for i in range(2, 14))
+
+MATRIX_ENTRIES = """
+[client good]
+ip = %(GOOD)s
+tls = required
+tls_identity = client1
+
+[client nocert]
+ip = %(NOCERT)s
+tls = required
+tls_identity = client2
+
+[client wrongca]
+ip = %(WRONGCA)s
+tls = required
+tls_identity = client1
+
+[client revoked]
+ip = %(REVOKED)s
+tls = required
+
+[client expired]
+ip = %(EXPIRED)s
+tls = yes
+
+[client wrongid]
+ip = %(WRONGID)s
+tls = required
+tls_identity = client1
+
+[client plainreq]
+ip = %(PLAINREQ)s
+tls = required
+tls_identity = client1
+
+[client plainentry]
+ip = %(PLAINENTRY)s
+
+[client stall]
+ip = %(STALL)s
+tls = required
+tls_identity = client1
+
+[client badname]
+ip = %(BADNAME)s
+tls = required
+tls_identity = client1
+
+[client quiet]
+ip = %(QUIET)s
+tls = yes
+tls_identity = client1
+
+[client roaming]
+ip = any
+tls = required
+tls_identity = client1.example
+""" % dict(GOOD=GOOD, NOCERT=NOCERT, WRONGCA=WRONGCA, REVOKED=REVOKED, EXPIRED=EXPIRED,
+           WRONGID=WRONGID, PLAINREQ=PLAINREQ, PLAINENTRY=PLAINENTRY, STALL=STALL,
+           BADNAME=BADNAME, QUIET=QUIET)
+
+
+class GoodPeer(object):
+    """An in-process TLS client (blocking ssl socket) for the [client good] entry."""
+
+    def __init__(self, port):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(PKI["ca"])
+        ctx.load_cert_chain(*PKI["client1"])
+        raw = peer.connect(port, GOOD)
+        self.local_port = raw.getsockname()[1]
+        self.sock = ctx.wrap_socket(raw, server_hostname="server.test")
+        self.sock.sendall(wire.encode_link_hdr(pcapfile.encode_global_header(9000, 1)))
+        self.sent = 0
+
+    def send(self, count):
+        frames = [wire.encode_link_data(peer.pcap_record(i, 200))
+                  for i in range(self.sent, self.sent + count)]
+        self.sock.sendall(b"".join(frames))
+        self.sent += count
+
+    def close(self):
+        try:
+            self.sock.unwrap()
+        except (OSError, ValueError):
+            pass
+        self.sock.close()
+
+
+class NegativeMatrixTest(E2ETestCase):
+
+    def test_matrix(self):
+        self.input = self.path("in.pcap")
+        write_pcap(self.input, 50)
+        srv = self.start_server(self.server_tls_keys("required", HANDSHAKE_TIMEOUT)
+                                + MATRIX_ENTRIES)
+        port = srv.port
+
+        good = GoodPeer(port)
+        self.addCleanup(good.close)
+        good.send(100)
+        srv.wait_log("client good (%s:" % GOOD)
+
+        # A peer that sends its ClientHello and then nothing; and one that sends nothing.
+        stall = peer.connect(port, STALL)
+        self.addCleanup(stall.close)
+        hello_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        hello_ctx.check_hostname = False
+        hello_ctx.verify_mode = ssl.CERT_NONE
+        out = ssl.MemoryBIO()
+        hello = hello_ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="server.test")
+        try:
+            hello.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        stall.sendall(out.read())
+        quiet = peer.connect(port, QUIET)
+        self.addCleanup(quiet.close)
+
+        keys = self.client_tls_keys
+        clients = {
+            "nocert": self.start_client("nocert", port, NOCERT, keys(cert=None)),
+            "wrongca": self.start_client("wrongca", port, WRONGCA, keys(cert="other-client1")),
+            "revoked": self.start_client("revoked", port, REVOKED, keys(cert="revoked")),
+            "expired": self.start_client("expired", port, EXPIRED, keys(cert="expired")),
+            "wrongid": self.start_client("wrongid", port, WRONGID, keys(cert="client2")),
+            "plainreq": self.start_client("plainreq", port, PLAINREQ),
+            "plainentry": self.start_client("plainentry", port, PLAINENTRY,
+                                            keys(cert="client2")),
+            "badname": self.start_client("badname", port, BADNAME,
+                                         keys(tls_hostname="wrong.test")),
+            "roaming": self.start_client("roaming", port, ROAMING, keys()),
+        }
+
+        # Each refusal is logged with the peer's address and the reason.
+        v37 = sys.version_info >= (3, 7)
+        expect = [
+            (NOCERT, "no certificate"),
+            (WRONGCA, "certificate verification failed" + (": unable to get local issuer"
+                                                           if v37 else "")),
+            (REVOKED, "certificate verification failed" + (": certificate revoked"
+                                                           if v37 else "")),
+            (EXPIRED, "certificate verification failed" + (": certificate has expired"
+                                                           if v37 else "")),
+            (WRONGID, "client 'wrongid': the client certificate names 'client2', "
+                      "expected 'client1'"),
+            (PLAINREQ, "plaintext connection, but client 'plainreq' requires TLS "
+                       "(tls = required)"),
+            (PLAINENTRY, "TLS connection, but client 'plainentry' is configured for "
+                         "plaintext (tls = no)"),
+            (STALL, "TLS handshake not completed within %d s" % HANDSHAKE_TIMEOUT),
+            (QUIET, "no data within %d s" % HANDSHAKE_TIMEOUT),
+            (BADNAME, "TLS"),
+        ]
+        for ip, reason in expect:
+            self.wait_until(lambda: lines_with(srv.log(), "%s:" % ip, "refused", reason),
+                            "the refusal of %s (%s) in the server log:\n%s"
+                            % (ip, reason, srv.log()[-4000:]))
+        # The roaming client is identified by its certificate, from any address.
+        self.wait_exit(clients.pop("roaming"))
+        # The good client was served all along, on its first connection.
+        good.send(100)
+        good.close()
+        srv.wait_log("client good (%s:%d): disconnected" % (GOOD, good.local_port))
+        stats = self.server_stats(srv)
+        for key, least in (("tls_verify", 4), ("tls_identity", 1), ("tls_mode", 2),
+                           ("tls_timeout", 1), ("no_data", 1), ("tls_connect", 2)):
+            self.assertGreaterEqual(stats.get(key, 0), least, (key, stats))
+
+        # The client that cannot verify the server name says so and never sends.
+        bad = clients["badname"]
+        self.wait_until(lambda: "TLS handshake failed: certificate verification failed"
+                        in bad.text(), "the badname client's reason:\n" + bad.text())
+        self.assertNotIn("connected with", bad.text())
+        if v37:
+            self.assertIn("wrong.test", bad.text())
+        for name, proc in clients.items():
+            proc.stop()
+        self.assertEqual(srv.stop(), 0)
+        log = srv.log()
+        self.assertEqual(len(lines_with(log, "client good (%s:" % GOOD, ": connected")), 1, log)
+        good_files = self.files_of(srv, "good")
+        self.assertEqual(len(good_files), 1)
+        recs = peer.file_records(good_files[0])
+        self.assertEqual(len(recs), 200)
+        roaming = self.files_of(srv, "roaming")
+        self.assertEqual(len(roaming), 1)
+        self.assertEqual(peer.read_file(roaming[0]), peer.read_file(self.input))
+        self.assertTrue(lines_with(log, "client roaming (%s:" % ROAMING, ": connected"), log)
+        for name in ("nocert", "wrongca", "revoked", "expired", "wrongid", "plainreq",
+                     "plainentry", "stall", "badname", "quiet"):
+            self.assertEqual(self.files_of(srv, name), [], name)
+
+
+if __name__ == "__main__":
+    unittest.main()
