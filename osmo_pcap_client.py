@@ -97,6 +97,10 @@ def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
 
         def frame(sec, usec, caplen, length, data):
             total = 36 + ((caplen + 3) & ~3)
+            if sec < 0:
+                # A 32-bit time_t (or libpcap reading a savefile) gives times
+                # past 2038 as negative values: they are unsigned on the wire.
+                sec &= 0xFFFFFFFF
             ts = sec * 1000000 + usec
             extend(pack(1, 0, total >> 8, total & 255, bt, total, if_index,
                         (ts >> 32) & 0xFFFFFFFF, ts & 0xFFFFFFFF, caplen, length))
@@ -421,16 +425,29 @@ import sys
 from osmo_pcap import __version__, COPYRIGHT
 from osmo_pcap import capture, clientconfig, libpcap, log, pcapfile, pcapng
 from osmo_pcap import daemon, metrics, vtyimport
-from osmo_pcap import tlsconfig
 from osmo_pcap.config import ConfigError
 from osmo_pcap.forward import UP, Connection, IpipSender
 from osmo_pcap.gprs import GprsFilter
 from osmo_pcap.loop import Loop
 
-# [server NAME] sections take the TLS keys (doc/tls.md): tls, tls_ca, tls_verify,
-# tls_hostname, tls_cert, tls_key, tls_ciphers, tls_min_version.
-if tlsconfig.client_section_reader not in clientconfig.SERVER_SECTION_READERS:
-    clientconfig.SERVER_SECTION_READERS.append(tlsconfig.client_section_reader)
+# [server NAME] sections take the TLS keys (doc/tls.md).
+TLS_KEYS = ("tls", "tls_ca", "tls_verify", "tls_hostname", "tls_cert", "tls_key",
+            "tls_ciphers", "tls_min_version")
+
+
+def read_tls_keys(server, section):
+    """clientconfig section reader: tlsconfig.client_section_reader when a TLS key is set.
+
+    Without TLS keys the ssl module (about 4.5 MB of resident memory) is not loaded.
+    """
+    if not any(section.has(k) for k in TLS_KEYS):
+        return
+    from osmo_pcap import tlsconfig
+    tlsconfig.client_section_reader(server, section)
+
+
+if read_tls_keys not in clientconfig.SERVER_SECTION_READERS:
+    clientconfig.SERVER_SECTION_READERS.append(read_tls_keys)
 
 PCAP_STATS_INTERVAL = 10.0   # spec 5.7
 READ_FILE_IDLE = 0.02
@@ -2002,6 +2019,7 @@ class Connection(object):
         """Send as much of the queue as the socket takes; refill from the spool."""
         q = self.queue
         t = self.transport
+        failed = None
         try:
             while True:
                 if not q:
@@ -2022,8 +2040,12 @@ class Connection(object):
                     q.popleft()
                     self.head_off = 0
         except OSError as e:
+            failed = _why(e)
+        if failed is not None:
+            # Outside the except block: its traceback holds the frames that got a
+            # view of the queue head, and _lost() resizes the head.
             self.counters["client:write_err"] += 1
-            self._lost("send failed: %s" % _why(e))
+            self._lost("send failed: %s" % failed)
             return
         if q or getattr(t, "pending_output", 0):
             self.loop.add_writer(t.sock, self._send)

@@ -1062,6 +1062,29 @@ class Connection(object):
                 self.header_timer.cancel()
 
 
+
+class TLSConnection(Connection):
+    """A connection whose bytes come through a stream (tls.TLSStream) instead of
+    the socket: the plain Connection keeps its direct recv_into."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, server, stream, peer, recorder):
+        Connection.__init__(self, server, stream.sock, peer, recorder)
+        self.stream = stream
+
+    def fill(self, mv):
+        n = self.stream.recv_into(mv)
+        if n is None:
+            raise BlockingIOError()
+        return n
+
+    def close(self):
+        if not self.closed:
+            self.stream.close()  # close_notify (best effort), then the socket
+            Connection.close(self)
+
+
 def format_peer(peer):
     """Return 'host:port' (IPv6 as [host]:port) for a socket address."""
     host, port = peer[0], peer[1]
@@ -3074,7 +3097,7 @@ import time
 from osmo_pcap import (__version__, COPYRIGHT, daemon, hooks, log, metrics, serverconfig,
                        validate, vtyimport)
 from osmo_pcap.config import ConfigError
-from osmo_pcap.ingest import Connection, format_peer
+from osmo_pcap.ingest import Connection, TLSConnection, format_peer
 from osmo_pcap.loop import Loop
 from osmo_pcap.recorder import COUNTERS, Recorder
 from osmo_pcap.rotation import LocalClock
@@ -3090,6 +3113,25 @@ SHUTDOWN_GRACE = 2.0
 
 _log = log.get("server")
 
+# Connections refused before they reach a client entry (server with tls_cert):
+# no_data (closed or silent before the first byte), tls_mode (TLS to a
+# plaintext entry or the reverse), tls_identity (certificate names no fitting
+# entry), tls_<kind> for failed handshakes (tls_timeout: the stall counter).
+TLS_COUNTERS = ("tls_connect", "no_data", "tls_mode", "tls_identity", "tls_timeout",
+                "tls_verify", "tls_rejected", "tls_not_tls", "tls_eof", "tls_io",
+                "tls_protocol")
+_NO_DATA = {"eof": "closed before sending anything",
+            "error": "socket error before sending anything"}
+
+
+TLS_RECORD_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello (tls.py; ssl is
+                             # imported only when TLS is configured)
+
+
+class _TLSKind(object):
+    """Stands for a TLS connection in ClientEntryTLS.check_peer before its handshake."""
+    is_tls = True
+
 
 class Server(object):
     """The running server: listening socket, connections, recorders, hooks."""
@@ -3103,7 +3145,14 @@ class Server(object):
         self.unknown_log = log.RateLimiter(10.0)
         limiter = log.RateLimiter(10.0)
         self.recorders = [Recorder(c, cfg, self._file_closed, limiter) for c in cfg.clients]
-        self.by_ip = dict((r.ip, r) for r in self.recorders)
+        self.by_ip = dict((r.ip, r) for r in self.recorders if r.ip is not serverconfig.ANY)
+        self.any_ip = [r for r in self.recorders if r.ip is serverconfig.ANY]
+        self.entry_tls = dict((c.name, c.tls) for c in cfg.clients)
+        self.pending = {}  # id -> close(): connections still sniffed or in their handshake
+        self.refuse_log = log.RateLimiter(10.0)
+        if cfg.tls is not None:
+            for k in TLS_COUNTERS:
+                self.counters[k] = 0
         self.conns = {}
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
@@ -3181,7 +3230,7 @@ class Server(object):
         if ip.version == 6 and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         rec = self.by_ip.get(ip)
-        if rec is None:
+        if rec is None and not self.any_ip:
             self.counters["no_client"] += 1
             held = self.unknown_log.ok("unknown")
             if held is not None:
@@ -3189,9 +3238,104 @@ class Server(object):
                              "ip)%s", ip, " (%d more suppressed)" % held if held else "")
             sock.close()
             return None
-        return self.attach(rec, sock, (str(ip), addr[1]))
+        peer = (str(ip), addr[1])
+        if self.cfg.tls is None:
+            return self.attach(rec, sock, peer)  # no TLS here: plain as ever
+        self._sniff(rec, sock, peer)
+        return None
 
-    def attach(self, rec, sock, peer):
+    # ------------------------------------------------------------ TLS (doc/tls.md)
+    def _sniff(self, rec, sock, peer):
+        """Wait for the first bytes: a TLS ClientHello or an osmo-pcap frame."""
+        from osmo_pcap import tls as tlsmod
+        key = id(sock)
+
+        def on_result(kind, first):
+            self.pending.pop(key, None)
+            self._sniffed(rec, sock, peer, kind)
+
+        sniffer = tlsmod.Sniffer(self.loop, sock, on_result, self.cfg.tls.handshake_timeout)
+
+        def cancel():
+            sniffer.cancel()
+            sock.close()
+        self.pending[key] = cancel
+
+    def _sniffed(self, rec, sock, peer, kind):
+        from osmo_pcap import tls as tlsmod
+        if kind in ("eof", "timeout", "error"):
+            why = _NO_DATA.get(kind) or "no data within %g s" % self.cfg.tls.handshake_timeout
+            self._refuse(sock, peer, rec, "no_data", why, 20 if kind == "eof" else 30)
+            return
+        if kind != "tls":  # osmo-pcap (or garbage, which validation rejects)
+            if rec is None:
+                self.counters["no_client"] += 1
+                self._refuse(sock, peer, None, None, "plaintext, and no [client] has this "
+                             "ip (ip = any entries take TLS with a certificate only)")
+                return
+            entry = self.entry_tls[rec.name]
+            if not entry.allows(False):
+                self._refuse(sock, peer, rec, "tls_mode",
+                             entry.check_peer(tlsmod.PlainStream(self.loop, sock)))
+                return
+            self.attach(rec, sock, peer)
+            return
+        entry = self.entry_tls[rec.name] if rec is not None else None
+        if entry is not None and not entry.allows(True) and not self.any_ip:
+            self._refuse(sock, peer, rec, "tls_mode", entry.check_peer(_TLSKind()))
+            return
+        st = self.cfg.tls.stream(self.loop, sock)
+        key = id(st)
+        self.pending[key] = st.close
+
+        def on_ready():
+            self.pending.pop(key, None)
+            self._tls_ready(rec, st, peer)
+
+        def on_error(err):
+            self.pending.pop(key, None)
+            self._refuse(st, peer, rec, "tls_" + err.kind.replace("-", "_"),
+                         "TLS handshake failed: %s" % err if err.kind != tlsmod.TIMEOUT
+                         else str(err))
+        st.start(on_ready, on_error, self.cfg.tls.handshake_timeout)
+
+    def _tls_ready(self, rec, st, peer):
+        """The handshake is done: find the entry the connection may feed."""
+        from osmo_pcap import tls as tlsmod
+        names = st.peer_names()
+        counter = "tls_identity"
+        why = None
+        if rec is not None:
+            entry = self.entry_tls[rec.name]
+            why = entry.check_peer(st)
+            if why is None:
+                return self.attach(rec, st.sock, peer, st)
+            if not entry.allows(True):
+                counter = "tls_mode"
+        for other in self.any_ip:
+            entry = self.entry_tls[other.name]
+            if tlsmod.identity_matches(entry.identity, names) and entry.check_peer(st) is None:
+                return self.attach(other, st.sock, peer, st)
+        if why is None:
+            why = "no [client] has this ip, and %s" % (
+                "the client certificate names %s, which no ip = any entry expects"
+                % ", ".join(repr(n) for n in names) if names
+                else "it presented no certificate (ip = any entries need one)")
+        self._refuse(st, peer, rec, counter, why)
+        return None
+
+    def _refuse(self, closer, peer, rec, counter, reason, level=30):
+        """Count, log (rate-limited per address and reason) and close a new connection."""
+        if counter is not None:
+            self.counters[counter] = self.counters.get(counter, 0) + 1
+        held = self.refuse_log.ok((peer[0], counter))
+        if held is not None:
+            _log.log(level, "connection from %s%s refused: %s%s", format_peer(peer),
+                     " (client %s)" % rec.name if rec is not None else "", reason,
+                     " (%d more suppressed)" % held if held else "")
+        closer.close()
+
+    def attach(self, rec, sock, peer, stream=None):
         """Start reading a configured client's new connection; it replaces an old one."""
         old = self.conns.get(rec.name)
         if old is not None:
@@ -3202,13 +3346,23 @@ class Server(object):
         except OSError:
             pass
         rec.new_connection()
-        conn = Connection(self, sock, peer, rec)
-        self.conns[rec.name] = conn
-        self.loop.add_reader(sock, conn.on_readable)
+        if stream is None:
+            conn = Connection(self, sock, peer, rec)
+            self.conns[rec.name] = conn
+            self.loop.add_reader(sock, conn.on_readable)
+            how = ""
+        else:
+            conn = TLSConnection(self, stream, peer, rec)
+            self.conns[rec.name] = conn
+            stream.set_reader(conn.on_readable)
+            self.counters["tls_connect"] += 1
+            names = stream.peer_names()
+            how = " (%s, %s)" % (stream.version(), "certificate %s" % ", ".join(names)
+                                 if names else "no client certificate")
         if self.cfg.header_timeout:
             conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
                                                      self._check_header, conn)
-        _log.info("%s: connected", conn.label)
+        _log.info("%s: connected%s", conn.label, how)
         for h in self.hooks:
             h.client_connected(rec.name, peer)
         return conn
@@ -3236,6 +3390,11 @@ class Server(object):
         """A peer broke a rule: count it by reason and disconnect it."""
         rej = conn.recorder.rejected
         rej[err.code] = rej.get(err.code, 0) + 1
+        if err.code == "unknown-type" and conn.parser.link is None \
+                and str(err).startswith("unknown message type %d " % TLS_RECORD_HANDSHAKE):
+            err = "%s: a TLS ClientHello, but the server has no tls_cert" % err
+            self.drop(conn, "protocol violation [unknown-type]: %s" % err, 30)
+            return
         self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30)
 
     # ------------------------------------------------------------ data
@@ -3314,6 +3473,9 @@ class Server(object):
             self.loop.run_once(0.05)
             if self.bytes_read == before:
                 break
+        for close in list(self.pending.values()):
+            close()
+        self.pending.clear()
         for conn in list(self.conns.values()):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
@@ -3346,6 +3508,15 @@ class Server(object):
             out.append(("osmo_pcap_server_rejected_total", "counter",
                         "Connections dropped for a protocol violation, by rule",
                         {"reason": code}, rejected[code]))
+        if self.cfg.tls is not None:
+            out.append(("osmo_pcap_server_tls_connect_total", "counter",
+                        "TLS connections accepted for a client entry", {},
+                        c["tls_connect"]))
+            for key in TLS_COUNTERS[1:]:
+                out.append(("osmo_pcap_server_refused_total", "counter",
+                            "Connections refused before reaching a client entry "
+                            "(TLS mode, identity, handshake, no data), by reason",
+                            {"reason": key}, c[key]))
         out.append(("osmo_pcap_server_clients_connected", "gauge",
                     "Configured clients with an open connection", {}, len(self.conns)))
         out.append(("osmo_pcap_server_open_files", "gauge", "Trace files being written", {},
@@ -3512,17 +3683,19 @@ DEFAULT_PORT = 54321
 DEFAULT_MAX_FILE_SIZE = 1 << 30  # spec 4.12: 1073741824
 DEFAULT_MODE = 0o440
 CLIENT_PREFIX = "client "
+ANY = "any"  # ip = any: the entry is chosen by the certificate identity (doc/tls.md)
 
 
 class ClientConfig(object):
     """One [client NAME] section."""
 
-    __slots__ = ("name", "ip", "store")
+    __slots__ = ("name", "ip", "store", "tls")
 
-    def __init__(self, name, ip, store):
+    def __init__(self, name, ip, store, tls=None):
         self.name = name
-        self.ip = ip
+        self.ip = ip        # an ipaddress object, or ANY
         self.store = store
+        self.tls = tls      # tlsconfig.ClientEntryTLS
 
 
 class ServerConfig(object):
@@ -3546,6 +3719,7 @@ class ServerConfig(object):
         self.idle_timeout = 0.0
         self.log_level = "info"
         self.hooks = None
+        self.tls = None  # tlsconfig.ServerTLS when tls_cert is set
         self.log = None
         self.metrics = None
         self.clients = []
@@ -3557,7 +3731,8 @@ class ServerConfig(object):
                     self.listen, self.port, len(self.clients), self.base_path,
                     ", completed_path %s" % self.completed_path if self.completed_path else "",
                     rotation.format_rotate(self.rotate_localtime),
-                    self.max_file_size or "off"))
+                    self.max_file_size or "off")
+                + (", TLS (tls_client_auth %s)" % self.tls.client_auth if self.tls else ""))
 
 
 def _listen_addr(text):
@@ -3568,6 +3743,8 @@ def _listen_addr(text):
 
 
 def _client_ip(text):
+    if text.strip().lower() == ANY:
+        return ANY
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -3595,6 +3772,20 @@ def _level(text):
     if text.lower() not in log.LEVELS:
         raise ValueError("expected one of %s, got %r" % (", ".join(sorted(log.LEVELS)), text))
     return text.lower()
+
+
+def _tlsconfig(cp):
+    """Return osmo_pcap.tlsconfig if the file uses TLS (a tls* key or ip = any), else None.
+
+    Without TLS the ssl module (about 4.5 MB of resident memory) is not loaded.
+    """
+    for sect in cp.sections():
+        for key in cp.options(sect):
+            if key.startswith("tls") or (key == "ip" and cp.get(sect, key).strip().lower()
+                                         == ANY):
+                from osmo_pcap import tlsconfig
+                return tlsconfig
+    return None
 
 
 def load(path):
@@ -3632,6 +3823,9 @@ def load(path):
     cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
     cfg.log_level = s.get("log_level", _level, cfg.log_level)
     cfg.hooks = hooks.read_config(s)
+    tlsconfig = _tlsconfig(cp)
+    if tlsconfig is not None:
+        cfg.tls = tlsconfig.read_server_tls(s)
     s.finish()
 
     # [log] and [metrics] are shared with the client (doc/ops.md)
@@ -3661,12 +3855,16 @@ def load(path):
         ip = c.get("ip", _client_ip)
         if ip is None:
             raise c.error("ip", "missing: the client's IPv4 or IPv6 address is required")
-        if ip in ips:
+        if ip is not ANY and ip in ips:
             raise c.error("ip", "address %s is already used by [%s]" % (ip, ips[ip]))
         ips[ip] = sect
         store = c.get("store", config.parse_bool, True)
+        entry_tls = None
+        if tlsconfig is not None:
+            entry_tls = tlsconfig.read_client_entry_tls(c, name, cfg.tls,
+                                                        any_ip=(ip is ANY))
         c.finish()
-        cfg.clients.append(ClientConfig(name, ip, store))
+        cfg.clients.append(ClientConfig(name, ip, store, entry_tls))
     return cfg
 
 
@@ -4112,6 +4310,1083 @@ class Tap(object):
         self.sock.close()
 '''
 # ==================== End file osmo_pcap/tap.py ======================
+
+# ==================== Begin file osmo_pcap/tls.py ====================
+_SOURCES['osmo_pcap/tls.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Non-blocking streams over a connected socket, with or without TLS.
+
+TLSStream runs TLS over ssl.MemoryBIO/SSLObject on an already connected,
+non-blocking socket, driven by osmo_pcap.loop; PlainStream has the same
+interface without TLS, so server and client code has one path for both.
+
+A stream owns the loop registrations of its socket. Its owner:
+  start(on_ready, on_error, timeout)  begins (TLS: the handshake); exactly one of
+                                      on_ready() / on_error(TLSError) follows, from
+                                      the loop, never from inside start().
+  set_reader(cb) / set_reader(None)   cb() runs while data (or EOF, or an error)
+                                      may be waiting; it calls recv_into() once or
+                                      until None. While data waits inside TLS
+                                      (decrypted, or whole records) cb() runs
+                                      again although the socket is not readable:
+                                      the pending() trap is handled here.
+  recv_into(buf) -> n > 0 | 0 (EOF) | None (would block); raises TLSError.
+  set_writer(cb) / set_writer(None)   cb() runs while send() would accept bytes.
+  send(data) -> n accepted, 0 when full (would block); raises TLSError.
+  pending_output                      bytes accepted but not yet on the socket.
+  close()                             sends close_notify when possible; closes.
+Errors found while the stream works on its own (handshake, time-out,
+background flushing) go to on_error; errors inside recv_into()/send() are raised.
+TLSError is an OSError, so `except OSError` around socket code keeps working.
+
+Also here: TLSSession (the loop-free engine under TLSStream), TlsTransport
+(the client's transport interface), looks_like_tls() and Sniffer to tell a
+TLS ClientHello from an osmo-pcap frame on a shared port, and
+peer_identity()/identity_problem() for certificate names.
+"""
+
+import errno
+import re
+import socket
+import ssl
+
+RECV_CHUNK = 65536           # bytes read from the socket at a time
+OUT_LIMIT = 256 * 1024       # TLS output buffered before send() says "full"
+WRITE_CHUNK = 4 * 16384      # plaintext encrypted per send() call (four records)
+
+TLS_RECORD_HANDSHAKE = 0x16  # TLS record type "handshake" (RFC 8446 section 5.1)
+TLS_CLIENT_HELLO = 0x01      # handshake message type (RFC 8446 section 4)
+FRAME_TYPES = (0, 1)         # osmo-pcap LINK_HDR, LINK_DATA (spec section 2.3)
+
+# Error kinds, for counters and log lines.
+TIMEOUT, VERIFY, REJECTED, NOT_TLS, EOF, IO, PROTOCOL = (
+    "timeout", "verify", "rejected", "not-tls", "eof", "io", "protocol")
+
+
+class TLSError(OSError):
+    """A TLS failure: kind is one of the constants above, str() is the reason."""
+
+    def __init__(self, kind, reason):
+        OSError.__init__(self, reason)
+        self.kind = kind
+        self.reason = reason
+
+    def __str__(self):
+        return self.reason
+
+
+_RESET_ERRNOS = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
+_NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
+                    "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")
+_ALERT_RE = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_ALERT_(.*)$")
+
+
+def describe_ssl_error(exc):
+    """Return a TLSError with a readable reason for an ssl or socket exception."""
+    if isinstance(exc, TLSError):
+        return exc
+    detail = getattr(exc, "verify_message", None)
+    if detail:  # Python 3.7+: SSLCertVerificationError says what failed
+        return TLSError(VERIFY, "certificate verification failed: %s" % detail)
+    if isinstance(exc, ssl.CertificateError):  # 3.6 checks the host name after the handshake
+        return TLSError(VERIFY, "certificate verification failed: %s" % exc)
+    if not isinstance(exc, ssl.SSLError):
+        return TLSError(IO, "socket error: %s" % (getattr(exc, "strerror", None) or exc))
+    reason = getattr(exc, "reason", None) or ""
+    text = reason.lower().replace("_", " ") if reason else str(exc)
+    if reason == "CERTIFICATE_VERIFY_FAILED":
+        return TLSError(VERIFY, "certificate verification failed")
+    if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return TLSError(VERIFY, "the peer presented no certificate, but one is required")
+    if reason in _NOT_TLS_REASONS:
+        return TLSError(NOT_TLS, "the peer does not speak TLS (%s)" % text)
+    m = _ALERT_RE.match(reason)
+    if m:
+        return TLSError(REJECTED, "the peer rejected the TLS session: %s"
+                        % m.group(1).lower().replace("_", " "))
+    return TLSError(PROTOCOL, "TLS error: %s" % text)
+
+
+# ------------------------------------------------------------------ TLS session
+class TLSSession(object):
+    """The TLS engine of one connection: SSLObject over memory BIOs and a socket.
+
+    No loop here: callers drive it. handshake_step() returns "done", or "read"
+    / "write" to wait for; recv_into() and send() work like a non-blocking
+    socket's (None / 0 instead of BlockingIOError). Every error is a TLSError.
+    """
+
+    def __init__(self, sock, context, server_side=False, server_hostname=None, initial=b""):
+        self.sock = sock
+        self._inbio = ssl.MemoryBIO()
+        self._outbio = ssl.MemoryBIO()
+        if initial:
+            self._inbio.write(initial)  # bytes the server already read to sniff the port
+        self.ssl = context.wrap_bio(self._inbio, self._outbio, server_side=server_side,
+                                    server_hostname=None if server_side else server_hostname)
+        self._out = bytearray()  # ciphertext the socket has not taken yet
+        self.eof = False         # the socket reported end of stream
+        self.drained = False     # recv_into last said "nothing more" (None or 0)
+        self.ready = False
+        self.clean_eof = None    # after EOF: True if the peer sent close_notify
+        self._deferred = None    # an error found after data that was returned first
+
+    def handshake_step(self):
+        """Advance the handshake as far as the socket allows; return "done"/"read"/"write"."""
+        while not self.ready:
+            try:
+                self.ssl.do_handshake()
+            except ssl.SSLWantReadError:
+                self.flush()
+                if self._out:
+                    return "write"
+                if self.eof:
+                    raise TLSError(EOF, "the peer closed the connection during the TLS "
+                                   "handshake")
+                if not self._fill():
+                    return "read"
+                continue
+            except (ssl.SSLError, ssl.CertificateError) as e:
+                self._flush_quietly()  # let the peer see our alert
+                raise describe_ssl_error(e)
+            self.ready = True
+        self.flush()
+        return "write" if self._out else "done"
+
+    def recv_into(self, buf, nbytes=0):
+        """Decrypt into buf; return n > 0, 0 at EOF, or None when nothing is waiting.
+
+        Fills buf with as many records as are waiting (one record is at most
+        16 KiB), so large buffers cost one call, not one call per record.
+        """
+        if not self.ready:
+            return None
+        if self._deferred is not None:
+            err, self._deferred = self._deferred, None
+            raise err
+        view = memoryview(buf)
+        want = min(nbytes or len(view), len(view))
+        total = 0
+        self.drained = False
+        while total < want:
+            try:
+                got = self.ssl.read(want - total, view[total:])
+            except ssl.SSLWantReadError:
+                if self.eof:
+                    if total:
+                        break  # EOF is reported by the next call
+                    if self.clean_eof is None:
+                        self.clean_eof = False  # closed without close_notify
+                    self.drained = True
+                    return 0
+                if not self._fill():
+                    self.drained = True
+                    break
+                continue
+            except ssl.SSLZeroReturnError:
+                got = 0
+            except (ssl.SSLError, ssl.CertificateError) as e:
+                # TLS 1.3: a server that refuses our certificate says so only now.
+                err = describe_ssl_error(e)
+                if not total:
+                    raise err
+                self._deferred = err  # deliver the data first
+                break
+            if got == 0:
+                if total:
+                    break
+                if self.clean_eof is None:
+                    self.clean_eof = True
+                self.drained = True
+                return 0
+            total += got
+        if self._outbio.pending:  # reading can make TLS answer (key update)
+            self.flush()
+        return total or None
+
+    def send(self, data):
+        """Encrypt up to WRITE_CHUNK bytes of data; return how many were taken (0: full)."""
+        if not self.ready or not data:
+            return 0
+        if len(self._out) >= OUT_LIMIT:
+            self.flush()
+            if len(self._out) >= OUT_LIMIT:
+                return 0
+        try:
+            n = self.ssl.write(memoryview(data)[:WRITE_CHUNK])
+        except ssl.SSLError as e:
+            raise describe_ssl_error(e)
+        self.flush()
+        return n
+
+    @property
+    def pending_output(self):
+        """Bytes accepted by send() that the socket has not taken yet."""
+        return len(self._out) + self._outbio.pending
+
+    def flush(self):
+        """Move TLS output to the socket as far as it takes it; raise TLSError."""
+        if self._outbio.pending:
+            self._out += self._outbio.read()
+        while self._out:
+            try:
+                n = self.sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                raise self._socket_error(e)
+            del self._out[:n]
+
+    def shutdown(self):
+        """Send close_notify if the session is up and read what waits; never blocks."""
+        if self.ready:
+            try:
+                self.ssl.unwrap()
+            except (ssl.SSLError, ValueError, OSError):
+                pass  # it wants the peer's close_notify, which we do not wait for
+            self._flush_quietly()
+        # Closing with unread input (say, session tickets) makes the kernel send a
+        # reset, and a reset can destroy data the peer has not read yet.
+        for _ in range(16):
+            try:
+                if not self.sock.recv(RECV_CHUNK):
+                    return
+            except OSError:
+                return
+
+    def peer_names(self):
+        """Return the CN and DNS SANs of the verified peer certificate."""
+        return peer_identity(self.ssl) if self.ready else []
+
+    def version(self):
+        return self.ssl.version() if self.ready else None
+
+    def cipher(self):
+        return self.ssl.cipher() if self.ready else None
+
+    def _fill(self):
+        """Move waiting socket bytes into TLS; return False when there were none."""
+        try:
+            data = self.sock.recv(RECV_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            raise self._socket_error(e)
+        if not data:
+            self.eof = True
+        else:
+            self._inbio.write(data)
+        return True
+
+    def _flush_quietly(self):
+        try:
+            self.flush()
+        except TLSError:
+            pass
+
+    def _socket_error(self, exc):
+        if not self.ready and exc.errno in _RESET_ERRNOS:
+            # Typically a server that saw TLS on a plain port (or the reverse).
+            return TLSError(EOF, "the peer closed the connection during the TLS "
+                            "handshake (%s)" % (exc.strerror or exc))
+        return describe_ssl_error(exc)
+
+
+# ------------------------------------------------------------------ TLS stream
+class TLSStream(object):
+    """A TLSSession driven by osmo_pcap.loop; see the module docstring."""
+
+    is_tls = True
+
+    def __init__(self, loop, sock, context, server_side=False, server_hostname=None,
+                 initial=b""):
+        self.loop = loop
+        self.sock = sock
+        sock.setblocking(False)
+        self.session = TLSSession(sock, context, server_side, server_hostname, initial)
+        self.ssl = self.session.ssl
+        self._reader = self._writer = None
+        self._on_ready = self._on_error = None
+        self._timer = self._refire = None
+        self._registered = (False, False)
+        self._wait = "read"      # what the handshake waits for
+        self._error = None
+        self.started = self.ready = self.closed = False
+
+    @property
+    def clean_eof(self):
+        """After EOF: True if the peer sent close_notify, False if it just hung up."""
+        return self.session.clean_eof
+
+    @property
+    def pending_output(self):
+        """Bytes accepted by send() that the socket has not taken yet."""
+        return self.session.pending_output
+
+    # -------------------------------------------------------------- public
+    def start(self, on_ready, on_error, timeout=None):
+        """Begin the handshake; on_ready() or on_error(TLSError) follows from the loop."""
+        self._on_ready, self._on_error = on_ready, on_error
+        self.started = True
+        if timeout:
+            self._timer = self.loop.call_later(timeout, self._timed_out, timeout)
+        self.loop.call_later(0, self._handshake)
+
+    def set_reader(self, callback):
+        """Call callback() while received data or EOF may be waiting (None: stop)."""
+        self._reader = callback
+        if callback is not None and self.ready:
+            self.session.drained = False  # the handshake's last read may hold data
+            self._schedule_reader()
+        self._update()
+
+    def set_writer(self, callback):
+        """Call callback() while send() would accept data (None: stop)."""
+        self._writer = callback
+        self._update()
+
+    def recv_into(self, buf, nbytes=0):
+        """Decrypt into buf; return n > 0, 0 at EOF, or None when nothing is waiting."""
+        if self._error is not None:
+            raise self._error
+        if not self.ready or self.closed:
+            return None
+        try:
+            n = self.session.recv_into(buf, nbytes)
+        except TLSError as e:
+            raise self._fail(e, report=False)
+        if self.session.pending_output:
+            self._update()
+        return n
+
+    def read(self, size=RECV_CHUNK):
+        """Return decrypted bytes, b"" at EOF, or None when nothing is waiting."""
+        buf = bytearray(size)
+        n = self.recv_into(buf)
+        return None if n is None else bytes(buf[:n])
+
+    def send(self, data):
+        """Encrypt up to WRITE_CHUNK bytes of data; return how many were taken (0: full)."""
+        if self._error is not None:
+            raise self._error
+        if not self.ready or self.closed:
+            return 0
+        try:
+            n = self.session.send(data)
+        except TLSError as e:
+            raise self._fail(e, report=False)
+        self._update()
+        return n
+
+    def close(self):
+        """Send close_notify if the session is up (best effort, never blocks); close."""
+        if self.closed:
+            return
+        if self._error is None:
+            self.session.shutdown()
+        self.closed = True
+        self._cancel_timers()
+        self.loop.remove(self.sock)
+        self.sock.close()
+
+    def peer_names(self):
+        """Return the CN and DNS SANs of the verified peer certificate."""
+        return self.session.peer_names()
+
+    def version(self):
+        return self.session.version()
+
+    def cipher(self):
+        return self.session.cipher()
+
+    # -------------------------------------------------------------- internals
+    def _handshake(self):
+        if self.closed or self._error is not None or self.ready:
+            return
+        try:
+            self._wait = self.session.handshake_step()
+        except TLSError as e:
+            self._fail(e)
+            return
+        if self._wait != "done":
+            self._update()
+            return
+        self.ready = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._update()
+        if self._on_ready is not None:
+            self._on_ready()
+
+    def _update(self):
+        """Register the socket for what the stream and its owner need now."""
+        live = self.started and not self.closed and self._error is None
+        if not live:
+            want_r = want_w = False
+        elif not self.ready:
+            want_r, want_w = self._wait == "read", self._wait == "write"
+        else:
+            want_r = self._reader is not None
+            want_w = bool(self.session.pending_output) or self._writer is not None
+        if (want_r, want_w) == self._registered:
+            return
+        if want_r:
+            self.loop.add_reader(self.sock, self._sock_readable)
+        else:
+            self.loop.remove_reader(self.sock)
+        if want_w:
+            self.loop.add_writer(self.sock, self._sock_writable)
+        else:
+            self.loop.remove_writer(self.sock)
+        self._registered = (want_r, want_w)
+
+    def _sock_readable(self):
+        if self.ready:
+            self._fire_reader()
+        else:
+            self._handshake()
+
+    def _sock_writable(self):
+        if not self.ready:
+            self._handshake()
+            return
+        try:
+            self.session.flush()
+        except TLSError as e:
+            self._fail(e)
+            return
+        self._update()
+        if self._writer is not None and self.session.pending_output < OUT_LIMIT:
+            self._writer()
+
+    def _schedule_reader(self):
+        if self._refire is None:
+            self._refire = self.loop.call_later(0, self._fire_reader)
+
+    def _fire_reader(self):
+        if self._refire is not None:
+            self._refire.cancel()
+            self._refire = None
+        if self._reader is None or self.closed:
+            return
+        self._reader()
+        # The owner stopped before "would block": decrypted data or whole records
+        # may sit inside TLS, and the socket will not become readable for them.
+        if self._reader is not None and not self.session.drained and not self.closed \
+                and self._error is None:
+            self._schedule_reader()
+
+    def _timed_out(self, timeout):
+        self._timer = None
+        if not self.ready and not self.closed and self._error is None:
+            self._fail(TLSError(TIMEOUT, "TLS handshake not completed within %g s" % timeout))
+
+    def _cancel_timers(self):
+        for t in (self._timer, self._refire):
+            if t is not None:
+                t.cancel()
+        self._timer = self._refire = None
+
+    def _fail(self, err, report=True):
+        """Stop all activity; report err to on_error once, or return it to raise."""
+        if self._error is None:
+            self._error = err
+            self._cancel_timers()
+            self.loop.remove(self.sock)
+            self._registered = (False, False)
+            if report and self._on_error is not None:
+                self._on_error(err)
+        return err
+
+
+# ------------------------------------------------------------------ client transport
+class TlsTransport(object):
+    """TLS over a plain transport with forward.TcpTransport's interface.
+
+    tcp is that transport (open(), progress(), sock, close()); this adds the
+    handshake to progress() and encrypts send(). The owner registers the
+    socket itself: while pending_output is not 0 it must wait for writability
+    and call send() (b"" is fine) even when its own queue is empty.
+    """
+
+    def __init__(self, tcp, context, server_hostname):
+        self.tcp = tcp
+        self.context = context
+        self.server_hostname = server_hostname
+        self.session = None
+        self._scratch = bytearray(RECV_CHUNK)
+
+    @property
+    def sock(self):
+        return self.tcp.sock
+
+    def open(self):
+        """Start the TCP connect; raise OSError."""
+        self.tcp.open()
+
+    def progress(self):
+        """Advance connect then handshake; return "done", or "read"/"write" to wait for."""
+        if self.session is None:
+            step = self.tcp.progress()
+            if step != "done":
+                return step
+            self.session = TLSSession(self.tcp.sock, self.context,
+                                      server_hostname=self.server_hostname)
+        return self.session.handshake_step()
+
+    @property
+    def pending_output(self):
+        return self.session.pending_output if self.session is not None else 0
+
+    def send(self, data):
+        """Flush earlier output, then encrypt data; return the count taken (0: full)."""
+        if self.session is None:
+            return 0
+        if not data:
+            self.session.flush()
+            return 0
+        return self.session.send(data)
+
+    def discard_input(self):
+        """Read and drop what the server sent; False at end of stream; raise TLSError."""
+        while True:
+            n = self.session.recv_into(self._scratch)
+            if n is None:
+                return True
+            if n == 0:
+                return False
+
+    def peer_names(self):
+        return self.session.peer_names() if self.session is not None else []
+
+    def version(self):
+        return self.session.version() if self.session is not None else None
+
+    def close(self):
+        if self.session is not None and self.tcp.sock is not None:
+            self.session.shutdown()
+        self.session = None
+        self.tcp.close()
+
+
+# ------------------------------------------------------------------ plain stream
+class PlainStream(object):
+    """A plain TCP stream with TLSStream's interface (no handshake, no names)."""
+
+    is_tls = False
+    clean_eof = None
+    pending_output = 0
+
+    def __init__(self, loop, sock, initial=b""):
+        self.loop = loop
+        self.sock = sock
+        sock.setblocking(False)
+        self._initial = bytes(initial)
+        self._reader = None
+        self._refire = None
+        self.ready = self.closed = False
+
+    def start(self, on_ready, on_error=None, timeout=None):
+        """Call on_ready() from the loop (a plain stream is ready at once)."""
+        def ready():
+            if not self.closed:
+                self.ready = True
+                on_ready()
+        self.loop.call_later(0, ready)
+
+    def set_reader(self, callback):
+        self._reader = callback
+        if callback is None:
+            self.loop.remove_reader(self.sock)
+            return
+        self.loop.add_reader(self.sock, self._fire_reader)
+        if self._initial and self._refire is None:
+            self._refire = self.loop.call_later(0, self._fire_reader)
+
+    def set_writer(self, callback):
+        if callback is None:
+            self.loop.remove_writer(self.sock)
+        else:
+            self.loop.add_writer(self.sock, callback)
+
+    def _fire_reader(self):
+        self._refire = None
+        if self._reader is not None and not self.closed:
+            self._reader()
+
+    def recv_into(self, buf, nbytes=0):
+        n = min(nbytes or len(buf), len(buf))
+        if self._initial:
+            got = min(n, len(self._initial))
+            buf[:got] = self._initial[:got]
+            self._initial = self._initial[got:]
+            return got
+        try:
+            return self.sock.recv_into(buf, n)
+        except (BlockingIOError, InterruptedError):
+            return None
+
+    def read(self, size=RECV_CHUNK):
+        buf = bytearray(size)
+        n = self.recv_into(buf)
+        return None if n is None else bytes(buf[:n])
+
+    def send(self, data):
+        try:
+            return self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            if self._refire is not None:
+                self._refire.cancel()
+            self.loop.remove(self.sock)
+            self.sock.close()
+
+    def peer_names(self):
+        return []
+
+
+# ------------------------------------------------------------------ port sharing
+def looks_like_tls(first_bytes):
+    """Return True when the bytes start like a TLS ClientHello record.
+
+    One byte tells TLS (0x16) from an osmo-pcap frame (type 0 or 1); further
+    bytes, when given, must also fit: version 3.x, handshake type ClientHello.
+    """
+    b = bytearray(first_bytes[:6])
+    if not b or b[0] != TLS_RECORD_HANDSHAKE:
+        return False
+    if len(b) > 1 and b[1] != 3:
+        return False
+    if len(b) > 2 and b[2] > 4:
+        return False
+    if len(b) > 5 and b[5] != TLS_CLIENT_HELLO:
+        return False
+    return True
+
+
+def first_bytes_kind(first_bytes):
+    """Return "tls", "osmo-pcap" or "unknown" for the first bytes of a connection."""
+    if looks_like_tls(first_bytes):
+        return "tls"
+    if first_bytes and bytearray(first_bytes[:1])[0] in FRAME_TYPES:
+        return "osmo-pcap"
+    return "unknown"
+
+
+class Sniffer(object):
+    """Wait (without consuming) for the first bytes of an accepted socket.
+
+    Calls on_result(kind, first_bytes) once from the loop, kind being "tls",
+    "osmo-pcap" or "unknown" (see first_bytes_kind), or "eof" / "timeout" /
+    "error" with b"". The bytes stay in the socket for the stream that follows.
+    The caller closes the socket if it does not go on; cancel() stops waiting.
+    """
+
+    def __init__(self, loop, sock, on_result, timeout=None):
+        self.loop, self.sock, self.on_result = loop, sock, on_result
+        sock.setblocking(False)
+        self._timer = loop.call_later(timeout, self._done, "timeout", b"") if timeout else None
+        loop.add_reader(sock, self._readable)
+
+    def _readable(self):
+        try:
+            first = self.sock.recv(6, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._done("error", b"")
+            return
+        self._done(first_bytes_kind(first) if first else "eof", first)
+
+    def _done(self, kind, first):
+        self.cancel()
+        self.on_result(kind, first)
+
+    def cancel(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.loop.remove(self.sock)
+
+
+# ------------------------------------------------------------------ identity
+def peer_identity(ssl_obj):
+    """Return [CN..., DNS SAN...] of the verified peer certificate ([] if none).
+
+    ssl_obj is an SSLObject, SSLSocket, TLSSession or TLSStream. An unverified certificate
+    (verify mode CERT_NONE) gives no names: it proves nothing.
+    """
+    ssl_obj = getattr(ssl_obj, "ssl", ssl_obj)  # a TLSStream or TLSSession
+    try:
+        cert = ssl_obj.getpeercert()
+    except ValueError:  # no handshake yet
+        return []
+    names = []
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and value not in names:
+                names.append(value)
+    for kind, value in (cert or {}).get("subjectAltName", ()):
+        if kind == "DNS" and value not in names:
+            names.append(value)
+    return names
+
+
+def identity_matches(expected, names):
+    """Return True if expected equals one of names (case-insensitive, no wildcards)."""
+    want = expected.lower()
+    return any(n.lower() == want for n in names)
+
+
+def identity_problem(expected, names):
+    """Return None when names contain expected, else a reason for the log."""
+    if not names:
+        return "no verified client certificate (expected one naming %r)" % expected
+    if identity_matches(expected, names):
+        return None
+    return "the client certificate names %s, expected %r" % (
+        ", ".join(repr(n) for n in names), expected)
+'''
+# ==================== End file osmo_pcap/tls.py ======================
+
+# ==================== Begin file osmo_pcap/tlsconfig.py ====================
+_SOURCES['osmo_pcap/tlsconfig.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Read the TLS keys of the configuration and build ssl contexts from them.
+
+read_client_tls()        a client's [server NAME] section -> ClientTLS or None
+read_server_tls()        the server's [server] section    -> ServerTLS or None
+read_client_entry_tls()  a server's client entry          -> ClientEntryTLS
+
+Every problem a user can cause (missing or unreadable file, no certificate in
+it, key not matching the certificate, encrypted key, empty CA or CRL file)
+is a ConfigError naming the key and the file. Relative paths are taken from
+the directory of the config file.
+"""
+
+import os
+import re
+import ssl
+
+from osmo_pcap import log
+from osmo_pcap.config import parse_bool, parse_duration, resolve_path
+from osmo_pcap.tls import TLSStream, TlsTransport, identity_problem, peer_identity
+
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+MIN_VERSIONS = ("1.2", "1.3")
+CLIENT_AUTH_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+                     "required": ssl.CERT_REQUIRED}
+ENTRY_MODES = ("no", "yes", "required")
+MAX_PEM_FILE = 16 << 20  # read no more of a configured file (a CA bundle is < 1 MiB)
+
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_PEM_CRL = b"-----BEGIN X509 CRL-----"
+_PEM_KEY_RE = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
+_PEM_ENCRYPTED_RE = re.compile(rb"-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED")
+_HASHED_NAME_RE = re.compile(r"^[0-9a-f]{8}\.r?[0-9]+$")  # names made by `openssl rehash`
+
+
+class ClientTLS(object):
+    """TLS settings of one [server NAME] section of the client."""
+
+    def __init__(self, context, hostname, verify):
+        self.context = context
+        self.hostname = hostname  # SNI, and the name checked when verify is on
+        self.verify = verify
+
+    def stream(self, loop, sock):
+        """Return a TLSStream for a connected socket; call start() on it."""
+        return TLSStream(loop, sock, self.context, server_hostname=self.hostname)
+
+    def transport(self, tcp):
+        """Return a TlsTransport around tcp (a forward.TcpTransport-like object)."""
+        return TlsTransport(tcp, self.context, self.hostname)
+
+
+class ServerTLS(object):
+    """TLS settings of the server's [server] section."""
+
+    def __init__(self, context, client_auth, handshake_timeout):
+        self.context = context
+        self.client_auth = client_auth  # "none", "optional" or "required"
+        self.handshake_timeout = handshake_timeout
+
+    def stream(self, loop, sock, initial=b""):
+        """Return a server-side TLSStream; start it with handshake_timeout."""
+        return TLSStream(loop, sock, self.context, server_side=True, initial=initial)
+
+
+class ClientEntryTLS(object):
+    """TLS rules of one client entry of the server."""
+
+    def __init__(self, name, mode, identity, any_ip, certificates):
+        self.name = name
+        self.mode = mode                  # "no", "yes" (TLS or plain) or "required"
+        self.identity = identity          # name the certificate must carry
+        self.any_ip = any_ip              # the entry matches every source address
+        self.certificates = certificates  # the server asks clients for certificates
+
+    def allows(self, is_tls):
+        """Return True if a connection of this kind (TLS or plain) may use the entry."""
+        return self.mode != "no" if is_tls else self.mode != "required"
+
+    def check_peer(self, stream):
+        """Return None if the finished stream may feed this entry, else the reason."""
+        if not stream.is_tls:
+            if self.mode == "required":
+                return "plaintext connection, but client %r requires TLS (tls = required)" \
+                    % self.name
+            return None
+        if self.mode == "no":
+            return "TLS connection, but client %r is configured for plaintext (tls = no)" \
+                % self.name
+        names = peer_identity(stream)
+        if not names and not self.any_ip:
+            return None  # tls_client_auth = optional and no certificate: the IP identifies
+        problem = identity_problem(self.identity, names)
+        return None if problem is None else "client %r: %s" % (self.name, problem)
+
+
+# ------------------------------------------------------------------ value parsers
+def _choice(values):
+    def parse(text):
+        t = text.strip().lower()
+        if t not in values:
+            raise ValueError("expected one of %s, got %r" % (", ".join(values), text))
+        return t
+    return parse
+
+
+def _path_parser(section):
+    base = os.path.dirname(os.path.abspath(section.path)) if section.path else os.getcwd()
+    return lambda text: resolve_path(base, text)
+
+
+def _positive_duration(text):
+    v = parse_duration(text)
+    if v <= 0:
+        raise ValueError("must be more than 0 seconds: %r" % text)
+    return v
+
+
+# ------------------------------------------------------------------ context helpers
+def _read_file(section, key, path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_PEM_FILE)
+    except OSError as e:
+        raise section.error(key, "cannot read %s: %s" % (path, e.strerror or e))
+
+
+def _set_min_version(section, ctx, version):
+    if version == "1.3" and not getattr(ssl, "HAS_TLSv1_3", hasattr(ssl, "OP_NO_TLSv1_3")):
+        raise section.error("tls_min_version", "this Python/OpenSSL has no TLS 1.3")
+    if hasattr(ssl, "TLSVersion") and hasattr(ctx, "minimum_version"):
+        ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if version == "1.3"
+                               else ssl.TLSVersion.TLSv1_2)
+    else:  # Python 3.6: switch the older versions off instead
+        ctx.options |= ssl.OP_NO_SSLv3 | ssl.OP_NO_TLSv1 | ssl.OP_NO_TLSv1_1
+        if version == "1.3":
+            ctx.options |= ssl.OP_NO_TLSv1_2
+
+
+def _set_ciphers(section, ctx, ciphers):
+    if ciphers:
+        try:
+            ctx.set_ciphers(ciphers)
+        except ssl.SSLError:
+            raise section.error("tls_ciphers", "no usable cipher in %r (OpenSSL cipher "
+                                "list syntax; it applies to TLS 1.2)" % ciphers)
+
+
+def _load_ca(section, key, ctx, path):
+    """Load trust anchors from a PEM file or an `openssl rehash` directory."""
+    if os.path.isdir(path):
+        try:
+            names = os.listdir(path)
+        except OSError as e:
+            raise section.error(key, "cannot read directory %s: %s" % (path, e.strerror))
+        if not any(_HASHED_NAME_RE.match(n) for n in names):
+            raise section.error(key, "directory %s has no hashed certificate names "
+                                "(run `openssl rehash %s`)" % (path, path))
+        ctx.load_verify_locations(capath=path)
+        return
+    if _PEM_CERT not in _read_file(section, key, path):
+        raise section.error(key, "no PEM certificate in %s (empty or not PEM)" % path)
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except ssl.SSLError as e:
+        raise section.error(key, "cannot load CA certificates from %s: %s"
+                            % (path, e.reason or e))
+
+
+def _load_crl(section, key, ctx, path):
+    if _PEM_CRL not in _read_file(section, key, path):
+        raise section.error(key, "no PEM CRL in %s (empty or not PEM)" % path)
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except ssl.SSLError as e:
+        raise section.error(key, "cannot load the CRL from %s: %s" % (path, e.reason or e))
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_password():
+    raise _Encrypted()  # without this callback OpenSSL would prompt on the terminal
+
+
+def _load_cert_chain(section, ctx, cert, key, cert_key="tls_cert", key_key="tls_key"):
+    """Load our certificate and key; key None means it is in the certificate file."""
+    key_file_key = key_key if key else cert_key
+    key = key or cert
+    if _PEM_CERT not in _read_file(section, cert_key, cert):
+        raise section.error(cert_key, "no PEM certificate in %s" % cert)
+    key_pem = _read_file(section, key_file_key, key)
+    if _PEM_ENCRYPTED_RE.search(key_pem):
+        raise section.error(key_file_key, "the private key in %s is encrypted; "
+                            "passphrase-protected keys are not supported" % key)
+    if not _PEM_KEY_RE.search(key_pem):
+        raise section.error(key_file_key, "no PEM private key in %s%s" % (
+            key, " (set tls_key)" if key == cert else ""))
+    try:
+        ctx.load_cert_chain(cert, key, password=_no_password)
+    except _Encrypted:
+        raise section.error(key_file_key, "the private key in %s is encrypted; "
+                            "passphrase-protected keys are not supported" % key)
+    except ssl.SSLError as e:
+        if getattr(e, "reason", None) == "KEY_VALUES_MISMATCH":
+            raise section.error(key_file_key, "the private key in %s does not match the "
+                                "certificate in %s" % (key, cert))
+        raise section.error(key_file_key, "cannot load certificate %s with key %s: %s"
+                            % (cert, key, getattr(e, "reason", None) or e))
+    except OSError as e:
+        raise section.error(key_file_key, "cannot read %s: %s" % (key, e.strerror or e))
+
+
+# ------------------------------------------------------------------ readers
+def read_client_tls(section, default_hostname=None):
+    """Read the tls keys of a client's [server NAME] section; ClientTLS or None (off).
+
+    default_hostname (the section's host) is what tls_hostname defaults to.
+    """
+    path = _path_parser(section)
+    enabled = section.get("tls", parse_bool, False)
+    ca = section.get("tls_ca", path)
+    verify = section.get("tls_verify", parse_bool, True)
+    hostname = section.get("tls_hostname", None, default_hostname)
+    cert = section.get("tls_cert", path)
+    key = section.get("tls_key", path)
+    ciphers = section.get("tls_ciphers")
+    min_version = section.get("tls_min_version", _choice(MIN_VERSIONS), "1.2")
+    if not enabled:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _set_min_version(section, ctx, min_version)
+    _set_ciphers(section, ctx, ciphers)
+    if verify:
+        if not hostname:
+            raise section.error("tls_hostname", "needed to verify the server certificate "
+                                "(or set tls_verify = no)")
+        ctx.check_hostname = True
+        if ca:
+            _load_ca(section, "tls_ca", ctx, ca)
+        else:
+            ctx.load_default_certs()
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        log.get("tls").warning(
+            "%s [%s]: tls_verify = no: the server certificate is not checked; the "
+            "traffic is encrypted, but anyone on the path can pose as the server",
+            section.path, section.name)
+    if key and not cert:
+        raise section.error("tls_key", "set tls_cert too (the client certificate)")
+    if cert:
+        _load_cert_chain(section, ctx, cert, key)
+    return ClientTLS(ctx, hostname, verify)
+
+
+def read_server_tls(section):
+    """Read the tls keys of the server's [server] section; ServerTLS or None (no TLS)."""
+    path = _path_parser(section)
+    cert = section.get("tls_cert", path)
+    key = section.get("tls_key", path)
+    ca = section.get("tls_ca", path)
+    crl = section.get("tls_crl", path)
+    client_auth = section.get("tls_client_auth", _choice(tuple(CLIENT_AUTH_MODES)), "none")
+    ciphers = section.get("tls_ciphers")
+    min_version = section.get("tls_min_version", _choice(MIN_VERSIONS), "1.2")
+    timeout = section.get("tls_handshake_timeout", _positive_duration,
+                          DEFAULT_HANDSHAKE_TIMEOUT)
+    if not cert:
+        for k in ("tls_key", "tls_ca", "tls_crl", "tls_client_auth", "tls_ciphers",
+                  "tls_min_version", "tls_handshake_timeout"):
+            if section.has(k):
+                raise section.error("tls_cert", "missing: TLS needs the server certificate "
+                                    "(%s is set)" % k)
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _set_min_version(section, ctx, min_version)
+    _set_ciphers(section, ctx, ciphers)
+    if hasattr(ctx, "num_tickets"):
+        ctx.num_tickets = 0  # clients never resume; unread tickets only risk a reset
+    _load_cert_chain(section, ctx, cert, key)
+    if client_auth != "none":
+        if not ca:
+            raise section.error("tls_client_auth", "needs tls_ca (the CA that issues the "
+                                "client certificates)")
+        _load_ca(section, "tls_ca", ctx, ca)
+        if crl:
+            _load_crl(section, "tls_crl", ctx, crl)
+        ctx.verify_mode = CLIENT_AUTH_MODES[client_auth]
+    else:
+        for k in ("tls_ca", "tls_crl"):
+            if section.has(k):
+                raise section.error(k, "only used with tls_client_auth = optional or "
+                                    "required")
+    return ServerTLS(ctx, client_auth, timeout)
+
+
+def read_client_entry_tls(section, client_name, server_tls=None, any_ip=False):
+    """Read tls and tls_identity of a server's client entry; return ClientEntryTLS.
+
+    server_tls is read_server_tls()'s result; any_ip says the entry has ip = any,
+    which is allowed only when the entry demands a certificate identity.
+    """
+    mode = section.get("tls", _choice(ENTRY_MODES), "no")
+    identity = section.get("tls_identity", None, client_name)
+    certificates = server_tls is not None and server_tls.client_auth != "none"
+    if mode != "no" and server_tls is None:
+        raise section.error("tls", "the server has no TLS: set tls_cert and tls_key in "
+                            "[server]")
+    if section.has("tls_identity") and not (mode != "no" and certificates):
+        raise section.error("tls_identity", "only checked with tls = yes or required here "
+                            "and tls_client_auth = optional or required in [server]")
+    if any_ip and not (mode == "required" and certificates):
+        raise section.error("ip", "ip = any needs a certificate identity: set tls = "
+                            "required here and tls_client_auth = optional or required "
+                            "in [server]")
+    return ClientEntryTLS(client_name, mode, identity, any_ip, certificates)
+
+
+def client_section_reader(server, section):
+    """Set server.tls from a [server NAME] section (a clientconfig section reader).
+
+    server is the client's per-server config with .host and .protocol.
+    """
+    server.tls = read_client_tls(section, getattr(server, "host", None))
+    if server.tls is not None and getattr(server, "protocol", "osmo-pcap") != "osmo-pcap":
+        raise section.error("tls", "only with protocol = osmo-pcap")
+'''
+# ==================== End file osmo_pcap/tlsconfig.py ======================
 
 # ==================== Begin file osmo_pcap/tracename.py ====================
 _SOURCES['osmo_pcap/tracename.py'] = r'''

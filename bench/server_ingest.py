@@ -8,9 +8,13 @@ fast as they can, and prints packets/s (wall, until every file is closed),
 MB/s, server CPU seconds per million packets, and the server's peak RSS.
 Checks that every packet reached the files (exact file sizes).
 
-Usage: bench/server_ingest.py [--quick] [--dir DIR] [--python PY]
+Usage: bench/server_ingest.py [--quick] [--dir DIR] [--python PY] [--no-tls]
 The C server 0.4.1 ingests ~80k messages/s on this kind of machine; the
 target here is >= 400k packets/s of 100-byte packets on one core.
+
+The TLS cases repeat some plain cases with every client speaking TLS (a test
+PKI made with the openssl command, tests/pki.py) and print the TLS/plain
+ratios of packets/s and of packets per server CPU second.
 """
 
 import argparse
@@ -84,6 +88,49 @@ def sender(port, k, path, ready, go):
     os.close(fd)
 
 
+def tls_sender(port, k, path, ready, go, ca):
+    """Child process: K TLS connections each sending the file at path.
+
+    The handshakes are done before `ready`; the data is encrypted here, in the
+    sender, so the server's cost is what the CPU figures show.
+    """
+    import ssl
+    with open(path, "rb") as f:
+        data = memoryview(f.read())
+    total = len(data)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    sel = selectors.DefaultSelector()
+    for i in range(k):
+        raw = socket.socket()
+        raw.bind((client_ip(i), 0))
+        raw.connect(("127.0.0.1", port))
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_WRITE, [0])
+    ready.set()
+    go.wait()
+    open_ = k
+    while open_:
+        for key, _ in sel.select():
+            s = key.fileobj
+            st = key.data
+            try:
+                st[0] += s.send(data[st[0]:st[0] + (256 << 10)])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                continue
+            if st[0] >= total:
+                sel.unregister(s)
+                s.setblocking(True)
+                s.settimeout(60)
+                try:
+                    s.unwrap()  # close_notify both ways: nothing is cut off by a reset
+                except (OSError, ValueError):
+                    pass
+                s.close()
+                open_ -= 1
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -97,7 +144,8 @@ def peak_rss_mb(pid):
                 return int(line.split()[1]) / 1024.0
 
 
-def run_case(py, workdir, k, count, size):
+def run_case(py, workdir, k, count, size, pki=None):
+    """Run one case; pki (tests.pki.make_pki's dict) makes every client use TLS."""
     base = os.path.join(workdir, "base")
     shutil.rmtree(base, True)
     os.makedirs(base)
@@ -109,8 +157,11 @@ def run_case(py, workdir, k, count, size):
     with open(ini, "w") as f:
         f.write("[server]\nlisten = 127.0.0.1\nport = %d\nbase_path = %s\n"
                 "max_file_size = off\nrotate_localtime = off\n" % (port, base))
+        if pki:
+            f.write("tls_cert = %s\ntls_key = %s\n" % pki["server"])
         for i in range(k):
-            f.write("[client c%d]\nip = %s\n" % (i, client_ip(i)))
+            f.write("[client c%d]\nip = %s\n%s" % (i, client_ip(i),
+                                                    "tls = required\n" if pki else ""))
     logp = os.path.join(workdir, "server.log")
     logf = open(logp, "wb")
     proc = subprocess.Popen([py, os.path.join(REPO, "osmo_pcap_server.py"), "-c", ini],
@@ -123,7 +174,11 @@ def run_case(py, workdir, k, count, size):
         src = os.path.join(workdir, "stream.bin")
         write_stream(src, count, size)
         ready, go = multiprocessing.Event(), multiprocessing.Event()
-        child = multiprocessing.Process(target=sender, args=(port, k, src, ready, go))
+        if pki:
+            child = multiprocessing.Process(target=tls_sender,
+                                            args=(port, k, src, ready, go, pki["ca"]))
+        else:
+            child = multiprocessing.Process(target=sender, args=(port, k, src, ready, go))
         child.start()
         ready.wait()
         time.sleep(0.2)
@@ -160,6 +215,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer packets")
     ap.add_argument("--dir", help="work directory (default: a temp dir on /dev/shm if present)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the server")
+    ap.add_argument("--no-tls", action="store_true", help="skip the TLS cases")
     args = ap.parse_args()
     scale = 0.2 if args.quick else 1.0
     parent = args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -171,17 +227,49 @@ def main():
         "K", "bytes", "packets", "wall s", "pkt/s", "MB/s", "CPU s/Mpkt", "pkt/CPUs",
         "RSS MB", "all packets in files"))
     failed = False
+    plain = {}
     try:
         for k, size, count in cases:
             r = run_case(args.python, workdir, k, max(1, int(count * scale)), size)
+            plain[(k, size)] = r
             failed |= not r["ok"]
-            print("%4d %5d %9d %8.2f %11.0f %9.1f %12.2f %8.0f %6.1f %s" % (
-                r["k"], r["size"], r["pkts"], r["wall"], r["pps"], r["mbs"], r["cpu_per_m"],
-                r["cpu_pps"], r["rss"], "yes" if r["ok"] else "NO"))
-            sys.stdout.flush()
+            print_row(r)
+        if not args.no_tls:
+            failed |= run_tls_cases(args, workdir, plain, scale)
     finally:
         shutil.rmtree(workdir, True)
     return 1 if failed else 0
+
+
+def print_row(r, extra=""):
+    print("%4d %5d %9d %8.2f %11.0f %9.1f %12.2f %8.0f %6.1f %s%s" % (
+        r["k"], r["size"], r["pkts"], r["wall"], r["pps"], r["mbs"], r["cpu_per_m"],
+        r["cpu_pps"], r["rss"], "yes" if r["ok"] else "NO", extra))
+    sys.stdout.flush()
+
+
+TLS_CASES = ((1, 100), (8, 100), (64, 100), (1, 1400), (8, 1400))
+
+
+def run_tls_cases(args, workdir, plain, scale):
+    """Repeat some plain cases over TLS; print the TLS/plain ratios; return failure."""
+    if shutil.which("openssl") is None:
+        print("TLS cases skipped: the openssl command (for the test PKI) is not installed")
+        return False
+    from tests import pki as pkimod
+    pki = pkimod.make_pki(os.path.join(workdir, "pki"))
+    print("TLS (TLS 1.3 where available, no client certificates); ratio = TLS / plain "
+          "of pkt/s and of pkt/CPUs")
+    failed = False
+    for k, size in TLS_CASES:
+        base = plain.get((k, size))
+        if base is None:
+            continue
+        r = run_case(args.python, workdir, k, base["pkts"] // k, size, pki)
+        failed |= not r["ok"]
+        print_row(r, "  ratio %.2f wall, %.2f CPU" % (r["pps"] / base["pps"],
+                                                    r["cpu_pps"] / base["cpu_pps"]))
+    return failed
 
 
 if __name__ == "__main__":

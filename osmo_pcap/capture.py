@@ -65,6 +65,10 @@ def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
 
         def frame(sec, usec, caplen, length, data):
             total = 36 + ((caplen + 3) & ~3)
+            if sec < 0:
+                # A 32-bit time_t (or libpcap reading a savefile) gives times
+                # past 2038 as negative values: they are unsigned on the wire.
+                sec &= 0xFFFFFFFF
             ts = sec * 1000000 + usec
             extend(pack(1, 0, total >> 8, total & 255, bt, total, if_index,
                         (ts >> 32) & 0xFFFFFFFF, ts & 0xFFFFFFFF, caplen, length))

@@ -18,16 +18,29 @@ import sys
 from osmo_pcap import __version__, COPYRIGHT
 from osmo_pcap import capture, clientconfig, libpcap, log, pcapfile, pcapng
 from osmo_pcap import daemon, metrics, vtyimport
-from osmo_pcap import tlsconfig
 from osmo_pcap.config import ConfigError
 from osmo_pcap.forward import UP, Connection, IpipSender
 from osmo_pcap.gprs import GprsFilter
 from osmo_pcap.loop import Loop
 
-# [server NAME] sections take the TLS keys (doc/tls.md): tls, tls_ca, tls_verify,
-# tls_hostname, tls_cert, tls_key, tls_ciphers, tls_min_version.
-if tlsconfig.client_section_reader not in clientconfig.SERVER_SECTION_READERS:
-    clientconfig.SERVER_SECTION_READERS.append(tlsconfig.client_section_reader)
+# [server NAME] sections take the TLS keys (doc/tls.md).
+TLS_KEYS = ("tls", "tls_ca", "tls_verify", "tls_hostname", "tls_cert", "tls_key",
+            "tls_ciphers", "tls_min_version")
+
+
+def read_tls_keys(server, section):
+    """clientconfig section reader: tlsconfig.client_section_reader when a TLS key is set.
+
+    Without TLS keys the ssl module (about 4.5 MB of resident memory) is not loaded.
+    """
+    if not any(section.has(k) for k in TLS_KEYS):
+        return
+    from osmo_pcap import tlsconfig
+    tlsconfig.client_section_reader(server, section)
+
+
+if read_tls_keys not in clientconfig.SERVER_SECTION_READERS:
+    clientconfig.SERVER_SECTION_READERS.append(read_tls_keys)
 
 PCAP_STATS_INTERVAL = 10.0   # spec 5.7
 READ_FILE_IDLE = 0.02

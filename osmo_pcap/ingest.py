@@ -183,6 +183,29 @@ class Connection(object):
                 self.header_timer.cancel()
 
 
+
+class TLSConnection(Connection):
+    """A connection whose bytes come through a stream (tls.TLSStream) instead of
+    the socket: the plain Connection keeps its direct recv_into."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, server, stream, peer, recorder):
+        Connection.__init__(self, server, stream.sock, peer, recorder)
+        self.stream = stream
+
+    def fill(self, mv):
+        n = self.stream.recv_into(mv)
+        if n is None:
+            raise BlockingIOError()
+        return n
+
+    def close(self):
+        if not self.closed:
+            self.stream.close()  # close_notify (best effort), then the socket
+            Connection.close(self)
+
+
 def format_peer(peer):
     """Return 'host:port' (IPv6 as [host]:port) for a socket address."""
     host, port = peer[0], peer[1]

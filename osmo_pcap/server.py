@@ -18,7 +18,7 @@ import time
 from osmo_pcap import (__version__, COPYRIGHT, daemon, hooks, log, metrics, serverconfig,
                        validate, vtyimport)
 from osmo_pcap.config import ConfigError
-from osmo_pcap.ingest import Connection, format_peer
+from osmo_pcap.ingest import Connection, TLSConnection, format_peer
 from osmo_pcap.loop import Loop
 from osmo_pcap.recorder import COUNTERS, Recorder
 from osmo_pcap.rotation import LocalClock
@@ -34,6 +34,25 @@ SHUTDOWN_GRACE = 2.0
 
 _log = log.get("server")
 
+# Connections refused before they reach a client entry (server with tls_cert):
+# no_data (closed or silent before the first byte), tls_mode (TLS to a
+# plaintext entry or the reverse), tls_identity (certificate names no fitting
+# entry), tls_<kind> for failed handshakes (tls_timeout: the stall counter).
+TLS_COUNTERS = ("tls_connect", "no_data", "tls_mode", "tls_identity", "tls_timeout",
+                "tls_verify", "tls_rejected", "tls_not_tls", "tls_eof", "tls_io",
+                "tls_protocol")
+_NO_DATA = {"eof": "closed before sending anything",
+            "error": "socket error before sending anything"}
+
+
+TLS_RECORD_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello (tls.py; ssl is
+                             # imported only when TLS is configured)
+
+
+class _TLSKind(object):
+    """Stands for a TLS connection in ClientEntryTLS.check_peer before its handshake."""
+    is_tls = True
+
 
 class Server(object):
     """The running server: listening socket, connections, recorders, hooks."""
@@ -47,7 +66,14 @@ class Server(object):
         self.unknown_log = log.RateLimiter(10.0)
         limiter = log.RateLimiter(10.0)
         self.recorders = [Recorder(c, cfg, self._file_closed, limiter) for c in cfg.clients]
-        self.by_ip = dict((r.ip, r) for r in self.recorders)
+        self.by_ip = dict((r.ip, r) for r in self.recorders if r.ip is not serverconfig.ANY)
+        self.any_ip = [r for r in self.recorders if r.ip is serverconfig.ANY]
+        self.entry_tls = dict((c.name, c.tls) for c in cfg.clients)
+        self.pending = {}  # id -> close(): connections still sniffed or in their handshake
+        self.refuse_log = log.RateLimiter(10.0)
+        if cfg.tls is not None:
+            for k in TLS_COUNTERS:
+                self.counters[k] = 0
         self.conns = {}
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
@@ -125,7 +151,7 @@ class Server(object):
         if ip.version == 6 and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         rec = self.by_ip.get(ip)
-        if rec is None:
+        if rec is None and not self.any_ip:
             self.counters["no_client"] += 1
             held = self.unknown_log.ok("unknown")
             if held is not None:
@@ -133,9 +159,104 @@ class Server(object):
                              "ip)%s", ip, " (%d more suppressed)" % held if held else "")
             sock.close()
             return None
-        return self.attach(rec, sock, (str(ip), addr[1]))
+        peer = (str(ip), addr[1])
+        if self.cfg.tls is None:
+            return self.attach(rec, sock, peer)  # no TLS here: plain as ever
+        self._sniff(rec, sock, peer)
+        return None
 
-    def attach(self, rec, sock, peer):
+    # ------------------------------------------------------------ TLS (doc/tls.md)
+    def _sniff(self, rec, sock, peer):
+        """Wait for the first bytes: a TLS ClientHello or an osmo-pcap frame."""
+        from osmo_pcap import tls as tlsmod
+        key = id(sock)
+
+        def on_result(kind, first):
+            self.pending.pop(key, None)
+            self._sniffed(rec, sock, peer, kind)
+
+        sniffer = tlsmod.Sniffer(self.loop, sock, on_result, self.cfg.tls.handshake_timeout)
+
+        def cancel():
+            sniffer.cancel()
+            sock.close()
+        self.pending[key] = cancel
+
+    def _sniffed(self, rec, sock, peer, kind):
+        from osmo_pcap import tls as tlsmod
+        if kind in ("eof", "timeout", "error"):
+            why = _NO_DATA.get(kind) or "no data within %g s" % self.cfg.tls.handshake_timeout
+            self._refuse(sock, peer, rec, "no_data", why, 20 if kind == "eof" else 30)
+            return
+        if kind != "tls":  # osmo-pcap (or garbage, which validation rejects)
+            if rec is None:
+                self.counters["no_client"] += 1
+                self._refuse(sock, peer, None, None, "plaintext, and no [client] has this "
+                             "ip (ip = any entries take TLS with a certificate only)")
+                return
+            entry = self.entry_tls[rec.name]
+            if not entry.allows(False):
+                self._refuse(sock, peer, rec, "tls_mode",
+                             entry.check_peer(tlsmod.PlainStream(self.loop, sock)))
+                return
+            self.attach(rec, sock, peer)
+            return
+        entry = self.entry_tls[rec.name] if rec is not None else None
+        if entry is not None and not entry.allows(True) and not self.any_ip:
+            self._refuse(sock, peer, rec, "tls_mode", entry.check_peer(_TLSKind()))
+            return
+        st = self.cfg.tls.stream(self.loop, sock)
+        key = id(st)
+        self.pending[key] = st.close
+
+        def on_ready():
+            self.pending.pop(key, None)
+            self._tls_ready(rec, st, peer)
+
+        def on_error(err):
+            self.pending.pop(key, None)
+            self._refuse(st, peer, rec, "tls_" + err.kind.replace("-", "_"),
+                         "TLS handshake failed: %s" % err if err.kind != tlsmod.TIMEOUT
+                         else str(err))
+        st.start(on_ready, on_error, self.cfg.tls.handshake_timeout)
+
+    def _tls_ready(self, rec, st, peer):
+        """The handshake is done: find the entry the connection may feed."""
+        from osmo_pcap import tls as tlsmod
+        names = st.peer_names()
+        counter = "tls_identity"
+        why = None
+        if rec is not None:
+            entry = self.entry_tls[rec.name]
+            why = entry.check_peer(st)
+            if why is None:
+                return self.attach(rec, st.sock, peer, st)
+            if not entry.allows(True):
+                counter = "tls_mode"
+        for other in self.any_ip:
+            entry = self.entry_tls[other.name]
+            if tlsmod.identity_matches(entry.identity, names) and entry.check_peer(st) is None:
+                return self.attach(other, st.sock, peer, st)
+        if why is None:
+            why = "no [client] has this ip, and %s" % (
+                "the client certificate names %s, which no ip = any entry expects"
+                % ", ".join(repr(n) for n in names) if names
+                else "it presented no certificate (ip = any entries need one)")
+        self._refuse(st, peer, rec, counter, why)
+        return None
+
+    def _refuse(self, closer, peer, rec, counter, reason, level=30):
+        """Count, log (rate-limited per address and reason) and close a new connection."""
+        if counter is not None:
+            self.counters[counter] = self.counters.get(counter, 0) + 1
+        held = self.refuse_log.ok((peer[0], counter))
+        if held is not None:
+            _log.log(level, "connection from %s%s refused: %s%s", format_peer(peer),
+                     " (client %s)" % rec.name if rec is not None else "", reason,
+                     " (%d more suppressed)" % held if held else "")
+        closer.close()
+
+    def attach(self, rec, sock, peer, stream=None):
         """Start reading a configured client's new connection; it replaces an old one."""
         old = self.conns.get(rec.name)
         if old is not None:
@@ -146,13 +267,23 @@ class Server(object):
         except OSError:
             pass
         rec.new_connection()
-        conn = Connection(self, sock, peer, rec)
-        self.conns[rec.name] = conn
-        self.loop.add_reader(sock, conn.on_readable)
+        if stream is None:
+            conn = Connection(self, sock, peer, rec)
+            self.conns[rec.name] = conn
+            self.loop.add_reader(sock, conn.on_readable)
+            how = ""
+        else:
+            conn = TLSConnection(self, stream, peer, rec)
+            self.conns[rec.name] = conn
+            stream.set_reader(conn.on_readable)
+            self.counters["tls_connect"] += 1
+            names = stream.peer_names()
+            how = " (%s, %s)" % (stream.version(), "certificate %s" % ", ".join(names)
+                                 if names else "no client certificate")
         if self.cfg.header_timeout:
             conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
                                                      self._check_header, conn)
-        _log.info("%s: connected", conn.label)
+        _log.info("%s: connected%s", conn.label, how)
         for h in self.hooks:
             h.client_connected(rec.name, peer)
         return conn
@@ -180,6 +311,11 @@ class Server(object):
         """A peer broke a rule: count it by reason and disconnect it."""
         rej = conn.recorder.rejected
         rej[err.code] = rej.get(err.code, 0) + 1
+        if err.code == "unknown-type" and conn.parser.link is None \
+                and str(err).startswith("unknown message type %d " % TLS_RECORD_HANDSHAKE):
+            err = "%s: a TLS ClientHello, but the server has no tls_cert" % err
+            self.drop(conn, "protocol violation [unknown-type]: %s" % err, 30)
+            return
         self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30)
 
     # ------------------------------------------------------------ data
@@ -258,6 +394,9 @@ class Server(object):
             self.loop.run_once(0.05)
             if self.bytes_read == before:
                 break
+        for close in list(self.pending.values()):
+            close()
+        self.pending.clear()
         for conn in list(self.conns.values()):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
@@ -290,6 +429,15 @@ class Server(object):
             out.append(("osmo_pcap_server_rejected_total", "counter",
                         "Connections dropped for a protocol violation, by rule",
                         {"reason": code}, rejected[code]))
+        if self.cfg.tls is not None:
+            out.append(("osmo_pcap_server_tls_connect_total", "counter",
+                        "TLS connections accepted for a client entry", {},
+                        c["tls_connect"]))
+            for key in TLS_COUNTERS[1:]:
+                out.append(("osmo_pcap_server_refused_total", "counter",
+                            "Connections refused before reaching a client entry "
+                            "(TLS mode, identity, handshake, no data), by reason",
+                            {"reason": key}, c[key]))
         out.append(("osmo_pcap_server_clients_connected", "gauge",
                     "Configured clients with an open connection", {}, len(self.conns)))
         out.append(("osmo_pcap_server_open_files", "gauge", "Trace files being written", {},

@@ -18,17 +18,19 @@ DEFAULT_PORT = 54321
 DEFAULT_MAX_FILE_SIZE = 1 << 30  # spec 4.12: 1073741824
 DEFAULT_MODE = 0o440
 CLIENT_PREFIX = "client "
+ANY = "any"  # ip = any: the entry is chosen by the certificate identity (doc/tls.md)
 
 
 class ClientConfig(object):
     """One [client NAME] section."""
 
-    __slots__ = ("name", "ip", "store")
+    __slots__ = ("name", "ip", "store", "tls")
 
-    def __init__(self, name, ip, store):
+    def __init__(self, name, ip, store, tls=None):
         self.name = name
-        self.ip = ip
+        self.ip = ip        # an ipaddress object, or ANY
         self.store = store
+        self.tls = tls      # tlsconfig.ClientEntryTLS
 
 
 class ServerConfig(object):
@@ -52,6 +54,7 @@ class ServerConfig(object):
         self.idle_timeout = 0.0
         self.log_level = "info"
         self.hooks = None
+        self.tls = None  # tlsconfig.ServerTLS when tls_cert is set
         self.log = None
         self.metrics = None
         self.clients = []
@@ -63,7 +66,8 @@ class ServerConfig(object):
                     self.listen, self.port, len(self.clients), self.base_path,
                     ", completed_path %s" % self.completed_path if self.completed_path else "",
                     rotation.format_rotate(self.rotate_localtime),
-                    self.max_file_size or "off"))
+                    self.max_file_size or "off")
+                + (", TLS (tls_client_auth %s)" % self.tls.client_auth if self.tls else ""))
 
 
 def _listen_addr(text):
@@ -74,6 +78,8 @@ def _listen_addr(text):
 
 
 def _client_ip(text):
+    if text.strip().lower() == ANY:
+        return ANY
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -101,6 +107,20 @@ def _level(text):
     if text.lower() not in log.LEVELS:
         raise ValueError("expected one of %s, got %r" % (", ".join(sorted(log.LEVELS)), text))
     return text.lower()
+
+
+def _tlsconfig(cp):
+    """Return osmo_pcap.tlsconfig if the file uses TLS (a tls* key or ip = any), else None.
+
+    Without TLS the ssl module (about 4.5 MB of resident memory) is not loaded.
+    """
+    for sect in cp.sections():
+        for key in cp.options(sect):
+            if key.startswith("tls") or (key == "ip" and cp.get(sect, key).strip().lower()
+                                         == ANY):
+                from osmo_pcap import tlsconfig
+                return tlsconfig
+    return None
 
 
 def load(path):
@@ -138,6 +158,9 @@ def load(path):
     cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
     cfg.log_level = s.get("log_level", _level, cfg.log_level)
     cfg.hooks = hooks.read_config(s)
+    tlsconfig = _tlsconfig(cp)
+    if tlsconfig is not None:
+        cfg.tls = tlsconfig.read_server_tls(s)
     s.finish()
 
     # [log] and [metrics] are shared with the client (doc/ops.md)
@@ -167,12 +190,16 @@ def load(path):
         ip = c.get("ip", _client_ip)
         if ip is None:
             raise c.error("ip", "missing: the client's IPv4 or IPv6 address is required")
-        if ip in ips:
+        if ip is not ANY and ip in ips:
             raise c.error("ip", "address %s is already used by [%s]" % (ip, ips[ip]))
         ips[ip] = sect
         store = c.get("store", config.parse_bool, True)
+        entry_tls = None
+        if tlsconfig is not None:
+            entry_tls = tlsconfig.read_client_entry_tls(c, name, cfg.tls,
+                                                        any_ip=(ip is ANY))
         c.finish()
-        cfg.clients.append(ClientConfig(name, ip, store))
+        cfg.clients.append(ClientConfig(name, ip, store, entry_tls))
     return cfg
 
 

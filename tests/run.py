@@ -46,7 +46,8 @@ def main(argv):
     result = unittest.TextTestRunner(verbosity=verbosity, stream=sys.stdout).run(suite)
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped
+    # A skipped module or class is reported as a skip without being "run".
+    passed = max(0, result.testsRun - failed - skipped)
     line = "%d passed, %d failed" % (passed, failed)
     if skipped:
         line += ", %d skipped" % skipped
