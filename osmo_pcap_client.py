@@ -630,6 +630,9 @@ class Client(object):
         if self.cfg.stats_interval > 0:
             loop.call_every(self.cfg.stats_interval, self.log_stats)
         loop.on_signal(signal.SIGUSR2, lambda signum: self.log_stats())
+        # The server rotates on SIGUSR1; a client has no files, so a stray
+        # SIGUSR1 (e.g. sent to every osmo-pcap process) only logs the counters.
+        loop.on_signal(signal.SIGUSR1, lambda signum: self.log_stats())
         loop.on_signal(signal.SIGTERM, self.on_stop_signal)
         loop.on_signal(signal.SIGINT, self.on_stop_signal)
         loop.on_signal(signal.SIGHUP, lambda signum: log.reopen())
@@ -1028,6 +1031,10 @@ class ServerConfig(object):
     def describe(self):
         if self.protocol == "ipip":
             return "%s %s ipip" % (self.name, self.host)
+        if self.tls is not None:
+            return "%s %s:%d TLS%s" % (self.name, self.host, self.port,
+                                       "" if getattr(self.tls, "verify", True)
+                                       else " (server not verified)")
         return "%s %s:%d" % (self.name, self.host, self.port)
 
 

@@ -223,6 +223,9 @@ class Client(object):
         if self.cfg.stats_interval > 0:
             loop.call_every(self.cfg.stats_interval, self.log_stats)
         loop.on_signal(signal.SIGUSR2, lambda signum: self.log_stats())
+        # The server rotates on SIGUSR1; a client has no files, so a stray
+        # SIGUSR1 (e.g. sent to every osmo-pcap process) only logs the counters.
+        loop.on_signal(signal.SIGUSR1, lambda signum: self.log_stats())
         loop.on_signal(signal.SIGTERM, self.on_stop_signal)
         loop.on_signal(signal.SIGINT, self.on_stop_signal)
         loop.on_signal(signal.SIGHUP, lambda signum: log.reopen())

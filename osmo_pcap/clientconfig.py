@@ -49,6 +49,10 @@ class ServerConfig(object):
     def describe(self):
         if self.protocol == "ipip":
             return "%s %s ipip" % (self.name, self.host)
+        if self.tls is not None:
+            return "%s %s:%d TLS%s" % (self.name, self.host, self.port,
+                                       "" if getattr(self.tls, "verify", True)
+                                       else " (server not verified)")
         return "%s %s:%d" % (self.name, self.host, self.port)
 
 

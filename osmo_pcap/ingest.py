@@ -183,7 +183,6 @@ class Connection(object):
                 self.header_timer.cancel()
 
 
-
 class TLSConnection(Connection):
     """A connection whose bytes come through a stream (tls.TLSStream) instead of
     the socket: the plain Connection keeps its direct recv_into."""

@@ -284,8 +284,7 @@ class Server(object):
             conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
                                                      self._check_header, conn)
         _log.info("%s: connected%s", conn.label, how)
-        for h in self.hooks:
-            h.client_connected(rec.name, peer)
+        self.call_hooks("client_connected", rec.name, peer)
         return conn
 
     def _check_header(self, conn):
@@ -304,8 +303,7 @@ class Server(object):
             del self.conns[rec.name]
         _log.log(level, "%s: disconnected: %s", conn.label, reason)
         rec.close_file("disconnect")
-        for h in self.hooks:
-            h.client_disconnected(rec.name)
+        self.call_hooks("client_disconnected", rec.name)
 
     def reject(self, conn, err):
         """A peer broke a rule: count it by reason and disconnect it."""
@@ -329,22 +327,44 @@ class Server(object):
         conn.parser.set_link(link)
         rec = conn.recorder
         rec.set_link(link)
-        for h in self.hooks:
-            h.link_header(rec.name, link)
+        self.call_hooks("link_header", rec.name, link)
         return True
 
     def records(self, rec, link, out, nbytes):
         """Hand validated LINK_DATA payloads to the hooks and the recorder."""
         if self.hooks:
             name = rec.name
-            for h in self.hooks:
-                for p in out:
-                    h.data(name, link, p)
+            for h in tuple(self.hooks):  # hook_failed() may remove one
+                try:
+                    for p in out:
+                        h.data(name, link, p)
+                except Exception:
+                    self.hook_failed(h, "data")
         rec.write(out, nbytes, self.clock.now())
 
+    def call_hooks(self, method, *args):
+        """Call method on every hook; a hook that raises is logged and removed."""
+        for h in list(self.hooks):
+            try:
+                getattr(h, method)(*args)
+            except Exception:
+                self.hook_failed(h, method)
+
+    def hook_failed(self, hook, method):
+        """Drop a hook whose code raised: a bug there must not stop capture."""
+        _log.exception("hook %s failed in %s(); it is disabled until restart",
+                       type(hook).__name__, method)
+        self.counters["hook_errors"] = self.counters.get("hook_errors", 0) + 1
+        if hook in self.hooks:
+            self.hooks.remove(hook)
+            if method != "close":
+                try:
+                    hook.close()
+                except Exception:
+                    pass
+
     def _file_closed(self, name, path):
-        for h in self.hooks:
-            h.file_closed(name, path)
+        self.call_hooks("file_closed", name, path)
 
     # ------------------------------------------------------------ timers, signals
     def tick(self):
@@ -401,8 +421,7 @@ class Server(object):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
             rec.close_file("shutdown")
-        for h in self.hooks:
-            h.close()
+        self.call_hooks("close")
         self.loop.close()
 
     # ------------------------------------------------------------ metrics

@@ -125,7 +125,7 @@ class CleanConfigTest(support.TempDirTestCase):
         with open(os.path.join(support.REPO, "contrib", "osmo-pcap-clean.ini")) as f:
             text = f.read()
         cfg = self.read(text)
-        self.assertEqual(cfg.paths, ["/var/lib/osmocom"])
+        self.assertEqual(cfg.paths, ["/var/lib/osmo-pcap"])
         self.assertEqual(cfg.default, Policy())
         # uncommenting every ";key = value" line in [clean] must change nothing
         clean_part, client_part = text.split(";[client ", 1)

@@ -116,6 +116,28 @@ class InProcess(support.TempDirTestCase):
         self.assertNotIn(("closed", "b", "done"), hook.calls)
         self.assertEqual(os.listdir(self.path("base")), [])
 
+    def test_failing_hook_is_disabled_and_capture_goes_on(self):
+        class Broken(RecordingHook):
+            def data(self, name, link, payload):
+                RecordingHook.data(self, name, link, payload)
+                raise RuntimeError("bug in a hook")
+
+        srv = self.make([("a", "127.0.0.2", True)])
+        broken, good = Broken(), RecordingHook()
+        srv.hooks.extend([broken, good])
+        a = peer.connect(self.port, "127.0.0.2")
+        a.sendall(peer.pcap_stream(4))
+        self.pump(srv, lambda: sum(1 for c in good.calls if c[0] == "data") == 4)
+        self.assertEqual(srv.hooks, [good])
+        self.assertEqual(srv.counters["hook_errors"], 1)
+        self.assertEqual(sum(1 for c in broken.calls if c[0] == "data"), 1)
+        self.assertEqual(broken.calls[-1], ("close",))
+        a.close()
+        self.pump(srv, lambda: not srv.conns)
+        srv.shutdown()
+        (f,) = os.listdir(self.path("done"))
+        self.assertEqual(len(peer.file_records(self.path("done", f))), 4)
+
     def test_ipv6_listener_and_client(self):
         try:
             probe = socket.socket(socket.AF_INET6)

@@ -8,24 +8,28 @@ client entries apart. The test PKI comes from tests/pki.py (openssl).
 
 - TLS stream: the file the server writes is byte-identical to the one of a
   plain-TCP client replaying the same packets (and to the replayed file).
+- openssl s_client (an independent TLS peer) feeding an `ip = any` entry.
 - The negative matrix against one server, all at the same time, while a good
-  TLS client stays connected and keeps being served: no client certificate,
-  wrong CA, revoked, expired, wrong identity, plaintext to a TLS-only entry,
-  TLS to a plaintext entry, a peer that stalls in the handshake, a server
-  certificate that does not carry tls_hostname (the client refuses), and an
-  `ip = any` entry chosen by the certificate identity. Each refusal is counted
-  (SIGUSR2 stats line) and logged with its reason.
+  TLS client (in-process, one connection throughout) keeps being served: no
+  client certificate, wrong CA, revoked, expired, wrong identity, plaintext to
+  a TLS-only entry, TLS to a plaintext entry, a peer that stalls in the
+  handshake, a silent peer, plaintext and a foreign certificate from addresses
+  of no entry, a server certificate that does not carry tls_hostname (the
+  client refuses and says why), and an `ip = any` entry chosen by the
+  certificate identity. Each refusal is counted (SIGUSR2 stats line and
+  /metrics) and logged with its reason.
+- A TLS ClientHello to a server without TLS; start-up errors (--check-config).
 """
 
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import unittest
+from urllib.request import urlopen
 
 from tests import peer, support
 from tests import pki as pkimod
@@ -161,19 +165,29 @@ class TLSStreamTest(E2ETestCase):
 
     def test_tls_file_identical_to_plain(self):
         self.input = self.path("in.pcap")
-        recs = write_pcap(self.input, 2500)   # about 2 MB: many TLS records per read
+        write_pcap(self.input, 2500)   # about 2 MB: many TLS records per read
         srv = self.start_server(
             self.server_tls_keys("required") +
             "\n[client plain]\nip = 127.0.0.2\n"
-            "\n[client secure]\nip = 127.0.0.3\ntls = required\ntls_identity = client1\n")
+            "\n[client secure]\nip = 127.0.0.3\ntls = required\ntls_identity = client1\n"
+            "\n[client unverified]\nip = 127.0.0.4\ntls = yes\ntls_identity = client1\n")
         plain = self.start_client("plain", srv.port, "127.0.0.2")
         secure = self.start_client("secure", srv.port, "127.0.0.3", self.client_tls_keys())
+        # Encryption without checking the server (upstream's no tls verify-cert), TLS 1.3 only.
+        unverified = self.start_client("unverified", srv.port, "127.0.0.4",
+                                       self.client_tls_keys(ca="other-ca", tls_verify="no",
+                                                            tls_min_version="1.3"))
         self.wait_exit(plain)
         self.wait_exit(secure)
+        self.wait_exit(unverified)
+        self.assertIn("tls_verify = no: the server certificate is not checked",
+                      unverified.text())
+        self.assertIn("connected with TLSv1.3, server certificate NOT verified",
+                      unverified.text())
         self.assertIn("2500 packet(s) replayed", secure.text())
         self.assertRegex(secure.text(), r"connected with TLSv1\.[23], server certificate "
                                         r"verified for 127\.0\.0\.1")
-        srv.wait_log("client secure (127.0.0.3:", 1)
+        srv.wait_log("disconnected: connection closed by the client", 3)
         self.assertEqual(srv.stop(), 0)
         log = srv.log()
         self.assertTrue(lines_with(log, "client secure (127.0.0.3:", "TLSv1.", "client1"), log)
@@ -183,8 +197,10 @@ class TLSStreamTest(E2ETestCase):
         secure_bytes = peer.read_file(sf[0])
         self.assertEqual(secure_bytes, peer.read_file(pf[0]))
         self.assertEqual(secure_bytes, peer.read_file(self.input))
-        self.assertEqual(len(recs), 2500)
-
+        self.assertEqual(len(peer.file_records(sf[0])), 2500)
+        uf = self.files_of(srv, "unverified")
+        self.assertEqual(len(uf), 1, srv.all_files())
+        self.assertEqual(peer.read_file(uf[0]), secure_bytes)
 
     def test_openssl_s_client_to_server(self):
         # An independent TLS peer: openssl s_client with client1's certificate feeds an
@@ -283,7 +299,8 @@ class TLSStreamTest(E2ETestCase):
 
 # ------------------------------------------------------------------ negative matrix
 GOOD, NOCERT, WRONGCA, REVOKED, EXPIRED, WRONGID, PLAINREQ, PLAINENTRY, STALL, \
-    BADNAME, ROAMING, QUIET = ("127.0.0.%d" % i for i in range(2, 14))
+    BADNAME, ROAMING, QUIET, STRANGER_PLAIN, STRANGER_TLS = (
+        "127.0.0.%d" % i for i in range(2, 16))   # ROAMING and STRANGER_*: no ip entry
 
 MATRIX_ENTRIES = """
 [client good]
@@ -378,8 +395,10 @@ class NegativeMatrixTest(E2ETestCase):
     def test_matrix(self):
         self.input = self.path("in.pcap")
         write_pcap(self.input, 50)
+        metrics_port = support.free_port()
         srv = self.start_server(self.server_tls_keys("required", HANDSHAKE_TIMEOUT)
-                                + MATRIX_ENTRIES)
+                                + MATRIX_ENTRIES
+                                + "\n[metrics]\nlisten = 127.0.0.1:%d\n" % metrics_port)
         port = srv.port
 
         good = GoodPeer(port)
@@ -402,6 +421,19 @@ class NegativeMatrixTest(E2ETestCase):
         stall.sendall(out.read())
         quiet = peer.connect(port, QUIET)
         self.addCleanup(quiet.close)
+        # Addresses of no entry: plaintext cannot use `ip = any`; TLS needs a fitting name.
+        self.assertTrue(peer.send_all_then_wait_closed(port, peer.pcap_stream(3),
+                                                       STRANGER_PLAIN))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(PKI["ca"])
+        ctx.load_cert_chain(*PKI["client2"])
+        try:
+            with ctx.wrap_socket(peer.connect(port, STRANGER_TLS),
+                                 server_hostname="server.test") as s:
+                s.sendall(wire.encode_link_hdr(pcapfile.encode_global_header(9000, 1)))
+                s.recv(100)  # b"" or a reset once the server has refused
+        except OSError:
+            pass
 
         keys = self.client_tls_keys
         clients = {
@@ -436,6 +468,9 @@ class NegativeMatrixTest(E2ETestCase):
                          "plaintext (tls = no)"),
             (STALL, "TLS handshake not completed within %d s" % HANDSHAKE_TIMEOUT),
             (QUIET, "no data within %d s" % HANDSHAKE_TIMEOUT),
+            (STRANGER_PLAIN, "plaintext, and no [client] has this ip"),
+            (STRANGER_TLS, "no [client] has this ip, and the client certificate names "
+                           "'client2', which no ip = any entry expects"),
         ]
         if v37:
             # The client aborts the handshake with an alert. Python 3.6 checks the
@@ -452,9 +487,17 @@ class NegativeMatrixTest(E2ETestCase):
         good.close()
         srv.wait_log("client good (%s:%d): disconnected" % (GOOD, good.local_port))
         stats = self.server_stats(srv)
-        for key, least in (("tls_verify", 4), ("tls_identity", 1), ("tls_mode", 2),
-                           ("tls_timeout", 1), ("no_data", 1), ("tls_connect", 2)):
+        for key, least in (("tls_verify", 4), ("tls_identity", 2), ("tls_mode", 2),
+                           ("tls_timeout", 1), ("no_data", 1), ("tls_connect", 2),
+                           ("no_client", 1)):
             self.assertGreaterEqual(stats.get(key, 0), least, (key, stats))
+        text = urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=10).read()
+        text = text.decode()
+        m = re.search(r'(?m)^osmo_pcap_server_refused_total\{reason="tls_timeout"\} (\d+)',
+                      text)
+        self.assertTrue(m, text)
+        self.assertGreaterEqual(int(m.group(1)), 1)
+        self.assertRegex(text, r"(?m)^osmo_pcap_server_tls_connect_total [2-9]")
 
         # The client that cannot verify the server name says so and never sends.
         bad = clients["badname"]
