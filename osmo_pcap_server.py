@@ -206,6 +206,10 @@ class Section(object):
         text = self._items.get(key)
         if text is None or text.strip() == "":
             return default
+        if "\n" in text.strip():
+            # configparser joins an indented next line to this value.
+            raise self.error(key, "the value continues on an indented line (%r); "
+                             "keys must start at the beginning of a line" % text.strip())
         if parse is None:
             return text.strip()
         try:
@@ -527,11 +531,16 @@ whole messages are queued or dropped (and counted), never split, so a slow
 peer costs at most `limit` bytes and never a blocking call.
 """
 
+import errno
 import socket
 import time
 
 # Bytes per send() call: large enough to batch many small messages.
 _SEND_CHUNK = 1 << 20
+# Out of descriptors or memory, a listening socket stays readable: accepting is
+# paused this long instead of spinning (the server's own listener does the same).
+ACCEPT_PAUSE = 1.0
+RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 def listen(host, port, backlog=16):
@@ -549,18 +558,38 @@ def listen(host, port, backlog=16):
     return sock
 
 
-def accept_all(sock):
-    """Yield (conn, peer) for every pending connection on a listening socket."""
+def accept_all(sock, on_exhausted=None):
+    """Yield (conn, peer) for every pending connection on a listening socket.
+
+    on_exhausted(error) is called when accept() fails for lack of descriptors
+    or memory (see pause_accepting); other errors just end the batch.
+    """
     while True:
         try:
             conn, peer = sock.accept()
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
-            # ECONNABORTED, EMFILE...: nothing to hand out now; the loop retries.
+        except OSError as e:
+            # ECONNABORTED...: nothing to hand out now; the loop retries.
+            if e.errno in RESOURCE_ERRNOS and on_exhausted is not None:
+                on_exhausted(e)
             return
         conn.setblocking(False)
         yield conn, peer[:2]
+
+
+def pause_accepting(loop, sock, reader, seconds=None):
+    """Stop watching a listening socket for a while, then call reader() on it again.
+
+    For EMFILE and friends: the socket stays readable, and retrying at once
+    would spin the loop at full CPU until a descriptor is free.
+    """
+    loop.remove_reader(sock)
+
+    def resume():
+        if sock.fileno() >= 0:  # not closed in the meantime
+            loop.add_reader(sock, reader)
+    loop.call_later(ACCEPT_PAUSE if seconds is None else seconds, resume)
 
 
 def format_peer(peer):
@@ -1642,6 +1671,7 @@ one small non-blocking connection object per scraper, bounded in number,
 request size and time.
 """
 
+import errno
 import os
 import re
 import socket
@@ -1652,8 +1682,10 @@ from osmo_pcap.config import parse_host_port
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST = 8192      # bytes of request line + headers we are willing to hold
-MAX_CLIENTS = 16        # concurrent scrapers; more are closed at once
+MAX_CLIENTS = 16        # concurrent scrapers; beyond, the oldest without a request goes
 CLIENT_TIMEOUT = 10.0   # seconds a scraper may take to send its request
+ACCEPT_PAUSE = 1.0      # out of descriptors: stop accepting this long (no spinning)
+_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 PATH = "/metrics"
 
 
@@ -1890,18 +1922,34 @@ class MetricsServer(object):
                 conn, _addr = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # EMFILE and friends: try again on the next wake-up
+            except OSError as e:
+                if e.errno not in _RESOURCE_ERRNOS:
+                    return  # ECONNABORTED...: try again on the next wake-up
+                # EMFILE and friends: the socket stays readable; retrying at once
+                # would spin the loop (and log) until a descriptor is free.
                 if self.log:
-                    self.log.warning("metrics: accept failed: %s", e)
+                    self.log.warning("metrics: accept failed: %s; pausing accepts for %gs",
+                                     e.strerror or e, ACCEPT_PAUSE)
+                self.loop.remove_reader(self.sock)
+                self.loop.call_later(ACCEPT_PAUSE, self._resume_accept, self.sock)
                 return
             if len(self.clients) >= MAX_CLIENTS:
-                conn.close()
-                continue
+                # Connections that send nothing must not lock scrapers out for
+                # CLIENT_TIMEOUT: the oldest one still without a request makes room.
+                idle = next((o for o in self.clients.values() if o.out is None), None)
+                if idle is None:
+                    conn.close()
+                    continue
+                self._drop(idle)
             conn.setblocking(False)
             c = _Scraper(conn)
             c.timer = self.loop.call_later(CLIENT_TIMEOUT, self._timeout, c)
             self.clients[conn.fileno()] = c
             self.loop.add_reader(conn, lambda c=c: self._read(c))
+
+    def _resume_accept(self, sock):
+        if self.sock is sock:  # not closed (or restarted) in the meantime
+            self.loop.add_reader(sock, self._accept)
 
     def _timeout(self, c):
         c.timer = None
@@ -3086,8 +3134,10 @@ moves its files. Signals only set flags; the loop does the work.
 """
 
 import argparse
+import collections
 import gc
 import ipaddress
+import resource
 import signal
 import socket
 import sys
@@ -3109,6 +3159,14 @@ RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
+# Connections not yet attached (waiting for their first bytes, or in their TLS
+# handshake) each hold a descriptor for up to twice tls_handshake_timeout: a
+# peer opening many must not starve the server of descriptors for its trace
+# files and clients. At most PENDING_MAX wait (and a quarter of RLIMIT_NOFILE),
+# a quarter of that (at most PENDING_PER_IP) from one address; beyond, the
+# oldest waiting connection (of that address) is closed, counted as pending_full.
+PENDING_MAX = 1024
+PENDING_PER_IP = 64
 
 _log = log.get("server")
 
@@ -3118,13 +3176,27 @@ _log = log.get("server")
 # entry), tls_<kind> for failed handshakes (tls_timeout: the stall counter).
 TLS_COUNTERS = ("tls_connect", "no_data", "tls_mode", "tls_identity", "tls_timeout",
                 "tls_verify", "tls_rejected", "tls_not_tls", "tls_eof", "tls_io",
-                "tls_protocol")
+                "tls_protocol", "pending_full")
 _NO_DATA = {"eof": "closed before sending anything",
             "error": "socket error before sending anything"}
 
 
 TLS_RECORD_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello (tls.py; ssl is
                              # imported only when TLS is configured)
+
+
+def pending_limits(nofile=None):
+    """Return (total, per address) limits of waiting connections for a descriptor limit."""
+    if nofile is None:
+        try:
+            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (OSError, ValueError):
+            nofile = resource.RLIM_INFINITY
+    if nofile == resource.RLIM_INFINITY or nofile < 0:
+        total = PENDING_MAX
+    else:
+        total = max(8, min(PENDING_MAX, nofile // 4))
+    return total, max(2, min(PENDING_PER_IP, total // 4))
 
 
 class _TLSKind(object):
@@ -3147,7 +3219,11 @@ class Server(object):
         self.by_ip = dict((r.ip, r) for r in self.recorders if r.ip is not serverconfig.ANY)
         self.any_ip = [r for r in self.recorders if r.ip is serverconfig.ANY]
         self.entry_tls = dict((c.name, c.tls) for c in cfg.clients)
-        self.pending = {}  # id -> close(): connections still sniffed or in their handshake
+        # Connections still sniffed or in their handshake, oldest first:
+        # key -> (peer, close), and the same by address.
+        self.pending = collections.OrderedDict()
+        self.pending_by_ip = {}
+        self.pending_max, self.pending_per_ip = pending_limits()
         self.refuse_log = log.RateLimiter(10.0)
         if cfg.tls is not None:
             for k in TLS_COUNTERS:
@@ -3250,7 +3326,7 @@ class Server(object):
         key = id(sock)
 
         def on_result(kind, first):
-            self.pending.pop(key, None)
+            self._release(key)
             self._sniffed(rec, sock, peer, kind)
 
         sniffer = tlsmod.Sniffer(self.loop, sock, on_result, self.cfg.tls.handshake_timeout)
@@ -3258,7 +3334,40 @@ class Server(object):
         def cancel():
             sniffer.cancel()
             sock.close()
-        self.pending[key] = cancel
+        self._hold(key, peer, cancel)
+
+    def _hold(self, key, peer, close):
+        """Track a connection that is not attached yet, within the pending limits."""
+        ip = peer[0]
+        mine = self.pending_by_ip.get(ip)
+        if mine is not None and len(mine) >= self.pending_per_ip:
+            self._evict(next(iter(mine)), "%d connections from this address" % len(mine))
+        elif len(self.pending) >= self.pending_max:
+            self._evict(next(iter(self.pending)), "%d connections" % len(self.pending))
+        self.pending[key] = (peer, close)
+        self.pending_by_ip.setdefault(ip, collections.OrderedDict())[key] = True
+
+    def _release(self, key):
+        """Forget a pending connection (attached, refused or closed); return its entry."""
+        entry = self.pending.pop(key, None)
+        if entry is not None:
+            ip = entry[0][0]
+            mine = self.pending_by_ip[ip]
+            del mine[key]
+            if not mine:
+                del self.pending_by_ip[ip]
+        return entry
+
+    def _evict(self, key, how_many):
+        peer, close = self._release(key)
+        self.counters["pending_full"] += 1
+        held = self.refuse_log.ok((peer[0], "pending_full"))
+        if held is not None:
+            _log.warning("connection from %s closed before its first bytes or TLS handshake "
+                         "completed: %s already waiting (limits %d, %d per address)%s",
+                         format_peer(peer), how_many, self.pending_max, self.pending_per_ip,
+                         " (%d more suppressed)" % held if held else "")
+        close()
 
     def _sniffed(self, rec, sock, peer, kind):
         from osmo_pcap import tls as tlsmod
@@ -3285,14 +3394,14 @@ class Server(object):
             return
         st = self.cfg.tls.stream(self.loop, sock)
         key = id(st)
-        self.pending[key] = st.close
+        self._hold(key, peer, st.close)
 
         def on_ready():
-            self.pending.pop(key, None)
+            self._release(key)
             self._tls_ready(rec, st, peer)
 
         def on_error(err):
-            self.pending.pop(key, None)
+            self._release(key)
             self._refuse(st, peer, rec, "tls_" + err.kind.replace("-", "_"),
                          "TLS handshake failed: %s" % err if err.kind != tlsmod.TIMEOUT
                          else str(err))
@@ -3492,9 +3601,10 @@ class Server(object):
             self.loop.run_once(0.05)
             if self.bytes_read == before:
                 break
-        for close in list(self.pending.values()):
+        for _, close in list(self.pending.values()):
             close()
         self.pending.clear()
+        self.pending_by_ip.clear()
         for conn in list(self.conns.values()):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
@@ -4121,6 +4231,7 @@ interface ids; other pcapng blocks (ISB, NRB, custom) are not forwarded, as
 they would need renumbering too and a live viewer can do without them.
 """
 
+import struct
 import time
 
 from osmo_pcap import fanout, log, pcapfile, pcapng
@@ -4136,7 +4247,11 @@ _TSRESOL_NS = 9
 
 
 def _pcap_interfaces(name, link):
-    return [(name, link.linktype, link.snaplen, _TSRESOL_NS if link.nanosecond else _TSRESOL_US)]
+    # A pcap header's 32-bit link type field carries the FCS length and flags in
+    # its upper half; an IDB's link type is the 16-bit lower half (the FCS
+    # length would be the if_fcslen option, which the tap leaves out).
+    return [(name, link.linktype & 0xFFFF, link.snaplen,
+             _TSRESOL_NS if link.nanosecond else _TSRESOL_US)]
 
 
 def _pcapng_interfaces(name, link):
@@ -4212,6 +4327,7 @@ class Tap(object):
         self._idbs = []         # IDB bytes by tap interface id
         self._links = {}        # client name -> (LinkInfo, [tap id per client interface])
         self._full_logged = False
+        self._refuse_log = log.RateLimiter(10.0)
         self.dropped_unmapped = 0
         loop.add_reader(self.sock, self._accept)
         what = "client %s" % only if only else "all clients"
@@ -4224,11 +4340,14 @@ class Tap(object):
 
     # ---------------------------------------------------------- consumers
     def _accept(self):
-        for conn, peer in fanout.accept_all(self.sock):
+        for conn, peer in fanout.accept_all(self.sock, self._exhausted):
             name = fanout.format_peer(peer)
             if len(self.consumers) >= self.max_consumers:
-                self.log.warning("tap: refusing %s: already %d consumers", name,
-                                 self.max_consumers)
+                held = self._refuse_log.ok("full")  # one line per connection would flood
+                if held is not None:
+                    self.log.warning("tap: refusing %s: already %d consumers%s", name,
+                                     self.max_consumers,
+                                     " (%d more suppressed)" % held if held else "")
                 conn.close()
                 continue
             s = fanout.Sender(self.loop, conn, self.queue_max, self._send_failed)
@@ -4237,6 +4356,11 @@ class Tap(object):
             s.push(b"".join([SHB] + self._idbs))
             self.loop.add_reader(conn, lambda s=s: self._readable(s))
             self.log.info("tap: consumer %s connected", name)
+
+    def _exhausted(self, err):
+        self.log.warning("tap: accept failed: %s; pausing accepts for %gs",
+                         err.strerror or err, fanout.ACCEPT_PAUSE)
+        fanout.pause_accepting(self.loop, self.sock, self._accept)
 
     def _readable(self, s):
         # Consumers have nothing to say; read to notice the end of the connection.
@@ -4273,7 +4397,13 @@ class Tap(object):
                                "streamed (a server restart starts afresh)", MAX_INTERFACES)
             return None
         tid = len(self._idbs)
-        idb = encode_interface(*key)
+        try:
+            idb = encode_interface(*key)
+        except (struct.error, ValueError, OverflowError):
+            # A client's odd header must not disable the tap for every client
+            # (the server drops a hook that raises): its packets are skipped.
+            self.log.warning("tap: cannot describe interface %r: not streamed", key)
+            return None
         self._ids[key] = tid
         self._idbs.append(idb)
         for s in self.consumers:
@@ -6819,6 +6949,7 @@ class Subscriber(object):
         self.matches = {}       # topic -> bool, cleared when subs change
         self.in_multipart = False
         self.timer = None
+        self.seq = 0            # accept order, to find the oldest handshake
 
     # -- subscriptions
     def wants(self, topic):
@@ -6968,6 +7099,8 @@ class Publisher(object):
         self.ready = []         # handshake done: these receive messages
         self._by_sender = {}
         self.dropped = 0
+        self._seq = 0
+        self._full_log = log.RateLimiter(10.0)
         loop.add_reader(self.sock, self._accept)
 
     @property
@@ -6979,19 +7112,37 @@ class Publisher(object):
         return bool(self.ready)
 
     def _accept(self):
-        for conn, peer in fanout.accept_all(self.sock):
+        for conn, peer in fanout.accept_all(self.sock, self._exhausted):
             if len(self.pending) + len(self.ready) >= self.max_subscribers:
-                self.log.warning("zmq: refusing subscriber %s: already %d connected",
-                                 fanout.format_peer(peer), self.max_subscribers)
-                conn.close()
-                continue
+                # Peers that connect and say nothing must not lock subscribers out
+                # for HANDSHAKE_TIMEOUT: the oldest unfinished handshake makes room.
+                oldest = min(self.pending, key=lambda s: s.seq) if self.pending else None
+                held = self._full_log.ok("full")
+                if held is not None:
+                    self.log.warning("zmq: %d subscribers connected: %s%s",
+                                     self.max_subscribers,
+                                     "closing the oldest unfinished handshake (%s) for %s"
+                                     % (oldest.name, fanout.format_peer(peer)) if oldest
+                                     else "refusing %s" % fanout.format_peer(peer),
+                                     " (%d more suppressed)" % held if held else "")
+                if oldest is None:
+                    conn.close()
+                    continue
+                self._drop(oldest, "handshake not finished, room needed", level=10)
             sub = Subscriber(self, conn, peer)
+            self._seq += 1
+            sub.seq = self._seq
             self._by_sender[sub.sender] = sub
             self.pending.add(sub)
             self.loop.add_reader(conn, lambda s=sub: self._readable(s))
             sub.sender.push(GREETING + READY)
             sub.timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout, sub)
             self.log.debug("zmq: connection from %s", sub.name)
+
+    def _exhausted(self, err):
+        self.log.warning("zmq: accept failed: %s; pausing accepts for %gs",
+                         err.strerror or err, fanout.ACCEPT_PAUSE)
+        fanout.pause_accepting(self.loop, self.sock, self._accept)
 
     def _handshake_timeout(self, sub):
         if sub in self.pending:
@@ -7026,7 +7177,7 @@ class Publisher(object):
         if sub is not None:
             self._drop(sub, reason)
 
-    def _drop(self, sub, reason, flush=False):
+    def _drop(self, sub, reason, flush=False, level=20):
         if sub.sender.closed:
             return
         if flush:
@@ -7042,8 +7193,8 @@ class Publisher(object):
             self.ready.remove(sub)
         self._by_sender.pop(sub.sender, None)
         s = sub.sender
-        self.log.info("zmq: subscriber %s gone (%s); %d messages (%d bytes) dropped for it",
-                      sub.name, reason, s.dropped, s.dropped_bytes)
+        self.log.log(level, "zmq: subscriber %s gone (%s); %d messages (%d bytes) dropped "
+                     "for it", sub.name, reason, s.dropped, s.dropped_bytes)
         s.close()
 
     def publish(self, parts):

@@ -282,7 +282,8 @@ def describe(cfg, out):
             days(p.max_age) if p.max_age else "off", p.max_files or "off",
             " max_bytes=%s" % (human(p.max_bytes) if p.max_bytes else "off") if budget else "",
             p.compress_after, p.compress, p.compress_level))
-    out.write("config %s is valid\n" % cfg.path)
+    out.write("config OK: %s: %d path(s) %s, %d client section(s)\n"
+              % (cfg.path, len(cfg.paths), " ".join(cfg.paths), len(cfg.clients)))
     out.write("paths: %s\n" % " ".join(cfg.paths))
     out.write("lock_file: %s\n" % cfg.lock_file)
     out.write("max_bytes (all clients): %s\n" % (human(cfg.max_bytes) if cfg.max_bytes else "off"))
@@ -297,7 +298,7 @@ def describe(cfg, out):
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog=PROG, description="Delete and compress old osmo-pcap trace files as "
-        "configured; see doc/clean.md. Exit status: 0 ok, 1 an action failed or "
+        "configured; see the osmo_pcap_clean.py chapter of the README. Exit status: 0 ok, 1 an action failed or "
         "another run is busy, 2 configuration error.")
     ap.add_argument("-c", "--config-file", metavar="FILE", default=DEFAULT_CONFIG,
                     help="configuration file (default: %s in the current directory)"
@@ -307,7 +308,8 @@ def parse_args(argv):
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="print every action with its reason, and a summary")
     ap.add_argument("--check-config", action="store_true",
-                    help="check the configuration file, print it, and exit")
+                    help="check the configuration file, print a summary and the effective "
+                    "settings per client, and exit")
     ap.add_argument("-V", "--version", action="version",
                     version="%s %s\n%s" % (PROG, __version__, COPYRIGHT))
     return ap.parse_args(argv)

@@ -25,7 +25,7 @@ MAX_CAPLEN = {"pcap": 65531 - 16, "pcapng": 65531 - 36 - 3}
 DEFAULT_SNAPLEN = 9000
 PROTOCOLS = ("osmo-pcap", "ipip")
 FORMATS = ("pcap", "pcapng")
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
 
 
 class ServerConfig(object):
@@ -88,7 +88,7 @@ class ClientConfig(object):
         """One line for --check-config."""
         src = ("file %s" % self.read_file if self.read_file else
                "%d device(s) %s" % (len(self.devices), " ".join(self.devices)))
-        return "%s: OK: %s, format %s, snaplen %d, %d server(s)%s" % (
+        return "config OK: %s: %s, format %s, snaplen %d, %d server(s)%s" % (
             self.path, src, self.file_format, self.snaplen, len(self.servers),
             (": " + ", ".join(s.describe() for s in self.servers)) if self.servers else "")
 
@@ -149,7 +149,8 @@ def load(path):
     cfg.path = path
     for name in cp.sections():
         if name not in ("client", "log", "metrics") and not name.startswith("server "):
-            raise ConfigError("unknown section (expected [client] and [server NAME])", path, name)
+            raise ConfigError("unknown section (expected [client], [server NAME], [log] or "
+                              "[metrics])", path, name)
     if not cp.has_section("client"):
         raise ConfigError("missing [client] section", path)
     sec = Section(cp, "client", path)

@@ -174,6 +174,10 @@ class Section(object):
         text = self._items.get(key)
         if text is None or text.strip() == "":
             return default
+        if "\n" in text.strip():
+            # configparser joins an indented next line to this value.
+            raise self.error(key, "the value continues on an indented line (%r); "
+                             "keys must start at the beginning of a line" % text.strip())
         if parse is None:
             return text.strip()
         try:

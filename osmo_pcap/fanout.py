@@ -7,11 +7,16 @@ whole messages are queued or dropped (and counted), never split, so a slow
 peer costs at most `limit` bytes and never a blocking call.
 """
 
+import errno
 import socket
 import time
 
 # Bytes per send() call: large enough to batch many small messages.
 _SEND_CHUNK = 1 << 20
+# Out of descriptors or memory, a listening socket stays readable: accepting is
+# paused this long instead of spinning (the server's own listener does the same).
+ACCEPT_PAUSE = 1.0
+RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 def listen(host, port, backlog=16):
@@ -29,18 +34,38 @@ def listen(host, port, backlog=16):
     return sock
 
 
-def accept_all(sock):
-    """Yield (conn, peer) for every pending connection on a listening socket."""
+def accept_all(sock, on_exhausted=None):
+    """Yield (conn, peer) for every pending connection on a listening socket.
+
+    on_exhausted(error) is called when accept() fails for lack of descriptors
+    or memory (see pause_accepting); other errors just end the batch.
+    """
     while True:
         try:
             conn, peer = sock.accept()
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
-            # ECONNABORTED, EMFILE...: nothing to hand out now; the loop retries.
+        except OSError as e:
+            # ECONNABORTED...: nothing to hand out now; the loop retries.
+            if e.errno in RESOURCE_ERRNOS and on_exhausted is not None:
+                on_exhausted(e)
             return
         conn.setblocking(False)
         yield conn, peer[:2]
+
+
+def pause_accepting(loop, sock, reader, seconds=None):
+    """Stop watching a listening socket for a while, then call reader() on it again.
+
+    For EMFILE and friends: the socket stays readable, and retrying at once
+    would spin the loop at full CPU until a descriptor is free.
+    """
+    loop.remove_reader(sock)
+
+    def resume():
+        if sock.fileno() >= 0:  # not closed in the meantime
+            loop.add_reader(sock, reader)
+    loop.call_later(ACCEPT_PAUSE if seconds is None else seconds, resume)
 
 
 def format_peer(peer):

@@ -9,6 +9,7 @@ one small non-blocking connection object per scraper, bounded in number,
 request size and time.
 """
 
+import errno
 import os
 import re
 import socket
@@ -19,8 +20,10 @@ from osmo_pcap.config import parse_host_port
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST = 8192      # bytes of request line + headers we are willing to hold
-MAX_CLIENTS = 16        # concurrent scrapers; more are closed at once
+MAX_CLIENTS = 16        # concurrent scrapers; beyond, the oldest without a request goes
 CLIENT_TIMEOUT = 10.0   # seconds a scraper may take to send its request
+ACCEPT_PAUSE = 1.0      # out of descriptors: stop accepting this long (no spinning)
+_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 PATH = "/metrics"
 
 
@@ -257,18 +260,34 @@ class MetricsServer(object):
                 conn, _addr = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # EMFILE and friends: try again on the next wake-up
+            except OSError as e:
+                if e.errno not in _RESOURCE_ERRNOS:
+                    return  # ECONNABORTED...: try again on the next wake-up
+                # EMFILE and friends: the socket stays readable; retrying at once
+                # would spin the loop (and log) until a descriptor is free.
                 if self.log:
-                    self.log.warning("metrics: accept failed: %s", e)
+                    self.log.warning("metrics: accept failed: %s; pausing accepts for %gs",
+                                     e.strerror or e, ACCEPT_PAUSE)
+                self.loop.remove_reader(self.sock)
+                self.loop.call_later(ACCEPT_PAUSE, self._resume_accept, self.sock)
                 return
             if len(self.clients) >= MAX_CLIENTS:
-                conn.close()
-                continue
+                # Connections that send nothing must not lock scrapers out for
+                # CLIENT_TIMEOUT: the oldest one still without a request makes room.
+                idle = next((o for o in self.clients.values() if o.out is None), None)
+                if idle is None:
+                    conn.close()
+                    continue
+                self._drop(idle)
             conn.setblocking(False)
             c = _Scraper(conn)
             c.timer = self.loop.call_later(CLIENT_TIMEOUT, self._timeout, c)
             self.clients[conn.fileno()] = c
             self.loop.add_reader(conn, lambda c=c: self._read(c))
+
+    def _resume_accept(self, sock):
+        if self.sock is sock:  # not closed (or restarted) in the meantime
+            self.loop.add_reader(sock, self._accept)
 
     def _timeout(self, c):
         c.timer = None

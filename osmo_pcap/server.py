@@ -8,8 +8,10 @@ moves its files. Signals only set flags; the loop does the work.
 """
 
 import argparse
+import collections
 import gc
 import ipaddress
+import resource
 import signal
 import socket
 import sys
@@ -31,6 +33,14 @@ RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
+# Connections not yet attached (waiting for their first bytes, or in their TLS
+# handshake) each hold a descriptor for up to twice tls_handshake_timeout: a
+# peer opening many must not starve the server of descriptors for its trace
+# files and clients. At most PENDING_MAX wait (and a quarter of RLIMIT_NOFILE),
+# a quarter of that (at most PENDING_PER_IP) from one address; beyond, the
+# oldest waiting connection (of that address) is closed, counted as pending_full.
+PENDING_MAX = 1024
+PENDING_PER_IP = 64
 
 _log = log.get("server")
 
@@ -40,13 +50,27 @@ _log = log.get("server")
 # entry), tls_<kind> for failed handshakes (tls_timeout: the stall counter).
 TLS_COUNTERS = ("tls_connect", "no_data", "tls_mode", "tls_identity", "tls_timeout",
                 "tls_verify", "tls_rejected", "tls_not_tls", "tls_eof", "tls_io",
-                "tls_protocol")
+                "tls_protocol", "pending_full")
 _NO_DATA = {"eof": "closed before sending anything",
             "error": "socket error before sending anything"}
 
 
 TLS_RECORD_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello (tls.py; ssl is
                              # imported only when TLS is configured)
+
+
+def pending_limits(nofile=None):
+    """Return (total, per address) limits of waiting connections for a descriptor limit."""
+    if nofile is None:
+        try:
+            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (OSError, ValueError):
+            nofile = resource.RLIM_INFINITY
+    if nofile == resource.RLIM_INFINITY or nofile < 0:
+        total = PENDING_MAX
+    else:
+        total = max(8, min(PENDING_MAX, nofile // 4))
+    return total, max(2, min(PENDING_PER_IP, total // 4))
 
 
 class _TLSKind(object):
@@ -69,7 +93,11 @@ class Server(object):
         self.by_ip = dict((r.ip, r) for r in self.recorders if r.ip is not serverconfig.ANY)
         self.any_ip = [r for r in self.recorders if r.ip is serverconfig.ANY]
         self.entry_tls = dict((c.name, c.tls) for c in cfg.clients)
-        self.pending = {}  # id -> close(): connections still sniffed or in their handshake
+        # Connections still sniffed or in their handshake, oldest first:
+        # key -> (peer, close), and the same by address.
+        self.pending = collections.OrderedDict()
+        self.pending_by_ip = {}
+        self.pending_max, self.pending_per_ip = pending_limits()
         self.refuse_log = log.RateLimiter(10.0)
         if cfg.tls is not None:
             for k in TLS_COUNTERS:
@@ -172,7 +200,7 @@ class Server(object):
         key = id(sock)
 
         def on_result(kind, first):
-            self.pending.pop(key, None)
+            self._release(key)
             self._sniffed(rec, sock, peer, kind)
 
         sniffer = tlsmod.Sniffer(self.loop, sock, on_result, self.cfg.tls.handshake_timeout)
@@ -180,7 +208,40 @@ class Server(object):
         def cancel():
             sniffer.cancel()
             sock.close()
-        self.pending[key] = cancel
+        self._hold(key, peer, cancel)
+
+    def _hold(self, key, peer, close):
+        """Track a connection that is not attached yet, within the pending limits."""
+        ip = peer[0]
+        mine = self.pending_by_ip.get(ip)
+        if mine is not None and len(mine) >= self.pending_per_ip:
+            self._evict(next(iter(mine)), "%d connections from this address" % len(mine))
+        elif len(self.pending) >= self.pending_max:
+            self._evict(next(iter(self.pending)), "%d connections" % len(self.pending))
+        self.pending[key] = (peer, close)
+        self.pending_by_ip.setdefault(ip, collections.OrderedDict())[key] = True
+
+    def _release(self, key):
+        """Forget a pending connection (attached, refused or closed); return its entry."""
+        entry = self.pending.pop(key, None)
+        if entry is not None:
+            ip = entry[0][0]
+            mine = self.pending_by_ip[ip]
+            del mine[key]
+            if not mine:
+                del self.pending_by_ip[ip]
+        return entry
+
+    def _evict(self, key, how_many):
+        peer, close = self._release(key)
+        self.counters["pending_full"] += 1
+        held = self.refuse_log.ok((peer[0], "pending_full"))
+        if held is not None:
+            _log.warning("connection from %s closed before its first bytes or TLS handshake "
+                         "completed: %s already waiting (limits %d, %d per address)%s",
+                         format_peer(peer), how_many, self.pending_max, self.pending_per_ip,
+                         " (%d more suppressed)" % held if held else "")
+        close()
 
     def _sniffed(self, rec, sock, peer, kind):
         from osmo_pcap import tls as tlsmod
@@ -207,14 +268,14 @@ class Server(object):
             return
         st = self.cfg.tls.stream(self.loop, sock)
         key = id(st)
-        self.pending[key] = st.close
+        self._hold(key, peer, st.close)
 
         def on_ready():
-            self.pending.pop(key, None)
+            self._release(key)
             self._tls_ready(rec, st, peer)
 
         def on_error(err):
-            self.pending.pop(key, None)
+            self._release(key)
             self._refuse(st, peer, rec, "tls_" + err.kind.replace("-", "_"),
                          "TLS handshake failed: %s" % err if err.kind != tlsmod.TIMEOUT
                          else str(err))
@@ -414,9 +475,10 @@ class Server(object):
             self.loop.run_once(0.05)
             if self.bytes_read == before:
                 break
-        for close in list(self.pending.values()):
+        for _, close in list(self.pending.values()):
             close()
         self.pending.clear()
+        self.pending_by_ip.clear()
         for conn in list(self.conns.values()):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:

@@ -10,6 +10,7 @@ interface ids; other pcapng blocks (ISB, NRB, custom) are not forwarded, as
 they would need renumbering too and a live viewer can do without them.
 """
 
+import struct
 import time
 
 from osmo_pcap import fanout, log, pcapfile, pcapng
@@ -25,7 +26,11 @@ _TSRESOL_NS = 9
 
 
 def _pcap_interfaces(name, link):
-    return [(name, link.linktype, link.snaplen, _TSRESOL_NS if link.nanosecond else _TSRESOL_US)]
+    # A pcap header's 32-bit link type field carries the FCS length and flags in
+    # its upper half; an IDB's link type is the 16-bit lower half (the FCS
+    # length would be the if_fcslen option, which the tap leaves out).
+    return [(name, link.linktype & 0xFFFF, link.snaplen,
+             _TSRESOL_NS if link.nanosecond else _TSRESOL_US)]
 
 
 def _pcapng_interfaces(name, link):
@@ -101,6 +106,7 @@ class Tap(object):
         self._idbs = []         # IDB bytes by tap interface id
         self._links = {}        # client name -> (LinkInfo, [tap id per client interface])
         self._full_logged = False
+        self._refuse_log = log.RateLimiter(10.0)
         self.dropped_unmapped = 0
         loop.add_reader(self.sock, self._accept)
         what = "client %s" % only if only else "all clients"
@@ -113,11 +119,14 @@ class Tap(object):
 
     # ---------------------------------------------------------- consumers
     def _accept(self):
-        for conn, peer in fanout.accept_all(self.sock):
+        for conn, peer in fanout.accept_all(self.sock, self._exhausted):
             name = fanout.format_peer(peer)
             if len(self.consumers) >= self.max_consumers:
-                self.log.warning("tap: refusing %s: already %d consumers", name,
-                                 self.max_consumers)
+                held = self._refuse_log.ok("full")  # one line per connection would flood
+                if held is not None:
+                    self.log.warning("tap: refusing %s: already %d consumers%s", name,
+                                     self.max_consumers,
+                                     " (%d more suppressed)" % held if held else "")
                 conn.close()
                 continue
             s = fanout.Sender(self.loop, conn, self.queue_max, self._send_failed)
@@ -126,6 +135,11 @@ class Tap(object):
             s.push(b"".join([SHB] + self._idbs))
             self.loop.add_reader(conn, lambda s=s: self._readable(s))
             self.log.info("tap: consumer %s connected", name)
+
+    def _exhausted(self, err):
+        self.log.warning("tap: accept failed: %s; pausing accepts for %gs",
+                         err.strerror or err, fanout.ACCEPT_PAUSE)
+        fanout.pause_accepting(self.loop, self.sock, self._accept)
 
     def _readable(self, s):
         # Consumers have nothing to say; read to notice the end of the connection.
@@ -162,7 +176,13 @@ class Tap(object):
                                "streamed (a server restart starts afresh)", MAX_INTERFACES)
             return None
         tid = len(self._idbs)
-        idb = encode_interface(*key)
+        try:
+            idb = encode_interface(*key)
+        except (struct.error, ValueError, OverflowError):
+            # A client's odd header must not disable the tap for every client
+            # (the server drops a hook that raises): its packets are skipped.
+            self.log.warning("tap: cannot describe interface %r: not streamed", key)
+            return None
         self._ids[key] = tid
         self._idbs.append(idb)
         for s in self.consumers:

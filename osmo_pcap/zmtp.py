@@ -134,6 +134,7 @@ class Subscriber(object):
         self.matches = {}       # topic -> bool, cleared when subs change
         self.in_multipart = False
         self.timer = None
+        self.seq = 0            # accept order, to find the oldest handshake
 
     # -- subscriptions
     def wants(self, topic):
@@ -283,6 +284,8 @@ class Publisher(object):
         self.ready = []         # handshake done: these receive messages
         self._by_sender = {}
         self.dropped = 0
+        self._seq = 0
+        self._full_log = log.RateLimiter(10.0)
         loop.add_reader(self.sock, self._accept)
 
     @property
@@ -294,19 +297,37 @@ class Publisher(object):
         return bool(self.ready)
 
     def _accept(self):
-        for conn, peer in fanout.accept_all(self.sock):
+        for conn, peer in fanout.accept_all(self.sock, self._exhausted):
             if len(self.pending) + len(self.ready) >= self.max_subscribers:
-                self.log.warning("zmq: refusing subscriber %s: already %d connected",
-                                 fanout.format_peer(peer), self.max_subscribers)
-                conn.close()
-                continue
+                # Peers that connect and say nothing must not lock subscribers out
+                # for HANDSHAKE_TIMEOUT: the oldest unfinished handshake makes room.
+                oldest = min(self.pending, key=lambda s: s.seq) if self.pending else None
+                held = self._full_log.ok("full")
+                if held is not None:
+                    self.log.warning("zmq: %d subscribers connected: %s%s",
+                                     self.max_subscribers,
+                                     "closing the oldest unfinished handshake (%s) for %s"
+                                     % (oldest.name, fanout.format_peer(peer)) if oldest
+                                     else "refusing %s" % fanout.format_peer(peer),
+                                     " (%d more suppressed)" % held if held else "")
+                if oldest is None:
+                    conn.close()
+                    continue
+                self._drop(oldest, "handshake not finished, room needed", level=10)
             sub = Subscriber(self, conn, peer)
+            self._seq += 1
+            sub.seq = self._seq
             self._by_sender[sub.sender] = sub
             self.pending.add(sub)
             self.loop.add_reader(conn, lambda s=sub: self._readable(s))
             sub.sender.push(GREETING + READY)
             sub.timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout, sub)
             self.log.debug("zmq: connection from %s", sub.name)
+
+    def _exhausted(self, err):
+        self.log.warning("zmq: accept failed: %s; pausing accepts for %gs",
+                         err.strerror or err, fanout.ACCEPT_PAUSE)
+        fanout.pause_accepting(self.loop, self.sock, self._accept)
 
     def _handshake_timeout(self, sub):
         if sub in self.pending:
@@ -341,7 +362,7 @@ class Publisher(object):
         if sub is not None:
             self._drop(sub, reason)
 
-    def _drop(self, sub, reason, flush=False):
+    def _drop(self, sub, reason, flush=False, level=20):
         if sub.sender.closed:
             return
         if flush:
@@ -357,8 +378,8 @@ class Publisher(object):
             self.ready.remove(sub)
         self._by_sender.pop(sub.sender, None)
         s = sub.sender
-        self.log.info("zmq: subscriber %s gone (%s); %d messages (%d bytes) dropped for it",
-                      sub.name, reason, s.dropped, s.dropped_bytes)
+        self.log.log(level, "zmq: subscriber %s gone (%s); %d messages (%d bytes) dropped "
+                     "for it", sub.name, reason, s.dropped, s.dropped_bytes)
         s.close()
 
     def publish(self, parts):

@@ -61,6 +61,14 @@ class ConfigTest(support.TempDirTestCase):
         self.assertIn("bogus", str(cm.exception))
         self.assertEqual(sec.get("absent", int, 7), 7)
 
+    def test_indented_line_is_not_silently_joined(self):
+        path = self.ini("[server]\nbase_path = /x\n  port = 1\n")
+        sec = config.Section(config.read_ini(path), "server", path)
+        with self.assertRaises(config.ConfigError) as cm:
+            sec.get("base_path")
+        self.assertIn("indented line", str(cm.exception))
+        self.assertIn("base_path", str(cm.exception))
+
     def test_file_errors(self):
         with self.assertRaises(config.ConfigError) as cm:
             config.read_ini(self.path("missing.ini"))

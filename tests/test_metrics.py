@@ -181,6 +181,17 @@ class ServeTest(unittest.TestCase):
         s.sendall(b"ics HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200 OK"))
 
+    def test_silent_connections_do_not_lock_scrapers_out(self):
+        silent = []
+        for _ in range(metrics.MAX_CLIENTS):
+            silent.append(socket.create_connection(("127.0.0.1", self.srv.address[1]),
+                                                   timeout=20))
+            self.addCleanup(silent[-1].close)
+        status, _, body = self.fetch("/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("osmo_pcap_build_info", body)
+        self.assertEqual(silent[0].recv(100), b"")  # the oldest made room
+
     def test_client_going_away_early(self):
         self.raw(b"GET /met", shutdown=True)
         self.assertEqual(self.fetch("/metrics")[0], 200)

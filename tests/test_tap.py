@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """The live PCAP-over-IP tap (osmo_pcap.tap), driven with fake server events."""
 
+import logging
 import os
 import socket
 import struct
@@ -130,6 +131,48 @@ class ConversionTest(unittest.TestCase):
         self.assertEqual(tap.interfaces_of("gw", PCAP_NS_BE), [("gw", 101, 9000, 9)])
         self.assertEqual(tap.interfaces_of("bsc", PCAPNG_BE),
                          [("bsc:eth0", 1, 9000, 6), ("bsc:tun0", 101, 9000, 9)])
+
+    def quiet_tap(self):
+        loop = Loop()
+        self.addCleanup(loop.close)
+        quiet = logging.getLogger("test_tap.quiet")
+        quiet.propagate = False
+        quiet.addHandler(logging.NullHandler())
+        t = tap.Tap(loop, "127.0.0.1", 0, logger=quiet)
+        self.addCleanup(t.close, 0)
+        return t
+
+    def test_pcap_link_type_upper_half_is_not_the_idb_link_type(self):
+        # The pcap header's 32-bit field may carry FCS bits above the link type
+        # (validation accepts it); before, packing it into the IDB's 16 bits
+        # raised struct.error in link_header() and the server disabled the tap.
+        link = validate.check_link_hdr(pcapfile.encode_global_header(200, 0x10000001))
+        self.assertEqual(tap.interfaces_of("fcs", link), [("fcs", 1, 200, 6)])
+        t = self.quiet_tap()
+        t.link_header("fcs", link)
+        sink = Sink()
+        t.consumers[sink] = "sink"
+        t.data("fcs", link, pcapfile.encode_record(1, 2, b"abc"))
+        del t.consumers[sink]
+        self.assertEqual(t.dropped_unmapped, 0)
+        self.assertEqual(bytes(sink.out), pcapng.encode_epb(0, 1000002, b"abc"))
+        self.assertEqual(t._idbs, [tap.encode_interface("fcs", 1, 200, 6)])
+
+    def test_interface_that_cannot_be_described_is_skipped(self):
+        t = self.quiet_tap()
+        self.assertIsNone(t._tap_id(("x", 1 << 20, 200, 6)))
+        self.assertEqual(t._idbs, [])
+
+
+class Sink(object):
+    """Stands for a consumer's fanout.Sender: keeps what is pushed."""
+
+    def __init__(self):
+        self.out = bytearray()
+        self.limit = 1 << 20
+
+    def push(self, data):
+        self.out += data
 
 
 class TapTest(unittest.TestCase):

@@ -8,6 +8,11 @@ only /var/lib/osmo-pcap is replaced by a temporary directory, as the README
 allows. Traffic is generated on the client side, the file must appear on the
 server side, move to done/ and read back with tshark with exactly the packets
 the filter selects.
+
+Also what a new user meets first on the command line of the three programs:
+--help lists the options the docs describe, --check-config accepts the contrib
+examples with one line, and each typical mistake gives one line naming the file,
+[section] and key, status 2, no traceback.
 """
 
 import os
@@ -38,7 +43,7 @@ for i in range(10):
 
 
 def walkthrough():
-    """Return (server ini, client ini, [command lines]) from the README section."""
+    """Return ([server ini, client ini], [command lines]) from the README section."""
     with open(README, encoding="utf-8") as f:
         text = f.read()
     start = text.index(SECTION)
@@ -161,7 +166,7 @@ class TwoHosts(support.TempDirTestCase):
         netns.python_in(self.cli_ns, SEND_UDP, SERVER_IP)
         self.wait_for("the trace file", lambda: any(
             n.startswith("trace-bts1-") for n in os.listdir(self.state)))
-        self.wait_for("10 records in the file", lambda: self.count(self.state) >= 10)
+        self.wait_for("11 records in the file", lambda: self.count(self.state) >= 11)
 
         client.send_signal(signal.SIGTERM)
         self.assertEqual(client.wait(15), 0, self.read_log(client))
@@ -194,6 +199,120 @@ class TwoHosts(support.TempDirTestCase):
                 except Exception:
                     pass  # a block still being written
         return n
+
+
+# ------------------------------------------------- command line, as a new user meets it
+
+PROGRAMS = ("server", "client", "clean")
+MINIMAL = {
+    "server": "[server]\nbase_path = base\n[client bts1]\nip = 192.0.2.21\n",
+    "client": "[client]\ndevices = lo\n[server main]\nhost = 127.0.0.1\nport = 54321\n",
+    "clean": "[clean]\npaths = base\n[client bts1]\nmax_files = 3\n",
+}
+MAIN = {"server": "server", "client": "client", "clean": "clean"}
+# (name, text appended to MINIMAL, words the one error line must contain)
+MISTAKES = [
+    ("unknown-key", None, ["[{main}]", "bogus_key", "unknown key"]),
+    ("bad-value", None, None),  # per program, below
+    ("duplicate-section", "\n[{main}]\n", ["duplicate section", "[{main}]"]),
+    ("unknown-section", "\n[bogus]\nx = 1\n", ["[bogus]", "unknown section"]),
+    ("unsafe-name", "\n[{named} ../x]\n", ["[{named} ../x]", "'../x'", "not a safe name"]),
+]
+BAD_VALUE = {"server": ("port = many", "[server] port"),
+             "client": ("snaplen = lots", "[client] snaplen"),
+             "clean": ("max_age = forever", "[clean] max_age")}
+NAMED = {"server": "client", "client": "server", "clean": "client"}
+
+
+def with_line(prog, line):
+    """MINIMAL[prog] with line added to its main section."""
+    head = "[%s]\n" % MAIN[prog]
+    return MINIMAL[prog].replace(head, head + line + "\n", 1)
+
+
+class CommandLineTest(support.TempDirTestCase):
+    """--help, --check-config and bad input of the three programs."""
+
+    def setUp(self):
+        support.TempDirTestCase.setUp(self)
+        os.mkdir(self.path("base"))
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+    def check_config(self, prog, path):
+        return support.run(support.script_cmd(prog, "-c", path, "--check-config"),
+                           check=False, cwd=self.tmp)
+
+    def assert_one_error(self, p, words):
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertNotIn("Traceback", p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        for w in words:
+            self.assertIn(w, p.stderr)
+
+    def test_help_lists_the_documented_options(self):
+        for prog in PROGRAMS:
+            with open(os.path.join(support.REPO, "doc", prog + ".md")) as f:
+                doc = f.read()
+            opts = set()
+            for line in doc.splitlines():
+                if line.startswith("| `-"):
+                    opts.update(re.findall(r"`(--?[a-zA-Z][-a-z]*)", line.split("|")[1]))
+            self.assertIn("--check-config", opts)
+            out = support.run(support.script_cmd(prog, "--help")).stdout
+            for opt in sorted(opts):
+                self.assertRegex(out, r"(^|[\s,\[])%s\b" % re.escape(opt), (prog, opt))
+
+    def test_contrib_examples_check_ok(self):
+        for prog in PROGRAMS:
+            with open(os.path.join(support.REPO, "contrib", "osmo-pcap-%s.ini" % prog)) as f:
+                text = f.read().replace("/var/lib/osmo-pcap", self.path("base"))
+            p = self.check_config(prog, self.write(prog + ".ini", text))
+            self.assertEqual((p.returncode, p.stderr), (0, ""), prog)
+            self.assertTrue(p.stdout.startswith("config OK: %s: " % self.path(prog + ".ini")),
+                            p.stdout)
+
+    def test_mistakes_give_one_line_and_status_2(self):
+        for prog in PROGRAMS:
+            for name, extra, words in MISTAKES:
+                fmt = {"main": MAIN[prog], "named": NAMED[prog]}
+                if name == "bad-value":
+                    line, where = BAD_VALUE[prog]
+                    text = with_line(prog, line)
+                    words = [where, line.split(" = ")[1]]
+                elif name == "unknown-key":
+                    text = with_line(prog, "bogus_key = 1")
+                    words = [w.format(**fmt) for w in words]
+                else:
+                    text = MINIMAL[prog] + extra.format(**fmt)
+                    words = [w.format(**fmt) for w in words]
+                ini = self.write("%s-%s.ini" % (prog, name), text)
+                with self.subTest(prog=prog, mistake=name):
+                    self.assert_one_error(self.check_config(prog, ini), [ini] + words)
+            missing = self.path("%s-missing.ini" % prog)
+            self.assert_one_error(self.check_config(prog, missing),
+                                  [missing, "No such file or directory"])
+            self.assert_one_error(self.check_config(prog, self.tmp),
+                                  [self.tmp, "cannot read config file"])
+            if os.geteuid() != 0:  # root reads any file
+                ini = self.write("%s-unreadable.ini" % prog, MINIMAL[prog])
+                os.chmod(ini, 0)
+                self.assert_one_error(self.check_config(prog, ini),
+                                      [ini, "Permission denied"])
+
+    def test_daemons_refuse_to_start_with_a_mistake(self):
+        # Without --check-config the daemons stop with status 1 (documented), the
+        # cleanup tool with 2; one line either way.
+        for prog, status in (("server", 1), ("client", 1), ("clean", 2)):
+            ini = self.write(prog + "-typo.ini", with_line(prog, "bogus_key = 1"))
+            p = support.run(support.script_cmd(prog, "-c", ini), check=False, cwd=self.tmp,
+                            timeout=30)
+            self.assertEqual(p.returncode, status, p.stderr)
+            self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+            self.assertIn("bogus_key", p.stderr)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,31 @@ class RawPeerTest(PublisherTestCase):
         self.assertEqual(self.pub.subscribers(), [])
         self.assertEqual(self.pub.pending, set())
 
+    def test_silent_peers_do_not_lock_subscribers_out(self):
+        # All slots taken by peers that never greet: the oldest makes room for a
+        # real subscriber at once, instead of after HANDSHAKE_TIMEOUT.
+        self.pub.max_subscribers = 3
+        silent = []
+        for _ in range(3):
+            silent.append(RawPeer(self.pub.port))
+            self.addCleanup(silent[-1].close)
+            n = len(silent)
+            wait_for(self.loop, lambda: len(self.pub.pending) == n)
+        p = self.raw()
+        p.send(frame(b"\x01event."))
+        self.wait_subs(1, 1)
+        wait_for(self.loop, lambda: silent[0].eof, also=silent[0].pump)
+        self.assertEqual(len(self.pub.pending), 2)
+        # full of finished handshakes: a newcomer is refused, nobody is dropped
+        for q in silent[1:]:
+            q.close()
+        wait_for(self.loop, lambda: not self.pub.pending)
+        self.pub.max_subscribers = 1
+        late = RawPeer(self.pub.port)
+        self.addCleanup(late.close)
+        wait_for(self.loop, lambda: late.eof, also=late.pump)
+        self.assertEqual(len(self.pub.subscribers()), 1)
+
     def test_stuck_subscriber_is_bounded_and_counted(self):
         stuck = self.raw(rcvbuf=4096)
         stuck.send(frame(b"\x01"))
