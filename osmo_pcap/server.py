@@ -34,7 +34,7 @@ ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
 # Connections not yet attached (waiting for their first bytes, or in their TLS
-# handshake) each hold a descriptor for up to twice tls_handshake_timeout: a
+# handshake) each hold a descriptor for up to tls_handshake_timeout: a
 # peer opening many must not starve the server of descriptors for its trace
 # files and clients. At most PENDING_MAX wait (and a quarter of RLIMIT_NOFILE),
 # a quarter of that (at most PENDING_PER_IP) from one address; beyond, the
@@ -198,10 +198,11 @@ class Server(object):
         """Wait for the first bytes: a TLS ClientHello or an osmo-pcap frame."""
         from osmo_pcap import tls as tlsmod
         key = id(sock)
+        started = self.loop.clock()
 
         def on_result(kind, first):
             self._release(key)
-            self._sniffed(rec, sock, peer, kind)
+            self._sniffed(rec, sock, peer, kind, started)
 
         sniffer = tlsmod.Sniffer(self.loop, sock, on_result, self.cfg.tls.handshake_timeout)
 
@@ -243,7 +244,7 @@ class Server(object):
                          " (%d more suppressed)" % held if held else "")
         close()
 
-    def _sniffed(self, rec, sock, peer, kind):
+    def _sniffed(self, rec, sock, peer, kind, started):
         from osmo_pcap import tls as tlsmod
         if kind in ("eof", "timeout", "error"):
             why = _NO_DATA.get(kind) or "no data within %g s" % self.cfg.tls.handshake_timeout
@@ -268,6 +269,7 @@ class Server(object):
             return
         st = self.cfg.tls.stream(self.loop, sock)
         key = id(st)
+        timeout = self.cfg.tls.handshake_timeout
         self._hold(key, peer, st.close)
 
         def on_ready():
@@ -278,8 +280,10 @@ class Server(object):
             self._release(key)
             self._refuse(st, peer, rec, "tls_" + err.kind.replace("-", "_"),
                          "TLS handshake failed: %s" % err if err.kind != tlsmod.TIMEOUT
-                         else str(err))
-        st.start(on_ready, on_error, self.cfg.tls.handshake_timeout)
+                         else "TLS handshake not completed within %g s" % timeout)
+        # tls_handshake_timeout counts from the accept, not from the first byte:
+        # a peer trickling its ClientHello cannot hold on for twice as long.
+        st.start(on_ready, on_error, max(0.001, timeout - (self.loop.clock() - started)))
 
     def _tls_ready(self, rec, st, peer):
         """The handshake is done: find the entry the connection may feed."""

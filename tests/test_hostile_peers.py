@@ -8,7 +8,10 @@
    the descriptors left are enough for a neighbour's new connection and its
    new trace files. Before, the flood exhausted RLIMIT_NOFILE: accepts paused
    and the neighbour's rotation failed with EMFILE (packets lost).
-2. Out of descriptors, the hook listeners (ZeroMQ, tap) and /metrics pause
+2. tls_handshake_timeout counts from the accept: a peer that sends its first
+   byte late does not get a fresh timeout for the handshake (in-process, with
+   the loop on a fake clock). Before, sniffing and handshake took one each.
+3. Out of descriptors, the hook listeners (ZeroMQ, tap) and /metrics pause
    accepting instead of spinning the loop at full CPU (in-process, with a
    listening socket whose accept() fails with EMFILE on demand).
 """
@@ -31,6 +34,8 @@ WAIT = 30.0  # hang guard for waits, never a speed assertion
 QUIET = logging.getLogger("test_hostile_peers")
 QUIET.addHandler(logging.NullHandler())
 QUIET.propagate = False
+logging.getLogger("osmo-pcap").addHandler(logging.NullHandler())  # in-process Server
+logging.getLogger("osmo-pcap").propagate = False
 
 
 class PendingFlood(support.TempDirTestCase):
@@ -84,6 +89,51 @@ class PendingFlood(support.TempDirTestCase):
             seen += [struct.unpack("<I", r.data[:4])[0] for r in peer.file_records(path)]
         self.assertEqual(seen, list(range(30)))
         self.assertGreaterEqual(len(srv.files()), 3)
+
+
+class HandshakeDeadline(support.TempDirTestCase):
+    """tls_handshake_timeout runs from the accept: the wait for the first byte counts."""
+
+    def test_first_byte_late_leaves_only_the_rest_for_the_handshake(self):
+        support.require_tool("openssl")
+        from osmo_pcap import serverconfig
+        from osmo_pcap.server import Server
+        pki = pkimod.shared_pki()
+        ini = self.path("server.ini")
+        with open(ini, "w") as f:
+            f.write("[server]\nlisten = 127.0.0.1\nport = 1\nbase_path = %s\n"
+                    "tls_cert = %s\ntls_key = %s\ntls_handshake_timeout = 10s\n"
+                    "[client n]\nip = 127.0.0.1\ntls = yes\n"
+                    % (self.tmp, pki["server"][0], pki["server"][1]))
+        now = [1000.0]
+        cfg = serverconfig.load(ini)
+        cfg.port = 0
+        srv = Server(cfg, Loop(clock=lambda: now[0]))
+        self.addCleanup(srv.shutdown, 0)
+        srv.listen()
+        c = peer.connect(srv.listener.getsockname()[1])
+        self.addCleanup(c.close)
+
+        def pump(until):
+            for _ in range(int(WAIT / 0.01)):
+                if until():
+                    return
+                srv.loop.run_once(0.01)
+            self.fail("condition not reached")
+        pump(lambda: srv.pending)
+        now[0] += 9.0
+        c.sendall(b"\x16\x03\x01")  # a ClientHello that stops there
+
+        def stream():  # the pending entry's close() is the TLSStream's once sniffed
+            closers = [close for _, close in srv.pending.values()]
+            return getattr(closers[0], "__self__", None) if closers else None
+        pump(lambda: stream() is not None)
+        st = stream()
+        pump(lambda: st._timer is not None)
+        self.assertAlmostEqual(st._timer.when - now[0], 1.0, places=3)
+        now[0] += 1.001
+        pump(lambda: srv.counters["tls_timeout"] == 1)
+        self.assertEqual(len(srv.pending), 0)
 
 
 class PendingLimits(unittest.TestCase):
