@@ -2,7 +2,7 @@
 # osmo-pcap for Python. `make` builds the three standalone scripts from osmo_pcap/.
 
 PYTHON ?= python3
-SOURCES := $(sort $(wildcard osmo_pcap/*.py))
+SOURCES := $(sort $(wildcard osmo_pcap/*.py osmo_pcap/*/*.py))
 SCRIPTS := osmo_pcap_client.py osmo_pcap_server.py osmo_pcap_clean.py
 
 .PHONY: all check test test-deps bench clean-build

@@ -28,8 +28,355 @@ COPYRIGHT = ("Copyright (C) the osmo-pcap for Python authors. "
 '''
 # ==================== End file osmo_pcap/__init__.py ======================
 
-# ==================== Begin file osmo_pcap/clean.py ====================
-_SOURCES['osmo_pcap/clean.py'] = r'''
+# ==================== Begin file osmo_pcap/clean/__init__.py ====================
+_SOURCES['osmo_pcap/clean/__init__.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The cleanup tool, osmo_pcap_clean.py: compress and expire closed trace files.
+
+main (command line), config ([clean] and [client NAME] rules), plan (pure
+selection of what to do with each file), tracedir (listing a trace directory),
+compress (atomic streaming gzip/bz2/xz).
+"""
+'''
+# ==================== End file osmo_pcap/clean/__init__.py ======================
+
+# ==================== Begin file osmo_pcap/clean/compress.py ====================
+_SOURCES['osmo_pcap/clean/compress.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Atomic, streaming compression of one file into NAME.gz, NAME.bz2 or NAME.xz.
+
+The compressed data goes into a hidden temporary file in the same directory,
+which is fsynced and then renamed to the final name; only then is the
+original removed. So the final name only ever holds a complete file, and an
+interrupted run leaves the original plus, at worst, a temporary file that
+is_temp_name() recognises and the next run removes. Memory use is bounded by
+CHUNK, whatever the file size.
+"""
+
+import errno
+import os
+
+SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
+TMP_PREFIX = ".osmo-pcap-clean."
+TMP_SUFFIX = ".tmp"
+CHUNK = 1 << 20
+
+
+class CompressError(Exception):
+    """Compression could not be done; the message says why (path included)."""
+
+
+def temp_name(final_name):
+    """Return the temporary file name used while writing final_name."""
+    return TMP_PREFIX + final_name + TMP_SUFFIX
+
+
+def is_temp_name(name):
+    """Tell whether name is a temporary file left by an interrupted compression."""
+    return (name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
+            and len(name) > len(TMP_PREFIX) + len(TMP_SUFFIX))
+
+
+def final_path(path, method):
+    """Return the compressed file's path for path and method."""
+    return path + "." + SUFFIX[method]
+
+
+def _writer(method, raw, level, name, mtime):
+    if method == "gzip":
+        import gzip
+        # name and mtime go into the gzip header (gzip -N restores them)
+        return gzip.GzipFile(filename=name, mode="wb", compresslevel=level, fileobj=raw,
+                             mtime=int(mtime))
+    if method == "bz2":
+        import bz2
+        return bz2.BZ2File(raw, "wb", compresslevel=level)
+    if method == "xz":
+        import lzma
+        return lzma.LZMAFile(raw, "wb", preset=level)
+    raise ValueError("unknown compression method %r" % method)
+
+
+def open_reader(path, method):
+    """Return a binary file object that decompresses the file at path."""
+    if method == "gzip":
+        import gzip
+        return gzip.open(path, "rb")
+    if method == "bz2":
+        import bz2
+        return bz2.open(path, "rb")
+    if method == "xz":
+        import lzma
+        return lzma.open(path, "rb")
+    raise ValueError("unknown compression method %r" % method)
+
+
+def same_content(src, compressed_path, method):
+    """Tell whether compressed_path decompresses to exactly the bytes of src (a file object)."""
+    src.seek(0)
+    try:
+        with open_reader(compressed_path, method) as z:
+            while True:
+                a = src.read(CHUNK)
+                b = z.read(len(a)) if a else z.read(1)
+                if a != b:
+                    return False
+                if not a:
+                    return True
+    except Exception as e:
+        # corrupt or truncated data raises EOFError, OSError without errno,
+        # lzma.LZMAError...: all mean "not the same"; a real I/O error propagates
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        return False
+    finally:
+        src.seek(0)
+
+
+def fsync_dir(path):
+    """Make the directory entry changes in path durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
+
+
+def compress_file(path, method, level, src=None):
+    """Compress path into path.SUFFIX atomically; remove path; return (final, in, out) sizes.
+
+    src: an already open binary file object for path (the caller may hold a
+    lock through it); opened here if None. Keeps mode, owner (when allowed),
+    and atime/mtime. If the final name exists already, the original is only
+    removed when the existing file holds the same data; otherwise CompressError.
+    """
+    directory, name = os.path.split(path)
+    final = final_path(path, method)
+    tmp = os.path.join(directory, temp_name(os.path.basename(final)))
+    own = src is None
+    if own:
+        src = open(path, "rb")
+    try:
+        st = os.fstat(src.fileno())
+        if os.path.lexists(final):
+            if not same_content(src, final, method):
+                raise CompressError("%s exists already and holds other data; left both alone"
+                                    % final)
+            os.unlink(path)
+            fsync_dir(directory or ".")
+            return final, st.st_size, os.lstat(final).st_size
+        _remove(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                     0o600)
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                w = _writer(method, raw, level, name, st.st_mtime)
+                try:
+                    while True:
+                        chunk = src.read(CHUNK)
+                        if not chunk:
+                            break
+                        w.write(chunk)
+                finally:
+                    w.close()
+                raw.flush()
+                try:
+                    os.fchown(raw.fileno(), st.st_uid, st.st_gid)
+                except OSError:
+                    pass  # not permitted for non-root: the file stays ours
+                os.fchmod(raw.fileno(), st.st_mode & 0o7777)
+                os.fsync(raw.fileno())
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            if os.path.lexists(final):
+                raise CompressError("%s appeared while compressing; left it alone" % final)
+            os.rename(tmp, final)
+        except BaseException:
+            try:
+                _remove(tmp)
+            except OSError:
+                pass
+            raise
+        fsync_dir(directory or ".")
+        os.unlink(path)
+        out_size = os.lstat(final).st_size
+    finally:
+        if own:
+            src.close()
+    return final, st.st_size, out_size
+'''
+# ==================== End file osmo_pcap/clean/compress.py ======================
+
+# ==================== Begin file osmo_pcap/clean/config.py ====================
+_SOURCES['osmo_pcap/clean/config.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The cleanup tool's INI file: [clean] and optional [client NAME] sections.
+
+read() returns a CleanConfig or raises ini.ConfigError naming the file,
+section and key. Keys and defaults are documented in doc/clean.md.
+"""
+
+import os
+import re
+import shlex
+
+from osmo_pcap import ini
+from osmo_pcap.clean.plan import METHODS, Policy
+
+MAIN = "clean"
+CLIENT_PREFIX = "client "
+LOCK_NAME = ".osmo-pcap-clean.lock"
+# keys that only make sense once, for the whole run
+GLOBAL_ONLY = ("paths", "min_free", "lock_file")
+# python modules behind each method: a build without one is a config error
+_MODULES = {"gzip": "gzip", "bz2": "bz2", "xz": "lzma"}
+
+
+class CleanConfig(object):
+    """The parsed configuration of one cleanup run."""
+
+    def __init__(self, path, paths, lock_file, default, clients, max_bytes, min_free):
+        self.path = path            # the config file
+        self.paths = paths          # absolute directories to clean
+        self.lock_file = lock_file  # absolute path
+        self.default = default      # Policy from [clean]
+        self.clients = clients      # {name: Policy}
+        self.max_bytes = max_bytes  # global budget, 0 = off
+        self.min_free = min_free    # None, ("bytes", n) or ("percent", p)
+
+    def policy(self, client):
+        return self.clients.get(client, self.default)
+
+
+def parse_age(text):
+    """Return seconds for '120d', '36h', '2w' (plain numbers are days); None for off."""
+    if text.strip().lower() in ("off", "no", "none", "0"):
+        return None
+    secs = ini.parse_duration(text, default_unit="d")
+    return secs or None
+
+
+def parse_count(text):
+    """Return a file count >= 0; 'off' is 0 (rule disabled)."""
+    if text.strip().lower() in ("off", "no", "none"):
+        return 0
+    return ini.parse_int(text, 0)
+
+
+def parse_min_free(text):
+    """Return None (off), ('bytes', n) or ('percent', p) for '10%', '20G', 'off'."""
+    t = text.strip()
+    m = re.match(r"^(\d+(?:\.\d+)?)\s*%$", t)
+    if m:
+        pct = float(m.group(1))
+        if not 0 < pct < 100:
+            raise ValueError("a percentage must be above 0 and below 100: %r" % text)
+        return ("percent", pct)
+    n = ini.parse_size(t, allow_off=True)
+    return ("bytes", n) if n else None
+
+
+def parse_method(text):
+    """Return one of gzip, bz2, xz, none; fail if this Python lacks the module."""
+    t = text.strip().lower()
+    if t not in METHODS:
+        raise ValueError("expected one of %s, got %r" % (" | ".join(METHODS), text))
+    if t in _MODULES:
+        try:
+            __import__(_MODULES[t])
+        except ImportError:
+            raise ValueError("%s needs the Python module %s, which this interpreter "
+                             "lacks; choose another method" % (t, _MODULES[t]))
+    return t
+
+
+def _policy(sec, base):
+    """Read the per-client keys of sec on top of the Policy base."""
+    p = base.replace()
+    p.max_age = sec.get("max_age", parse_age, p.max_age)
+    p.max_files = sec.get("max_files", parse_count, p.max_files)
+    p.compress_after = sec.get("compress_after", parse_count, p.compress_after)
+    p.compress = sec.get("compress", parse_method, p.compress)
+    p.compress_level = sec.get("compress_level", lambda t: ini.parse_int(t, 1, 9),
+                               p.compress_level)
+    return p
+
+
+def read(path):
+    """Read and check the config file at path; return a CleanConfig."""
+    cp = ini.read_ini(path)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    if not cp.has_section(MAIN):
+        raise ini.ConfigError("no [%s] section" % MAIN, path)
+    for name in cp.sections():
+        if name != MAIN and not name.startswith(CLIENT_PREFIX):
+            raise ini.ConfigError("unknown section (expected [clean] or [client NAME])",
+                                     path, name)
+
+    sec = ini.Section(cp, MAIN, path)
+    raw_paths = sec.get("paths")
+    if not raw_paths:
+        raise sec.error("paths", "missing: name the directories to clean")
+    try:
+        words = shlex.split(raw_paths)
+    except ValueError as e:
+        raise sec.error("paths", "cannot split the list: %s" % e)
+    paths = []
+    for w in words:
+        p = ini.resolve_path(base_dir, w)
+        if p not in paths:
+            paths.append(p)
+    lock_file = ini.resolve_path(base_dir, sec.get("lock_file")) or \
+        os.path.join(paths[0], LOCK_NAME)
+    min_free = sec.get("min_free", parse_min_free)
+    max_bytes = sec.get("max_bytes", lambda t: ini.parse_size(t, allow_off=True), 0)
+    default = _policy(sec, Policy())
+    sec.finish()
+
+    clients = {}
+    for name in cp.sections():
+        if not name.startswith(CLIENT_PREFIX):
+            continue
+        client = name[len(CLIENT_PREFIX):].strip()
+        try:
+            ini.check_safe_name(client)
+        except ValueError as e:
+            raise ini.ConfigError("bad client name: %s" % e, path, name)
+        csec = ini.Section(cp, name, path)
+        for key in GLOBAL_ONLY:
+            if csec.has(key):
+                raise csec.error(key, "only allowed in [%s] (it applies to the whole run)"
+                                 % MAIN)
+        pol = _policy(csec, default)
+        # in [client NAME], max_bytes is that client's own budget
+        pol.max_bytes = csec.get("max_bytes", lambda t: ini.parse_size(t, allow_off=True), 0)
+        csec.finish()
+        if client in clients:
+            raise ini.ConfigError("client %s configured twice" % client, path, name)
+        clients[client] = pol
+    return CleanConfig(path, paths, lock_file, default, clients, max_bytes, min_free)
+
+
+def min_free_bytes(min_free, total_bytes):
+    """Return the bytes that must stay free on a filesystem of total_bytes."""
+    if min_free is None:
+        return 0
+    kind, value = min_free
+    if kind == "percent":
+        return int(total_bytes * value / 100.0)
+    return value
+'''
+# ==================== End file osmo_pcap/clean/config.py ======================
+
+# ==================== Begin file osmo_pcap/clean/main.py ====================
+_SOURCES['osmo_pcap/clean/main.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """osmo_pcap_clean.py: expire and compress old trace files (run from cron or a timer).
 
@@ -48,8 +395,12 @@ import signal
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, cleanconfig, cleanplan, compress, log, tracedir
-from osmo_pcap.config import ConfigError
+from osmo_pcap import __version__, COPYRIGHT, log
+from osmo_pcap.clean import config as cleanconfig
+from osmo_pcap.clean import plan as cleanplan
+from osmo_pcap.clean import compress
+from osmo_pcap.clean import tracedir
+from osmo_pcap.ini import ConfigError
 
 PROG = "osmo_pcap_clean.py"
 DEFAULT_CONFIG = "osmo-pcap-clean.ini"
@@ -397,171 +748,10 @@ def locked_run(cfg, verbose):
     finally:
         lock.release()
 '''
-# ==================== End file osmo_pcap/clean.py ======================
+# ==================== End file osmo_pcap/clean/main.py ======================
 
-# ==================== Begin file osmo_pcap/cleanconfig.py ====================
-_SOURCES['osmo_pcap/cleanconfig.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""The cleanup tool's INI file: [clean] and optional [client NAME] sections.
-
-read() returns a CleanConfig or raises config.ConfigError naming the file,
-section and key. Keys and defaults are documented in doc/clean.md.
-"""
-
-import os
-import re
-import shlex
-
-from osmo_pcap import config
-from osmo_pcap.cleanplan import METHODS, Policy
-
-MAIN = "clean"
-CLIENT_PREFIX = "client "
-LOCK_NAME = ".osmo-pcap-clean.lock"
-# keys that only make sense once, for the whole run
-GLOBAL_ONLY = ("paths", "min_free", "lock_file")
-# python modules behind each method: a build without one is a config error
-_MODULES = {"gzip": "gzip", "bz2": "bz2", "xz": "lzma"}
-
-
-class CleanConfig(object):
-    """The parsed configuration of one cleanup run."""
-
-    def __init__(self, path, paths, lock_file, default, clients, max_bytes, min_free):
-        self.path = path            # the config file
-        self.paths = paths          # absolute directories to clean
-        self.lock_file = lock_file  # absolute path
-        self.default = default      # Policy from [clean]
-        self.clients = clients      # {name: Policy}
-        self.max_bytes = max_bytes  # global budget, 0 = off
-        self.min_free = min_free    # None, ("bytes", n) or ("percent", p)
-
-    def policy(self, client):
-        return self.clients.get(client, self.default)
-
-
-def parse_age(text):
-    """Return seconds for '120d', '36h', '2w' (plain numbers are days); None for off."""
-    if text.strip().lower() in ("off", "no", "none", "0"):
-        return None
-    secs = config.parse_duration(text, default_unit="d")
-    return secs or None
-
-
-def parse_count(text):
-    """Return a file count >= 0; 'off' is 0 (rule disabled)."""
-    if text.strip().lower() in ("off", "no", "none"):
-        return 0
-    return config.parse_int(text, 0)
-
-
-def parse_min_free(text):
-    """Return None (off), ('bytes', n) or ('percent', p) for '10%', '20G', 'off'."""
-    t = text.strip()
-    m = re.match(r"^(\d+(?:\.\d+)?)\s*%$", t)
-    if m:
-        pct = float(m.group(1))
-        if not 0 < pct < 100:
-            raise ValueError("a percentage must be above 0 and below 100: %r" % text)
-        return ("percent", pct)
-    n = config.parse_size(t, allow_off=True)
-    return ("bytes", n) if n else None
-
-
-def parse_method(text):
-    """Return one of gzip, bz2, xz, none; fail if this Python lacks the module."""
-    t = text.strip().lower()
-    if t not in METHODS:
-        raise ValueError("expected one of %s, got %r" % (" | ".join(METHODS), text))
-    if t in _MODULES:
-        try:
-            __import__(_MODULES[t])
-        except ImportError:
-            raise ValueError("%s needs the Python module %s, which this interpreter "
-                             "lacks; choose another method" % (t, _MODULES[t]))
-    return t
-
-
-def _policy(sec, base):
-    """Read the per-client keys of sec on top of the Policy base."""
-    p = base.replace()
-    p.max_age = sec.get("max_age", parse_age, p.max_age)
-    p.max_files = sec.get("max_files", parse_count, p.max_files)
-    p.compress_after = sec.get("compress_after", parse_count, p.compress_after)
-    p.compress = sec.get("compress", parse_method, p.compress)
-    p.compress_level = sec.get("compress_level", lambda t: config.parse_int(t, 1, 9),
-                               p.compress_level)
-    return p
-
-
-def read(path):
-    """Read and check the config file at path; return a CleanConfig."""
-    cp = config.read_ini(path)
-    base_dir = os.path.dirname(os.path.abspath(path))
-    if not cp.has_section(MAIN):
-        raise config.ConfigError("no [%s] section" % MAIN, path)
-    for name in cp.sections():
-        if name != MAIN and not name.startswith(CLIENT_PREFIX):
-            raise config.ConfigError("unknown section (expected [clean] or [client NAME])",
-                                     path, name)
-
-    sec = config.Section(cp, MAIN, path)
-    raw_paths = sec.get("paths")
-    if not raw_paths:
-        raise sec.error("paths", "missing: name the directories to clean")
-    try:
-        words = shlex.split(raw_paths)
-    except ValueError as e:
-        raise sec.error("paths", "cannot split the list: %s" % e)
-    paths = []
-    for w in words:
-        p = config.resolve_path(base_dir, w)
-        if p not in paths:
-            paths.append(p)
-    lock_file = config.resolve_path(base_dir, sec.get("lock_file")) or \
-        os.path.join(paths[0], LOCK_NAME)
-    min_free = sec.get("min_free", parse_min_free)
-    max_bytes = sec.get("max_bytes", lambda t: config.parse_size(t, allow_off=True), 0)
-    default = _policy(sec, Policy())
-    sec.finish()
-
-    clients = {}
-    for name in cp.sections():
-        if not name.startswith(CLIENT_PREFIX):
-            continue
-        client = name[len(CLIENT_PREFIX):].strip()
-        try:
-            config.check_safe_name(client)
-        except ValueError as e:
-            raise config.ConfigError("bad client name: %s" % e, path, name)
-        csec = config.Section(cp, name, path)
-        for key in GLOBAL_ONLY:
-            if csec.has(key):
-                raise csec.error(key, "only allowed in [%s] (it applies to the whole run)"
-                                 % MAIN)
-        pol = _policy(csec, default)
-        # in [client NAME], max_bytes is that client's own budget
-        pol.max_bytes = csec.get("max_bytes", lambda t: config.parse_size(t, allow_off=True), 0)
-        csec.finish()
-        if client in clients:
-            raise config.ConfigError("client %s configured twice" % client, path, name)
-        clients[client] = pol
-    return CleanConfig(path, paths, lock_file, default, clients, max_bytes, min_free)
-
-
-def min_free_bytes(min_free, total_bytes):
-    """Return the bytes that must stay free on a filesystem of total_bytes."""
-    if min_free is None:
-        return 0
-    kind, value = min_free
-    if kind == "percent":
-        return int(total_bytes * value / 100.0)
-    return value
-'''
-# ==================== End file osmo_pcap/cleanconfig.py ======================
-
-# ==================== Begin file osmo_pcap/cleanplan.py ====================
-_SOURCES['osmo_pcap/cleanplan.py'] = r'''
+# ==================== Begin file osmo_pcap/clean/plan.py ====================
+_SOURCES['osmo_pcap/clean/plan.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Cleanup planning: which trace files to delete and which to compress.
 
@@ -781,184 +971,112 @@ def _fit_budget(files, budget, gone, prot, drop, rule, scope, warnings):
         warnings.append("%s: %s still use %d bytes, over the budget of %d, but no more "
                         "of their files may be deleted" % (rule, scope, total, budget))
 '''
-# ==================== End file osmo_pcap/cleanplan.py ======================
+# ==================== End file osmo_pcap/clean/plan.py ======================
 
-# ==================== Begin file osmo_pcap/compress.py ====================
-_SOURCES['osmo_pcap/compress.py'] = r'''
+# ==================== Begin file osmo_pcap/clean/tracedir.py ====================
+_SOURCES['osmo_pcap/clean/tracedir.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Atomic, streaming compression of one file into NAME.gz, NAME.bz2 or NAME.xz.
+"""The trace directories on disk, as the cleanup tool sees them.
 
-The compressed data goes into a hidden temporary file in the same directory,
-which is fsynced and then renamed to the final name; only then is the
-original removed. So the final name only ever holds a complete file, and an
-interrupted run leaves the original plus, at worst, a temporary file that
-is_temp_name() recognises and the next run removes. Memory use is bounded by
-CHUNK, whatever the file size.
+scan() lists the trace files of one directory (not recursive; symlinks and
+other names are never touched) and the temporary files an interrupted
+compression left. The server holds flock(LOCK_EX) on every file it is still
+writing; is_locked()/open_unused() test that with a shared, non-blocking lock
+on our own descriptor.
 """
 
 import errno
+import fcntl
 import os
 
-SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
-TMP_PREFIX = ".osmo-pcap-clean."
-TMP_SUFFIX = ".tmp"
-CHUNK = 1 << 20
+from osmo_pcap import tracename
+from osmo_pcap.clean import compress
+from osmo_pcap.clean.plan import TraceFile
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
+    getattr(os, "O_NOFOLLOW", 0)
 
 
-class CompressError(Exception):
-    """Compression could not be done; the message says why (path included)."""
+class InUse(Exception):
+    """The file is locked by its writer."""
 
 
-def temp_name(final_name):
-    """Return the temporary file name used while writing final_name."""
-    return TMP_PREFIX + final_name + TMP_SUFFIX
+def open_unused(path):
+    """Open path for reading with a shared lock held; raise InUse if its writer holds it.
 
-
-def is_temp_name(name):
-    """Tell whether name is a temporary file left by an interrupted compression."""
-    return (name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
-            and len(name) > len(TMP_PREFIX) + len(TMP_SUFFIX))
-
-
-def final_path(path, method):
-    """Return the compressed file's path for path and method."""
-    return path + "." + SUFFIX[method]
-
-
-def _writer(method, raw, level, name, mtime):
-    if method == "gzip":
-        import gzip
-        # name and mtime go into the gzip header (gzip -N restores them)
-        return gzip.GzipFile(filename=name, mode="wb", compresslevel=level, fileobj=raw,
-                             mtime=int(mtime))
-    if method == "bz2":
-        import bz2
-        return bz2.BZ2File(raw, "wb", compresslevel=level)
-    if method == "xz":
-        import lzma
-        return lzma.LZMAFile(raw, "wb", preset=level)
-    raise ValueError("unknown compression method %r" % method)
-
-
-def open_reader(path, method):
-    """Return a binary file object that decompresses the file at path."""
-    if method == "gzip":
-        import gzip
-        return gzip.open(path, "rb")
-    if method == "bz2":
-        import bz2
-        return bz2.open(path, "rb")
-    if method == "xz":
-        import lzma
-        return lzma.open(path, "rb")
-    raise ValueError("unknown compression method %r" % method)
-
-
-def same_content(src, compressed_path, method):
-    """Tell whether compressed_path decompresses to exactly the bytes of src (a file object)."""
-    src.seek(0)
-    try:
-        with open_reader(compressed_path, method) as z:
-            while True:
-                a = src.read(CHUNK)
-                b = z.read(len(a)) if a else z.read(1)
-                if a != b:
-                    return False
-                if not a:
-                    return True
-    except Exception as e:
-        # corrupt or truncated data raises EOFError, OSError without errno,
-        # lzma.LZMAError...: all mean "not the same"; a real I/O error propagates
-        if isinstance(e, OSError) and e.errno is not None:
-            raise
-        return False
-    finally:
-        src.seek(0)
-
-
-def fsync_dir(path):
-    """Make the directory entry changes in path durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            raise
-
-
-def compress_file(path, method, level, src=None):
-    """Compress path into path.SUFFIX atomically; remove path; return (final, in, out) sizes.
-
-    src: an already open binary file object for path (the caller may hold a
-    lock through it); opened here if None. Keeps mode, owner (when allowed),
-    and atime/mtime. If the final name exists already, the original is only
-    removed when the existing file holds the same data; otherwise CompressError.
+    The lock lives as long as the returned file object.
     """
-    directory, name = os.path.split(path)
-    final = final_path(path, method)
-    tmp = os.path.join(directory, temp_name(os.path.basename(final)))
-    own = src is None
-    if own:
-        src = open(path, "rb")
+    fd = os.open(path, _OPEN_FLAGS)
     try:
-        st = os.fstat(src.fileno())
-        if os.path.lexists(final):
-            if not same_content(src, final, method):
-                raise CompressError("%s exists already and holds other data; left both alone"
-                                    % final)
-            os.unlink(path)
-            fsync_dir(directory or ".")
-            return final, st.st_size, os.lstat(final).st_size
-        _remove(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     0o600)
-        try:
-            with os.fdopen(fd, "wb") as raw:
-                w = _writer(method, raw, level, name, st.st_mtime)
-                try:
-                    while True:
-                        chunk = src.read(CHUNK)
-                        if not chunk:
-                            break
-                        w.write(chunk)
-                finally:
-                    w.close()
-                raw.flush()
-                try:
-                    os.fchown(raw.fileno(), st.st_uid, st.st_gid)
-                except OSError:
-                    pass  # not permitted for non-root: the file stays ours
-                os.fchmod(raw.fileno(), st.st_mode & 0o7777)
-                os.fsync(raw.fileno())
-            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-            if os.path.lexists(final):
-                raise CompressError("%s appeared while compressing; left it alone" % final)
-            os.rename(tmp, final)
-        except BaseException:
-            try:
-                _remove(tmp)
-            except OSError:
-                pass
-            raise
-        fsync_dir(directory or ".")
-        os.unlink(path)
-        out_size = os.lstat(final).st_size
-    finally:
-        if own:
-            src.close()
-    return final, st.st_size, out_size
-'''
-# ==================== End file osmo_pcap/compress.py ======================
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in _BUSY:
+            raise InUse(path)
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
 
-# ==================== Begin file osmo_pcap/config.py ====================
-_SOURCES['osmo_pcap/config.py'] = r'''
+
+def is_locked(path):
+    """Tell whether another process holds an exclusive lock on path (errors: False)."""
+    try:
+        open_unused(path).close()
+    except InUse:
+        return True
+    except OSError:
+        return False  # the action on it will report the real problem
+    return False
+
+
+def scan(directory, check_locks=True):
+    """Return (TraceFile list, leftover temporary file paths) for directory.
+
+    Ages come from the time in the name (local time, as the server writes
+    it), else from the mtime. Only uncompressed files can be in use, so only
+    those are tested for a lock. Raises OSError if the directory is unreadable.
+    """
+    dev = os.stat(directory).st_dev
+    files, temps = [], []
+    it = os.scandir(directory)
+    try:
+        for de in it:
+            name = de.name
+            tn = tracename.parse_name(name)
+            try:
+                if not de.is_file(follow_symlinks=False):
+                    continue
+                if tn is None:
+                    if compress.is_temp_name(name):
+                        temps.append(de.path)
+                    continue
+                st = de.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we looked
+            t = tn.timestamp()
+            if t is None:
+                t = st.st_mtime
+            locked = check_locks and tn.compression is None and is_locked(de.path)
+            files.append(TraceFile(de.path, directory, tn.client, t, tn.seq, st.st_size,
+                                   st.st_blocks * 512, dev, tn.compression, locked))
+    finally:
+        if hasattr(it, "close"):
+            it.close()
+    return files, temps
+
+
+def fs_space(directory):
+    """Return (dev, total bytes, bytes available to unprivileged users) for directory."""
+    st = os.statvfs(directory)
+    return os.stat(directory).st_dev, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+'''
+# ==================== End file osmo_pcap/clean/tracedir.py ======================
+
+# ==================== Begin file osmo_pcap/ini.py ====================
+_SOURCES['osmo_pcap/ini.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """INI configuration helpers shared by the three programs.
 
@@ -1163,7 +1281,7 @@ def resolve_path(base_dir, value):
         return None
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 '''
-# ==================== End file osmo_pcap/config.py ======================
+# ==================== End file osmo_pcap/ini.py ======================
 
 # ==================== Begin file osmo_pcap/log.py ====================
 _SOURCES['osmo_pcap/log.py'] = r'''
@@ -1183,7 +1301,7 @@ import socket
 import sys
 import time
 
-from osmo_pcap.config import ConfigError, parse_bool, resolve_path
+from osmo_pcap.ini import ConfigError, parse_bool, resolve_path
 
 ROOT = "osmo-pcap"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
@@ -1504,107 +1622,6 @@ def schedule_flush(loop):
 '''
 # ==================== End file osmo_pcap/log.py ======================
 
-# ==================== Begin file osmo_pcap/tracedir.py ====================
-_SOURCES['osmo_pcap/tracedir.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""The trace directories on disk, as the cleanup tool sees them.
-
-scan() lists the trace files of one directory (not recursive; symlinks and
-other names are never touched) and the temporary files an interrupted
-compression left. The server holds flock(LOCK_EX) on every file it is still
-writing; is_locked()/open_unused() test that with a shared, non-blocking lock
-on our own descriptor.
-"""
-
-import errno
-import fcntl
-import os
-
-from osmo_pcap import compress, tracename
-from osmo_pcap.cleanplan import TraceFile
-
-_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN)
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
-    getattr(os, "O_NOFOLLOW", 0)
-
-
-class InUse(Exception):
-    """The file is locked by its writer."""
-
-
-def open_unused(path):
-    """Open path for reading with a shared lock held; raise InUse if its writer holds it.
-
-    The lock lives as long as the returned file object.
-    """
-    fd = os.open(path, _OPEN_FLAGS)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in _BUSY:
-            raise InUse(path)
-        raise
-    except BaseException:
-        os.close(fd)
-        raise
-    return os.fdopen(fd, "rb")
-
-
-def is_locked(path):
-    """Tell whether another process holds an exclusive lock on path (errors: False)."""
-    try:
-        open_unused(path).close()
-    except InUse:
-        return True
-    except OSError:
-        return False  # the action on it will report the real problem
-    return False
-
-
-def scan(directory, check_locks=True):
-    """Return (TraceFile list, leftover temporary file paths) for directory.
-
-    Ages come from the time in the name (local time, as the server writes
-    it), else from the mtime. Only uncompressed files can be in use, so only
-    those are tested for a lock. Raises OSError if the directory is unreadable.
-    """
-    dev = os.stat(directory).st_dev
-    files, temps = [], []
-    it = os.scandir(directory)
-    try:
-        for de in it:
-            name = de.name
-            tn = tracename.parse_name(name)
-            try:
-                if not de.is_file(follow_symlinks=False):
-                    continue
-                if tn is None:
-                    if compress.is_temp_name(name):
-                        temps.append(de.path)
-                    continue
-                st = de.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed while we looked
-            t = tn.timestamp()
-            if t is None:
-                t = st.st_mtime
-            locked = check_locks and tn.compression is None and is_locked(de.path)
-            files.append(TraceFile(de.path, directory, tn.client, t, tn.seq, st.st_size,
-                                   st.st_blocks * 512, dev, tn.compression, locked))
-    finally:
-        if hasattr(it, "close"):
-            it.close()
-    return files, temps
-
-
-def fs_space(directory):
-    """Return (dev, total bytes, bytes available to unprivileged users) for directory."""
-    st = os.statvfs(directory)
-    return os.stat(directory).st_dev, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
-'''
-# ==================== End file osmo_pcap/tracedir.py ======================
-
 # ==================== Begin file osmo_pcap/tracename.py ====================
 _SOURCES['osmo_pcap/tracename.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -1722,7 +1739,7 @@ class _EmbeddedFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader)
 
     def exec_module(self, module):
         module.__file__ = _MODULES[module.__name__]
-        if module.__name__ == 'osmo_pcap':
+        if self.is_package(module.__name__):
             module.__path__ = []
         exec(self.get_code(module.__name__), module.__dict__)
 
@@ -1734,5 +1751,5 @@ sys.meta_path.insert(0, _EmbeddedFinder())
 
 
 if __name__ == "__main__":
-    from osmo_pcap.clean import main
+    from osmo_pcap.clean.main import main
     sys.exit(main())

@@ -28,8 +28,21 @@ COPYRIGHT = ("Copyright (C) the osmo-pcap for Python authors. "
 '''
 # ==================== End file osmo_pcap/__init__.py ======================
 
-# ==================== Begin file osmo_pcap/capture.py ====================
-_SOURCES['osmo_pcap/capture.py'] = r'''
+# ==================== Begin file osmo_pcap/client/__init__.py ====================
+_SOURCES['osmo_pcap/client/__init__.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The capture client, osmo_pcap_client.py: capture with libpcap, frame, forward.
+
+main (command line and the Client that wires the rest), config ([client] and
+[server NAME]), libpcap (the ctypes binding), capture (devices and files to
+framed records), gprs (the GPRS user-data filter), forward (one stream per
+server: queue, reconnect, transport), spool (what a stream keeps on disk).
+"""
+'''
+# ==================== End file osmo_pcap/client/__init__.py ======================
+
+# ==================== Begin file osmo_pcap/client/capture.py ====================
+_SOURCES['osmo_pcap/client/capture.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Capture sources: live devices (reopened when they fail) and a replayed file.
 
@@ -43,7 +56,8 @@ import os
 import socket
 import struct
 
-from osmo_pcap import libpcap, pcapfile, pcapng
+from osmo_pcap import pcapfile, pcapng
+from osmo_pcap.client import libpcap
 
 # frame header (type, spare, len as two bytes: BE inside a LE struct) + record
 PCAP_FRAME = struct.Struct("<BBBBIIII")
@@ -401,10 +415,1385 @@ class FileSource(Source):
         self.counters["up"] = 0
 
 '''
-# ==================== End file osmo_pcap/capture.py ======================
+# ==================== End file osmo_pcap/client/capture.py ======================
 
-# ==================== Begin file osmo_pcap/client.py ====================
-_SOURCES['osmo_pcap/client.py'] = r'''
+# ==================== Begin file osmo_pcap/client/config.py ====================
+_SOURCES['osmo_pcap/client/config.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The client's INI configuration: [client] and one [server NAME] per destination.
+
+load() returns a ClientConfig or raises ConfigError naming file, section and
+key. Every key, its default and meaning is documented in doc/client.md and
+contrib/osmo-pcap-client.ini.
+"""
+
+import grp
+import os
+import pwd
+
+from osmo_pcap import log, metrics
+import socket
+
+from osmo_pcap.ini import (ConfigError, Section, check_safe_name, parse_bool, parse_duration, parse_int, parse_port, parse_size, read_ini, resolve_path)
+
+DEFAULT_PATH = "osmo-pcap-client.ini"
+
+# A frame carries at most 65531 payload bytes (spec 2.2, 2.7): the largest
+# caplen that fits a pcap record (16-byte header) and a pcapng EPB (36 + pad).
+MAX_CAPLEN = {"pcap": 65531 - 16, "pcapng": 65531 - 36 - 3}
+DEFAULT_SNAPLEN = 9000
+PROTOCOLS = ("osmo-pcap", "ipip")
+FORMATS = ("pcap", "pcapng")
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
+
+
+class ServerConfig(object):
+    """One [server NAME] section."""
+
+    def __init__(self, name):
+        self.name = name
+        self.host = None
+        self.port = None
+        self.source_ip = None
+        self.protocol = "osmo-pcap"
+        self.queue_size = 16 << 20
+        self.spool_dir = None
+        self.spool_max = 1 << 30
+        self.reconnect_min = 1.0
+        self.reconnect_max = 30.0
+        self.enabled = True
+        self.tls = None       # set by the TLS reader: an object with transport(tcp)
+        self.section = None  # the config.Section, for keys other issues add
+
+    def describe(self):
+        if self.protocol == "ipip":
+            return "%s %s ipip" % (self.name, self.host)
+        if self.tls is not None:
+            return "%s %s:%d TLS%s" % (self.name, self.host, self.port,
+                                       "" if getattr(self.tls, "verify", True)
+                                       else " (server not verified)")
+        return "%s %s:%d" % (self.name, self.host, self.port)
+
+
+class ClientConfig(object):
+    """The whole client configuration with defaults."""
+
+    def __init__(self):
+        self.path = None
+        self.devices = []
+        self.filter = ""
+        self.detect_loop = True
+        self.gprs_filter = False
+        self.gprs_ports = None
+        self.snaplen = DEFAULT_SNAPLEN
+        self.file_format = "pcap"
+        self.buffer_size = 16 << 20
+        self.promisc = False
+        self.capture_timeout = 0.1
+        self.immediate_mode = False
+        self.ignore_outgoing = "auto"
+        self.dispatch_max = 1000
+        self.libpcap = None
+        self.read_file = None
+        self.user = None
+        self.group = None
+        self.reopen_interval = 5.0
+        self.stats_interval = 60.0
+        self.flush_timeout = 3.0
+        self.log_level = "info"
+        self.servers = []
+
+    def summary(self):
+        """One line for --check-config."""
+        src = ("file %s" % self.read_file if self.read_file else
+               "%d device(s) %s" % (len(self.devices), " ".join(self.devices)))
+        return "config OK: %s: %s, format %s, snaplen %d, %d server(s)%s" % (
+            self.path, src, self.file_format, self.snaplen, len(self.servers),
+            (": " + ", ".join(s.describe() for s in self.servers)) if self.servers else "")
+
+
+def _choice(options):
+    def parse(text):
+        if text not in options:
+            raise ValueError("expected one of %s, got %r" % (", ".join(options), text))
+        return text
+    return parse
+
+
+def _ports(text):
+    out = []
+    for word in text.replace(",", " ").split():
+        out.append(parse_port(word))
+    return out
+
+
+def _ip(text):
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(fam, text)
+            return text
+        except (OSError, ValueError):
+            pass
+    raise ValueError("not an IPv4 or IPv6 address: %r" % text)
+
+
+def _user(text):
+    try:
+        pwd.getpwnam(text)
+    except KeyError:
+        raise ValueError("no such user: %r" % text)
+    return text
+
+
+def _group(text):
+    try:
+        grp.getgrnam(text)
+    except KeyError:
+        raise ValueError("no such group: %r" % text)
+    return text
+
+
+def _positive_duration(text):
+    v = parse_duration(text)
+    if v <= 0:
+        raise ValueError("must be greater than 0: %r" % text)
+    return v
+
+
+def load(path):
+    """Read and validate the client configuration at path."""
+    cp = read_ini(path)
+    base = os.path.dirname(os.path.abspath(path))
+    cfg = ClientConfig()
+    cfg.path = path
+    for name in cp.sections():
+        if name not in ("client", "log", "metrics") and not name.startswith("server "):
+            raise ConfigError("unknown section (expected [client], [server NAME], [log] or "
+                              "[metrics])", path, name)
+    if not cp.has_section("client"):
+        raise ConfigError("missing [client] section", path)
+    sec = Section(cp, "client", path)
+    cfg.devices = (sec.get("devices") or "").split()
+    if len(set(cfg.devices)) != len(cfg.devices):
+        raise sec.error("devices", "a device is listed twice")
+    cfg.filter = sec.get("filter", default="")
+    cfg.detect_loop = sec.get("detect_loop", parse_bool, True)
+    cfg.gprs_filter = sec.get("gprs_filter", parse_bool, False)
+    cfg.gprs_ports = sec.get("gprs_ports", _ports, None)
+    cfg.file_format = sec.get("file_format", _choice(FORMATS), "pcap")
+    limit = MAX_CAPLEN[cfg.file_format]
+    cfg.snaplen = sec.get("snaplen", lambda t: parse_int(t, 1, limit), DEFAULT_SNAPLEN)
+    cfg.buffer_size = sec.get("buffer_size", parse_size, 16 << 20)
+    if cfg.buffer_size > 0x7FFFFFFF:
+        raise sec.error("buffer_size", "at most 2047M")
+    cfg.promisc = sec.get("promisc", parse_bool, False)
+    cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, 0.1)
+    cfg.immediate_mode = sec.get("immediate_mode", parse_bool, False)
+    cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")), "auto")
+    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 1000)
+    cfg.libpcap = sec.get("libpcap", None, None)
+    cfg.read_file = resolve_path(base, sec.get("read_file", None, None))
+    cfg.user = sec.get("user", _user, None)
+    cfg.group = sec.get("group", _group, None)
+    cfg.reopen_interval = sec.get("reopen_interval", _positive_duration, 5.0)
+    cfg.stats_interval = sec.get("stats_interval", parse_duration, 60.0)
+    cfg.flush_timeout = sec.get("flush_timeout", parse_duration, 3.0)
+    cfg.log_level = sec.get("log_level", _choice(LOG_LEVELS), "info")
+    sec.finish()
+    cfg.log = log.read_config(Section(cp, "log", path))
+    if not cp.has_option("log", "level"):
+        cfg.log.level = cfg.log_level  # [client] log_level, kept as an alias
+    cfg.metrics = metrics.read_config(Section(cp, "metrics", path))
+    if cfg.read_file and cfg.devices:
+        raise sec.error("read_file", "set either devices or read_file, not both")
+    if not cfg.read_file and not cfg.devices:
+        raise sec.error("devices", "no capture device configured (or set read_file)")
+    for name in cp.sections():
+        if name.startswith("server "):
+            cfg.servers.append(_load_server(cp, name, path, base))
+    return cfg
+
+
+def _load_server(cp, section, path, base):
+    name = section[len("server "):].strip()
+    try:
+        check_safe_name(name)
+    except ValueError as e:
+        raise ConfigError("bad server name: %s" % e, path, section)
+    sec = Section(cp, section, path)
+    s = ServerConfig(name)
+    s.section = sec
+    s.protocol = sec.get("protocol", _choice(PROTOCOLS), "osmo-pcap")
+    s.host = sec.get("host")
+    if not s.host:
+        raise sec.error("host", "missing: the server's address")
+    s.port = sec.get("port", parse_port, None)
+    if s.protocol == "osmo-pcap" and s.port is None:
+        raise sec.error("port", "missing: the server's TCP port")
+    s.source_ip = sec.get("source_ip", _ip, None)
+    s.queue_size = sec.get("queue_size", parse_size, 16 << 20)
+    if s.queue_size < 65536:
+        raise sec.error("queue_size", "at least 64K (one frame must fit)")
+    s.spool_dir = resolve_path(base, sec.get("spool_dir", None, None))
+    s.spool_max = sec.get("spool_max", parse_size, 1 << 30)
+    if s.spool_dir and s.spool_max < (1 << 20):
+        raise sec.error("spool_max", "at least 1M")
+    if s.spool_dir and s.protocol == "ipip":
+        raise sec.error("spool_dir", "not available with protocol = ipip")
+    s.reconnect_min = sec.get("reconnect_min", _positive_duration, 1.0)
+    s.reconnect_max = sec.get("reconnect_max", _positive_duration, 30.0)
+    if s.reconnect_max < s.reconnect_min:
+        raise sec.error("reconnect_max", "smaller than reconnect_min")
+    s.enabled = sec.get("enabled", parse_bool, True)
+    extend_server_section(s, sec)
+    sec.finish()
+    return s
+
+
+# Other features (TLS) register a function(ServerConfig, Section) here to read
+# their own keys before unknown keys are rejected.
+SERVER_SECTION_READERS = []
+
+
+def extend_server_section(server, sec):
+    for reader in SERVER_SECTION_READERS:
+        reader(server, sec)
+'''
+# ==================== End file osmo_pcap/client/config.py ======================
+
+# ==================== Begin file osmo_pcap/client/forward.py ====================
+_SOURCES['osmo_pcap/client/forward.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Forwarding captured frames to servers: one Connection per [server NAME].
+
+A Connection owns a bounded byte queue of complete frames, sends it in large
+non-blocking batches, reconnects with exponential back-off and jitter, puts
+LINK_HDR first on every new connection and, with a spool, keeps what it cannot
+send on disk. All socket I/O of one connection lives in TcpTransport so that a
+TLS transport can replace it. IpipSender is the `protocol = ipip` variant.
+"""
+
+import collections
+import errno
+import os
+import random
+import socket
+
+from osmo_pcap import wire
+from osmo_pcap.client.spool import Spool, complete_frames
+
+CHUNK = 256 * 1024        # queue chunks grow up to this before a new one starts
+SEND_MAX = 1 << 20        # bytes handed to one send() call
+LOSS_LOG_INTERVAL = 10.0
+STABLE_UP = 10.0          # seconds up before the back-off starts again from its minimum
+
+IDLE, CONNECTING, UP, WAITING, STOPPED = "idle", "connecting", "up", "waiting", "stopped"
+
+
+class TcpTransport(object):
+    """Socket I/O of one plain TCP connection: connect, send, read-and-discard."""
+
+    def __init__(self, host, port, source_ip=None):
+        self.host, self.port, self.source_ip = host, port, source_ip
+        self.sock = None
+
+    def open(self):
+        """Create the socket and start a non-blocking connect; raise OSError."""
+        infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
+        family, kind, proto, _, addr = infos[0]
+        s = socket.socket(family, kind, proto)
+        try:
+            s.setblocking(False)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.source_ip:
+                s.bind((self.source_ip, 0))
+            rc = s.connect_ex(addr)
+            if rc not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+                raise OSError(rc, "connect: %s" % errno.errorcode.get(rc, rc))
+        except BaseException:
+            s.close()
+            raise
+        self.sock = s
+
+    def progress(self):
+        """Advance connection set-up; return "done", or "read"/"write" to wait for."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, "connect: %s" % errno.errorcode.get(err, err))
+        try:
+            self.sock.getpeername()
+        except OSError:
+            return "write"
+        return "done"
+
+    def send(self, data):
+        """Send what the kernel takes now; return the byte count (0 when full)."""
+        try:
+            return self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def discard_input(self):
+        """Read and drop what the server sent; return False on end of stream."""
+        try:
+            while True:
+                data = self.sock.recv(4096)
+                if not data:
+                    return False
+                if len(data) < 4096:
+                    return True
+        except (BlockingIOError, InterruptedError):
+            return True
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def new_server_counters():
+    """Per-server counters (spec 5.8 names where upstream has one)."""
+    return {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
+            "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
+            "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0}
+
+
+class Connection(object):
+    """One osmo-pcap server: queue, spool, connection state and back-off."""
+
+    transport_factory = TcpTransport
+
+    def __init__(self, cfg, loop, logger, get_link_hdr, rng=random.random):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.loop = loop
+        self.log = logger
+        self.get_link_hdr = get_link_hdr
+        self.rng = rng
+        self.counters = new_server_counters()
+        self.state = IDLE
+        self.transport = None
+        self.queue = collections.deque()
+        self.qbytes = 0
+        self.head_off = 0
+        self.from_spool = False      # the queue holds a spool piece
+        self.wire_hdr = None         # last LINK_HDR queued on this connection
+        self.delay = cfg.reconnect_min
+        self.up_since = 0.0
+        self.timer = None
+        self.lost_unlogged = 0
+        self.loss_timer = None
+        self.spool = None
+        if cfg.spool_dir:
+            self.spool = Spool(os.path.join(cfg.spool_dir, cfg.name), cfg.spool_max, logger)
+        self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
+
+    # -------------------------------------------------------------- state
+    def start(self):
+        """Begin connecting (once the link header is known)."""
+        if self.state in (IDLE, STOPPED) and self.cfg.enabled:
+            self.state = WAITING
+            self._attempt()
+
+    def _attempt(self):
+        self.timer = None
+        if self.state != WAITING:
+            return
+        self.counters["server:connect"] += 1
+        t = self.make_transport()
+        try:
+            t.open()
+        except (OSError, socket.gaierror) as e:
+            # Synchronous failures are retried too (spec 11 #25).
+            self.log.warning("%s: cannot connect: %s", self.prefix, _why(e))
+            self._schedule_retry()
+            return
+        self.transport = t
+        self.state = CONNECTING
+        self.loop.add_writer(t.sock, self._on_connect_event)
+        self.loop.add_reader(t.sock, self._on_connect_event)
+
+    def make_transport(self):
+        """Return a new transport: plain TCP, wrapped when the section set up TLS."""
+        t = self.transport_factory(self.cfg.host, self.cfg.port, self.cfg.source_ip)
+        tls = getattr(self.cfg, "tls", None)
+        return tls.transport(t) if tls is not None else t
+
+    def _schedule_retry(self):
+        self.state = WAITING
+        delay = self.delay * (0.75 + 0.5 * self.rng())
+        self.delay = min(self.delay * 2, self.cfg.reconnect_max)
+        self.timer = self.loop.call_later(delay, self._attempt)
+
+    def _on_connect_event(self):
+        try:
+            step = self.transport.progress()
+        except OSError as e:
+            if getattr(e, "kind", None) is not None:  # a tls.TLSError: nothing was sent
+                self._lost("TLS handshake failed: %s" % _why(e), quiet_retry=True)
+            else:
+                self._lost("connect failed: %s" % _why(e), quiet_retry=True)
+            return
+        sock = self.transport.sock
+        if step == "done":
+            self.loop.remove(sock)
+            self._established()
+        elif step == "read":
+            self.loop.remove(sock)
+            self.loop.add_reader(sock, self._on_connect_event)
+        else:
+            self.loop.remove(sock)
+            self.loop.add_writer(sock, self._on_connect_event)
+
+    def _established(self):
+        self.state = UP
+        self.counters["server:connected"] = 1
+        self.up_since = self.loop.clock()
+        tls = getattr(self.cfg, "tls", None)
+        if tls is not None and hasattr(self.transport, "version"):
+            self.log.info("%s: connected with %s, %s", self.prefix, self.transport.version(),
+                          "server certificate verified for %s" % tls.hostname if tls.verify
+                          else "server certificate NOT verified (tls_verify = no)")
+        else:
+            self.log.info("%s: connected", self.prefix)
+        hdr = self.get_link_hdr()
+        self.queue.appendleft(bytearray(wire.encode_link_hdr(hdr)))
+        self.qbytes += len(self.queue[0])
+        self.head_off = 0
+        self.wire_hdr = hdr
+        self.loop.add_reader(self.transport.sock, self._on_readable)
+        self._send()
+
+    def _lost(self, why, quiet_retry=False):
+        """Tear the connection down and schedule a new attempt."""
+        was_up = self.state == UP
+        if was_up and self.loop.clock() - self.up_since >= STABLE_UP:
+            self.delay = self.cfg.reconnect_min   # a server that hangs up at once backs off
+        if self.transport is not None:
+            self.loop.remove(self.transport.sock)
+            self.transport.close()
+            self.transport = None
+        self.counters["server:connected"] = 0
+        if was_up:
+            self.log.warning("%s: connection lost: %s", self.prefix, why)
+        else:
+            self.log.warning("%s: %s", self.prefix, why)
+        self._requeue_after_loss()
+        self._schedule_retry()
+
+    def _requeue_after_loss(self):
+        """Drop the partly sent frame; move or keep the rest for the next connection."""
+        if self.head_off and self.queue:
+            head = self.queue[0]
+            pos = 0
+            while pos < self.head_off:
+                pos += wire.HEADER_SIZE + ((head[pos + 2] << 8) | head[pos + 3])
+            if pos > self.head_off:
+                self._count_lost(1)
+            del head[:pos]
+            self.qbytes -= pos
+            self.head_off = 0
+            if not head:
+                self.queue.popleft()
+        if self.from_spool:
+            self._clear_queue()
+            self.spool.rewind()
+            self.from_spool = False
+        elif self.spool is not None and not self.spool.pending and self.qbytes:
+            data = b"".join(self.queue)
+            self._clear_queue()
+            self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
+        # else: the queue is kept and sent after LINK_HDR on the next connection
+
+    def _clear_queue(self):
+        self.queue.clear()
+        self.qbytes = 0
+        self.head_off = 0
+
+    # -------------------------------------------------------------- data
+    def enqueue(self, data):
+        """Take complete LINK_DATA frames (a batch from one capture round)."""
+        spool = self.spool
+        if spool is not None and (spool.pending or self.state != UP):
+            spool.append(self.get_link_hdr(), data)
+            return
+        room = self.cfg.queue_size - self.qbytes
+        n = len(data)
+        if n > room:
+            if spool is not None:
+                spool.append(self.get_link_hdr(), data)
+                return
+            end, _ = complete_frames(data, 0, room)
+            _, dropped = complete_frames(data, end)
+            self._count_lost(dropped)
+            if not end:
+                return
+            data = memoryview(data)[:end]
+            n = end
+        q = self.queue
+        if q and len(q[-1]) < CHUNK:
+            q[-1] += data
+        else:
+            q.append(bytearray(data))
+        self.qbytes += n
+        if self.state == UP:
+            self._send()
+
+    def link_hdr_changed(self, hdr):
+        """A device changed the link header: announce it in order, or restart."""
+        if self.state == UP:
+            if self.spool is not None and self.spool.pending:
+                return  # the spool starts a new file with the new header
+            frame = bytearray(wire.encode_link_hdr(hdr))
+            self.queue.append(frame)
+            self.qbytes += len(frame)
+            self.wire_hdr = hdr
+            self._send()
+        elif self.qbytes and not self.from_spool:
+            # Queued frames belong to the old header; they cannot follow the new one.
+            _, n = complete_frames(b"".join(self.queue))
+            self._count_lost(n)
+            self._clear_queue()
+
+    def _count_lost(self, n):
+        if not n:
+            return
+        self.counters["client:queue_err"] += n
+        self.lost_unlogged += n
+        if self.loss_timer is None:
+            self.loss_timer = self.loop.call_later(0, self._log_loss)
+
+    def _log_loss(self):
+        if self.lost_unlogged:
+            self.log.warning("%s: %d packet(s) dropped (queue full or server away)",
+                             self.prefix, self.lost_unlogged)
+            self.lost_unlogged = 0
+            self.loss_timer = self.loop.call_later(LOSS_LOG_INTERVAL, self._log_loss)
+        else:
+            self.loss_timer = None
+
+    def _send(self):
+        """Send as much of the queue as the socket takes; refill from the spool."""
+        q = self.queue
+        t = self.transport
+        failed = None
+        try:
+            while True:
+                if not q:
+                    if not self._refill():
+                        if getattr(t, "pending_output", 0):
+                            t.send(b"")   # a TLS transport flushes what it holds
+                        break
+                    continue
+                head = q[0]
+                with memoryview(head) as mv:
+                    n = t.send(mv[self.head_off:self.head_off + SEND_MAX])
+                if not n:
+                    break
+                self.counters["sent:bytes"] += n
+                self.qbytes -= n
+                self.head_off += n
+                if self.head_off >= len(head):
+                    q.popleft()
+                    self.head_off = 0
+        except OSError as e:
+            failed = _why(e)
+        if failed is not None:
+            # Outside the except block: its traceback holds the frames that got a
+            # view of the queue head, and _lost() resizes the head.
+            self.counters["client:write_err"] += 1
+            self._lost("send failed: %s" % failed)
+            return
+        if q or getattr(t, "pending_output", 0):
+            self.loop.add_writer(t.sock, self._send)
+        else:
+            self.loop.remove_writer(t.sock)
+
+    def _refill(self):
+        """Load the next spool piece into the empty queue; return True if loaded."""
+        spool = self.spool
+        if spool is None:
+            return False
+        if self.from_spool:
+            spool.commit()
+            self.from_spool = False
+        if not spool.pending:
+            return False
+        piece = spool.next_piece()
+        if piece is None:
+            return False
+        hdr, frames = piece
+        if hdr != self.wire_hdr:
+            self.queue.append(bytearray(wire.encode_link_hdr(hdr)))
+            self.qbytes += len(self.queue[-1])
+            self.wire_hdr = hdr
+        self.queue.append(bytearray(frames))
+        self.qbytes += len(frames)
+        self.from_spool = True
+        return True
+
+    def _on_readable(self):
+        try:
+            alive = self.transport.discard_input()
+        except OSError as e:
+            self._lost("read failed: %s" % _why(e))
+            return
+        if not alive:
+            self._lost("closed by the server")
+
+    # -------------------------------------------------------------- shutdown
+    @property
+    def busy(self):
+        """True while data waits to be sent on an established connection."""
+        return self.state == UP and (self.qbytes > 0 or self.from_spool
+                                     or (self.spool is not None and self.spool.pending)
+                                     or getattr(self.transport, "pending_output", 0) > 0)
+
+    def stop(self):
+        """Close; put what is left into the spool when there is one."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None:
+            self.loop.remove(self.transport.sock)
+            self.transport.close()
+            self.transport = None
+        self.counters["server:connected"] = 0
+        self.state = STOPPED
+        self._requeue_after_loss()
+        if self.qbytes:
+            data = b"".join(self.queue)
+            self._clear_queue()
+            if self.spool is not None:
+                # older than what the spool holds, but better late than lost
+                self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
+            else:
+                _, n = complete_frames(data)
+                if n:
+                    self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
+                self.counters["client:queue_err"] += n
+        if self.spool is not None:
+            self.spool.close()
+
+    def queue_figures(self):
+        """Return (queued bytes, spool bytes, spool files)."""
+        if self.spool is None:
+            return self.qbytes, 0, 0
+        return self.qbytes, self.spool.total, self.spool.files
+
+
+# ---------------------------------------------------------------- ipip (spec 3)
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = (0x8100, 0x88A8)
+
+
+def ipv4_offset(linktype, data, caplen):
+    """Return where the IPv4 packet starts in a frame, or -1 (not IPv4/unsupported)."""
+    if linktype == 1:
+        off = 12
+        while off + 2 <= caplen:
+            et = (data[off] << 8) | data[off + 1]
+            if et in ETHERTYPE_VLAN:
+                off += 4
+                continue
+            if et != ETHERTYPE_IPV4:
+                return -1
+            off += 2
+            break
+        else:
+            return -1
+    elif linktype == 113:
+        if caplen < 16 or ((data[14] << 8) | data[15]) != ETHERTYPE_IPV4:
+            return -1
+        off = 16
+    elif linktype == 276:
+        if caplen < 20 or ((data[0] << 8) | data[1]) != ETHERTYPE_IPV4:
+            return -1
+        off = 20
+    elif linktype in (12, 14, 101, 228):
+        off = 0
+    else:
+        return -1
+    if off + 20 > caplen or data[off] >> 4 != 4:
+        return -1
+    return off
+
+
+class IpipSender(object):
+    """protocol = ipip: each IPv4 packet as the payload of one IP-in-IP datagram."""
+
+    def __init__(self, cfg, logger):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.log = logger
+        self.counters = new_server_counters()
+        self.sock = None
+        self.state = IDLE
+        self.prefix = "server %s (%s ipip)" % (cfg.name, cfg.host)
+
+    def start(self):
+        if not self.cfg.enabled:
+            return
+        try:
+            self.counters["server:connect"] += 1
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+            s.setblocking(False)
+            if self.cfg.source_ip:
+                s.bind((self.cfg.source_ip, 0))
+            s.connect((self.cfg.host, 0))
+        except OSError as e:
+            raise OSError("%s: cannot open the raw IPIP socket: %s" % (self.prefix, _why(e)))
+        self.sock = s
+        self.state = UP
+        self.counters["server:connected"] = 1
+
+    def send_packet(self, linktype, data, caplen):
+        """Send one captured frame (data: bytes or a byte memoryview)."""
+        off = ipv4_offset(linktype, data, caplen)
+        if off < 0:
+            self.counters["ipip:skipped"] += 1
+            return
+        try:
+            self.sock.send(data[off:caplen])
+            self.counters["ipip:sent"] += 1
+        except (BlockingIOError, InterruptedError):
+            self.counters["client:queue_err"] += 1
+        except OSError:
+            # e.g. unreachable for a moment: count, never log per packet
+            self.counters["client:write_err"] += 1
+
+    def stop(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.state = STOPPED
+        self.counters["server:connected"] = 0
+
+    @property
+    def busy(self):
+        return False
+
+    def queue_figures(self):
+        return 0, 0, 0
+
+
+def _why(e):
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
+'''
+# ==================== End file osmo_pcap/client/forward.py ======================
+
+# ==================== Begin file osmo_pcap/client/gprs.py ====================
+_SOURCES['osmo_pcap/client/gprs.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""GPRS user-data suppressor: drop Gb user-plane frames (spec 5.4, fixes of 11 #35).
+
+A frame is dropped when it is IPv4/UDP carrying NS-UNITDATA whose BSSGP PDU is
+FLOW-CONTROL-BVC(-ACK), or DL/UL-UNITDATA whose LLC-PDU is on a user-data SAPI.
+Everything else is forwarded. Unlike upstream, the IPv4 header length is
+honoured, the EtherType is checked (VLAN tags skipped), Linux cooked v2 and raw
+IP are understood, non-first fragments are forwarded, and an unsupported link
+type is reported once instead of once per frame.
+"""
+
+from osmo_pcap import log
+
+# link types (LINKTYPE_ and the DLT values libpcap reports)
+LINKTYPE_ETHERNET = 1
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL2 = 276
+RAW_IP_LINKTYPES = (12, 14, 101, 228)  # DLT_RAW (two platforms), LINKTYPE_RAW, IPV4
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = (0x8100, 0x88A8, 0x9100)
+IPPROTO_UDP = 17
+
+# spec 5.4 step 4-9
+NS_PDU_UNITDATA = 0x00
+NS_UNITDATA_HDR = 4          # PDU type, SDU control bits, BVCI (2)
+BSSGP_DL_UNITDATA = 0x00
+BSSGP_UL_UNITDATA = 0x01
+BSSGP_FLOW_CONTROL_BVC = 0x26
+BSSGP_FLOW_CONTROL_BVC_ACK = 0x27
+BSSGP_UNITDATA_HDR = 8       # PDU type, TLLI (4), QoS profile (3)
+BSSGP_IE_LLC_PDU = 0x0E
+LLC_USER_SAPIS = (3, 5, 9, 11)
+
+
+def ip_offset(linktype, data, caplen):
+    """Return the offset of the IPv4 header, -1 if the frame is not IPv4, None if
+    the link type is not supported."""
+    if linktype == LINKTYPE_ETHERNET:
+        off = 12
+        while True:
+            if off + 2 > caplen:
+                return -1
+            etype = (data[off] << 8) | data[off + 1]
+            if etype in ETHERTYPE_VLAN:
+                off += 4
+                continue
+            return off + 2 if etype == ETHERTYPE_IPV4 else -1
+    if linktype == LINKTYPE_LINUX_SLL:
+        if caplen < 16:
+            return -1
+        return 16 if ((data[14] << 8) | data[15]) == ETHERTYPE_IPV4 else -1
+    if linktype == LINKTYPE_LINUX_SLL2:
+        if caplen < 20:
+            return -1
+        return 20 if ((data[0] << 8) | data[1]) == ETHERTYPE_IPV4 else -1
+    if linktype in RAW_IP_LINKTYPES:
+        return 0
+    return None
+
+
+def bssgp_is_user_data(data, start, end):
+    """Decide on a BSSGP PDU in data[start:end]: True to drop, False to forward."""
+    n = end - start
+    if n < BSSGP_UNITDATA_HDR:
+        return False
+    pdu = data[start]
+    if pdu in (BSSGP_FLOW_CONTROL_BVC, BSSGP_FLOW_CONTROL_BVC_ACK):
+        return True
+    if pdu not in (BSSGP_DL_UNITDATA, BSSGP_UL_UNITDATA):
+        return False
+    pos = start + BSSGP_UNITDATA_HDR
+    llc = None
+    while pos < end:
+        # IE: tag, then length: 1 byte with 0x80 set (7-bit) or 2 bytes big-endian
+        if pos + 2 > end:
+            return False
+        tag = data[pos]
+        first = data[pos + 1]
+        if first & 0x80:
+            length = first & 0x7F
+            value = pos + 2
+        else:
+            if pos + 3 > end:
+                return False
+            length = (first << 8) | data[pos + 2]
+            value = pos + 3
+        if value + length > end:
+            return False  # truncated IE: a parse error forwards the frame
+        if tag == BSSGP_IE_LLC_PDU and llc is None:
+            llc = (value, length)
+        pos = value + length
+    if llc is None or llc[1] == 0:
+        return False
+    return (data[llc[0]] & 0x0F) in LLC_USER_SAPIS
+
+
+def udp_payload(data, ip, caplen, ports=None):
+    """Return (start, end) of the UDP payload of the IPv4 packet at ip, or None."""
+    if ip + 20 > caplen:
+        return None
+    vihl = data[ip]
+    if vihl >> 4 != 4 or data[ip + 9] != IPPROTO_UDP:
+        return None
+    ihl = (vihl & 0x0F) * 4
+    if ihl < 20:
+        return None
+    if ((data[ip + 6] & 0x1F) << 8) | data[ip + 7]:
+        return None  # a non-first fragment carries no UDP header
+    udp = ip + ihl
+    if udp + 8 > caplen:
+        return None
+    if ports is not None:
+        sport = (data[udp] << 8) | data[udp + 1]
+        dport = (data[udp + 2] << 8) | data[udp + 3]
+        if sport not in ports and dport not in ports:
+            return None
+    return udp + 8, caplen
+
+
+def should_drop(linktype, data, caplen, ports=None):
+    """Return True to drop the frame, False to forward, None for an unknown link type."""
+    ip = ip_offset(linktype, data, caplen)
+    if ip is None:
+        return None
+    if ip < 0:
+        return False
+    span = udp_payload(data, ip, caplen, ports)
+    if span is None:
+        return False
+    p, end = span
+    # NS header: PDU type, then (for NS-UNITDATA) 3 more bytes before BSSGP.
+    if p + 1 > end or data[p] != NS_PDU_UNITDATA:
+        return False
+    if end - (p + 1) < NS_UNITDATA_HDR - 1:
+        return False
+    return bssgp_is_user_data(data, p + NS_UNITDATA_HDR, end)
+
+
+class GprsFilter(object):
+    """The suppressor as used by a capture: counts drops, logs unknown link types once."""
+
+    def __init__(self, ports=None, logger=None):
+        self.ports = frozenset(ports) if ports else None
+        self.dropped = 0
+        self._unsupported = set()
+        self.log = logger or log.get("client")
+
+    def __call__(self, linktype, data, caplen):
+        """Return True when the frame must be dropped."""
+        verdict = should_drop(linktype, data, caplen, self.ports)
+        if verdict:
+            self.dropped += 1
+            return True
+        if verdict is None and linktype not in self._unsupported:
+            self._unsupported.add(linktype)
+            self.log.warning("gprs_filter: link type %d is not handled (Ethernet, Linux "
+                             "cooked v1/v2 and raw IP are); its frames are forwarded", linktype)
+        return False
+'''
+# ==================== End file osmo_pcap/client/gprs.py ======================
+
+# ==================== Begin file osmo_pcap/client/libpcap.py ====================
+_SOURCES['osmo_pcap/client/libpcap.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""libpcap through ctypes: loading, the pcap_pkthdr layout, capture handles.
+
+The library is found by an explicit path, the environment, ctypes.util and
+then a list of sonames (find_library fails on musl/OpenWrt). The layout of
+struct pcap_pkthdr depends on the platform's time_t and long (16 bytes on
+classic 32-bit, 24 on 64-bit and on 32-bit with 64-bit time_t); it is
+measured at run time by letting libpcap dump a crafted header.
+
+The capture callback makes no ctypes foreign call per packet: it reads the
+header through a cached from_address() view and the packet through a cached
+c_char array type per caplen.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import socket
+import struct
+import tempfile
+
+ENV_LIBRARY = "OSMO_PCAP_LIBPCAP"
+SONAMES = ("libpcap.so.1", "libpcap.so.0.8", "libpcap.so", "libpcap.dylib")
+INSTALL_HINT = ("install libpcap (Debian/Ubuntu: apt-get install libpcap0.8; Fedora: dnf "
+                "install libpcap; Alpine: apk add libpcap; OpenWrt: opkg install libpcap) "
+                "or name the library with [client] libpcap = PATH or %s" % ENV_LIBRARY)
+
+PCAP_ERRBUF_SIZE = 256
+PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
+PCAP_ERROR_BREAK = -2
+DLT_EN10MB = 1
+
+# Linux packet socket option (linux/if_packet.h): skip outgoing frames in the ring
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
+
+HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class LibpcapError(Exception):
+    """libpcap is missing or reported an error; str() is the user message."""
+
+
+class BpfProgram(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
+
+
+class PcapStat(ctypes.Structure):
+    _fields_ = [("ps_recv", ctypes.c_uint), ("ps_drop", ctypes.c_uint),
+                ("ps_ifdrop", ctypes.c_uint)]
+
+
+# ---------------------------------------------------------------- pkthdr layout
+
+class PktHdrLayout(object):
+    """Where struct pcap_pkthdr keeps its fields on this platform.
+
+    size: 16 or 24; caplen_offset: 8 or 16. ts fields are signed integers of
+    caplen_offset/2 bytes each, then u32 caplen and u32 len, native order.
+    """
+
+    __slots__ = ("size", "caplen_offset", "struct")
+
+    def __init__(self, size, caplen_offset):
+        if (size, caplen_offset) not in ((16, 8), (24, 16)):
+            raise ValueError("unsupported pcap_pkthdr layout: %d bytes, caplen at %d"
+                             % (size, caplen_offset))
+        self.size = size
+        self.caplen_offset = caplen_offset
+        ts = "i" if caplen_offset == 8 else "q"
+        self.struct = struct.Struct("=" + ts + ts + "II")
+
+    def unpack(self, buf):
+        """Return (ts_sec, ts_usec, caplen, len) from a header image."""
+        return self.struct.unpack_from(buf, 0)
+
+    def describe(self):
+        return "pcap_pkthdr: %d bytes, caplen at offset %d" % (self.size, self.caplen_offset)
+
+    def __repr__(self):
+        return "PktHdrLayout(%d, %d)" % (self.size, self.caplen_offset)
+
+
+# The crafted header: u32 words whose position tells which one libpcap took as
+# caplen. With caplen at offset 8 it reads 12, at offset 16 it reads 20.
+PROBE_WORDS = (1, 2, 12, 13, 20, 21, 0, 0)
+PROBE_DATA_SIZE = 64
+
+
+def layout_from_dumped_caplen(caplen):
+    """Return the PktHdrLayout implied by the caplen libpcap wrote for the probe."""
+    if caplen == PROBE_WORDS[2]:
+        return PktHdrLayout(16, 8)
+    if caplen == PROBE_WORDS[4]:
+        return PktHdrLayout(24, 16)
+    raise LibpcapError("cannot determine the pcap_pkthdr layout: libpcap dumped caplen %d"
+                       % caplen)
+
+
+def probe_image():
+    """Return the bytes of the crafted header (native u32 words)."""
+    return struct.pack("=8I", *PROBE_WORDS)
+
+
+# ---------------------------------------------------------------- the library
+
+def _declare(lib):
+    """Declare argtypes/restype of every function used; optional ones may be absent."""
+    p, i, u, s, v = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p, None
+    protos = {
+        "pcap_lib_version": (s, []),
+        "pcap_create": (p, [s, s]),
+        "pcap_set_snaplen": (i, [p, i]),
+        "pcap_set_promisc": (i, [p, i]),
+        "pcap_set_timeout": (i, [p, i]),
+        "pcap_set_buffer_size": (i, [p, i]),
+        "pcap_activate": (i, [p]),
+        "pcap_statustostr": (s, [i]),
+        "pcap_geterr": (s, [p]),
+        "pcap_setnonblock": (i, [p, i, s]),
+        "pcap_get_selectable_fd": (i, [p]),
+        "pcap_compile": (i, [p, ctypes.POINTER(BpfProgram), s, i, ctypes.c_uint32]),
+        "pcap_setfilter": (i, [p, ctypes.POINTER(BpfProgram)]),
+        "pcap_freecode": (v, [ctypes.POINTER(BpfProgram)]),
+        "pcap_datalink": (i, [p]),
+        "pcap_datalink_val_to_name": (s, [i]),
+        "pcap_snapshot": (i, [p]),
+        "pcap_stats": (i, [p, ctypes.POINTER(PcapStat)]),
+        "pcap_dispatch": (i, [p, i, HANDLER, p]),
+        "pcap_breakloop": (v, [p]),
+        "pcap_close": (v, [p]),
+        "pcap_open_offline": (p, [s, s]),
+        "pcap_open_dead": (p, [i, i]),
+        "pcap_dump_open": (p, [p, s]),
+        "pcap_dump": (v, [p, p, p]),
+        "pcap_dump_close": (v, [p]),
+    }
+    optional = {
+        "pcap_set_immediate_mode": (i, [p, i]),
+        "pcap_get_required_select_timeout": (p, [p]),
+    }
+    for name, (res, args) in protos.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise LibpcapError("the libpcap found lacks %s(); it is too old: %s"
+                               % (name, INSTALL_HINT))
+        fn.restype, fn.argtypes = res, args
+    for name, (res, args) in optional.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype, fn.argtypes = res, args
+    del u
+
+
+class Library(object):
+    """A loaded libpcap with its path, version string and pkthdr layout."""
+
+    def __init__(self, lib, path):
+        self.lib = lib
+        self.path = path
+        _declare(lib)
+        self.version = lib.pcap_lib_version().decode("utf-8", "replace")
+        self.has_immediate = hasattr(lib, "pcap_set_immediate_mode")
+        self.has_required_timeout = hasattr(lib, "pcap_get_required_select_timeout")
+        self.layout = self._measure_layout()
+
+    def _measure_layout(self):
+        """Dump the probe header with libpcap and see where it read caplen."""
+        lib = self.lib
+        dead = lib.pcap_open_dead(DLT_EN10MB, 65535)
+        if not dead:
+            raise LibpcapError("pcap_open_dead failed")
+        fd, tmp = tempfile.mkstemp(prefix="osmo-pcap-probe-", suffix=".pcap")
+        os.close(fd)
+        try:
+            dumper = lib.pcap_dump_open(dead, tmp.encode())
+            if not dumper:
+                raise LibpcapError("pcap_dump_open(%s): %s" % (tmp, _text(lib.pcap_geterr(dead))))
+            hdr = ctypes.create_string_buffer(probe_image(), 32)
+            data = ctypes.create_string_buffer(PROBE_DATA_SIZE)
+            lib.pcap_dump(dumper, ctypes.addressof(hdr), ctypes.addressof(data))
+            lib.pcap_dump_close(dumper)
+            with open(tmp, "rb") as f:
+                image = f.read()
+        finally:
+            lib.pcap_close(dead)
+            os.unlink(tmp)
+        if len(image) < 24 + 16:
+            raise LibpcapError("libpcap wrote no record for the pcap_pkthdr probe")
+        bo = "<" if struct.unpack_from("<I", image, 0)[0] == 0xA1B2C3D4 else ">"
+        caplen = struct.unpack_from(bo + "I", image, 24 + 8)[0]
+        return layout_from_dumped_caplen(caplen)
+
+    def info_lines(self):
+        """Return the lines printed by --libpcap-info."""
+        return ["library: %s" % self.path, "version: %s" % self.version,
+                self.layout.describe()]
+
+
+_loaded = {}
+
+
+def candidates(explicit=None, environ=os.environ):
+    """Return the library names/paths to try, in order."""
+    names = []
+    if explicit:
+        names.append(explicit)
+    if environ.get(ENV_LIBRARY):
+        names.append(environ[ENV_LIBRARY])
+    found = ctypes.util.find_library("pcap")
+    if found:
+        names.append(found)
+    names.extend(SONAMES)
+    out = []
+    for n in names:
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def load(explicit=None):
+    """Return the Library (loaded once per path); raise LibpcapError with a hint."""
+    tried = []
+    names = [explicit] if explicit else candidates()
+    for name in names:
+        if name in _loaded:
+            return _loaded[name]
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError as e:
+            tried.append("%s (%s)" % (name, e))
+            continue
+        path = _library_path(lib, name)
+        library = Library(lib, path)
+        _loaded[name] = library
+        return library
+    raise LibpcapError("libpcap not found (tried %s): %s" % ("; ".join(tried), INSTALL_HINT))
+
+
+def _library_path(lib, name):
+    """Return the file the dynamic linker chose for name (Linux), else name."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and "libpcap" in os.path.basename(parts[-1]):
+                    return parts[-1]
+    except OSError:
+        pass
+    return name
+
+
+def _text(b):
+    return b.decode("utf-8", "replace") if b else ""
+
+
+# ---------------------------------------------------------------- handles
+
+class Handle(object):
+    """One open pcap_t (live or offline) delivering packets to a sink.
+
+    sink(ts_sec, ts_usec, caplen, orig_len, data) gets data as a c_char array
+    (a buffer valid only during the call).
+    """
+
+    def __init__(self, library, pcap, name, offline=False):
+        self.library = library
+        self.lib = library.lib
+        self.pcap = pcap
+        self.name = name
+        self.offline = offline
+        self.sink = None
+        self._hdr_addr = None
+        self._hdr_view = None
+        self._hdr_type = ctypes.c_char * library.layout.size
+        self._unpack = library.layout.struct.unpack_from
+        self._types = {}
+        self._callback = HANDLER(self._on_packet)  # kept alive as long as the handle
+        self._last_stats = None
+
+    # -------------------------------------------------------------- opening
+    @classmethod
+    def open_live(cls, library, device, snaplen, promisc=False, timeout_ms=100,
+                  buffer_size=0, immediate=False):
+        """Create, configure and activate a live capture; return (handle, warning)."""
+        lib = library.lib
+        err = ctypes.create_string_buffer(PCAP_ERRBUF_SIZE)
+        p = lib.pcap_create(device.encode(), err)
+        if not p:
+            raise LibpcapError("%s: %s" % (device, _text(err.value)))
+        h = cls(library, p, device)
+        try:
+            h._check(lib.pcap_set_snaplen(p, snaplen), "pcap_set_snaplen")
+            h._check(lib.pcap_set_promisc(p, 1 if promisc else 0), "pcap_set_promisc")
+            h._check(lib.pcap_set_timeout(p, timeout_ms), "pcap_set_timeout")
+            if buffer_size:
+                h._check(lib.pcap_set_buffer_size(p, buffer_size), "pcap_set_buffer_size")
+            if immediate and library.has_immediate:
+                h._check(lib.pcap_set_immediate_mode(p, 1), "pcap_set_immediate_mode")
+            status = lib.pcap_activate(p)
+            warning = None
+            if status < 0:
+                raise LibpcapError("%s: %s%s" % (device, _text(lib.pcap_statustostr(status)),
+                                                 h._detail(status)))
+            if status > 0:
+                warning = "%s: %s%s" % (device, _text(lib.pcap_statustostr(status)),
+                                        h._detail(status))
+            if lib.pcap_setnonblock(p, 1, err) < 0:
+                raise LibpcapError("%s: pcap_setnonblock: %s" % (device, _text(err.value)))
+        except BaseException:
+            h.close()
+            raise
+        return h, warning
+
+    @classmethod
+    def open_offline(cls, library, path):
+        """Open a pcap/pcapng file or FIFO for reading."""
+        err = ctypes.create_string_buffer(PCAP_ERRBUF_SIZE)
+        p = library.lib.pcap_open_offline(path.encode(), err)
+        if not p:
+            raise LibpcapError("%s: %s" % (path, _text(err.value)))
+        return cls(library, p, path, offline=True)
+
+    @classmethod
+    def open_dead(cls, library, dlt, snaplen):
+        """Return a handle that only compiles filters."""
+        p = library.lib.pcap_open_dead(dlt, snaplen)
+        if not p:
+            raise LibpcapError("pcap_open_dead failed")
+        return cls(library, p, "(dead)")
+
+    def _detail(self, status):
+        # pcap_geterr often has the specific text (e.g. which ioctl failed).
+        msg = _text(self.lib.pcap_geterr(self.pcap))
+        if msg and msg != _text(self.lib.pcap_statustostr(status)):
+            return " (%s)" % msg
+        return ""
+
+    def _check(self, rc, what):
+        if rc != 0:
+            raise LibpcapError("%s: %s: %s" % (self.name, what,
+                                               _text(self.lib.pcap_statustostr(rc))))
+
+    def close(self):
+        if self.pcap:
+            self.lib.pcap_close(self.pcap)
+            self.pcap = None
+
+    # -------------------------------------------------------------- queries
+    def datalink(self):
+        return self.lib.pcap_datalink(self.pcap)
+
+    def datalink_name(self, dlt=None):
+        return _text(self.lib.pcap_datalink_val_to_name(self.datalink() if dlt is None else dlt))
+
+    def snapshot(self):
+        return self.lib.pcap_snapshot(self.pcap)
+
+    def selectable_fd(self):
+        return self.lib.pcap_get_selectable_fd(self.pcap)
+
+    def required_timeout(self):
+        """Return the poll timeout libpcap requires in seconds, or None."""
+        if not self.library.has_required_timeout:
+            return None
+        addr = self.lib.pcap_get_required_select_timeout(self.pcap)
+        if not addr:
+            return None
+        # struct timeval has the same two fields as the start of pcap_pkthdr.
+        half = self.library.layout.caplen_offset
+        raw = ctypes.string_at(addr, half)
+        fmt = "=ii" if half == 8 else "=qq"
+        sec, usec = struct.unpack(fmt, raw)
+        return sec + usec / 1e6
+
+    def set_ignore_outgoing(self):
+        """Ask the kernel not to put outgoing frames into the ring (Linux >= 4.20)."""
+        fd = self.selectable_fd()
+        if fd < 0:
+            raise OSError("no selectable fd")
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        finally:
+            s.close()
+
+    def set_filter(self, expression):
+        """Compile (optimised, netmask unknown) and install a filter expression."""
+        prog = self.compile(expression)
+        try:
+            if self.lib.pcap_setfilter(self.pcap, ctypes.byref(prog)) != 0:
+                raise LibpcapError("%s: cannot install filter: %s"
+                                   % (self.name, _text(self.lib.pcap_geterr(self.pcap))))
+        finally:
+            self.lib.pcap_freecode(ctypes.byref(prog))
+
+    def compile(self, expression):
+        prog = BpfProgram()
+        if self.lib.pcap_compile(self.pcap, ctypes.byref(prog), expression.encode(), 1,
+                                 PCAP_NETMASK_UNKNOWN) != 0:
+            raise LibpcapError("invalid filter %r: %s"
+                               % (expression, _text(self.lib.pcap_geterr(self.pcap))))
+        return prog
+
+    def stats(self):
+        """Return (recv, drop, ifdrop) as libpcap's cumulative u32 counters."""
+        st = PcapStat()
+        if self.lib.pcap_stats(self.pcap, ctypes.byref(st)) != 0:
+            raise LibpcapError("%s: pcap_stats: %s"
+                               % (self.name, _text(self.lib.pcap_geterr(self.pcap))))
+        return st.ps_recv, st.ps_drop, st.ps_ifdrop
+
+    def last_error(self):
+        return _text(self.lib.pcap_geterr(self.pcap))
+
+    # -------------------------------------------------------------- packets
+    def dispatch(self, count):
+        """Process up to count packets (-1: what is there); return libpcap's result."""
+        return self.lib.pcap_dispatch(self.pcap, count, self._callback, None)
+
+    def _on_packet(self, user, hdr, data):
+        if hdr != self._hdr_addr:
+            # libpcap reuses one header address per handle: re-view only on change.
+            self._hdr_addr = hdr
+            self._hdr_view = self._hdr_type.from_address(hdr)
+        sec, usec, caplen, length = self._unpack(self._hdr_view)
+        t = self._types.get(caplen)
+        if t is None:
+            t = self._types[caplen] = ctypes.c_char * caplen
+        self.sink(sec, usec, caplen, length, t.from_address(data))
+
+
+def stat_delta(old, new):
+    """Return new - old for libpcap's u32 counters, assuming at most one wrap."""
+    if new >= old:
+        return new - old
+    return (1 << 32) - old + new
+'''
+# ==================== End file osmo_pcap/client/libpcap.py ======================
+
+# ==================== Begin file osmo_pcap/client/main.py ====================
+_SOURCES['osmo_pcap/client/main.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """osmo_pcap_client.py: capture with libpcap and forward to osmo-pcap servers.
 
@@ -423,11 +1812,14 @@ import signal
 import sys
 
 from osmo_pcap import __version__, COPYRIGHT
-from osmo_pcap import capture, clientconfig, libpcap, log, pcapfile, pcapng
+from osmo_pcap import log, pcapfile, pcapng
+from osmo_pcap.client import capture
+from osmo_pcap.client import config as clientconfig
+from osmo_pcap.client import libpcap
 from osmo_pcap import daemon, metrics, vtyimport
-from osmo_pcap.config import ConfigError
-from osmo_pcap.forward import UP, Connection, IpipSender
-from osmo_pcap.gprs import GprsFilter
+from osmo_pcap.ini import ConfigError
+from osmo_pcap.client.forward import UP, Connection, IpipSender
+from osmo_pcap.client.gprs import GprsFilter
 from osmo_pcap.loop import Loop
 
 # [server NAME] sections take the TLS keys (doc/tls.md).
@@ -976,461 +2368,259 @@ def main(argv=None):
             return 1
     return run(cfg, args)
 '''
-# ==================== End file osmo_pcap/client.py ======================
+# ==================== End file osmo_pcap/client/main.py ======================
 
-# ==================== Begin file osmo_pcap/clientconfig.py ====================
-_SOURCES['osmo_pcap/clientconfig.py'] = r'''
+# ==================== Begin file osmo_pcap/client/spool.py ====================
+_SOURCES['osmo_pcap/client/spool.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The client's INI configuration: [client] and one [server NAME] per destination.
+"""On-disk spool of frames a server connection could not send (bounded, ordered).
 
-load() returns a ClientConfig or raises ConfigError naming file, section and
-key. Every key, its default and meaning is documented in doc/client.md and
-contrib/osmo-pcap-client.ini.
+Files live in one directory per server, named by a sequence number. Each file
+starts with the LINK_HDR frame its data belongs to, followed by complete
+frames exactly as they go on the wire. Replay reads pieces cut at frame
+boundaries from the oldest file; a piece is committed (and a fully replayed
+file deleted) only once it has been handed to the socket, so a connection lost
+during replay rewinds and loses nothing. Beyond max_bytes the oldest file is
+deleted and its frames counted as dropped. Files survive restarts.
 """
 
-import grp
 import os
-import pwd
 
-from osmo_pcap import log, metrics
-import socket
+from osmo_pcap import wire
 
-from osmo_pcap.config import (ConfigError, Section, check_safe_name, parse_bool,
-                              parse_duration, parse_int, parse_port, parse_size, read_ini,
-                              resolve_path)
-
-DEFAULT_PATH = "osmo-pcap-client.ini"
-
-# A frame carries at most 65531 payload bytes (spec 2.2, 2.7): the largest
-# caplen that fits a pcap record (16-byte header) and a pcapng EPB (36 + pad).
-MAX_CAPLEN = {"pcap": 65531 - 16, "pcapng": 65531 - 36 - 3}
-DEFAULT_SNAPLEN = 9000
-PROTOCOLS = ("osmo-pcap", "ipip")
-FORMATS = ("pcap", "pcapng")
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
+SUFFIX = ".spool"
+FIRST_SEQ = 1
+PIECE = 1 << 20
 
 
-class ServerConfig(object):
-    """One [server NAME] section."""
-
-    def __init__(self, name):
-        self.name = name
-        self.host = None
-        self.port = None
-        self.source_ip = None
-        self.protocol = "osmo-pcap"
-        self.queue_size = 16 << 20
-        self.spool_dir = None
-        self.spool_max = 1 << 30
-        self.reconnect_min = 1.0
-        self.reconnect_max = 30.0
-        self.enabled = True
-        self.tls = None       # set by the TLS reader: an object with transport(tcp)
-        self.section = None  # the config.Section, for keys other issues add
-
-    def describe(self):
-        if self.protocol == "ipip":
-            return "%s %s ipip" % (self.name, self.host)
-        if self.tls is not None:
-            return "%s %s:%d TLS%s" % (self.name, self.host, self.port,
-                                       "" if getattr(self.tls, "verify", True)
-                                       else " (server not verified)")
-        return "%s %s:%d" % (self.name, self.host, self.port)
+def complete_frames(buf, start=0, limit=None):
+    """Return (end, count): the end of the last complete frame in buf[start:limit]."""
+    end = len(buf) if limit is None else min(limit, len(buf))
+    pos = start
+    count = 0
+    while end - pos >= wire.HEADER_SIZE:
+        stop = pos + wire.HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
+        if stop > end:
+            break
+        pos = stop
+        count += 1
+    return pos, count
 
 
-class ClientConfig(object):
-    """The whole client configuration with defaults."""
+class Spool(object):
+    """The spool of one server connection."""
 
-    def __init__(self):
-        self.path = None
-        self.devices = []
-        self.filter = ""
-        self.detect_loop = True
-        self.gprs_filter = False
-        self.gprs_ports = None
-        self.snaplen = DEFAULT_SNAPLEN
-        self.file_format = "pcap"
-        self.buffer_size = 16 << 20
-        self.promisc = False
-        self.capture_timeout = 0.1
-        self.immediate_mode = False
-        self.ignore_outgoing = "auto"
-        self.dispatch_max = 1000
-        self.libpcap = None
-        self.read_file = None
-        self.user = None
-        self.group = None
-        self.reopen_interval = 5.0
-        self.stats_interval = 60.0
-        self.flush_timeout = 3.0
-        self.log_level = "info"
-        self.servers = []
+    def __init__(self, directory, max_bytes, logger):
+        self.dir = directory
+        self.max_bytes = max_bytes
+        self.file_max = max(1 << 20, min(64 << 20, max_bytes // 8))
+        self.log = logger
+        self.dropped_frames = 0
+        self.dropped_bytes = 0
+        self.write_errors = 0
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.sizes = {}
+        for name in os.listdir(directory):
+            if name.endswith(SUFFIX) and name[:-len(SUFFIX)].isdigit():
+                seq = int(name[:-len(SUFFIX)])
+                self.sizes[seq] = os.path.getsize(self._path(seq))
+        self.total = sum(self.sizes.values())
+        self._wfd = None        # tail file being appended
+        self._wseq = None
+        self._whdr = None
+        self._rseq = None       # head file being replayed
+        self._rfd = None
+        self._rhdr = None
+        self._roff = 0          # offset handed out
+        self._committed = 0     # offset known to be sent
+        for seq in sorted(self.sizes):
+            if self.sizes[seq] == 0:
+                self._delete(seq)
 
-    def summary(self):
-        """One line for --check-config."""
-        src = ("file %s" % self.read_file if self.read_file else
-               "%d device(s) %s" % (len(self.devices), " ".join(self.devices)))
-        return "config OK: %s: %s, format %s, snaplen %d, %d server(s)%s" % (
-            self.path, src, self.file_format, self.snaplen, len(self.servers),
-            (": " + ", ".join(s.describe() for s in self.servers)) if self.servers else "")
+    def _path(self, seq):
+        return os.path.join(self.dir, "%d%s" % (seq, SUFFIX))
 
+    @property
+    def pending(self):
+        """True while spooled data waits for replay."""
+        return bool(self.sizes)
 
-def _choice(options):
-    def parse(text):
-        if text not in options:
-            raise ValueError("expected one of %s, got %r" % (", ".join(options), text))
-        return text
-    return parse
+    @property
+    def files(self):
+        return len(self.sizes)
 
+    # -------------------------------------------------------------- writing
+    def append(self, link_hdr, data):
+        """Append complete frames captured under link_hdr (a LINK_HDR payload)."""
+        if self._wfd is None or self._whdr != link_hdr or self.sizes[self._wseq] >= self.file_max:
+            seq = max(self.sizes) + 1 if self.sizes else FIRST_SEQ
+            if not self._open_for_write(seq, link_hdr):
+                self._count_lost(data)
+                return
+        self._write(self._wseq, self._wfd, data)
+        self._enforce_limit()
 
-def _ports(text):
-    out = []
-    for word in text.replace(",", " ").split():
-        out.append(parse_port(word))
-    return out
-
-
-def _ip(text):
-    for fam in (socket.AF_INET, socket.AF_INET6):
+    def _create(self, seq, link_hdr):
         try:
-            socket.inet_pton(fam, text)
-            return text
-        except (OSError, ValueError):
-            pass
-    raise ValueError("not an IPv4 or IPv6 address: %r" % text)
+            fd = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
+                         0o600)
+        except OSError as e:
+            self.write_errors += 1
+            self.log.error("spool %s: cannot create file: %s", self.dir, e.strerror or e)
+            return None
+        self.sizes[seq] = 0
+        self._write(seq, fd, wire.encode_link_hdr(link_hdr))
+        return fd
 
-
-def _user(text):
-    try:
-        pwd.getpwnam(text)
-    except KeyError:
-        raise ValueError("no such user: %r" % text)
-    return text
-
-
-def _group(text):
-    try:
-        grp.getgrnam(text)
-    except KeyError:
-        raise ValueError("no such group: %r" % text)
-    return text
-
-
-def _positive_duration(text):
-    v = parse_duration(text)
-    if v <= 0:
-        raise ValueError("must be greater than 0: %r" % text)
-    return v
-
-
-def load(path):
-    """Read and validate the client configuration at path."""
-    cp = read_ini(path)
-    base = os.path.dirname(os.path.abspath(path))
-    cfg = ClientConfig()
-    cfg.path = path
-    for name in cp.sections():
-        if name not in ("client", "log", "metrics") and not name.startswith("server "):
-            raise ConfigError("unknown section (expected [client], [server NAME], [log] or "
-                              "[metrics])", path, name)
-    if not cp.has_section("client"):
-        raise ConfigError("missing [client] section", path)
-    sec = Section(cp, "client", path)
-    cfg.devices = (sec.get("devices") or "").split()
-    if len(set(cfg.devices)) != len(cfg.devices):
-        raise sec.error("devices", "a device is listed twice")
-    cfg.filter = sec.get("filter", default="")
-    cfg.detect_loop = sec.get("detect_loop", parse_bool, True)
-    cfg.gprs_filter = sec.get("gprs_filter", parse_bool, False)
-    cfg.gprs_ports = sec.get("gprs_ports", _ports, None)
-    cfg.file_format = sec.get("file_format", _choice(FORMATS), "pcap")
-    limit = MAX_CAPLEN[cfg.file_format]
-    cfg.snaplen = sec.get("snaplen", lambda t: parse_int(t, 1, limit), DEFAULT_SNAPLEN)
-    cfg.buffer_size = sec.get("buffer_size", parse_size, 16 << 20)
-    if cfg.buffer_size > 0x7FFFFFFF:
-        raise sec.error("buffer_size", "at most 2047M")
-    cfg.promisc = sec.get("promisc", parse_bool, False)
-    cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, 0.1)
-    cfg.immediate_mode = sec.get("immediate_mode", parse_bool, False)
-    cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")), "auto")
-    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 1000)
-    cfg.libpcap = sec.get("libpcap", None, None)
-    cfg.read_file = resolve_path(base, sec.get("read_file", None, None))
-    cfg.user = sec.get("user", _user, None)
-    cfg.group = sec.get("group", _group, None)
-    cfg.reopen_interval = sec.get("reopen_interval", _positive_duration, 5.0)
-    cfg.stats_interval = sec.get("stats_interval", parse_duration, 60.0)
-    cfg.flush_timeout = sec.get("flush_timeout", parse_duration, 3.0)
-    cfg.log_level = sec.get("log_level", _choice(LOG_LEVELS), "info")
-    sec.finish()
-    cfg.log = log.read_config(Section(cp, "log", path))
-    if not cp.has_option("log", "level"):
-        cfg.log.level = cfg.log_level  # [client] log_level, kept as an alias
-    cfg.metrics = metrics.read_config(Section(cp, "metrics", path))
-    if cfg.read_file and cfg.devices:
-        raise sec.error("read_file", "set either devices or read_file, not both")
-    if not cfg.read_file and not cfg.devices:
-        raise sec.error("devices", "no capture device configured (or set read_file)")
-    for name in cp.sections():
-        if name.startswith("server "):
-            cfg.servers.append(_load_server(cp, name, path, base))
-    return cfg
-
-
-def _load_server(cp, section, path, base):
-    name = section[len("server "):].strip()
-    try:
-        check_safe_name(name)
-    except ValueError as e:
-        raise ConfigError("bad server name: %s" % e, path, section)
-    sec = Section(cp, section, path)
-    s = ServerConfig(name)
-    s.section = sec
-    s.protocol = sec.get("protocol", _choice(PROTOCOLS), "osmo-pcap")
-    s.host = sec.get("host")
-    if not s.host:
-        raise sec.error("host", "missing: the server's address")
-    s.port = sec.get("port", parse_port, None)
-    if s.protocol == "osmo-pcap" and s.port is None:
-        raise sec.error("port", "missing: the server's TCP port")
-    s.source_ip = sec.get("source_ip", _ip, None)
-    s.queue_size = sec.get("queue_size", parse_size, 16 << 20)
-    if s.queue_size < 65536:
-        raise sec.error("queue_size", "at least 64K (one frame must fit)")
-    s.spool_dir = resolve_path(base, sec.get("spool_dir", None, None))
-    s.spool_max = sec.get("spool_max", parse_size, 1 << 30)
-    if s.spool_dir and s.spool_max < (1 << 20):
-        raise sec.error("spool_max", "at least 1M")
-    if s.spool_dir and s.protocol == "ipip":
-        raise sec.error("spool_dir", "not available with protocol = ipip")
-    s.reconnect_min = sec.get("reconnect_min", _positive_duration, 1.0)
-    s.reconnect_max = sec.get("reconnect_max", _positive_duration, 30.0)
-    if s.reconnect_max < s.reconnect_min:
-        raise sec.error("reconnect_max", "smaller than reconnect_min")
-    s.enabled = sec.get("enabled", parse_bool, True)
-    extend_server_section(s, sec)
-    sec.finish()
-    return s
-
-
-# Other features (TLS) register a function(ServerConfig, Section) here to read
-# their own keys before unknown keys are rejected.
-SERVER_SECTION_READERS = []
-
-
-def extend_server_section(server, sec):
-    for reader in SERVER_SECTION_READERS:
-        reader(server, sec)
-'''
-# ==================== End file osmo_pcap/clientconfig.py ======================
-
-# ==================== Begin file osmo_pcap/config.py ====================
-_SOURCES['osmo_pcap/config.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""INI configuration helpers shared by the three programs.
-
-Every error a user can make in a config file becomes one ConfigError whose
-message names the file, the section and the key. Readers declare the keys they
-know; anything else in a section is an error (a typo must not be ignored).
-"""
-
-import configparser
-import os
-import re
-
-
-class ConfigError(Exception):
-    """A configuration problem, with file/section/key in its message."""
-
-    def __init__(self, message, path=None, section=None, key=None):
-        where = []
-        if path:
-            where.append(str(path))
-        if section is not None:
-            where.append("[%s]" % section)
-        if key is not None:
-            where.append(key)
-        self.path, self.section, self.key = path, section, key
-        self.reason = message
-        Exception.__init__(self, "%s: %s" % (" ".join(where), message) if where else message)
-
-
-def read_ini(path):
-    """Parse the INI file at path; return a ConfigParser. Raise ConfigError."""
-    cp = configparser.ConfigParser(interpolation=None, strict=True,
-                                   inline_comment_prefixes=(";", "#"),
-                                   comment_prefixes=(";", "#"),
-                                   empty_lines_in_values=False,
-                                   default_section="\x00no-default")
-    cp.optionxform = str  # keys are case-sensitive, as documented
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            cp.read_file(f, source=str(path))
-    except OSError as e:
-        raise ConfigError("cannot read config file: %s" % (e.strerror or e), path)
-    except UnicodeDecodeError as e:
-        raise ConfigError("not UTF-8 text: %s" % e, path)
-    except configparser.DuplicateSectionError as e:
-        raise ConfigError("line %s: duplicate section [%s]" % (e.lineno, e.section), path)
-    except configparser.DuplicateOptionError as e:
-        raise ConfigError("line %s: duplicate key" % e.lineno, path, e.section, e.option)
-    except configparser.MissingSectionHeaderError as e:
-        raise ConfigError("line %s: key outside of any [section]" % e.lineno, path)
-    except configparser.ParsingError as e:
-        lines = ", ".join(str(n) for n, _ in e.errors)
-        raise ConfigError("cannot parse line(s) %s" % lines, path)
-    return cp
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
-_SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text, allow_off=False):
-    """Return a byte count for '123', '16K', '16M', '1G', '2T' (binary units).
-
-    With allow_off, '0', 'off' and 'no' return 0 (meaning disabled).
-    """
-    t = text.strip()
-    if allow_off and t.lower() in ("off", "no", "none", "0"):
-        return 0
-    m = _SIZE_RE.match(t)
-    if not m:
-        raise ValueError("not a size (examples: 4096, 16K, 16M, 1G): %r" % text)
-    return int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
-
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_DURATION_MULT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text, default_unit="s"):
-    """Return seconds (float) for '10', '2.5s', '5m', '12h', '120d', '2w'."""
-    m = _DURATION_RE.match(text)
-    if not m:
-        raise ValueError("not a duration (examples: 30s, 5m, 12h, 120d, 2w): %r" % text)
-    return float(m.group(1)) * _DURATION_MULT[m.group(2) or default_unit]
-
-
-_TRUE = ("yes", "true", "on", "1")
-_FALSE = ("no", "false", "off", "0")
-
-
-def parse_bool(text):
-    """Return True/False for yes/no, true/false, on/off, 1/0."""
-    t = text.strip().lower()
-    if t in _TRUE:
+    def _open_for_write(self, seq, link_hdr):
+        self._close_writer()
+        fd = self._create(seq, link_hdr)
+        if fd is None:
+            return False
+        self._wfd, self._wseq, self._whdr = fd, seq, link_hdr
         return True
-    if t in _FALSE:
-        return False
-    raise ValueError("expected yes or no, got %r" % text)
 
-
-def parse_int(text, lo=None, hi=None):
-    """Return an integer within [lo, hi] (either bound may be None)."""
-    try:
-        v = int(text.strip(), 10)
-    except ValueError:
-        raise ValueError("not an integer: %r" % text)
-    if lo is not None and v < lo:
-        raise ValueError("%d is below the minimum %d" % (v, lo))
-    if hi is not None and v > hi:
-        raise ValueError("%d is above the maximum %d" % (v, hi))
-    return v
-
-
-def parse_octal_mode(text):
-    """Return a file mode from an octal string such as '0440'."""
-    t = text.strip()
-    if not re.match(r"^0?[0-7]{1,4}$", t):
-        raise ValueError("not an octal file mode (example: 0440): %r" % text)
-    return int(t, 8)
-
-
-def parse_port(text):
-    """Return a TCP/UDP port number 1..65535."""
-    return parse_int(text, 1, 65535)
-
-
-def parse_host_port(text, default_host="127.0.0.1"):
-    """Return (host, port) from 'HOST:PORT', '[v6]:PORT' or 'PORT'."""
-    t = text.strip()
-    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", t)
-    if m:
-        return m.group(1), parse_port(m.group(2))
-    if t.isdigit():
-        return default_host, parse_port(t)
-    host, sep, port = t.rpartition(":")
-    if not sep or not host or ":" in host:
-        raise ValueError("expected HOST:PORT (IPv6 as [ADDR]:PORT), got %r" % text)
-    return host, parse_port(port)
-
-
-_SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
-
-
-def check_safe_name(name):
-    """Raise ValueError unless name is safe as one file-name component."""
-    if not _SAFE_NAME_RE.match(name) or name in (".", ".."):
-        raise ValueError("%r is not a safe name: use 1-64 characters from "
-                         "A-Z a-z 0-9 . _ + -, starting with a letter or digit" % name)
-    return name
-
-
-class Section(object):
-    """One INI section read with declared keys; unknown keys are errors.
-
-    Use get(key, parse, default) for each known key, then finish().
-    """
-
-    def __init__(self, cp, name, path):
-        self.name = name
-        self.path = path
-        self._items = dict(cp.items(name)) if cp is not None and cp.has_section(name) else {}
-        self._known = set()
-
-    def has(self, key):
-        return key in self._items
-
-    def raw(self, key):
-        self._known.add(key)
-        return self._items.get(key)
-
-    def get(self, key, parse=None, default=None):
-        """Return the parsed value of key, or default when absent or empty."""
-        self._known.add(key)
-        text = self._items.get(key)
-        if text is None or text.strip() == "":
-            return default
-        if "\n" in text.strip():
-            # configparser joins an indented next line to this value.
-            raise self.error(key, "the value continues on an indented line (%r); "
-                             "keys must start at the beginning of a line" % text.strip())
-        if parse is None:
-            return text.strip()
+    def _write(self, seq, fd, data):
+        mv = memoryview(data)
         try:
-            return parse(text.strip())
-        except ValueError as e:
-            raise self.error(key, str(e))
+            while mv:
+                n = os.write(fd, mv)
+                mv = mv[n:]
+        except OSError as e:
+            self.write_errors += 1
+            self.log.error("spool %s: write failed: %s", self.dir, e.strerror or e)
+            # A partial frame would corrupt the file: cut it back.
+            try:
+                os.ftruncate(fd, self.sizes[seq])
+            except OSError:
+                pass
+            self._count_lost(data)
+            return
+        self.sizes[seq] += len(data)
+        self.total += len(data)
 
-    def error(self, key, message):
-        return ConfigError(message, self.path, self.name, key)
+    def _count_lost(self, data):
+        _, n = complete_frames(data)
+        self.dropped_frames += n
+        self.dropped_bytes += len(data)
 
-    def finish(self):
-        """Raise ConfigError for the first key that no get() asked for."""
-        for key in sorted(self._items):
-            if key not in self._known:
-                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
-                                  self.path, self.name, key)
+    def _close_writer(self):
+        if self._wfd is not None:
+            os.close(self._wfd)
+            self._wfd = self._wseq = self._whdr = None
 
+    def _enforce_limit(self):
+        while self.total > self.max_bytes and len(self.sizes) > 1:
+            seq = min(self.sizes)
+            start = self._roff if seq == self._rseq else 0
+            self.dropped_frames += self._count_file_frames(seq, start)
+            self.dropped_bytes += self.sizes[seq] - start
+            self.log.warning("spool %s: over spool_max, dropped the oldest file", self.dir)
+            self._delete(seq)
 
-def resolve_path(base_dir, value):
-    """Return value as an absolute path, relative paths taken from base_dir."""
-    if value is None:
+    def _count_file_frames(self, seq, start):
+        try:
+            with open(self._path(seq), "rb") as f:
+                data = f.read()
+        except OSError:
+            return 0
+        if start == 0 and len(data) >= 4:
+            start = 4 + ((data[2] << 8) | data[3])  # the file's LINK_HDR frame
+        return complete_frames(data, start)[1]
+
+    def _delete(self, seq):
+        if seq == self._wseq:
+            self._close_writer()
+        if seq == self._rseq:
+            if self._rfd is not None:
+                os.close(self._rfd)
+            self._rfd = self._rseq = self._rhdr = None
+            self._roff = self._committed = 0
+        size = self.sizes.pop(seq, 0)
+        self.total -= size
+        try:
+            os.unlink(self._path(seq))
+        except OSError:
+            pass
+
+    # -------------------------------------------------------------- replay
+    def next_piece(self, limit=PIECE):
+        """Return (link_hdr, frames) to send next, or None when nothing is left.
+
+        The piece stays in the spool until commit(); rewind() hands it out again.
+        """
+        while self.sizes:
+            if self._rseq is None or self._rseq not in self.sizes:
+                if not self._open_head():
+                    continue
+            size = self.sizes[self._rseq]
+            if self._roff >= size:
+                if self._rseq == self._wseq:
+                    return None   # caught up with the file being written
+                if self._committed >= self._roff:
+                    self._delete(self._rseq)
+                    continue
+                return None       # wait for the last piece to be committed
+            try:
+                data = os.pread(self._rfd, min(limit, size - self._roff), self._roff)
+            except OSError as e:
+                self.log.error("spool %s: read failed: %s; dropping the file", self.dir, e)
+                self._delete(self._rseq)
+                continue
+            end, _ = complete_frames(data)
+            if end == 0:
+                if len(data) >= size - self._roff:
+                    self._delete(self._rseq)   # a torn tail: nothing usable left
+                    continue
+                return None
+            self._roff += end
+            return self._rhdr, data[:end]
         return None
-    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
+
+    def _open_head(self):
+        seq = min(self.sizes)
+        try:
+            fd = os.open(self._path(seq), os.O_RDONLY)
+            head = os.pread(fd, 4, 0)
+            n = (head[2] << 8) | head[3] if len(head) == 4 else -1
+            hdr = os.pread(fd, n, 4) if n >= 0 else b""
+        except OSError as e:
+            self.log.error("spool %s: cannot read %s: %s", self.dir, self._path(seq), e)
+            self._delete(seq)
+            return False
+        if len(head) < 4 or head[0] != wire.LINK_HDR or len(hdr) != n:
+            os.close(fd)
+            self.log.error("spool %s: %s does not start with a link header; dropped",
+                           self.dir, self._path(seq))
+            self._delete(seq)
+            return False
+        self._rseq, self._rfd, self._rhdr = seq, fd, hdr
+        self._roff = self._committed = 4 + n
+        return True
+
+    def commit(self):
+        """Everything handed out was sent: forget it (delete a finished file)."""
+        if self._rseq is None:
+            return
+        self._committed = self._roff
+        seq = self._rseq
+        if self._roff >= self.sizes.get(seq, 0):
+            if seq == self._wseq:
+                self._close_writer()
+            self._delete(seq)
+
+    def rewind(self):
+        """The connection was lost: hand out the uncommitted data again."""
+        self._roff = self._committed
+
+    def close(self):
+        self._close_writer()
+        if self._rfd is not None:
+            os.close(self._rfd)
+            self._rfd = None
+        self._rseq = None
 '''
-# ==================== End file osmo_pcap/config.py ======================
+# ==================== End file osmo_pcap/client/spool.py ======================
 
 # ==================== Begin file osmo_pcap/daemon.py ====================
 _SOURCES['osmo_pcap/daemon.py'] = r'''
@@ -1716,1136 +2906,213 @@ def start_watchdog(loop, env=None):
 '''
 # ==================== End file osmo_pcap/daemon.py ======================
 
-# ==================== Begin file osmo_pcap/forward.py ====================
-_SOURCES['osmo_pcap/forward.py'] = r'''
+# ==================== Begin file osmo_pcap/ini.py ====================
+_SOURCES['osmo_pcap/ini.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Forwarding captured frames to servers: one Connection per [server NAME].
+"""INI configuration helpers shared by the three programs.
 
-A Connection owns a bounded byte queue of complete frames, sends it in large
-non-blocking batches, reconnects with exponential back-off and jitter, puts
-LINK_HDR first on every new connection and, with a spool, keeps what it cannot
-send on disk. All socket I/O of one connection lives in TcpTransport so that a
-TLS transport can replace it. IpipSender is the `protocol = ipip` variant.
+Every error a user can make in a config file becomes one ConfigError whose
+message names the file, the section and the key. Readers declare the keys they
+know; anything else in a section is an error (a typo must not be ignored).
 """
 
-import collections
-import errno
+import configparser
 import os
-import random
-import socket
-
-from osmo_pcap import wire
-from osmo_pcap.spool import Spool, complete_frames
-
-CHUNK = 256 * 1024        # queue chunks grow up to this before a new one starts
-SEND_MAX = 1 << 20        # bytes handed to one send() call
-LOSS_LOG_INTERVAL = 10.0
-STABLE_UP = 10.0          # seconds up before the back-off starts again from its minimum
-
-IDLE, CONNECTING, UP, WAITING, STOPPED = "idle", "connecting", "up", "waiting", "stopped"
-
-
-class TcpTransport(object):
-    """Socket I/O of one plain TCP connection: connect, send, read-and-discard."""
-
-    def __init__(self, host, port, source_ip=None):
-        self.host, self.port, self.source_ip = host, port, source_ip
-        self.sock = None
-
-    def open(self):
-        """Create the socket and start a non-blocking connect; raise OSError."""
-        infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
-        family, kind, proto, _, addr = infos[0]
-        s = socket.socket(family, kind, proto)
-        try:
-            s.setblocking(False)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.source_ip:
-                s.bind((self.source_ip, 0))
-            rc = s.connect_ex(addr)
-            if rc not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
-                raise OSError(rc, "connect: %s" % errno.errorcode.get(rc, rc))
-        except BaseException:
-            s.close()
-            raise
-        self.sock = s
-
-    def progress(self):
-        """Advance connection set-up; return "done", or "read"/"write" to wait for."""
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, "connect: %s" % errno.errorcode.get(err, err))
-        try:
-            self.sock.getpeername()
-        except OSError:
-            return "write"
-        return "done"
-
-    def send(self, data):
-        """Send what the kernel takes now; return the byte count (0 when full)."""
-        try:
-            return self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-
-    def discard_input(self):
-        """Read and drop what the server sent; return False on end of stream."""
-        try:
-            while True:
-                data = self.sock.recv(4096)
-                if not data:
-                    return False
-                if len(data) < 4096:
-                    return True
-        except (BlockingIOError, InterruptedError):
-            return True
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
-def new_server_counters():
-    """Per-server counters (spec 5.8 names where upstream has one)."""
-    return {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
-            "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
-            "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0}
-
-
-class Connection(object):
-    """One osmo-pcap server: queue, spool, connection state and back-off."""
-
-    transport_factory = TcpTransport
-
-    def __init__(self, cfg, loop, logger, get_link_hdr, rng=random.random):
-        self.cfg = cfg
-        self.name = cfg.name
-        self.loop = loop
-        self.log = logger
-        self.get_link_hdr = get_link_hdr
-        self.rng = rng
-        self.counters = new_server_counters()
-        self.state = IDLE
-        self.transport = None
-        self.queue = collections.deque()
-        self.qbytes = 0
-        self.head_off = 0
-        self.from_spool = False      # the queue holds a spool piece
-        self.wire_hdr = None         # last LINK_HDR queued on this connection
-        self.delay = cfg.reconnect_min
-        self.up_since = 0.0
-        self.timer = None
-        self.lost_unlogged = 0
-        self.loss_timer = None
-        self.spool = None
-        if cfg.spool_dir:
-            self.spool = Spool(os.path.join(cfg.spool_dir, cfg.name), cfg.spool_max, logger)
-        self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
-
-    # -------------------------------------------------------------- state
-    def start(self):
-        """Begin connecting (once the link header is known)."""
-        if self.state in (IDLE, STOPPED) and self.cfg.enabled:
-            self.state = WAITING
-            self._attempt()
-
-    def _attempt(self):
-        self.timer = None
-        if self.state != WAITING:
-            return
-        self.counters["server:connect"] += 1
-        t = self.make_transport()
-        try:
-            t.open()
-        except (OSError, socket.gaierror) as e:
-            # Synchronous failures are retried too (spec 11 #25).
-            self.log.warning("%s: cannot connect: %s", self.prefix, _why(e))
-            self._schedule_retry()
-            return
-        self.transport = t
-        self.state = CONNECTING
-        self.loop.add_writer(t.sock, self._on_connect_event)
-        self.loop.add_reader(t.sock, self._on_connect_event)
-
-    def make_transport(self):
-        """Return a new transport: plain TCP, wrapped when the section set up TLS."""
-        t = self.transport_factory(self.cfg.host, self.cfg.port, self.cfg.source_ip)
-        tls = getattr(self.cfg, "tls", None)
-        return tls.transport(t) if tls is not None else t
-
-    def _schedule_retry(self):
-        self.state = WAITING
-        delay = self.delay * (0.75 + 0.5 * self.rng())
-        self.delay = min(self.delay * 2, self.cfg.reconnect_max)
-        self.timer = self.loop.call_later(delay, self._attempt)
-
-    def _on_connect_event(self):
-        try:
-            step = self.transport.progress()
-        except OSError as e:
-            if getattr(e, "kind", None) is not None:  # a tls.TLSError: nothing was sent
-                self._lost("TLS handshake failed: %s" % _why(e), quiet_retry=True)
-            else:
-                self._lost("connect failed: %s" % _why(e), quiet_retry=True)
-            return
-        sock = self.transport.sock
-        if step == "done":
-            self.loop.remove(sock)
-            self._established()
-        elif step == "read":
-            self.loop.remove(sock)
-            self.loop.add_reader(sock, self._on_connect_event)
-        else:
-            self.loop.remove(sock)
-            self.loop.add_writer(sock, self._on_connect_event)
-
-    def _established(self):
-        self.state = UP
-        self.counters["server:connected"] = 1
-        self.up_since = self.loop.clock()
-        tls = getattr(self.cfg, "tls", None)
-        if tls is not None and hasattr(self.transport, "version"):
-            self.log.info("%s: connected with %s, %s", self.prefix, self.transport.version(),
-                          "server certificate verified for %s" % tls.hostname if tls.verify
-                          else "server certificate NOT verified (tls_verify = no)")
-        else:
-            self.log.info("%s: connected", self.prefix)
-        hdr = self.get_link_hdr()
-        self.queue.appendleft(bytearray(wire.encode_link_hdr(hdr)))
-        self.qbytes += len(self.queue[0])
-        self.head_off = 0
-        self.wire_hdr = hdr
-        self.loop.add_reader(self.transport.sock, self._on_readable)
-        self._send()
-
-    def _lost(self, why, quiet_retry=False):
-        """Tear the connection down and schedule a new attempt."""
-        was_up = self.state == UP
-        if was_up and self.loop.clock() - self.up_since >= STABLE_UP:
-            self.delay = self.cfg.reconnect_min   # a server that hangs up at once backs off
-        if self.transport is not None:
-            self.loop.remove(self.transport.sock)
-            self.transport.close()
-            self.transport = None
-        self.counters["server:connected"] = 0
-        if was_up:
-            self.log.warning("%s: connection lost: %s", self.prefix, why)
-        else:
-            self.log.warning("%s: %s", self.prefix, why)
-        self._requeue_after_loss()
-        self._schedule_retry()
-
-    def _requeue_after_loss(self):
-        """Drop the partly sent frame; move or keep the rest for the next connection."""
-        if self.head_off and self.queue:
-            head = self.queue[0]
-            pos = 0
-            while pos < self.head_off:
-                pos += wire.HEADER_SIZE + ((head[pos + 2] << 8) | head[pos + 3])
-            if pos > self.head_off:
-                self._count_lost(1)
-            del head[:pos]
-            self.qbytes -= pos
-            self.head_off = 0
-            if not head:
-                self.queue.popleft()
-        if self.from_spool:
-            self._clear_queue()
-            self.spool.rewind()
-            self.from_spool = False
-        elif self.spool is not None and not self.spool.pending and self.qbytes:
-            data = b"".join(self.queue)
-            self._clear_queue()
-            self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
-        # else: the queue is kept and sent after LINK_HDR on the next connection
-
-    def _clear_queue(self):
-        self.queue.clear()
-        self.qbytes = 0
-        self.head_off = 0
-
-    # -------------------------------------------------------------- data
-    def enqueue(self, data):
-        """Take complete LINK_DATA frames (a batch from one capture round)."""
-        spool = self.spool
-        if spool is not None and (spool.pending or self.state != UP):
-            spool.append(self.get_link_hdr(), data)
-            return
-        room = self.cfg.queue_size - self.qbytes
-        n = len(data)
-        if n > room:
-            if spool is not None:
-                spool.append(self.get_link_hdr(), data)
-                return
-            end, _ = complete_frames(data, 0, room)
-            _, dropped = complete_frames(data, end)
-            self._count_lost(dropped)
-            if not end:
-                return
-            data = memoryview(data)[:end]
-            n = end
-        q = self.queue
-        if q and len(q[-1]) < CHUNK:
-            q[-1] += data
-        else:
-            q.append(bytearray(data))
-        self.qbytes += n
-        if self.state == UP:
-            self._send()
-
-    def link_hdr_changed(self, hdr):
-        """A device changed the link header: announce it in order, or restart."""
-        if self.state == UP:
-            if self.spool is not None and self.spool.pending:
-                return  # the spool starts a new file with the new header
-            frame = bytearray(wire.encode_link_hdr(hdr))
-            self.queue.append(frame)
-            self.qbytes += len(frame)
-            self.wire_hdr = hdr
-            self._send()
-        elif self.qbytes and not self.from_spool:
-            # Queued frames belong to the old header; they cannot follow the new one.
-            _, n = complete_frames(b"".join(self.queue))
-            self._count_lost(n)
-            self._clear_queue()
-
-    def _count_lost(self, n):
-        if not n:
-            return
-        self.counters["client:queue_err"] += n
-        self.lost_unlogged += n
-        if self.loss_timer is None:
-            self.loss_timer = self.loop.call_later(0, self._log_loss)
-
-    def _log_loss(self):
-        if self.lost_unlogged:
-            self.log.warning("%s: %d packet(s) dropped (queue full or server away)",
-                             self.prefix, self.lost_unlogged)
-            self.lost_unlogged = 0
-            self.loss_timer = self.loop.call_later(LOSS_LOG_INTERVAL, self._log_loss)
-        else:
-            self.loss_timer = None
-
-    def _send(self):
-        """Send as much of the queue as the socket takes; refill from the spool."""
-        q = self.queue
-        t = self.transport
-        failed = None
-        try:
-            while True:
-                if not q:
-                    if not self._refill():
-                        if getattr(t, "pending_output", 0):
-                            t.send(b"")   # a TLS transport flushes what it holds
-                        break
-                    continue
-                head = q[0]
-                with memoryview(head) as mv:
-                    n = t.send(mv[self.head_off:self.head_off + SEND_MAX])
-                if not n:
-                    break
-                self.counters["sent:bytes"] += n
-                self.qbytes -= n
-                self.head_off += n
-                if self.head_off >= len(head):
-                    q.popleft()
-                    self.head_off = 0
-        except OSError as e:
-            failed = _why(e)
-        if failed is not None:
-            # Outside the except block: its traceback holds the frames that got a
-            # view of the queue head, and _lost() resizes the head.
-            self.counters["client:write_err"] += 1
-            self._lost("send failed: %s" % failed)
-            return
-        if q or getattr(t, "pending_output", 0):
-            self.loop.add_writer(t.sock, self._send)
-        else:
-            self.loop.remove_writer(t.sock)
-
-    def _refill(self):
-        """Load the next spool piece into the empty queue; return True if loaded."""
-        spool = self.spool
-        if spool is None:
-            return False
-        if self.from_spool:
-            spool.commit()
-            self.from_spool = False
-        if not spool.pending:
-            return False
-        piece = spool.next_piece()
-        if piece is None:
-            return False
-        hdr, frames = piece
-        if hdr != self.wire_hdr:
-            self.queue.append(bytearray(wire.encode_link_hdr(hdr)))
-            self.qbytes += len(self.queue[-1])
-            self.wire_hdr = hdr
-        self.queue.append(bytearray(frames))
-        self.qbytes += len(frames)
-        self.from_spool = True
-        return True
-
-    def _on_readable(self):
-        try:
-            alive = self.transport.discard_input()
-        except OSError as e:
-            self._lost("read failed: %s" % _why(e))
-            return
-        if not alive:
-            self._lost("closed by the server")
-
-    # -------------------------------------------------------------- shutdown
-    @property
-    def busy(self):
-        """True while data waits to be sent on an established connection."""
-        return self.state == UP and (self.qbytes > 0 or self.from_spool
-                                     or (self.spool is not None and self.spool.pending)
-                                     or getattr(self.transport, "pending_output", 0) > 0)
-
-    def stop(self):
-        """Close; put what is left into the spool when there is one."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.transport is not None:
-            self.loop.remove(self.transport.sock)
-            self.transport.close()
-            self.transport = None
-        self.counters["server:connected"] = 0
-        self.state = STOPPED
-        self._requeue_after_loss()
-        if self.qbytes:
-            data = b"".join(self.queue)
-            self._clear_queue()
-            if self.spool is not None:
-                # older than what the spool holds, but better late than lost
-                self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
-            else:
-                _, n = complete_frames(data)
-                if n:
-                    self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
-                self.counters["client:queue_err"] += n
-        if self.spool is not None:
-            self.spool.close()
-
-    def queue_figures(self):
-        """Return (queued bytes, spool bytes, spool files)."""
-        if self.spool is None:
-            return self.qbytes, 0, 0
-        return self.qbytes, self.spool.total, self.spool.files
-
-
-# ---------------------------------------------------------------- ipip (spec 3)
-
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_VLAN = (0x8100, 0x88A8)
-
-
-def ipv4_offset(linktype, data, caplen):
-    """Return where the IPv4 packet starts in a frame, or -1 (not IPv4/unsupported)."""
-    if linktype == 1:
-        off = 12
-        while off + 2 <= caplen:
-            et = (data[off] << 8) | data[off + 1]
-            if et in ETHERTYPE_VLAN:
-                off += 4
-                continue
-            if et != ETHERTYPE_IPV4:
-                return -1
-            off += 2
-            break
-        else:
-            return -1
-    elif linktype == 113:
-        if caplen < 16 or ((data[14] << 8) | data[15]) != ETHERTYPE_IPV4:
-            return -1
-        off = 16
-    elif linktype == 276:
-        if caplen < 20 or ((data[0] << 8) | data[1]) != ETHERTYPE_IPV4:
-            return -1
-        off = 20
-    elif linktype in (12, 14, 101, 228):
-        off = 0
-    else:
-        return -1
-    if off + 20 > caplen or data[off] >> 4 != 4:
-        return -1
-    return off
-
-
-class IpipSender(object):
-    """protocol = ipip: each IPv4 packet as the payload of one IP-in-IP datagram."""
-
-    def __init__(self, cfg, logger):
-        self.cfg = cfg
-        self.name = cfg.name
-        self.log = logger
-        self.counters = new_server_counters()
-        self.sock = None
-        self.state = IDLE
-        self.prefix = "server %s (%s ipip)" % (cfg.name, cfg.host)
-
-    def start(self):
-        if not self.cfg.enabled:
-            return
-        try:
-            self.counters["server:connect"] += 1
-            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
-            s.setblocking(False)
-            if self.cfg.source_ip:
-                s.bind((self.cfg.source_ip, 0))
-            s.connect((self.cfg.host, 0))
-        except OSError as e:
-            raise OSError("%s: cannot open the raw IPIP socket: %s" % (self.prefix, _why(e)))
-        self.sock = s
-        self.state = UP
-        self.counters["server:connected"] = 1
-
-    def send_packet(self, linktype, data, caplen):
-        """Send one captured frame (data: bytes or a byte memoryview)."""
-        off = ipv4_offset(linktype, data, caplen)
-        if off < 0:
-            self.counters["ipip:skipped"] += 1
-            return
-        try:
-            self.sock.send(data[off:caplen])
-            self.counters["ipip:sent"] += 1
-        except (BlockingIOError, InterruptedError):
-            self.counters["client:queue_err"] += 1
-        except OSError:
-            # e.g. unreachable for a moment: count, never log per packet
-            self.counters["client:write_err"] += 1
-
-    def stop(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self.state = STOPPED
-        self.counters["server:connected"] = 0
-
-    @property
-    def busy(self):
-        return False
-
-    def queue_figures(self):
-        return 0, 0, 0
-
-
-def _why(e):
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return str(e)
-'''
-# ==================== End file osmo_pcap/forward.py ======================
-
-# ==================== Begin file osmo_pcap/gprs.py ====================
-_SOURCES['osmo_pcap/gprs.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""GPRS user-data suppressor: drop Gb user-plane frames (spec 5.4, fixes of 11 #35).
-
-A frame is dropped when it is IPv4/UDP carrying NS-UNITDATA whose BSSGP PDU is
-FLOW-CONTROL-BVC(-ACK), or DL/UL-UNITDATA whose LLC-PDU is on a user-data SAPI.
-Everything else is forwarded. Unlike upstream, the IPv4 header length is
-honoured, the EtherType is checked (VLAN tags skipped), Linux cooked v2 and raw
-IP are understood, non-first fragments are forwarded, and an unsupported link
-type is reported once instead of once per frame.
-"""
-
-from osmo_pcap import log
-
-# link types (LINKTYPE_ and the DLT values libpcap reports)
-LINKTYPE_ETHERNET = 1
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_LINUX_SLL2 = 276
-RAW_IP_LINKTYPES = (12, 14, 101, 228)  # DLT_RAW (two platforms), LINKTYPE_RAW, IPV4
-
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_VLAN = (0x8100, 0x88A8, 0x9100)
-IPPROTO_UDP = 17
-
-# spec 5.4 step 4-9
-NS_PDU_UNITDATA = 0x00
-NS_UNITDATA_HDR = 4          # PDU type, SDU control bits, BVCI (2)
-BSSGP_DL_UNITDATA = 0x00
-BSSGP_UL_UNITDATA = 0x01
-BSSGP_FLOW_CONTROL_BVC = 0x26
-BSSGP_FLOW_CONTROL_BVC_ACK = 0x27
-BSSGP_UNITDATA_HDR = 8       # PDU type, TLLI (4), QoS profile (3)
-BSSGP_IE_LLC_PDU = 0x0E
-LLC_USER_SAPIS = (3, 5, 9, 11)
-
-
-def ip_offset(linktype, data, caplen):
-    """Return the offset of the IPv4 header, -1 if the frame is not IPv4, None if
-    the link type is not supported."""
-    if linktype == LINKTYPE_ETHERNET:
-        off = 12
-        while True:
-            if off + 2 > caplen:
-                return -1
-            etype = (data[off] << 8) | data[off + 1]
-            if etype in ETHERTYPE_VLAN:
-                off += 4
-                continue
-            return off + 2 if etype == ETHERTYPE_IPV4 else -1
-    if linktype == LINKTYPE_LINUX_SLL:
-        if caplen < 16:
-            return -1
-        return 16 if ((data[14] << 8) | data[15]) == ETHERTYPE_IPV4 else -1
-    if linktype == LINKTYPE_LINUX_SLL2:
-        if caplen < 20:
-            return -1
-        return 20 if ((data[0] << 8) | data[1]) == ETHERTYPE_IPV4 else -1
-    if linktype in RAW_IP_LINKTYPES:
-        return 0
-    return None
-
-
-def bssgp_is_user_data(data, start, end):
-    """Decide on a BSSGP PDU in data[start:end]: True to drop, False to forward."""
-    n = end - start
-    if n < BSSGP_UNITDATA_HDR:
-        return False
-    pdu = data[start]
-    if pdu in (BSSGP_FLOW_CONTROL_BVC, BSSGP_FLOW_CONTROL_BVC_ACK):
-        return True
-    if pdu not in (BSSGP_DL_UNITDATA, BSSGP_UL_UNITDATA):
-        return False
-    pos = start + BSSGP_UNITDATA_HDR
-    llc = None
-    while pos < end:
-        # IE: tag, then length: 1 byte with 0x80 set (7-bit) or 2 bytes big-endian
-        if pos + 2 > end:
-            return False
-        tag = data[pos]
-        first = data[pos + 1]
-        if first & 0x80:
-            length = first & 0x7F
-            value = pos + 2
-        else:
-            if pos + 3 > end:
-                return False
-            length = (first << 8) | data[pos + 2]
-            value = pos + 3
-        if value + length > end:
-            return False  # truncated IE: a parse error forwards the frame
-        if tag == BSSGP_IE_LLC_PDU and llc is None:
-            llc = (value, length)
-        pos = value + length
-    if llc is None or llc[1] == 0:
-        return False
-    return (data[llc[0]] & 0x0F) in LLC_USER_SAPIS
-
-
-def udp_payload(data, ip, caplen, ports=None):
-    """Return (start, end) of the UDP payload of the IPv4 packet at ip, or None."""
-    if ip + 20 > caplen:
-        return None
-    vihl = data[ip]
-    if vihl >> 4 != 4 or data[ip + 9] != IPPROTO_UDP:
-        return None
-    ihl = (vihl & 0x0F) * 4
-    if ihl < 20:
-        return None
-    if ((data[ip + 6] & 0x1F) << 8) | data[ip + 7]:
-        return None  # a non-first fragment carries no UDP header
-    udp = ip + ihl
-    if udp + 8 > caplen:
-        return None
-    if ports is not None:
-        sport = (data[udp] << 8) | data[udp + 1]
-        dport = (data[udp + 2] << 8) | data[udp + 3]
-        if sport not in ports and dport not in ports:
-            return None
-    return udp + 8, caplen
-
-
-def should_drop(linktype, data, caplen, ports=None):
-    """Return True to drop the frame, False to forward, None for an unknown link type."""
-    ip = ip_offset(linktype, data, caplen)
-    if ip is None:
-        return None
-    if ip < 0:
-        return False
-    span = udp_payload(data, ip, caplen, ports)
-    if span is None:
-        return False
-    p, end = span
-    # NS header: PDU type, then (for NS-UNITDATA) 3 more bytes before BSSGP.
-    if p + 1 > end or data[p] != NS_PDU_UNITDATA:
-        return False
-    if end - (p + 1) < NS_UNITDATA_HDR - 1:
-        return False
-    return bssgp_is_user_data(data, p + NS_UNITDATA_HDR, end)
-
-
-class GprsFilter(object):
-    """The suppressor as used by a capture: counts drops, logs unknown link types once."""
-
-    def __init__(self, ports=None, logger=None):
-        self.ports = frozenset(ports) if ports else None
-        self.dropped = 0
-        self._unsupported = set()
-        self.log = logger or log.get("client")
-
-    def __call__(self, linktype, data, caplen):
-        """Return True when the frame must be dropped."""
-        verdict = should_drop(linktype, data, caplen, self.ports)
-        if verdict:
-            self.dropped += 1
-            return True
-        if verdict is None and linktype not in self._unsupported:
-            self._unsupported.add(linktype)
-            self.log.warning("gprs_filter: link type %d is not handled (Ethernet, Linux "
-                             "cooked v1/v2 and raw IP are); its frames are forwarded", linktype)
-        return False
-'''
-# ==================== End file osmo_pcap/gprs.py ======================
-
-# ==================== Begin file osmo_pcap/libpcap.py ====================
-_SOURCES['osmo_pcap/libpcap.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""libpcap through ctypes: loading, the pcap_pkthdr layout, capture handles.
-
-The library is found by an explicit path, the environment, ctypes.util and
-then a list of sonames (find_library fails on musl/OpenWrt). The layout of
-struct pcap_pkthdr depends on the platform's time_t and long (16 bytes on
-classic 32-bit, 24 on 64-bit and on 32-bit with 64-bit time_t); it is
-measured at run time by letting libpcap dump a crafted header.
-
-The capture callback makes no ctypes foreign call per packet: it reads the
-header through a cached from_address() view and the packet through a cached
-c_char array type per caplen.
-"""
-
-import ctypes
-import ctypes.util
-import os
-import socket
-import struct
-import tempfile
-
-ENV_LIBRARY = "OSMO_PCAP_LIBPCAP"
-SONAMES = ("libpcap.so.1", "libpcap.so.0.8", "libpcap.so", "libpcap.dylib")
-INSTALL_HINT = ("install libpcap (Debian/Ubuntu: apt-get install libpcap0.8; Fedora: dnf "
-                "install libpcap; Alpine: apk add libpcap; OpenWrt: opkg install libpcap) "
-                "or name the library with [client] libpcap = PATH or %s" % ENV_LIBRARY)
-
-PCAP_ERRBUF_SIZE = 256
-PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
-PCAP_ERROR_BREAK = -2
-DLT_EN10MB = 1
-
-# Linux packet socket option (linux/if_packet.h): skip outgoing frames in the ring
-SOL_PACKET = 263
-PACKET_IGNORE_OUTGOING = 23
-
-HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
-
-
-class LibpcapError(Exception):
-    """libpcap is missing or reported an error; str() is the user message."""
-
-
-class BpfProgram(ctypes.Structure):
-    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
-
-
-class PcapStat(ctypes.Structure):
-    _fields_ = [("ps_recv", ctypes.c_uint), ("ps_drop", ctypes.c_uint),
-                ("ps_ifdrop", ctypes.c_uint)]
-
-
-# ---------------------------------------------------------------- pkthdr layout
-
-class PktHdrLayout(object):
-    """Where struct pcap_pkthdr keeps its fields on this platform.
-
-    size: 16 or 24; caplen_offset: 8 or 16. ts fields are signed integers of
-    caplen_offset/2 bytes each, then u32 caplen and u32 len, native order.
-    """
-
-    __slots__ = ("size", "caplen_offset", "struct")
-
-    def __init__(self, size, caplen_offset):
-        if (size, caplen_offset) not in ((16, 8), (24, 16)):
-            raise ValueError("unsupported pcap_pkthdr layout: %d bytes, caplen at %d"
-                             % (size, caplen_offset))
-        self.size = size
-        self.caplen_offset = caplen_offset
-        ts = "i" if caplen_offset == 8 else "q"
-        self.struct = struct.Struct("=" + ts + ts + "II")
-
-    def unpack(self, buf):
-        """Return (ts_sec, ts_usec, caplen, len) from a header image."""
-        return self.struct.unpack_from(buf, 0)
-
-    def describe(self):
-        return "pcap_pkthdr: %d bytes, caplen at offset %d" % (self.size, self.caplen_offset)
-
-    def __repr__(self):
-        return "PktHdrLayout(%d, %d)" % (self.size, self.caplen_offset)
-
-
-# The crafted header: u32 words whose position tells which one libpcap took as
-# caplen. With caplen at offset 8 it reads 12, at offset 16 it reads 20.
-PROBE_WORDS = (1, 2, 12, 13, 20, 21, 0, 0)
-PROBE_DATA_SIZE = 64
-
-
-def layout_from_dumped_caplen(caplen):
-    """Return the PktHdrLayout implied by the caplen libpcap wrote for the probe."""
-    if caplen == PROBE_WORDS[2]:
-        return PktHdrLayout(16, 8)
-    if caplen == PROBE_WORDS[4]:
-        return PktHdrLayout(24, 16)
-    raise LibpcapError("cannot determine the pcap_pkthdr layout: libpcap dumped caplen %d"
-                       % caplen)
-
-
-def probe_image():
-    """Return the bytes of the crafted header (native u32 words)."""
-    return struct.pack("=8I", *PROBE_WORDS)
-
-
-# ---------------------------------------------------------------- the library
-
-def _declare(lib):
-    """Declare argtypes/restype of every function used; optional ones may be absent."""
-    p, i, u, s, v = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p, None
-    protos = {
-        "pcap_lib_version": (s, []),
-        "pcap_create": (p, [s, s]),
-        "pcap_set_snaplen": (i, [p, i]),
-        "pcap_set_promisc": (i, [p, i]),
-        "pcap_set_timeout": (i, [p, i]),
-        "pcap_set_buffer_size": (i, [p, i]),
-        "pcap_activate": (i, [p]),
-        "pcap_statustostr": (s, [i]),
-        "pcap_geterr": (s, [p]),
-        "pcap_setnonblock": (i, [p, i, s]),
-        "pcap_get_selectable_fd": (i, [p]),
-        "pcap_compile": (i, [p, ctypes.POINTER(BpfProgram), s, i, ctypes.c_uint32]),
-        "pcap_setfilter": (i, [p, ctypes.POINTER(BpfProgram)]),
-        "pcap_freecode": (v, [ctypes.POINTER(BpfProgram)]),
-        "pcap_datalink": (i, [p]),
-        "pcap_datalink_val_to_name": (s, [i]),
-        "pcap_snapshot": (i, [p]),
-        "pcap_stats": (i, [p, ctypes.POINTER(PcapStat)]),
-        "pcap_dispatch": (i, [p, i, HANDLER, p]),
-        "pcap_breakloop": (v, [p]),
-        "pcap_close": (v, [p]),
-        "pcap_open_offline": (p, [s, s]),
-        "pcap_open_dead": (p, [i, i]),
-        "pcap_dump_open": (p, [p, s]),
-        "pcap_dump": (v, [p, p, p]),
-        "pcap_dump_close": (v, [p]),
-    }
-    optional = {
-        "pcap_set_immediate_mode": (i, [p, i]),
-        "pcap_get_required_select_timeout": (p, [p]),
-    }
-    for name, (res, args) in protos.items():
-        try:
-            fn = getattr(lib, name)
-        except AttributeError:
-            raise LibpcapError("the libpcap found lacks %s(); it is too old: %s"
-                               % (name, INSTALL_HINT))
-        fn.restype, fn.argtypes = res, args
-    for name, (res, args) in optional.items():
-        fn = getattr(lib, name, None)
-        if fn is not None:
-            fn.restype, fn.argtypes = res, args
-    del u
-
-
-class Library(object):
-    """A loaded libpcap with its path, version string and pkthdr layout."""
-
-    def __init__(self, lib, path):
-        self.lib = lib
-        self.path = path
-        _declare(lib)
-        self.version = lib.pcap_lib_version().decode("utf-8", "replace")
-        self.has_immediate = hasattr(lib, "pcap_set_immediate_mode")
-        self.has_required_timeout = hasattr(lib, "pcap_get_required_select_timeout")
-        self.layout = self._measure_layout()
-
-    def _measure_layout(self):
-        """Dump the probe header with libpcap and see where it read caplen."""
-        lib = self.lib
-        dead = lib.pcap_open_dead(DLT_EN10MB, 65535)
-        if not dead:
-            raise LibpcapError("pcap_open_dead failed")
-        fd, tmp = tempfile.mkstemp(prefix="osmo-pcap-probe-", suffix=".pcap")
-        os.close(fd)
-        try:
-            dumper = lib.pcap_dump_open(dead, tmp.encode())
-            if not dumper:
-                raise LibpcapError("pcap_dump_open(%s): %s" % (tmp, _text(lib.pcap_geterr(dead))))
-            hdr = ctypes.create_string_buffer(probe_image(), 32)
-            data = ctypes.create_string_buffer(PROBE_DATA_SIZE)
-            lib.pcap_dump(dumper, ctypes.addressof(hdr), ctypes.addressof(data))
-            lib.pcap_dump_close(dumper)
-            with open(tmp, "rb") as f:
-                image = f.read()
-        finally:
-            lib.pcap_close(dead)
-            os.unlink(tmp)
-        if len(image) < 24 + 16:
-            raise LibpcapError("libpcap wrote no record for the pcap_pkthdr probe")
-        bo = "<" if struct.unpack_from("<I", image, 0)[0] == 0xA1B2C3D4 else ">"
-        caplen = struct.unpack_from(bo + "I", image, 24 + 8)[0]
-        return layout_from_dumped_caplen(caplen)
-
-    def info_lines(self):
-        """Return the lines printed by --libpcap-info."""
-        return ["library: %s" % self.path, "version: %s" % self.version,
-                self.layout.describe()]
-
-
-_loaded = {}
-
-
-def candidates(explicit=None, environ=os.environ):
-    """Return the library names/paths to try, in order."""
-    names = []
-    if explicit:
-        names.append(explicit)
-    if environ.get(ENV_LIBRARY):
-        names.append(environ[ENV_LIBRARY])
-    found = ctypes.util.find_library("pcap")
-    if found:
-        names.append(found)
-    names.extend(SONAMES)
-    out = []
-    for n in names:
-        if n not in out:
-            out.append(n)
-    return out
-
-
-def load(explicit=None):
-    """Return the Library (loaded once per path); raise LibpcapError with a hint."""
-    tried = []
-    names = [explicit] if explicit else candidates()
-    for name in names:
-        if name in _loaded:
-            return _loaded[name]
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError as e:
-            tried.append("%s (%s)" % (name, e))
-            continue
-        path = _library_path(lib, name)
-        library = Library(lib, path)
-        _loaded[name] = library
-        return library
-    raise LibpcapError("libpcap not found (tried %s): %s" % ("; ".join(tried), INSTALL_HINT))
-
-
-def _library_path(lib, name):
-    """Return the file the dynamic linker chose for name (Linux), else name."""
+import re
+
+
+class ConfigError(Exception):
+    """A configuration problem, with file/section/key in its message."""
+
+    def __init__(self, message, path=None, section=None, key=None):
+        where = []
+        if path:
+            where.append(str(path))
+        if section is not None:
+            where.append("[%s]" % section)
+        if key is not None:
+            where.append(key)
+        self.path, self.section, self.key = path, section, key
+        self.reason = message
+        Exception.__init__(self, "%s: %s" % (" ".join(where), message) if where else message)
+
+
+def read_ini(path):
+    """Parse the INI file at path; return a ConfigParser. Raise ConfigError."""
+    cp = configparser.ConfigParser(interpolation=None, strict=True,
+                                   inline_comment_prefixes=(";", "#"),
+                                   comment_prefixes=(";", "#"),
+                                   empty_lines_in_values=False,
+                                   default_section="\x00no-default")
+    cp.optionxform = str  # keys are case-sensitive, as documented
     try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and "libpcap" in os.path.basename(parts[-1]):
-                    return parts[-1]
-    except OSError:
-        pass
+        with open(path, "r", encoding="utf-8") as f:
+            cp.read_file(f, source=str(path))
+    except OSError as e:
+        raise ConfigError("cannot read config file: %s" % (e.strerror or e), path)
+    except UnicodeDecodeError as e:
+        raise ConfigError("not UTF-8 text: %s" % e, path)
+    except configparser.DuplicateSectionError as e:
+        raise ConfigError("line %s: duplicate section [%s]" % (e.lineno, e.section), path)
+    except configparser.DuplicateOptionError as e:
+        raise ConfigError("line %s: duplicate key" % e.lineno, path, e.section, e.option)
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError("line %s: key outside of any [section]" % e.lineno, path)
+    except configparser.ParsingError as e:
+        lines = ", ".join(str(n) for n, _ in e.errors)
+        raise ConfigError("cannot parse line(s) %s" % lines, path)
+    return cp
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
+_SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text, allow_off=False):
+    """Return a byte count for '123', '16K', '16M', '1G', '2T' (binary units).
+
+    With allow_off, '0', 'off' and 'no' return 0 (meaning disabled).
+    """
+    t = text.strip()
+    if allow_off and t.lower() in ("off", "no", "none", "0"):
+        return 0
+    m = _SIZE_RE.match(t)
+    if not m:
+        raise ValueError("not a size (examples: 4096, 16K, 16M, 1G): %r" % text)
+    return int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_MULT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text, default_unit="s"):
+    """Return seconds (float) for '10', '2.5s', '5m', '12h', '120d', '2w'."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise ValueError("not a duration (examples: 30s, 5m, 12h, 120d, 2w): %r" % text)
+    return float(m.group(1)) * _DURATION_MULT[m.group(2) or default_unit]
+
+
+_TRUE = ("yes", "true", "on", "1")
+_FALSE = ("no", "false", "off", "0")
+
+
+def parse_bool(text):
+    """Return True/False for yes/no, true/false, on/off, 1/0."""
+    t = text.strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise ValueError("expected yes or no, got %r" % text)
+
+
+def parse_int(text, lo=None, hi=None):
+    """Return an integer within [lo, hi] (either bound may be None)."""
+    try:
+        v = int(text.strip(), 10)
+    except ValueError:
+        raise ValueError("not an integer: %r" % text)
+    if lo is not None and v < lo:
+        raise ValueError("%d is below the minimum %d" % (v, lo))
+    if hi is not None and v > hi:
+        raise ValueError("%d is above the maximum %d" % (v, hi))
+    return v
+
+
+def parse_octal_mode(text):
+    """Return a file mode from an octal string such as '0440'."""
+    t = text.strip()
+    if not re.match(r"^0?[0-7]{1,4}$", t):
+        raise ValueError("not an octal file mode (example: 0440): %r" % text)
+    return int(t, 8)
+
+
+def parse_port(text):
+    """Return a TCP/UDP port number 1..65535."""
+    return parse_int(text, 1, 65535)
+
+
+def parse_host_port(text, default_host="127.0.0.1"):
+    """Return (host, port) from 'HOST:PORT', '[v6]:PORT' or 'PORT'."""
+    t = text.strip()
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", t)
+    if m:
+        return m.group(1), parse_port(m.group(2))
+    if t.isdigit():
+        return default_host, parse_port(t)
+    host, sep, port = t.rpartition(":")
+    if not sep or not host or ":" in host:
+        raise ValueError("expected HOST:PORT (IPv6 as [ADDR]:PORT), got %r" % text)
+    return host, parse_port(port)
+
+
+_SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+def check_safe_name(name):
+    """Raise ValueError unless name is safe as one file-name component."""
+    if not _SAFE_NAME_RE.match(name) or name in (".", ".."):
+        raise ValueError("%r is not a safe name: use 1-64 characters from "
+                         "A-Z a-z 0-9 . _ + -, starting with a letter or digit" % name)
     return name
 
 
-def _text(b):
-    return b.decode("utf-8", "replace") if b else ""
+class Section(object):
+    """One INI section read with declared keys; unknown keys are errors.
 
-
-# ---------------------------------------------------------------- handles
-
-class Handle(object):
-    """One open pcap_t (live or offline) delivering packets to a sink.
-
-    sink(ts_sec, ts_usec, caplen, orig_len, data) gets data as a c_char array
-    (a buffer valid only during the call).
+    Use get(key, parse, default) for each known key, then finish().
     """
 
-    def __init__(self, library, pcap, name, offline=False):
-        self.library = library
-        self.lib = library.lib
-        self.pcap = pcap
+    def __init__(self, cp, name, path):
         self.name = name
-        self.offline = offline
-        self.sink = None
-        self._hdr_addr = None
-        self._hdr_view = None
-        self._hdr_type = ctypes.c_char * library.layout.size
-        self._unpack = library.layout.struct.unpack_from
-        self._types = {}
-        self._callback = HANDLER(self._on_packet)  # kept alive as long as the handle
-        self._last_stats = None
+        self.path = path
+        self._items = dict(cp.items(name)) if cp is not None and cp.has_section(name) else {}
+        self._known = set()
 
-    # -------------------------------------------------------------- opening
-    @classmethod
-    def open_live(cls, library, device, snaplen, promisc=False, timeout_ms=100,
-                  buffer_size=0, immediate=False):
-        """Create, configure and activate a live capture; return (handle, warning)."""
-        lib = library.lib
-        err = ctypes.create_string_buffer(PCAP_ERRBUF_SIZE)
-        p = lib.pcap_create(device.encode(), err)
-        if not p:
-            raise LibpcapError("%s: %s" % (device, _text(err.value)))
-        h = cls(library, p, device)
+    def has(self, key):
+        return key in self._items
+
+    def raw(self, key):
+        self._known.add(key)
+        return self._items.get(key)
+
+    def get(self, key, parse=None, default=None):
+        """Return the parsed value of key, or default when absent or empty."""
+        self._known.add(key)
+        text = self._items.get(key)
+        if text is None or text.strip() == "":
+            return default
+        if "\n" in text.strip():
+            # configparser joins an indented next line to this value.
+            raise self.error(key, "the value continues on an indented line (%r); "
+                             "keys must start at the beginning of a line" % text.strip())
+        if parse is None:
+            return text.strip()
         try:
-            h._check(lib.pcap_set_snaplen(p, snaplen), "pcap_set_snaplen")
-            h._check(lib.pcap_set_promisc(p, 1 if promisc else 0), "pcap_set_promisc")
-            h._check(lib.pcap_set_timeout(p, timeout_ms), "pcap_set_timeout")
-            if buffer_size:
-                h._check(lib.pcap_set_buffer_size(p, buffer_size), "pcap_set_buffer_size")
-            if immediate and library.has_immediate:
-                h._check(lib.pcap_set_immediate_mode(p, 1), "pcap_set_immediate_mode")
-            status = lib.pcap_activate(p)
-            warning = None
-            if status < 0:
-                raise LibpcapError("%s: %s%s" % (device, _text(lib.pcap_statustostr(status)),
-                                                 h._detail(status)))
-            if status > 0:
-                warning = "%s: %s%s" % (device, _text(lib.pcap_statustostr(status)),
-                                        h._detail(status))
-            if lib.pcap_setnonblock(p, 1, err) < 0:
-                raise LibpcapError("%s: pcap_setnonblock: %s" % (device, _text(err.value)))
-        except BaseException:
-            h.close()
-            raise
-        return h, warning
+            return parse(text.strip())
+        except ValueError as e:
+            raise self.error(key, str(e))
 
-    @classmethod
-    def open_offline(cls, library, path):
-        """Open a pcap/pcapng file or FIFO for reading."""
-        err = ctypes.create_string_buffer(PCAP_ERRBUF_SIZE)
-        p = library.lib.pcap_open_offline(path.encode(), err)
-        if not p:
-            raise LibpcapError("%s: %s" % (path, _text(err.value)))
-        return cls(library, p, path, offline=True)
+    def error(self, key, message):
+        return ConfigError(message, self.path, self.name, key)
 
-    @classmethod
-    def open_dead(cls, library, dlt, snaplen):
-        """Return a handle that only compiles filters."""
-        p = library.lib.pcap_open_dead(dlt, snaplen)
-        if not p:
-            raise LibpcapError("pcap_open_dead failed")
-        return cls(library, p, "(dead)")
-
-    def _detail(self, status):
-        # pcap_geterr often has the specific text (e.g. which ioctl failed).
-        msg = _text(self.lib.pcap_geterr(self.pcap))
-        if msg and msg != _text(self.lib.pcap_statustostr(status)):
-            return " (%s)" % msg
-        return ""
-
-    def _check(self, rc, what):
-        if rc != 0:
-            raise LibpcapError("%s: %s: %s" % (self.name, what,
-                                               _text(self.lib.pcap_statustostr(rc))))
-
-    def close(self):
-        if self.pcap:
-            self.lib.pcap_close(self.pcap)
-            self.pcap = None
-
-    # -------------------------------------------------------------- queries
-    def datalink(self):
-        return self.lib.pcap_datalink(self.pcap)
-
-    def datalink_name(self, dlt=None):
-        return _text(self.lib.pcap_datalink_val_to_name(self.datalink() if dlt is None else dlt))
-
-    def snapshot(self):
-        return self.lib.pcap_snapshot(self.pcap)
-
-    def selectable_fd(self):
-        return self.lib.pcap_get_selectable_fd(self.pcap)
-
-    def required_timeout(self):
-        """Return the poll timeout libpcap requires in seconds, or None."""
-        if not self.library.has_required_timeout:
-            return None
-        addr = self.lib.pcap_get_required_select_timeout(self.pcap)
-        if not addr:
-            return None
-        # struct timeval has the same two fields as the start of pcap_pkthdr.
-        half = self.library.layout.caplen_offset
-        raw = ctypes.string_at(addr, half)
-        fmt = "=ii" if half == 8 else "=qq"
-        sec, usec = struct.unpack(fmt, raw)
-        return sec + usec / 1e6
-
-    def set_ignore_outgoing(self):
-        """Ask the kernel not to put outgoing frames into the ring (Linux >= 4.20)."""
-        fd = self.selectable_fd()
-        if fd < 0:
-            raise OSError("no selectable fd")
-        s = socket.socket(fileno=os.dup(fd))
-        try:
-            s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        finally:
-            s.close()
-
-    def set_filter(self, expression):
-        """Compile (optimised, netmask unknown) and install a filter expression."""
-        prog = self.compile(expression)
-        try:
-            if self.lib.pcap_setfilter(self.pcap, ctypes.byref(prog)) != 0:
-                raise LibpcapError("%s: cannot install filter: %s"
-                                   % (self.name, _text(self.lib.pcap_geterr(self.pcap))))
-        finally:
-            self.lib.pcap_freecode(ctypes.byref(prog))
-
-    def compile(self, expression):
-        prog = BpfProgram()
-        if self.lib.pcap_compile(self.pcap, ctypes.byref(prog), expression.encode(), 1,
-                                 PCAP_NETMASK_UNKNOWN) != 0:
-            raise LibpcapError("invalid filter %r: %s"
-                               % (expression, _text(self.lib.pcap_geterr(self.pcap))))
-        return prog
-
-    def stats(self):
-        """Return (recv, drop, ifdrop) as libpcap's cumulative u32 counters."""
-        st = PcapStat()
-        if self.lib.pcap_stats(self.pcap, ctypes.byref(st)) != 0:
-            raise LibpcapError("%s: pcap_stats: %s"
-                               % (self.name, _text(self.lib.pcap_geterr(self.pcap))))
-        return st.ps_recv, st.ps_drop, st.ps_ifdrop
-
-    def last_error(self):
-        return _text(self.lib.pcap_geterr(self.pcap))
-
-    # -------------------------------------------------------------- packets
-    def dispatch(self, count):
-        """Process up to count packets (-1: what is there); return libpcap's result."""
-        return self.lib.pcap_dispatch(self.pcap, count, self._callback, None)
-
-    def _on_packet(self, user, hdr, data):
-        if hdr != self._hdr_addr:
-            # libpcap reuses one header address per handle: re-view only on change.
-            self._hdr_addr = hdr
-            self._hdr_view = self._hdr_type.from_address(hdr)
-        sec, usec, caplen, length = self._unpack(self._hdr_view)
-        t = self._types.get(caplen)
-        if t is None:
-            t = self._types[caplen] = ctypes.c_char * caplen
-        self.sink(sec, usec, caplen, length, t.from_address(data))
+    def finish(self):
+        """Raise ConfigError for the first key that no get() asked for."""
+        for key in sorted(self._items):
+            if key not in self._known:
+                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
+                                  self.path, self.name, key)
 
 
-def stat_delta(old, new):
-    """Return new - old for libpcap's u32 counters, assuming at most one wrap."""
-    if new >= old:
-        return new - old
-    return (1 << 32) - old + new
+def resolve_path(base_dir, value):
+    """Return value as an absolute path, relative paths taken from base_dir."""
+    if value is None:
+        return None
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 '''
-# ==================== End file osmo_pcap/libpcap.py ======================
+# ==================== End file osmo_pcap/ini.py ======================
 
 # ==================== Begin file osmo_pcap/log.py ====================
 _SOURCES['osmo_pcap/log.py'] = r'''
@@ -2865,7 +3132,7 @@ import socket
 import sys
 import time
 
-from osmo_pcap.config import ConfigError, parse_bool, resolve_path
+from osmo_pcap.ini import ConfigError, parse_bool, resolve_path
 
 ROOT = "osmo-pcap"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
@@ -3405,7 +3672,7 @@ import socket
 import time
 
 from osmo_pcap import __version__
-from osmo_pcap.config import parse_host_port
+from osmo_pcap.ini import parse_host_port
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST = 8192      # bytes of request line + headers we are willing to hold
@@ -4418,258 +4685,6 @@ class LastWrite(object):
 '''
 # ==================== End file osmo_pcap/rotation.py ======================
 
-# ==================== Begin file osmo_pcap/spool.py ====================
-_SOURCES['osmo_pcap/spool.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""On-disk spool of frames a server connection could not send (bounded, ordered).
-
-Files live in one directory per server, named by a sequence number. Each file
-starts with the LINK_HDR frame its data belongs to, followed by complete
-frames exactly as they go on the wire. Replay reads pieces cut at frame
-boundaries from the oldest file; a piece is committed (and a fully replayed
-file deleted) only once it has been handed to the socket, so a connection lost
-during replay rewinds and loses nothing. Beyond max_bytes the oldest file is
-deleted and its frames counted as dropped. Files survive restarts.
-"""
-
-import os
-
-from osmo_pcap import wire
-
-SUFFIX = ".spool"
-FIRST_SEQ = 1
-PIECE = 1 << 20
-
-
-def complete_frames(buf, start=0, limit=None):
-    """Return (end, count): the end of the last complete frame in buf[start:limit]."""
-    end = len(buf) if limit is None else min(limit, len(buf))
-    pos = start
-    count = 0
-    while end - pos >= wire.HEADER_SIZE:
-        stop = pos + wire.HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
-        if stop > end:
-            break
-        pos = stop
-        count += 1
-    return pos, count
-
-
-class Spool(object):
-    """The spool of one server connection."""
-
-    def __init__(self, directory, max_bytes, logger):
-        self.dir = directory
-        self.max_bytes = max_bytes
-        self.file_max = max(1 << 20, min(64 << 20, max_bytes // 8))
-        self.log = logger
-        self.dropped_frames = 0
-        self.dropped_bytes = 0
-        self.write_errors = 0
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        self.sizes = {}
-        for name in os.listdir(directory):
-            if name.endswith(SUFFIX) and name[:-len(SUFFIX)].isdigit():
-                seq = int(name[:-len(SUFFIX)])
-                self.sizes[seq] = os.path.getsize(self._path(seq))
-        self.total = sum(self.sizes.values())
-        self._wfd = None        # tail file being appended
-        self._wseq = None
-        self._whdr = None
-        self._rseq = None       # head file being replayed
-        self._rfd = None
-        self._rhdr = None
-        self._roff = 0          # offset handed out
-        self._committed = 0     # offset known to be sent
-        for seq in sorted(self.sizes):
-            if self.sizes[seq] == 0:
-                self._delete(seq)
-
-    def _path(self, seq):
-        return os.path.join(self.dir, "%d%s" % (seq, SUFFIX))
-
-    @property
-    def pending(self):
-        """True while spooled data waits for replay."""
-        return bool(self.sizes)
-
-    @property
-    def files(self):
-        return len(self.sizes)
-
-    # -------------------------------------------------------------- writing
-    def append(self, link_hdr, data):
-        """Append complete frames captured under link_hdr (a LINK_HDR payload)."""
-        if self._wfd is None or self._whdr != link_hdr or self.sizes[self._wseq] >= self.file_max:
-            seq = max(self.sizes) + 1 if self.sizes else FIRST_SEQ
-            if not self._open_for_write(seq, link_hdr):
-                self._count_lost(data)
-                return
-        self._write(self._wseq, self._wfd, data)
-        self._enforce_limit()
-
-    def _create(self, seq, link_hdr):
-        try:
-            fd = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
-                         0o600)
-        except OSError as e:
-            self.write_errors += 1
-            self.log.error("spool %s: cannot create file: %s", self.dir, e.strerror or e)
-            return None
-        self.sizes[seq] = 0
-        self._write(seq, fd, wire.encode_link_hdr(link_hdr))
-        return fd
-
-    def _open_for_write(self, seq, link_hdr):
-        self._close_writer()
-        fd = self._create(seq, link_hdr)
-        if fd is None:
-            return False
-        self._wfd, self._wseq, self._whdr = fd, seq, link_hdr
-        return True
-
-    def _write(self, seq, fd, data):
-        mv = memoryview(data)
-        try:
-            while mv:
-                n = os.write(fd, mv)
-                mv = mv[n:]
-        except OSError as e:
-            self.write_errors += 1
-            self.log.error("spool %s: write failed: %s", self.dir, e.strerror or e)
-            # A partial frame would corrupt the file: cut it back.
-            try:
-                os.ftruncate(fd, self.sizes[seq])
-            except OSError:
-                pass
-            self._count_lost(data)
-            return
-        self.sizes[seq] += len(data)
-        self.total += len(data)
-
-    def _count_lost(self, data):
-        _, n = complete_frames(data)
-        self.dropped_frames += n
-        self.dropped_bytes += len(data)
-
-    def _close_writer(self):
-        if self._wfd is not None:
-            os.close(self._wfd)
-            self._wfd = self._wseq = self._whdr = None
-
-    def _enforce_limit(self):
-        while self.total > self.max_bytes and len(self.sizes) > 1:
-            seq = min(self.sizes)
-            start = self._roff if seq == self._rseq else 0
-            self.dropped_frames += self._count_file_frames(seq, start)
-            self.dropped_bytes += self.sizes[seq] - start
-            self.log.warning("spool %s: over spool_max, dropped the oldest file", self.dir)
-            self._delete(seq)
-
-    def _count_file_frames(self, seq, start):
-        try:
-            with open(self._path(seq), "rb") as f:
-                data = f.read()
-        except OSError:
-            return 0
-        if start == 0 and len(data) >= 4:
-            start = 4 + ((data[2] << 8) | data[3])  # the file's LINK_HDR frame
-        return complete_frames(data, start)[1]
-
-    def _delete(self, seq):
-        if seq == self._wseq:
-            self._close_writer()
-        if seq == self._rseq:
-            if self._rfd is not None:
-                os.close(self._rfd)
-            self._rfd = self._rseq = self._rhdr = None
-            self._roff = self._committed = 0
-        size = self.sizes.pop(seq, 0)
-        self.total -= size
-        try:
-            os.unlink(self._path(seq))
-        except OSError:
-            pass
-
-    # -------------------------------------------------------------- replay
-    def next_piece(self, limit=PIECE):
-        """Return (link_hdr, frames) to send next, or None when nothing is left.
-
-        The piece stays in the spool until commit(); rewind() hands it out again.
-        """
-        while self.sizes:
-            if self._rseq is None or self._rseq not in self.sizes:
-                if not self._open_head():
-                    continue
-            size = self.sizes[self._rseq]
-            if self._roff >= size:
-                if self._rseq == self._wseq:
-                    return None   # caught up with the file being written
-                if self._committed >= self._roff:
-                    self._delete(self._rseq)
-                    continue
-                return None       # wait for the last piece to be committed
-            try:
-                data = os.pread(self._rfd, min(limit, size - self._roff), self._roff)
-            except OSError as e:
-                self.log.error("spool %s: read failed: %s; dropping the file", self.dir, e)
-                self._delete(self._rseq)
-                continue
-            end, _ = complete_frames(data)
-            if end == 0:
-                if len(data) >= size - self._roff:
-                    self._delete(self._rseq)   # a torn tail: nothing usable left
-                    continue
-                return None
-            self._roff += end
-            return self._rhdr, data[:end]
-        return None
-
-    def _open_head(self):
-        seq = min(self.sizes)
-        try:
-            fd = os.open(self._path(seq), os.O_RDONLY)
-            head = os.pread(fd, 4, 0)
-            n = (head[2] << 8) | head[3] if len(head) == 4 else -1
-            hdr = os.pread(fd, n, 4) if n >= 0 else b""
-        except OSError as e:
-            self.log.error("spool %s: cannot read %s: %s", self.dir, self._path(seq), e)
-            self._delete(seq)
-            return False
-        if len(head) < 4 or head[0] != wire.LINK_HDR or len(hdr) != n:
-            os.close(fd)
-            self.log.error("spool %s: %s does not start with a link header; dropped",
-                           self.dir, self._path(seq))
-            self._delete(seq)
-            return False
-        self._rseq, self._rfd, self._rhdr = seq, fd, hdr
-        self._roff = self._committed = 4 + n
-        return True
-
-    def commit(self):
-        """Everything handed out was sent: forget it (delete a finished file)."""
-        if self._rseq is None:
-            return
-        self._committed = self._roff
-        seq = self._rseq
-        if self._roff >= self.sizes.get(seq, 0):
-            if seq == self._wseq:
-                self._close_writer()
-            self._delete(seq)
-
-    def rewind(self):
-        """The connection was lost: hand out the uncommitted data again."""
-        self._roff = self._committed
-
-    def close(self):
-        self._close_writer()
-        if self._rfd is not None:
-            os.close(self._rfd)
-            self._rfd = None
-        self._rseq = None
-'''
-# ==================== End file osmo_pcap/spool.py ======================
-
 # ==================== Begin file osmo_pcap/tls.py ====================
 _SOURCES['osmo_pcap/tls.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -5433,7 +5448,7 @@ import re
 import ssl
 
 from osmo_pcap import log
-from osmo_pcap.config import parse_bool, parse_duration, resolve_path
+from osmo_pcap.ini import parse_bool, parse_duration, resolve_path
 from osmo_pcap.tls import TLSStream, TlsTransport, identity_problem, peer_identity
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -5766,7 +5781,7 @@ import sys
 from collections import OrderedDict
 
 from osmo_pcap import rotation
-from osmo_pcap.config import check_safe_name
+from osmo_pcap.ini import check_safe_name
 
 # ------------------------------------------------------------ command grammar
 # Pattern tokens: a plain word is a keyword (abbreviable); (a|b) a choice of
@@ -6805,7 +6820,7 @@ class _EmbeddedFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader)
 
     def exec_module(self, module):
         module.__file__ = _MODULES[module.__name__]
-        if module.__name__ == 'osmo_pcap':
+        if self.is_package(module.__name__):
             module.__path__ = []
         exec(self.get_code(module.__name__), module.__dict__)
 
@@ -6817,5 +6832,5 @@ sys.meta_path.insert(0, _EmbeddedFinder())
 
 
 if __name__ == "__main__":
-    from osmo_pcap.client import main
+    from osmo_pcap.client.main import main
     sys.exit(main())

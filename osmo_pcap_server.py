@@ -28,214 +28,6 @@ COPYRIGHT = ("Copyright (C) the osmo-pcap for Python authors. "
 '''
 # ==================== End file osmo_pcap/__init__.py ======================
 
-# ==================== Begin file osmo_pcap/config.py ====================
-_SOURCES['osmo_pcap/config.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""INI configuration helpers shared by the three programs.
-
-Every error a user can make in a config file becomes one ConfigError whose
-message names the file, the section and the key. Readers declare the keys they
-know; anything else in a section is an error (a typo must not be ignored).
-"""
-
-import configparser
-import os
-import re
-
-
-class ConfigError(Exception):
-    """A configuration problem, with file/section/key in its message."""
-
-    def __init__(self, message, path=None, section=None, key=None):
-        where = []
-        if path:
-            where.append(str(path))
-        if section is not None:
-            where.append("[%s]" % section)
-        if key is not None:
-            where.append(key)
-        self.path, self.section, self.key = path, section, key
-        self.reason = message
-        Exception.__init__(self, "%s: %s" % (" ".join(where), message) if where else message)
-
-
-def read_ini(path):
-    """Parse the INI file at path; return a ConfigParser. Raise ConfigError."""
-    cp = configparser.ConfigParser(interpolation=None, strict=True,
-                                   inline_comment_prefixes=(";", "#"),
-                                   comment_prefixes=(";", "#"),
-                                   empty_lines_in_values=False,
-                                   default_section="\x00no-default")
-    cp.optionxform = str  # keys are case-sensitive, as documented
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            cp.read_file(f, source=str(path))
-    except OSError as e:
-        raise ConfigError("cannot read config file: %s" % (e.strerror or e), path)
-    except UnicodeDecodeError as e:
-        raise ConfigError("not UTF-8 text: %s" % e, path)
-    except configparser.DuplicateSectionError as e:
-        raise ConfigError("line %s: duplicate section [%s]" % (e.lineno, e.section), path)
-    except configparser.DuplicateOptionError as e:
-        raise ConfigError("line %s: duplicate key" % e.lineno, path, e.section, e.option)
-    except configparser.MissingSectionHeaderError as e:
-        raise ConfigError("line %s: key outside of any [section]" % e.lineno, path)
-    except configparser.ParsingError as e:
-        lines = ", ".join(str(n) for n, _ in e.errors)
-        raise ConfigError("cannot parse line(s) %s" % lines, path)
-    return cp
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
-_SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text, allow_off=False):
-    """Return a byte count for '123', '16K', '16M', '1G', '2T' (binary units).
-
-    With allow_off, '0', 'off' and 'no' return 0 (meaning disabled).
-    """
-    t = text.strip()
-    if allow_off and t.lower() in ("off", "no", "none", "0"):
-        return 0
-    m = _SIZE_RE.match(t)
-    if not m:
-        raise ValueError("not a size (examples: 4096, 16K, 16M, 1G): %r" % text)
-    return int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
-
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_DURATION_MULT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text, default_unit="s"):
-    """Return seconds (float) for '10', '2.5s', '5m', '12h', '120d', '2w'."""
-    m = _DURATION_RE.match(text)
-    if not m:
-        raise ValueError("not a duration (examples: 30s, 5m, 12h, 120d, 2w): %r" % text)
-    return float(m.group(1)) * _DURATION_MULT[m.group(2) or default_unit]
-
-
-_TRUE = ("yes", "true", "on", "1")
-_FALSE = ("no", "false", "off", "0")
-
-
-def parse_bool(text):
-    """Return True/False for yes/no, true/false, on/off, 1/0."""
-    t = text.strip().lower()
-    if t in _TRUE:
-        return True
-    if t in _FALSE:
-        return False
-    raise ValueError("expected yes or no, got %r" % text)
-
-
-def parse_int(text, lo=None, hi=None):
-    """Return an integer within [lo, hi] (either bound may be None)."""
-    try:
-        v = int(text.strip(), 10)
-    except ValueError:
-        raise ValueError("not an integer: %r" % text)
-    if lo is not None and v < lo:
-        raise ValueError("%d is below the minimum %d" % (v, lo))
-    if hi is not None and v > hi:
-        raise ValueError("%d is above the maximum %d" % (v, hi))
-    return v
-
-
-def parse_octal_mode(text):
-    """Return a file mode from an octal string such as '0440'."""
-    t = text.strip()
-    if not re.match(r"^0?[0-7]{1,4}$", t):
-        raise ValueError("not an octal file mode (example: 0440): %r" % text)
-    return int(t, 8)
-
-
-def parse_port(text):
-    """Return a TCP/UDP port number 1..65535."""
-    return parse_int(text, 1, 65535)
-
-
-def parse_host_port(text, default_host="127.0.0.1"):
-    """Return (host, port) from 'HOST:PORT', '[v6]:PORT' or 'PORT'."""
-    t = text.strip()
-    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", t)
-    if m:
-        return m.group(1), parse_port(m.group(2))
-    if t.isdigit():
-        return default_host, parse_port(t)
-    host, sep, port = t.rpartition(":")
-    if not sep or not host or ":" in host:
-        raise ValueError("expected HOST:PORT (IPv6 as [ADDR]:PORT), got %r" % text)
-    return host, parse_port(port)
-
-
-_SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
-
-
-def check_safe_name(name):
-    """Raise ValueError unless name is safe as one file-name component."""
-    if not _SAFE_NAME_RE.match(name) or name in (".", ".."):
-        raise ValueError("%r is not a safe name: use 1-64 characters from "
-                         "A-Z a-z 0-9 . _ + -, starting with a letter or digit" % name)
-    return name
-
-
-class Section(object):
-    """One INI section read with declared keys; unknown keys are errors.
-
-    Use get(key, parse, default) for each known key, then finish().
-    """
-
-    def __init__(self, cp, name, path):
-        self.name = name
-        self.path = path
-        self._items = dict(cp.items(name)) if cp is not None and cp.has_section(name) else {}
-        self._known = set()
-
-    def has(self, key):
-        return key in self._items
-
-    def raw(self, key):
-        self._known.add(key)
-        return self._items.get(key)
-
-    def get(self, key, parse=None, default=None):
-        """Return the parsed value of key, or default when absent or empty."""
-        self._known.add(key)
-        text = self._items.get(key)
-        if text is None or text.strip() == "":
-            return default
-        if "\n" in text.strip():
-            # configparser joins an indented next line to this value.
-            raise self.error(key, "the value continues on an indented line (%r); "
-                             "keys must start at the beginning of a line" % text.strip())
-        if parse is None:
-            return text.strip()
-        try:
-            return parse(text.strip())
-        except ValueError as e:
-            raise self.error(key, str(e))
-
-    def error(self, key, message):
-        return ConfigError(message, self.path, self.name, key)
-
-    def finish(self):
-        """Raise ConfigError for the first key that no get() asked for."""
-        for key in sorted(self._items):
-            if key not in self._known:
-                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
-                                  self.path, self.name, key)
-
-
-def resolve_path(base_dir, value):
-    """Return value as an absolute path, relative paths taken from base_dir."""
-    if value is None:
-        return None
-    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
-'''
-# ==================== End file osmo_pcap/config.py ======================
-
 # ==================== Begin file osmo_pcap/daemon.py ====================
 _SOURCES['osmo_pcap/daemon.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -520,605 +312,213 @@ def start_watchdog(loop, env=None):
 '''
 # ==================== End file osmo_pcap/daemon.py ======================
 
-# ==================== Begin file osmo_pcap/fanout.py ====================
-_SOURCES['osmo_pcap/fanout.py'] = r'''
+# ==================== Begin file osmo_pcap/ini.py ====================
+_SOURCES['osmo_pcap/ini.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Listening sockets and bounded per-peer send queues for the server's hooks.
+"""INI configuration helpers shared by the three programs.
 
-The ZeroMQ publisher and the live tap both hand the same bytes to many peers
-that the server does not trust to keep up. A Sender holds one peer's queue:
-whole messages are queued or dropped (and counted), never split, so a slow
-peer costs at most `limit` bytes and never a blocking call.
+Every error a user can make in a config file becomes one ConfigError whose
+message names the file, the section and the key. Readers declare the keys they
+know; anything else in a section is an error (a typo must not be ignored).
 """
 
-import errno
-import socket
-import time
-
-# Bytes per send() call: large enough to batch many small messages.
-_SEND_CHUNK = 1 << 20
-# Out of descriptors or memory, a listening socket stays readable: accepting is
-# paused this long instead of spinning (the server's own listener does the same).
-ACCEPT_PAUSE = 1.0
-RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-
-
-def listen(host, port, backlog=16):
-    """Return a non-blocking listening TCP socket bound to (host, port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def accept_all(sock, on_exhausted=None):
-    """Yield (conn, peer) for every pending connection on a listening socket.
-
-    on_exhausted(error) is called when accept() fails for lack of descriptors
-    or memory (see pause_accepting); other errors just end the batch.
-    """
-    while True:
-        try:
-            conn, peer = sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            # ECONNABORTED...: nothing to hand out now; the loop retries.
-            if e.errno in RESOURCE_ERRNOS and on_exhausted is not None:
-                on_exhausted(e)
-            return
-        conn.setblocking(False)
-        yield conn, peer[:2]
-
-
-def pause_accepting(loop, sock, reader, seconds=None):
-    """Stop watching a listening socket for a while, then call reader() on it again.
-
-    For EMFILE and friends: the socket stays readable, and retrying at once
-    would spin the loop at full CPU until a descriptor is free.
-    """
-    loop.remove_reader(sock)
-
-    def resume():
-        if sock.fileno() >= 0:  # not closed in the meantime
-            loop.add_reader(sock, reader)
-    loop.call_later(ACCEPT_PAUSE if seconds is None else seconds, resume)
-
-
-def format_peer(peer):
-    """Return 'host:port' for a socket address."""
-    host, port = peer[0], peer[1]
-    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
-
-
-class Sender(object):
-    """One peer's non-blocking socket with a bounded output queue on the loop.
-
-    on_error(sender, reason) is called once when a send fails; the owner then
-    calls close(). `dropped` and `dropped_bytes` count what did not fit.
-    """
-
-    __slots__ = ("loop", "sock", "limit", "out", "dropped", "dropped_bytes", "sent",
-                 "on_error", "closed", "_writing")
-
-    def __init__(self, loop, sock, limit, on_error):
-        self.loop = loop
-        self.sock = sock
-        self.limit = limit
-        self.out = bytearray()
-        self.dropped = 0
-        self.dropped_bytes = 0
-        self.sent = 0
-        self.on_error = on_error
-        self.closed = False
-        self._writing = False
-
-    def fits(self, size):
-        """Return True if a message of size bytes fits in the queue now."""
-        return len(self.out) + size <= self.limit
-
-    def drop(self, size):
-        """Count one message of size bytes that did not fit."""
-        self.dropped += 1
-        self.dropped_bytes += size
-
-    def push(self, data):
-        """Append bytes to the queue without checking the limit (caller did)."""
-        self.out += data
-        if not self._writing and not self.closed:
-            self._writing = True
-            self.loop.add_writer(self.sock, self._flush)
-
-    def queue(self, data):
-        """Queue data whole if it fits, else drop it; return True if queued."""
-        if len(self.out) + len(data) > self.limit:
-            self.drop(len(data))
-            return False
-        self.push(data)
-        return True
-
-    def _flush(self):
-        out = self.out
-        try:
-            n = self.sock.send(memoryview(out)[:_SEND_CHUNK]) if len(out) > _SEND_CHUNK \
-                else self.sock.send(out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            self._stop_writing()
-            self.on_error(self, e.strerror or str(e))
-            return
-        del out[:n]
-        self.sent += n
-        if not out:
-            self._stop_writing()
-
-    def _stop_writing(self):
-        if self._writing and not self.closed:
-            self._writing = False
-            self.loop.remove_writer(self.sock)
-
-    def flush_until(self, deadline):
-        """Send what is queued, blocking until deadline (time.monotonic()) at most."""
-        if self.closed or not self.out:
-            return
-        try:
-            while self.out:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self.sock.settimeout(left)
-                n = self.sock.send(self.out)
-                del self.out[:n]
-                self.sent += n
-        except OSError:
-            return
-
-    def close(self):
-        """Forget the socket in the loop and close it; drop what is queued."""
-        if self.closed:
-            return
-        self.closed = True
-        self.loop.remove(self.sock)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.out = bytearray()
-'''
-# ==================== End file osmo_pcap/fanout.py ======================
-
-# ==================== Begin file osmo_pcap/hooks.py ====================
-_SOURCES['osmo_pcap/hooks.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""Server hooks: the server's event interface and the hooks built from config.
-
-The interface the server calls on every hook object returned by create():
-
-  client_connected(name, peer)      a configured client connected (peer: (host, port))
-  client_disconnected(name)         its connection ended
-  link_header(name, link)           a LINK_HDR was accepted (validate.LinkInfo)
-  data(name, link, payload)         one LINK_DATA; payload is only valid during the call
-  file_closed(name, path)           a trace file was closed (after the move to completed_path)
-  close()                           the server is shutting down (after the last file_closed)
-
-Hooks (keys of [server], see doc/hooks.md): zmq_publish (ZeroMQ PUB with
-upstream's topics, spec 4.10), tap_listen and tap_listen_NAME (live pcapng
-over TCP), on_complete (a command per closed file).
-"""
-
-import errno
+import configparser
 import os
-import shutil
-
-from osmo_pcap import config, log, oncomplete, tap, zmtp
-
-DEFAULT_QUEUE_MAX = 4 << 20
-MIN_QUEUE_MAX = 64 << 10
-MAX_QUEUE_MAX = 1 << 30
-TAP_PREFIX = "tap_listen_"
-
-_log = log.get("hooks")
+import re
 
 
-class HooksConfig(object):
-    """The hook keys of [server], validated."""
+class ConfigError(Exception):
+    """A configuration problem, with file/section/key in its message."""
 
-    def __init__(self):
-        self.path = None
-        self.section = "server"
-        self.zmq_publish = None             # (host, port)
-        self.zmq_queue_max = DEFAULT_QUEUE_MAX
-        self.tap_listen = None              # (host, port)
-        self.tap_clients = {}               # client name -> (host, port)
-        self.tap_queue_max = DEFAULT_QUEUE_MAX
-        self.on_complete = None             # argv template
-        self.on_complete_max_running = oncomplete.DEFAULT_MAX_RUNNING
-        self.on_complete_timeout = oncomplete.DEFAULT_TIMEOUT
-        self.on_complete_shutdown_wait = oncomplete.DEFAULT_SHUTDOWN_WAIT
-
-    def enabled(self):
-        """Return True if any hook is configured."""
-        return bool(self.zmq_publish or self.tap_listen or self.tap_clients or self.on_complete)
+    def __init__(self, message, path=None, section=None, key=None):
+        where = []
+        if path:
+            where.append(str(path))
+        if section is not None:
+            where.append("[%s]" % section)
+        if key is not None:
+            where.append(key)
+        self.path, self.section, self.key = path, section, key
+        self.reason = message
+        Exception.__init__(self, "%s: %s" % (" ".join(where), message) if where else message)
 
 
-def _queue_size(text):
-    n = config.parse_size(text)
-    if not MIN_QUEUE_MAX <= n <= MAX_QUEUE_MAX:
-        raise ValueError("must be between 64K and 1G, got %r" % text)
-    return n
+def read_ini(path):
+    """Parse the INI file at path; return a ConfigParser. Raise ConfigError."""
+    cp = configparser.ConfigParser(interpolation=None, strict=True,
+                                   inline_comment_prefixes=(";", "#"),
+                                   comment_prefixes=(";", "#"),
+                                   empty_lines_in_values=False,
+                                   default_section="\x00no-default")
+    cp.optionxform = str  # keys are case-sensitive, as documented
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            cp.read_file(f, source=str(path))
+    except OSError as e:
+        raise ConfigError("cannot read config file: %s" % (e.strerror or e), path)
+    except UnicodeDecodeError as e:
+        raise ConfigError("not UTF-8 text: %s" % e, path)
+    except configparser.DuplicateSectionError as e:
+        raise ConfigError("line %s: duplicate section [%s]" % (e.lineno, e.section), path)
+    except configparser.DuplicateOptionError as e:
+        raise ConfigError("line %s: duplicate key" % e.lineno, path, e.section, e.option)
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError("line %s: key outside of any [section]" % e.lineno, path)
+    except configparser.ParsingError as e:
+        lines = ", ".join(str(n) for n, _ in e.errors)
+        raise ConfigError("cannot parse line(s) %s" % lines, path)
+    return cp
 
 
-def _positive_duration(text):
-    v = config.parse_duration(text)
-    if not 0.1 <= v <= 7 * 86400:
-        raise ValueError("must be between 100ms and 1w, got %r" % text)
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
+_SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text, allow_off=False):
+    """Return a byte count for '123', '16K', '16M', '1G', '2T' (binary units).
+
+    With allow_off, '0', 'off' and 'no' return 0 (meaning disabled).
+    """
+    t = text.strip()
+    if allow_off and t.lower() in ("off", "no", "none", "0"):
+        return 0
+    m = _SIZE_RE.match(t)
+    if not m:
+        raise ValueError("not a size (examples: 4096, 16K, 16M, 1G): %r" % text)
+    return int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_MULT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text, default_unit="s"):
+    """Return seconds (float) for '10', '2.5s', '5m', '12h', '120d', '2w'."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise ValueError("not a duration (examples: 30s, 5m, 12h, 120d, 2w): %r" % text)
+    return float(m.group(1)) * _DURATION_MULT[m.group(2) or default_unit]
+
+
+_TRUE = ("yes", "true", "on", "1")
+_FALSE = ("no", "false", "off", "0")
+
+
+def parse_bool(text):
+    """Return True/False for yes/no, true/false, on/off, 1/0."""
+    t = text.strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise ValueError("expected yes or no, got %r" % text)
+
+
+def parse_int(text, lo=None, hi=None):
+    """Return an integer within [lo, hi] (either bound may be None)."""
+    try:
+        v = int(text.strip(), 10)
+    except ValueError:
+        raise ValueError("not an integer: %r" % text)
+    if lo is not None and v < lo:
+        raise ValueError("%d is below the minimum %d" % (v, lo))
+    if hi is not None and v > hi:
+        raise ValueError("%d is above the maximum %d" % (v, hi))
     return v
 
 
-def _section_keys(section):
-    # config.Section lists no keys; tap_listen_NAME keys are found by their prefix.
-    return sorted(getattr(section, "_items", {}))
+def parse_octal_mode(text):
+    """Return a file mode from an octal string such as '0440'."""
+    t = text.strip()
+    if not re.match(r"^0?[0-7]{1,4}$", t):
+        raise ValueError("not an octal file mode (example: 0440): %r" % text)
+    return int(t, 8)
 
 
-def read_config(section):
-    """Read the hook keys of the [server] config Section; return a HooksConfig."""
-    c = HooksConfig()
-    c.path, c.section = section.path, section.name
-    c.zmq_publish = section.get("zmq_publish", zmtp.parse_endpoint)
-    c.zmq_queue_max = section.get("zmq_queue_max", _queue_size, c.zmq_queue_max)
-    c.tap_listen = section.get("tap_listen", config.parse_host_port)
-    c.tap_queue_max = section.get("tap_queue_max", _queue_size, c.tap_queue_max)
-    for key in _section_keys(section):
-        if key.startswith(TAP_PREFIX):
-            name = key[len(TAP_PREFIX):]
-            try:
-                config.check_safe_name(name)
-            except ValueError as e:
-                raise section.error(key, "tap_listen_NAME needs a client name: %s" % e)
-            addr = section.get(key, config.parse_host_port)
-            if addr is not None:
-                c.tap_clients[name] = addr
-    c.on_complete = section.get("on_complete", oncomplete.parse_command)
-    c.on_complete_max_running = section.get(
-        "on_complete_max_running", lambda t: config.parse_int(t, 1, 64),
-        c.on_complete_max_running)
-    c.on_complete_timeout = section.get("on_complete_timeout", _positive_duration,
-                                        c.on_complete_timeout)
-    c.on_complete_shutdown_wait = section.get(
-        "on_complete_shutdown_wait", lambda t: config.parse_duration(t),
-        c.on_complete_shutdown_wait)
-    if c.on_complete:
-        _check_program(section, c.on_complete[0])
-    addrs = [("zmq_publish", c.zmq_publish), ("tap_listen", c.tap_listen)]
-    addrs += [(TAP_PREFIX + n, a) for n, a in sorted(c.tap_clients.items())]
-    seen = {}
-    for key, addr in addrs:
-        if addr is None:
-            continue
-        if addr in seen:
-            raise section.error(key, "%s:%d is already used by %s" % (addr[0], addr[1],
-                                                                       seen[addr]))
-        seen[addr] = key
-    return c
+def parse_port(text):
+    """Return a TCP/UDP port number 1..65535."""
+    return parse_int(text, 1, 65535)
 
 
-def _check_program(section, program):
-    if os.sep in program:
-        ok = os.path.isfile(program) and os.access(program, os.X_OK)
-    else:
-        ok = shutil.which(program) is not None
-    if not ok:
-        raise section.error("on_complete", "%s is not an executable program" % program)
+def parse_host_port(text, default_host="127.0.0.1"):
+    """Return (host, port) from 'HOST:PORT', '[v6]:PORT' or 'PORT'."""
+    t = text.strip()
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", t)
+    if m:
+        return m.group(1), parse_port(m.group(2))
+    if t.isdigit():
+        return default_host, parse_port(t)
+    host, sep, port = t.rpartition(":")
+    if not sep or not host or ":" in host:
+        raise ValueError("expected HOST:PORT (IPv6 as [ADDR]:PORT), got %r" % text)
+    return host, parse_port(port)
 
 
-def create(cfg, loop, server_name="osmo-pcap"):
-    """Return the list of hook objects for config, registered with loop.
-
-    A listening socket that cannot be opened raises OSError naming the key.
-    """
-    if cfg is None or not cfg.enabled():
-        return []
-    hooks = []
-    try:
-        if cfg.zmq_publish:
-            host, port = cfg.zmq_publish
-            pub = _listening("zmq_publish", host, port, zmtp.Publisher, loop, host, port,
-                             queue_max=cfg.zmq_queue_max)
-            _log.info("zmq: publishing on tcp://%s:%d", host, port)
-            hooks.append(ZmqHook(pub))
-        if cfg.tap_listen:
-            host, port = cfg.tap_listen
-            hooks.append(_listening("tap_listen", host, port, tap.Tap, loop, host, port,
-                                    queue_max=cfg.tap_queue_max))
-        for name, (host, port) in sorted(cfg.tap_clients.items()):
-            hooks.append(_listening(TAP_PREFIX + name, host, port, tap.Tap, loop, host, port,
-                                    queue_max=cfg.tap_queue_max, only=name))
-    except OSError:
-        for h in hooks:
-            h.close()
-        raise
-    if cfg.on_complete:
-        hooks.append(oncomplete.OnComplete(
-            loop, cfg.on_complete, max_running=cfg.on_complete_max_running,
-            timeout=cfg.on_complete_timeout,
-            shutdown_wait=cfg.on_complete_shutdown_wait))
-    return hooks
+_SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
 
-def _listening(key, host, port, factory, *args, **kw):
-    try:
-        return factory(*args, **kw)
-    except OSError as e:
-        raise OSError(e.errno or errno.EINVAL, "%s %s:%d: %s" % (key, host, port,
-                                                                 e.strerror or e))
+def check_safe_name(name):
+    """Raise ValueError unless name is safe as one file-name component."""
+    if not _SAFE_NAME_RE.match(name) or name in (".", ".."):
+        raise ValueError("%r is not a safe name: use 1-64 characters from "
+                         "A-Z a-z 0-9 . _ + -, starting with a letter or digit" % name)
+    return name
 
 
-class ZmqHook(object):
-    """Publish the server's events and data with upstream's topics (spec 4.10)."""
+class Section(object):
+    """One INI section read with declared keys; unknown keys are errors.
 
-    def __init__(self, publisher):
-        self.pub = publisher
-        self._data = {}     # client name -> (LinkInfo, topic, encoded topic + header frames)
-
-    def _event(self, event, name, *parts):
-        if self.pub.ready:
-            topic = ("event.v1.%s.%s" % (event, name)).encode("utf-8")
-            self.pub.publish([topic] + list(parts))
-
-    def client_connected(self, name, peer):
-        self._event("connect", name)
-
-    def client_disconnected(self, name):
-        self._event("disconnect", name)
-
-    def link_header(self, name, link):
-        self._data.pop(name, None)
-
-    def data(self, name, link, payload):
-        pub = self.pub
-        if not pub.ready:
-            return
-        entry = self._data.get(name)
-        if entry is None or entry[0] is not link:
-            topic = ("data.v1.%s" % name).encode("utf-8")
-            prefix = zmtp.encode_frame(topic, more=True) + zmtp.encode_frame(link.header,
-                                                                              more=True)
-            entry = self._data[name] = (link, topic, prefix)
-        n = len(payload)
-        head = zmtp.frame_header(n)
-        pub.publish_frames(entry[1], (entry[2], head, payload), len(entry[2]) + len(head) + n)
-
-    def file_closed(self, name, path):
-        self._event("closingtracefile", name, os.fsencode(path))
-
-    def close(self):
-        self.pub.close()
-'''
-# ==================== End file osmo_pcap/hooks.py ======================
-
-# ==================== Begin file osmo_pcap/ingest.py ====================
-_SOURCES['osmo_pcap/ingest.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""Receiving one client's stream: decode and validate frames, hand records on.
-
-Parser is the decode+validate step specialised for speed: for a pcap link it
-reads the frame header and the record's caplen with one unpack per frame and
-checks the record inline; everything else goes through the same rules as
-wire.Decoder + validate (tests compare the two on fuzzed streams).
-
-Connection owns the socket. All reads of a connection go through fill(), so a
-TLS transport can replace it; the receive buffer is shared by all connections
-(the server's), each connection keeps only its incomplete last frame.
-"""
-
-import struct
-import time
-
-from osmo_pcap import wire
-from osmo_pcap.validate import ValidationError
-
-# spec 2.2 frame header + spec 2.4.2 record header up to caplen, in one read.
-# The frame length is big-endian whatever the client's byte order, so it is
-# read as two bytes.
-_FAST = {bo: struct.Struct(bo + "BxBB8xI") for bo in "<>"}
-_FAST_SIZE = wire.HEADER_SIZE + 12
-_FRAME = wire.FRAME_HDR
-_HDR = wire.HEADER_SIZE
-_MAX = wire.MAX_PAYLOAD
-LINK_DATA = wire.LINK_DATA
-
-
-class Parser(object):
-    """Decode and validate the frames of one connection.
-
-    consume() works on a buffer that starts with the connection's saved tail;
-    see Connection.on_readable for the calling convention.
+    Use get(key, parse, default) for each known key, then finish().
     """
 
-    __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen")
+    def __init__(self, cp, name, path):
+        self.name = name
+        self.path = path
+        self._items = dict(cp.items(name)) if cp is not None and cp.has_section(name) else {}
+        self._known = set()
 
-    def __init__(self, max_snaplen):
-        self.max_snaplen = max_snaplen
-        self.link = None
-        self.tail = b""
-        self._fast = None
-        self._snaplen = 0
+    def has(self, key):
+        return key in self._items
 
-    def set_link(self, link):
-        """Use link (a validate.LinkInfo) for the LINK_DATA frames that follow."""
-        self.link = link
-        if link.format == "pcap":
-            self._fast = _FAST[link.byteorder].unpack_from
-            self._snaplen = link.snaplen
-        else:
-            self._fast = None
+    def raw(self, key):
+        self._known.add(key)
+        return self._items.get(key)
 
-    def consume(self, mv, pos, end, out):
-        """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
-
-        Stop at an incomplete frame, after a LINK_HDR frame or at a broken rule.
-        Return (pos, nbytes, event): nbytes is the payload total appended to out;
-        event is None (pos is where the incomplete rest starts), a LINK_HDR
-        payload memoryview (pos is after that frame), or a ProtocolError (pos is
-        where the offending frame starts).
-        """
-        fast = self._fast
-        snap = self._snaplen
-        append = out.append
-        nbytes = 0
-        unpack = _FRAME.unpack_from
-        while True:
-            avail = end - pos
-            if fast is not None and avail >= _FAST_SIZE:
-                t, hi, lo, caplen = fast(mv, pos)
-                n = (hi << 8) | lo
-                stop = pos + _HDR + n
-                if t == 1 and caplen == n - 16 and caplen <= snap and stop <= end:
-                    append(mv[pos + _HDR:stop])
-                    nbytes += n
-                    pos = stop
-                    continue
-            elif avail < _HDR:
-                return pos, nbytes, None
-            # The general path: exactly wire.Decoder's and validate's rules.
-            t, _, n = unpack(mv, pos)
-            if t > 1:
-                return pos, nbytes, wire.FrameError(
-                    "unknown-type", "unknown message type %d (expected 0 LINK_HDR or "
-                    "1 LINK_DATA)" % t)
-            if n > _MAX:
-                return pos, nbytes, wire.FrameError(
-                    "frame-too-long", "frame length %d exceeds the limit of %d" % (n, _MAX))
-            stop = pos + _HDR + n
-            if stop > end:
-                return pos, nbytes, None
-            payload = mv[pos + _HDR:stop]
-            if t != LINK_DATA:
-                return stop, nbytes, payload
-            link = self.link
-            if link is None:
-                return pos, nbytes, ValidationError(
-                    "data-before-header", "LINK_DATA before any LINK_HDR on this connection")
-            try:
-                link.check_data(payload)
-            except ValidationError as e:
-                return pos, nbytes, e
-            append(payload)
-            nbytes += n
-            pos = stop
-
-
-class Connection(object):
-    """One accepted TCP connection of a configured client."""
-
-    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label", "last_rx",
-                 "header_timer")
-
-    def __init__(self, server, sock, peer, recorder):
-        self.server = server
-        self.sock = sock
-        self.peer = peer
-        self.recorder = recorder
-        self.parser = Parser(server.cfg.max_snaplen)
-        self.closed = False
-        self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
-        self.last_rx = time.monotonic()
-        self.header_timer = None
-
-    def fill(self, mv):
-        """Read from the transport into mv; return the byte count (0 at EOF).
-
-        The only place a connection reads: a TLS transport replaces this.
-        Raise BlockingIOError when nothing is there, OSError on failure.
-        """
-        return self.sock.recv_into(mv)
-
-    def on_readable(self):
-        """Read once into the shared buffer, decode, validate and store."""
-        server = self.server
-        mv = server.rview
-        parser = self.parser
-        tail = parser.tail
-        start = len(tail)
-        if start:
-            mv[:start] = tail
+    def get(self, key, parse=None, default=None):
+        """Return the parsed value of key, or default when absent or empty."""
+        self._known.add(key)
+        text = self._items.get(key)
+        if text is None or text.strip() == "":
+            return default
+        if "\n" in text.strip():
+            # configparser joins an indented next line to this value.
+            raise self.error(key, "the value continues on an indented line (%r); "
+                             "keys must start at the beginning of a line" % text.strip())
+        if parse is None:
+            return text.strip()
         try:
-            n = self.fill(mv[start:])
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            server.drop(self, "read error: %s" % (e.strerror or e))
-            return
-        server.bytes_read += n
-        self.last_rx = time.monotonic()
-        if n == 0:
-            server.drop(self, "connection closed by the client%s"
-                        % (" in the middle of a frame (%d bytes discarded)" % start
-                           if start else ""))
-            return
-        end = start + n
-        pos = 0
-        recorder = self.recorder
-        while True:
-            out = []
-            pos, nbytes, event = parser.consume(mv, pos, end, out)
-            if out:
-                server.records(recorder, parser.link, out, nbytes)
-            if event is None:
-                break
-            if isinstance(event, wire.ProtocolError):
-                server.reject(self, event)
-                return
-            if not server.link_header(self, event):
-                return
-        parser.tail = bytes(mv[pos:end]) if pos < end else b""
+            return parse(text.strip())
+        except ValueError as e:
+            raise self.error(key, str(e))
 
-    def close(self):
-        """Close the socket and let go of buffered bytes and timers."""
-        if not self.closed:
-            self.closed = True
-            self.sock.close()
-            self.parser.tail = b""
-            if self.header_timer is not None:
-                self.header_timer.cancel()
+    def error(self, key, message):
+        return ConfigError(message, self.path, self.name, key)
+
+    def finish(self):
+        """Raise ConfigError for the first key that no get() asked for."""
+        for key in sorted(self._items):
+            if key not in self._known:
+                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
+                                  self.path, self.name, key)
 
 
-class TLSConnection(Connection):
-    """A connection whose bytes come through a stream (tls.TLSStream) instead of
-    the socket: the plain Connection keeps its direct recv_into."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, server, stream, peer, recorder):
-        Connection.__init__(self, server, stream.sock, peer, recorder)
-        self.stream = stream
-
-    def fill(self, mv):
-        n = self.stream.recv_into(mv)
-        if n is None:
-            raise BlockingIOError()
-        return n
-
-    def close(self):
-        if not self.closed:
-            self.stream.close()  # close_notify (best effort), then the socket
-            Connection.close(self)
-
-
-def format_peer(peer):
-    """Return 'host:port' (IPv6 as [host]:port) for a socket address."""
-    host, port = peer[0], peer[1]
-    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+def resolve_path(base_dir, value):
+    """Return value as an absolute path, relative paths taken from base_dir."""
+    if value is None:
+        return None
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 '''
-# ==================== End file osmo_pcap/ingest.py ======================
+# ==================== End file osmo_pcap/ini.py ======================
 
 # ==================== Begin file osmo_pcap/log.py ====================
 _SOURCES['osmo_pcap/log.py'] = r'''
@@ -1138,7 +538,7 @@ import socket
 import sys
 import time
 
-from osmo_pcap.config import ConfigError, parse_bool, resolve_path
+from osmo_pcap.ini import ConfigError, parse_bool, resolve_path
 
 ROOT = "osmo-pcap"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
@@ -1678,7 +1078,7 @@ import socket
 import time
 
 from osmo_pcap import __version__
-from osmo_pcap.config import parse_host_port
+from osmo_pcap.ini import parse_host_port
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST = 8192      # bytes of request line + headers we are willing to hold
@@ -2024,247 +1424,6 @@ class MetricsServer(object):
         c.sock.close()
 '''
 # ==================== End file osmo_pcap/metrics.py ======================
-
-# ==================== Begin file osmo_pcap/oncomplete.py ====================
-_SOURCES['osmo_pcap/oncomplete.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""The post-close command: run a program for every closed trace file.
-
-A server hook. The command is split like a shell would split it but run
-without a shell; {path} and {client} in its arguments are replaced by the
-file's final path and the client's name. At most max_running commands run at
-once, the rest wait in a bounded queue; each one is killed (its whole process
-group) when it outlives its timeout. Exit status and the tail of stderr are
-logged. Children are driven from the server's event loop (a pipe reader per
-child and a polling timer while any runs), so nothing here ever blocks the
-server, except close(), which gives the last files' commands a bounded time.
-"""
-
-import collections
-import os
-import re
-import select
-import shlex
-import signal
-import subprocess
-import time
-
-from osmo_pcap import log
-
-DEFAULT_MAX_RUNNING = 2
-DEFAULT_TIMEOUT = 300.0
-DEFAULT_SHUTDOWN_WAIT = 30.0
-QUEUE_MAX = 10000
-STDERR_TAIL = 2048
-KILL_GRACE = 2.0       # between SIGTERM and SIGKILL
-POLL_INTERVAL = 0.1
-
-_PLACEHOLDER = re.compile(r"\{(path|client)\}")
-
-
-def parse_command(text):
-    """Return the argv template of an on_complete value; raise ValueError."""
-    try:
-        argv = shlex.split(text)
-    except ValueError as e:
-        raise ValueError("cannot split the command: %s" % e)
-    if not argv:
-        raise ValueError("empty command")
-    if "{" in argv[0]:
-        raise ValueError("the program itself cannot be a placeholder: %r" % argv[0])
-    return argv
-
-
-def expand(template, path, client):
-    """Return argv with {path} and {client} replaced (in one pass, no re-expansion)."""
-    values = {"path": path, "client": client}
-    return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], a) for a in template]
-
-
-class _Job(object):
-    """One running command."""
-
-    __slots__ = ("proc", "argv", "path", "started", "stderr", "term_at", "fd", "eof")
-
-    def __init__(self, proc, argv, path, started):
-        self.proc = proc
-        self.argv = argv
-        self.path = path
-        self.started = started
-        self.stderr = bytearray()
-        self.term_at = None
-        self.fd = proc.stderr.fileno()
-        self.eof = False
-
-
-class OnComplete(object):
-    """A server hook running the post-close command for every file_closed()."""
-
-    def __init__(self, loop, template, max_running=DEFAULT_MAX_RUNNING, timeout=DEFAULT_TIMEOUT,
-                 shutdown_wait=DEFAULT_SHUTDOWN_WAIT, queue_max=QUEUE_MAX, logger=None,
-                 clock=time.monotonic):
-        self.loop = loop
-        self.template = list(template)
-        self.max_running = max_running
-        self.timeout = timeout
-        self.shutdown_wait = shutdown_wait
-        self.queue_max = queue_max
-        self.log = logger or log.get("on_complete")
-        self.clock = clock
-        self.queue = collections.deque()
-        self.running = []
-        self.skipped = 0
-        self.finished = []      # (path, returncode) of the last commands, for tests
-        self._poller = None
-
-    # ---------------------------------------------------------- hook interface
-    def client_connected(self, name, peer):
-        pass
-
-    def client_disconnected(self, name):
-        pass
-
-    def link_header(self, name, link):
-        pass
-
-    def data(self, name, link, payload):
-        pass
-
-    def file_closed(self, name, path):
-        if len(self.queue) >= self.queue_max:
-            self.skipped += 1
-            self.log.error("on_complete: %d commands waiting already, not running it for %s "
-                           "(%d skipped so far)", self.queue_max, path, self.skipped)
-            return
-        self.queue.append((expand(self.template, path, name), path))
-        self._start_queued()
-
-    def close(self):
-        """Run the remaining commands (files closed at shutdown) for a bounded time."""
-        deadline = self.clock() + self.shutdown_wait
-        while (self.queue or self.running) and self.clock() < deadline:
-            self._start_queued()
-            self._wait_readable(min(POLL_INTERVAL, max(0.0, deadline - self.clock())))
-            self._poll()
-        if self.queue:
-            self.log.error("on_complete: shutting down, %d commands not run (first for %s)",
-                           len(self.queue), self.queue[0][1])
-            self.queue.clear()
-        for job in list(self.running):
-            self.log.error("on_complete: shutting down, killing %s for %s after %.1f s",
-                           job.argv[0], job.path, self.clock() - job.started)
-            self._signal(job, signal.SIGKILL)
-            job.proc.wait()
-            self._finish(job)
-        if self._poller is not None:
-            self._poller.cancel()
-            self._poller = None
-
-    # ---------------------------------------------------------- children
-    def _start_queued(self):
-        while self.queue and len(self.running) < self.max_running:
-            argv, path = self.queue.popleft()
-            try:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        close_fds=True, start_new_session=True)
-            except (OSError, ValueError) as e:
-                self.log.error("on_complete: cannot run %s for %s: %s", argv[0], path,
-                               getattr(e, "strerror", None) or e)
-                self.finished.append((path, None))
-                continue
-            job = _Job(proc, argv, path, self.clock())
-            os.set_blocking(job.fd, False)
-            self.running.append(job)
-            self.loop.add_reader(job.fd, lambda j=job: self._read_stderr(j))
-            self.log.debug("on_complete: started %s (pid %d)", " ".join(argv), proc.pid)
-        if self.running and self._poller is None:
-            self._poller = self.loop.call_every(POLL_INTERVAL, self._poll)
-
-    def _read_stderr(self, job):
-        """Keep the tail of the child's stderr; stop reading at end of file."""
-        try:
-            data = os.read(job.fd, 65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            job.eof = True
-            self.loop.remove(job.fd)
-            return
-        job.stderr += data
-        if len(job.stderr) > STDERR_TAIL:
-            del job.stderr[:-STDERR_TAIL]
-
-    def _wait_readable(self, timeout):
-        fds = [j.fd for j in self.running if not j.eof]
-        if fds:
-            try:
-                r, _, _ = select.select(fds, [], [], timeout)
-            except (OSError, ValueError):
-                r = []
-            for job in list(self.running):
-                if job.fd in r:
-                    self._read_stderr(job)
-        elif timeout > 0:
-            time.sleep(timeout)
-
-    def _signal(self, job, sig):
-        try:
-            os.killpg(job.proc.pid, sig)
-        except OSError:
-            pass
-
-    def _poll(self):
-        now = self.clock()
-        for job in list(self.running):
-            if job.proc.poll() is not None:
-                self._finish(job)
-            elif job.term_at is None and now - job.started >= self.timeout:
-                self.log.error("on_complete: %s for %s still running after %.1f s: killing it",
-                               job.argv[0], job.path, self.timeout)
-                job.term_at = now
-                self._signal(job, signal.SIGTERM)
-            elif job.term_at is not None and now - job.term_at >= KILL_GRACE:
-                self._signal(job, signal.SIGKILL)
-        self._start_queued()
-        if not self.running and self._poller is not None:
-            self._poller.cancel()
-            self._poller = None
-
-    def _finish(self, job):
-        self.running.remove(job)
-        # Whatever the child wrote before it ended is still in the pipe.
-        while not job.proc.stderr.closed:
-            try:
-                data = os.read(job.fd, 65536)
-            except (BlockingIOError, InterruptedError, OSError):
-                break
-            if not data:
-                break
-            job.stderr += data
-            del job.stderr[:-STDERR_TAIL]
-        self.loop.remove(job.fd)
-        job.proc.stderr.close()
-        rc = job.proc.returncode
-        took = self.clock() - job.started
-        err = bytes(job.stderr).decode("utf-8", "replace").strip()
-        err = (": " + " | ".join(err.splitlines())) if err else ""
-        if rc == 0:
-            self.log.info("on_complete: %s for %s done in %.1f s%s", job.argv[0], job.path,
-                          took, err)
-        elif rc < 0:
-            self.log.error("on_complete: %s for %s killed by signal %d after %.1f s%s",
-                           job.argv[0], job.path, -rc, took, err)
-        else:
-            self.log.error("on_complete: %s for %s exited with status %d after %.1f s%s",
-                           job.argv[0], job.path, rc, took, err)
-        self.finished.append((job.path, rc))
-        if len(self.finished) > 100:
-            del self.finished[:-100]
-'''
-# ==================== End file osmo_pcap/oncomplete.py ======================
 
 # ==================== Begin file osmo_pcap/pcapfile.py ====================
 _SOURCES['osmo_pcap/pcapfile.py'] = r'''
@@ -2814,196 +1973,6 @@ def iter_blocks(buf):
 '''
 # ==================== End file osmo_pcap/pcapng.py ======================
 
-# ==================== Begin file osmo_pcap/recorder.py ====================
-_SOURCES['osmo_pcap/recorder.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""One configured client's trace files: when to open, rotate, close and retry.
-
-A Recorder receives the validated records of its client's connection and
-writes them into the current TraceFile, rotating by size (spec 4.6 step 1),
-by wall-clock period (4.6.1, also on a timer so quiet clients' files close on
-time), on link-header change and per connection. A file is opened when the
-first record for it arrives, so no empty files are made. After a write error
-the file is cut back and closed, records are counted as dropped, and a new
-file is tried again after `write_retry` seconds.
-"""
-
-from osmo_pcap import log, rotation
-from osmo_pcap.storage import TraceFile, WriteError
-
-COUNTERS = ("connect", "bytes", "pkts", "link_hdr", "file_rotated", "files_closed",
-            "dropped", "write_errors")
-
-_log = log.get("server")
-
-
-class Recorder(object):
-    """The files and counters of one [client NAME]."""
-
-    def __init__(self, client_cfg, cfg, on_file_closed=None, limiter=None):
-        self.name = client_cfg.name
-        self.ip = client_cfg.ip
-        self.store = client_cfg.store
-        self.cfg = cfg
-        self.rule = cfg.rotate_localtime
-        self.max_size = cfg.max_file_size
-        self.on_file_closed = on_file_closed
-        self.limiter = limiter or log.RateLimiter(10.0)
-        self.counters = dict((k, 0) for k in COUNTERS)
-        self.rejected = {}
-        self.link = None
-        self.file = None
-        self.last = rotation.LastWrite()
-        self.retry_at = None
-
-    # ------------------------------------------------------------ events
-    def new_connection(self):
-        """A new connection starts: close the file, forget the link header (spec 4.3)."""
-        self.counters["connect"] += 1
-        self.close_file("new connection")
-        self.link = None
-
-    def set_link(self, link):
-        """Take a validated LINK_HDR; a different header starts a new file (spec 4.4)."""
-        self.counters["link_hdr"] += 1
-        if self.link is not None and self.link.header == link.header:
-            return
-        if self.file is not None:
-            self.close_file("link header changed", rotated=True)
-        self.link = link
-
-    def write(self, out, nbytes, now):
-        """Store the records in out (bytes-likes, valid only during the call).
-
-        now is (epoch, raw tm tuple, struct_time) from rotation.LocalClock.
-        """
-        c = self.counters
-        c["pkts"] += len(out)
-        c["bytes"] += nbytes
-        t, tm, st = now
-        if not self.store:
-            self.last.update(t, tm)
-            return
-        f = self.file
-        if f is not None and self.rule is not None and rotation.new_period(
-                self.last.tm, tm, *self.rule):
-            self.close_file("time period", rotated=True)
-            f = None
-        if f is None:
-            f = self._open(now)
-            if f is None:
-                c["dropped"] += len(out)
-                return
-        self.last.update(t, tm)
-        limit = self.max_size
-        if not limit or f.size + nbytes <= limit:
-            try:
-                f.append(b"".join(out), len(out))
-            except WriteError as e:
-                self._write_failed(e, t)
-            return
-        for i, rec in enumerate(out):
-            if f.size + len(rec) > limit and f.records:
-                self.close_file("size limit", rotated=True)
-                f = self._open(now)
-                if f is None:
-                    c["dropped"] += len(out) - i
-                    return
-            try:
-                f.append(rec, 1)
-            except WriteError as e:
-                c["dropped"] += len(out) - i - 1
-                self._write_failed(e, t)
-                return
-
-    def tick(self, now):
-        """Timer work: close the file when its period ended, else flush it."""
-        f = self.file
-        if f is None:
-            return
-        if self.rule is not None and rotation.new_period(self.last.tm, now[1], *self.rule):
-            self.close_file("time period", rotated=True)
-            return
-        try:
-            f.flush()
-        except WriteError as e:
-            self._write_failed(e, now[0])
-
-    def rotate(self, reason):
-        """Close the current file now (SIGUSR1/SIGHUP); the next record opens a new one."""
-        if self.file is not None:
-            self.close_file(reason, rotated=True)
-
-    # ------------------------------------------------------------ files
-    def _open(self, now):
-        t = now[0]
-        if self.retry_at is not None and t < self.retry_at:
-            return None
-        if self.link is None:
-            return None
-        cfg = self.cfg
-        others = (cfg.completed_path,) if cfg.completed_path else ()
-        try:
-            f = TraceFile.create(cfg.base_path, self.name, now[2], self.link,
-                                 cfg.file_permission_mask, cfg.write_buffer, others)
-        except OSError as e:
-            self.counters["write_errors"] += 1
-            self.retry_at = t + cfg.write_retry
-            self._warn("open", "client %s: cannot create a trace file in %s: %s; retrying in "
-                       "%gs" % (self.name, cfg.base_path, e.strerror or e, cfg.write_retry))
-            return None
-        self.retry_at = None
-        self.file = f
-        self.last.update(t, now[1])
-        _log.info("client %s: writing %s", self.name, f.path)
-        return f
-
-    def _write_failed(self, e, t):
-        c = self.counters
-        c["write_errors"] += 1
-        c["dropped"] += e.dropped
-        self.retry_at = t + self.cfg.write_retry
-        self._warn("write", "client %s: writing %s failed: %s; %d record(s) dropped, file cut "
-                   "back to its last complete record and closed; retrying in %gs"
-                   % (self.name, e.path, e.error.strerror or e.error, e.dropped,
-                      self.cfg.write_retry))
-        self.close_file("write error")
-
-    def _warn(self, key, message):
-        held = self.limiter.ok((self.name, key))
-        if held is not None:
-            if held:
-                message += " (%d similar message(s) suppressed)" % held
-            _log.error("%s", message)
-
-    def close_file(self, reason, rotated=False):
-        """Flush, close and move the current file, if any; count it."""
-        f = self.file
-        if f is None:
-            return
-        self.file = None
-        records = f.records
-        path, err = f.close(self.cfg.completed_path)
-        c = self.counters
-        c["files_closed"] += 1
-        if rotated:
-            c["file_rotated"] += 1
-        if err is not None:
-            if isinstance(err, WriteError):
-                c["write_errors"] += 1
-                c["dropped"] += err.dropped
-            _log.error("client %s: closing %s: %s", self.name, f.path, err)
-        if path is None:
-            _log.info("client %s: removed %s (%s; nothing was written)", self.name, f.path,
-                      reason)
-            return
-        _log.info("client %s: closed %s (%s; %d records, %d bytes)", self.name, path, reason,
-                  records, f.written)
-        if self.on_file_closed is not None:
-            self.on_file_closed(self.name, path)
-'''
-# ==================== End file osmo_pcap/recorder.py ======================
-
 # ==================== Begin file osmo_pcap/rotation.py ====================
 _SOURCES['osmo_pcap/rotation.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -3122,8 +2091,877 @@ class LastWrite(object):
 '''
 # ==================== End file osmo_pcap/rotation.py ======================
 
-# ==================== Begin file osmo_pcap/server.py ====================
-_SOURCES['osmo_pcap/server.py'] = r'''
+# ==================== Begin file osmo_pcap/server/__init__.py ====================
+_SOURCES['osmo_pcap/server/__init__.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The central server, osmo_pcap_server.py: receive client streams, store trace files.
+
+main (command line and the Server: data, shutdown, metrics), config ([server]
+and [client NAME]), ingest (decode and validate one stream), recorder (one
+client's files and rotation), storage (one trace file on disk), and the hooks
+that see the stream too: hooks (their config and fan-out), tap (live pcapng
+over TCP), zmtp (ZeroMQ publisher), fanout (bounded subscriber queues),
+oncomplete (a command per closed file).
+"""
+'''
+# ==================== End file osmo_pcap/server/__init__.py ======================
+
+# ==================== Begin file osmo_pcap/server/config.py ====================
+_SOURCES['osmo_pcap/server/config.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The server's INI configuration: [server] and one [client NAME] per client.
+
+load() reads and validates a file and returns a ServerConfig; every mistake
+becomes one ConfigError naming the file, section and key (spec 4.12 commands
+map to the keys documented in doc/server.md).
+"""
+
+import errno
+import ipaddress
+import os
+
+from osmo_pcap import log, metrics, rotation
+from osmo_pcap import ini
+from osmo_pcap.server import hooks
+from osmo_pcap.ini import ConfigError
+from osmo_pcap.validate import DEFAULT_MAX_SNAPLEN, MAX_SNAPLEN_LIMIT
+
+DEFAULT_PORT = 54321
+DEFAULT_MAX_FILE_SIZE = 1 << 30  # spec 4.12: 1073741824
+DEFAULT_MODE = 0o440
+CLIENT_PREFIX = "client "
+ANY = "any"  # ip = any: the entry is chosen by the certificate identity (doc/tls.md)
+
+
+class ClientConfig(object):
+    """One [client NAME] section."""
+
+    __slots__ = ("name", "ip", "store", "tls")
+
+    def __init__(self, name, ip, store, tls=None):
+        self.name = name
+        self.ip = ip        # an ipaddress object, or ANY
+        self.store = store
+        self.tls = tls      # tlsconfig.ClientEntryTLS
+
+
+class ServerConfig(object):
+    """The validated server configuration (attributes named like the keys)."""
+
+    def __init__(self):
+        self.path = None
+        self.listen = "0.0.0.0"
+        self.port = DEFAULT_PORT
+        self.base_path = None
+        self.completed_path = None
+        self.file_permission_mask = DEFAULT_MODE
+        self.max_snaplen = DEFAULT_MAX_SNAPLEN
+        self.max_file_size = DEFAULT_MAX_FILE_SIZE
+        self.rotate_localtime = ("day", 1)
+        self.write_buffer = 64 << 10
+        self.flush_interval = 0.5
+        self.write_retry = 10.0
+        self.stats_interval = 0.0
+        self.header_timeout = 60.0
+        self.idle_timeout = 0.0
+        self.log_level = "info"
+        self.hooks = None
+        self.tls = None  # tlsconfig.ServerTLS when tls_cert is set
+        self.log = None
+        self.metrics = None
+        self.clients = []
+
+    def summary(self):
+        """Return a one-line description for --check-config and the start-up log."""
+        return ("listen %s port %d, %d client(s), base_path %s%s, rotate_localtime %s, "
+                "max_file_size %s" % (
+                    self.listen, self.port, len(self.clients), self.base_path,
+                    ", completed_path %s" % self.completed_path if self.completed_path else "",
+                    rotation.format_rotate(self.rotate_localtime),
+                    self.max_file_size or "off")
+                + (", TLS (tls_client_auth %s)" % self.tls.client_auth if self.tls else ""))
+
+
+def _listen_addr(text):
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 address: %r" % text)
+
+
+def _client_ip(text):
+    if text.strip().lower() == ANY:
+        return ANY
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 address: %r" % text)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip
+
+
+def _duration(text):
+    return ini.parse_duration(text)
+
+
+def _duration_or_off(text):
+    if text.strip().lower() in ("off", "no", "0"):
+        return 0.0
+    return ini.parse_duration(text)
+
+
+def _snaplen(text):
+    return ini.parse_int(text, 1, MAX_SNAPLEN_LIMIT)
+
+
+def _level(text):
+    if text.lower() not in log.LEVELS:
+        raise ValueError("expected one of %s, got %r" % (", ".join(sorted(log.LEVELS)), text))
+    return text.lower()
+
+
+def _tlsconfig(cp):
+    """Return osmo_pcap.tlsconfig if the file uses TLS (a tls* key or ip = any), else None.
+
+    Without TLS the ssl module (about 4.5 MB of resident memory) is not loaded.
+    """
+    for sect in cp.sections():
+        for key in cp.options(sect):
+            if key.startswith("tls") or (key == "ip" and cp.get(sect, key).strip().lower()
+                                         == ANY):
+                from osmo_pcap import tlsconfig
+                return tlsconfig
+    return None
+
+
+def load(path):
+    """Read and validate the server config file at path; return a ServerConfig."""
+    cp = ini.read_ini(path)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    cfg = ServerConfig()
+    cfg.path = path
+    if not cp.has_section("server"):
+        raise ConfigError("missing [server] section", path)
+    s = ini.Section(cp, "server", path)
+    cfg.listen = s.get("listen", _listen_addr, cfg.listen)
+    cfg.port = s.get("port", ini.parse_port, cfg.port)
+    cfg.base_path = ini.resolve_path(base_dir, s.get("base_path", None, "."))
+    cfg.completed_path = ini.resolve_path(base_dir, s.get("completed_path"))
+    cfg.file_permission_mask = s.get("file_permission_mask", ini.parse_octal_mode,
+                                     cfg.file_permission_mask)
+    cfg.max_snaplen = s.get("max_snaplen", _snaplen, cfg.max_snaplen)
+    cfg.max_file_size = s.get("max_file_size", lambda t: ini.parse_size(t, allow_off=True),
+                              cfg.max_file_size)
+    if s.has("rotate_localtime"):
+        cfg.rotate_localtime = s.get("rotate_localtime", rotation.parse_rotate)
+    cfg.write_buffer = s.get("write_buffer", lambda t: ini.parse_size(t), cfg.write_buffer)
+    if not 4096 <= cfg.write_buffer <= 64 << 20:
+        raise s.error("write_buffer", "must be between 4K and 64M")
+    cfg.flush_interval = s.get("flush_interval", _duration, cfg.flush_interval)
+    if not 0.01 <= cfg.flush_interval <= 1.0:
+        raise s.error("flush_interval", "must be between 10ms and 1s")
+    cfg.write_retry = s.get("write_retry", _duration, cfg.write_retry)
+    if not 0.1 <= cfg.write_retry <= 3600:
+        raise s.error("write_retry", "must be between 100ms and 1h")
+    cfg.stats_interval = s.get("stats_interval", _duration_or_off, cfg.stats_interval)
+    # spec 11 #7: upstream had no timeouts at all
+    cfg.header_timeout = s.get("header_timeout", _duration_or_off, cfg.header_timeout)
+    cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
+    cfg.log_level = s.get("log_level", _level, cfg.log_level)
+    cfg.hooks = hooks.read_config(s)
+    tlsconfig = _tlsconfig(cp)
+    if tlsconfig is not None:
+        cfg.tls = tlsconfig.read_server_tls(s)
+    s.finish()
+
+    # [log] and [metrics] are shared with the client (doc/ops.md)
+    cfg.log = log.read_config(ini.Section(cp, "log", path))
+    if not cp.has_option("log", "level"):
+        cfg.log.level = cfg.log_level  # [server] log_level, kept as an alias
+    cfg.metrics = metrics.read_config(ini.Section(cp, "metrics", path))
+
+    names = {}
+    ips = {}
+    for sect in cp.sections():
+        if sect in ("server", "log", "metrics"):
+            continue
+        if not sect.startswith(CLIENT_PREFIX):
+            raise ConfigError("unknown section (expected [server], [client NAME], [log] or "
+                              "[metrics])", path, sect)
+        name = sect[len(CLIENT_PREFIX):].strip()
+        try:
+            ini.check_safe_name(name)
+        except ValueError as e:
+            raise ConfigError("client name: %s" % e, path, sect)
+        if name in names:
+            raise ConfigError("duplicate client name %r (also [%s])" % (name, names[name]),
+                              path, sect)
+        names[name] = sect
+        c = ini.Section(cp, sect, path)
+        ip = c.get("ip", _client_ip)
+        if ip is None:
+            raise c.error("ip", "missing: the client's IPv4 or IPv6 address is required")
+        if ip is not ANY and ip in ips:
+            raise c.error("ip", "address %s is already used by [%s]" % (ip, ips[ip]))
+        ips[ip] = sect
+        store = c.get("store", ini.parse_bool, True)
+        entry_tls = None
+        if tlsconfig is not None:
+            entry_tls = tlsconfig.read_client_entry_tls(c, name, cfg.tls,
+                                                        any_ip=(ip is ANY))
+        c.finish()
+        cfg.clients.append(ClientConfig(name, ip, store, entry_tls))
+    return cfg
+
+
+def check_dirs(cfg):
+    """Check base_path and completed_path at start-up; raise ConfigError.
+
+    Both must be writable directories, and a file must be movable from one
+    to the other with rename(2): a cross-filesystem setup is refused here
+    instead of failing at the first rotation (spec 4.7).
+    """
+    for key in ("base_path", "completed_path"):
+        d = getattr(cfg, key)
+        if d is None:
+            continue
+        if not os.path.isdir(d):
+            raise ConfigError("%s is not an existing directory" % d, cfg.path, "server", key)
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise ConfigError("directory %s is not writable" % d, cfg.path, "server", key)
+    if cfg.completed_path is None:
+        return
+    probe = os.path.join(cfg.base_path, ".osmo-pcap-probe-%d" % os.getpid())
+    target = os.path.join(cfg.completed_path, os.path.basename(probe))
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except OSError as e:
+        raise ConfigError("cannot create a file in %s: %s" % (cfg.base_path, e.strerror),
+                          cfg.path, "server", "base_path")
+    try:
+        os.rename(probe, target)
+    except OSError as e:
+        os.unlink(probe)
+        if e.errno == errno.EXDEV:
+            raise ConfigError("%s and %s are on different filesystems; closed files are moved "
+                              "with rename(2), so both must be on one filesystem"
+                              % (cfg.base_path, cfg.completed_path),
+                              cfg.path, "server", "completed_path")
+        raise ConfigError("cannot move a file from %s to %s: %s"
+                          % (cfg.base_path, cfg.completed_path, e.strerror),
+                          cfg.path, "server", "completed_path")
+    os.unlink(target)
+'''
+# ==================== End file osmo_pcap/server/config.py ======================
+
+# ==================== Begin file osmo_pcap/server/fanout.py ====================
+_SOURCES['osmo_pcap/server/fanout.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Listening sockets and bounded per-peer send queues for the server's hooks.
+
+The ZeroMQ publisher and the live tap both hand the same bytes to many peers
+that the server does not trust to keep up. A Sender holds one peer's queue:
+whole messages are queued or dropped (and counted), never split, so a slow
+peer costs at most `limit` bytes and never a blocking call.
+"""
+
+import errno
+import socket
+import time
+
+# Bytes per send() call: large enough to batch many small messages.
+_SEND_CHUNK = 1 << 20
+# Out of descriptors or memory, a listening socket stays readable: accepting is
+# paused this long instead of spinning (the server's own listener does the same).
+ACCEPT_PAUSE = 1.0
+RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def listen(host, port, backlog=16):
+    """Return a non-blocking listening TCP socket bound to (host, port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def accept_all(sock, on_exhausted=None):
+    """Yield (conn, peer) for every pending connection on a listening socket.
+
+    on_exhausted(error) is called when accept() fails for lack of descriptors
+    or memory (see pause_accepting); other errors just end the batch.
+    """
+    while True:
+        try:
+            conn, peer = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            # ECONNABORTED...: nothing to hand out now; the loop retries.
+            if e.errno in RESOURCE_ERRNOS and on_exhausted is not None:
+                on_exhausted(e)
+            return
+        conn.setblocking(False)
+        yield conn, peer[:2]
+
+
+def pause_accepting(loop, sock, reader, seconds=None):
+    """Stop watching a listening socket for a while, then call reader() on it again.
+
+    For EMFILE and friends: the socket stays readable, and retrying at once
+    would spin the loop at full CPU until a descriptor is free.
+    """
+    loop.remove_reader(sock)
+
+    def resume():
+        if sock.fileno() >= 0:  # not closed in the meantime
+            loop.add_reader(sock, reader)
+    loop.call_later(ACCEPT_PAUSE if seconds is None else seconds, resume)
+
+
+def format_peer(peer):
+    """Return 'host:port' for a socket address."""
+    host, port = peer[0], peer[1]
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
+class Sender(object):
+    """One peer's non-blocking socket with a bounded output queue on the loop.
+
+    on_error(sender, reason) is called once when a send fails; the owner then
+    calls close(). `dropped` and `dropped_bytes` count what did not fit.
+    """
+
+    __slots__ = ("loop", "sock", "limit", "out", "dropped", "dropped_bytes", "sent",
+                 "on_error", "closed", "_writing")
+
+    def __init__(self, loop, sock, limit, on_error):
+        self.loop = loop
+        self.sock = sock
+        self.limit = limit
+        self.out = bytearray()
+        self.dropped = 0
+        self.dropped_bytes = 0
+        self.sent = 0
+        self.on_error = on_error
+        self.closed = False
+        self._writing = False
+
+    def fits(self, size):
+        """Return True if a message of size bytes fits in the queue now."""
+        return len(self.out) + size <= self.limit
+
+    def drop(self, size):
+        """Count one message of size bytes that did not fit."""
+        self.dropped += 1
+        self.dropped_bytes += size
+
+    def push(self, data):
+        """Append bytes to the queue without checking the limit (caller did)."""
+        self.out += data
+        if not self._writing and not self.closed:
+            self._writing = True
+            self.loop.add_writer(self.sock, self._flush)
+
+    def queue(self, data):
+        """Queue data whole if it fits, else drop it; return True if queued."""
+        if len(self.out) + len(data) > self.limit:
+            self.drop(len(data))
+            return False
+        self.push(data)
+        return True
+
+    def _flush(self):
+        out = self.out
+        try:
+            n = self.sock.send(memoryview(out)[:_SEND_CHUNK]) if len(out) > _SEND_CHUNK \
+                else self.sock.send(out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._stop_writing()
+            self.on_error(self, e.strerror or str(e))
+            return
+        del out[:n]
+        self.sent += n
+        if not out:
+            self._stop_writing()
+
+    def _stop_writing(self):
+        if self._writing and not self.closed:
+            self._writing = False
+            self.loop.remove_writer(self.sock)
+
+    def flush_until(self, deadline):
+        """Send what is queued, blocking until deadline (time.monotonic()) at most."""
+        if self.closed or not self.out:
+            return
+        try:
+            while self.out:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.sock.settimeout(left)
+                n = self.sock.send(self.out)
+                del self.out[:n]
+                self.sent += n
+        except OSError:
+            return
+
+    def close(self):
+        """Forget the socket in the loop and close it; drop what is queued."""
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove(self.sock)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.out = bytearray()
+'''
+# ==================== End file osmo_pcap/server/fanout.py ======================
+
+# ==================== Begin file osmo_pcap/server/hooks.py ====================
+_SOURCES['osmo_pcap/server/hooks.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Server hooks: the server's event interface and the hooks built from ini.
+
+The interface the server calls on every hook object returned by create():
+
+  client_connected(name, peer)      a configured client connected (peer: (host, port))
+  client_disconnected(name)         its connection ended
+  link_header(name, link)           a LINK_HDR was accepted (validate.LinkInfo)
+  data(name, link, payload)         one LINK_DATA; payload is only valid during the call
+  file_closed(name, path)           a trace file was closed (after the move to completed_path)
+  close()                           the server is shutting down (after the last file_closed)
+
+Hooks (keys of [server], see doc/hooks.md): zmq_publish (ZeroMQ PUB with
+upstream's topics, spec 4.10), tap_listen and tap_listen_NAME (live pcapng
+over TCP), on_complete (a command per closed file).
+"""
+
+import errno
+import os
+import shutil
+
+from osmo_pcap import log
+from osmo_pcap import ini
+from osmo_pcap.server import oncomplete
+from osmo_pcap.server import tap
+from osmo_pcap.server import zmtp
+
+DEFAULT_QUEUE_MAX = 4 << 20
+MIN_QUEUE_MAX = 64 << 10
+MAX_QUEUE_MAX = 1 << 30
+TAP_PREFIX = "tap_listen_"
+
+_log = log.get("hooks")
+
+
+class HooksConfig(object):
+    """The hook keys of [server], validated."""
+
+    def __init__(self):
+        self.path = None
+        self.section = "server"
+        self.zmq_publish = None             # (host, port)
+        self.zmq_queue_max = DEFAULT_QUEUE_MAX
+        self.tap_listen = None              # (host, port)
+        self.tap_clients = {}               # client name -> (host, port)
+        self.tap_queue_max = DEFAULT_QUEUE_MAX
+        self.on_complete = None             # argv template
+        self.on_complete_max_running = oncomplete.DEFAULT_MAX_RUNNING
+        self.on_complete_timeout = oncomplete.DEFAULT_TIMEOUT
+        self.on_complete_shutdown_wait = oncomplete.DEFAULT_SHUTDOWN_WAIT
+
+    def enabled(self):
+        """Return True if any hook is configured."""
+        return bool(self.zmq_publish or self.tap_listen or self.tap_clients or self.on_complete)
+
+
+def _queue_size(text):
+    n = ini.parse_size(text)
+    if not MIN_QUEUE_MAX <= n <= MAX_QUEUE_MAX:
+        raise ValueError("must be between 64K and 1G, got %r" % text)
+    return n
+
+
+def _positive_duration(text):
+    v = ini.parse_duration(text)
+    if not 0.1 <= v <= 7 * 86400:
+        raise ValueError("must be between 100ms and 1w, got %r" % text)
+    return v
+
+
+def _section_keys(section):
+    # ini.Section lists no keys; tap_listen_NAME keys are found by their prefix.
+    return sorted(getattr(section, "_items", {}))
+
+
+def read_config(section):
+    """Read the hook keys of the [server] config Section; return a HooksConfig."""
+    c = HooksConfig()
+    c.path, c.section = section.path, section.name
+    c.zmq_publish = section.get("zmq_publish", zmtp.parse_endpoint)
+    c.zmq_queue_max = section.get("zmq_queue_max", _queue_size, c.zmq_queue_max)
+    c.tap_listen = section.get("tap_listen", ini.parse_host_port)
+    c.tap_queue_max = section.get("tap_queue_max", _queue_size, c.tap_queue_max)
+    for key in _section_keys(section):
+        if key.startswith(TAP_PREFIX):
+            name = key[len(TAP_PREFIX):]
+            try:
+                ini.check_safe_name(name)
+            except ValueError as e:
+                raise section.error(key, "tap_listen_NAME needs a client name: %s" % e)
+            addr = section.get(key, ini.parse_host_port)
+            if addr is not None:
+                c.tap_clients[name] = addr
+    c.on_complete = section.get("on_complete", oncomplete.parse_command)
+    c.on_complete_max_running = section.get(
+        "on_complete_max_running", lambda t: ini.parse_int(t, 1, 64),
+        c.on_complete_max_running)
+    c.on_complete_timeout = section.get("on_complete_timeout", _positive_duration,
+                                        c.on_complete_timeout)
+    c.on_complete_shutdown_wait = section.get(
+        "on_complete_shutdown_wait", lambda t: ini.parse_duration(t),
+        c.on_complete_shutdown_wait)
+    if c.on_complete:
+        _check_program(section, c.on_complete[0])
+    addrs = [("zmq_publish", c.zmq_publish), ("tap_listen", c.tap_listen)]
+    addrs += [(TAP_PREFIX + n, a) for n, a in sorted(c.tap_clients.items())]
+    seen = {}
+    for key, addr in addrs:
+        if addr is None:
+            continue
+        if addr in seen:
+            raise section.error(key, "%s:%d is already used by %s" % (addr[0], addr[1],
+                                                                       seen[addr]))
+        seen[addr] = key
+    return c
+
+
+def _check_program(section, program):
+    if os.sep in program:
+        ok = os.path.isfile(program) and os.access(program, os.X_OK)
+    else:
+        ok = shutil.which(program) is not None
+    if not ok:
+        raise section.error("on_complete", "%s is not an executable program" % program)
+
+
+def create(cfg, loop, server_name="osmo-pcap"):
+    """Return the list of hook objects for config, registered with loop.
+
+    A listening socket that cannot be opened raises OSError naming the key.
+    """
+    if cfg is None or not cfg.enabled():
+        return []
+    hooks = []
+    try:
+        if cfg.zmq_publish:
+            host, port = cfg.zmq_publish
+            pub = _listening("zmq_publish", host, port, zmtp.Publisher, loop, host, port,
+                             queue_max=cfg.zmq_queue_max)
+            _log.info("zmq: publishing on tcp://%s:%d", host, port)
+            hooks.append(ZmqHook(pub))
+        if cfg.tap_listen:
+            host, port = cfg.tap_listen
+            hooks.append(_listening("tap_listen", host, port, tap.Tap, loop, host, port,
+                                    queue_max=cfg.tap_queue_max))
+        for name, (host, port) in sorted(cfg.tap_clients.items()):
+            hooks.append(_listening(TAP_PREFIX + name, host, port, tap.Tap, loop, host, port,
+                                    queue_max=cfg.tap_queue_max, only=name))
+    except OSError:
+        for h in hooks:
+            h.close()
+        raise
+    if cfg.on_complete:
+        hooks.append(oncomplete.OnComplete(
+            loop, cfg.on_complete, max_running=cfg.on_complete_max_running,
+            timeout=cfg.on_complete_timeout,
+            shutdown_wait=cfg.on_complete_shutdown_wait))
+    return hooks
+
+
+def _listening(key, host, port, factory, *args, **kw):
+    try:
+        return factory(*args, **kw)
+    except OSError as e:
+        raise OSError(e.errno or errno.EINVAL, "%s %s:%d: %s" % (key, host, port,
+                                                                 e.strerror or e))
+
+
+class ZmqHook(object):
+    """Publish the server's events and data with upstream's topics (spec 4.10)."""
+
+    def __init__(self, publisher):
+        self.pub = publisher
+        self._data = {}     # client name -> (LinkInfo, topic, encoded topic + header frames)
+
+    def _event(self, event, name, *parts):
+        if self.pub.ready:
+            topic = ("event.v1.%s.%s" % (event, name)).encode("utf-8")
+            self.pub.publish([topic] + list(parts))
+
+    def client_connected(self, name, peer):
+        self._event("connect", name)
+
+    def client_disconnected(self, name):
+        self._event("disconnect", name)
+
+    def link_header(self, name, link):
+        self._data.pop(name, None)
+
+    def data(self, name, link, payload):
+        pub = self.pub
+        if not pub.ready:
+            return
+        entry = self._data.get(name)
+        if entry is None or entry[0] is not link:
+            topic = ("data.v1.%s" % name).encode("utf-8")
+            prefix = zmtp.encode_frame(topic, more=True) + zmtp.encode_frame(link.header,
+                                                                              more=True)
+            entry = self._data[name] = (link, topic, prefix)
+        n = len(payload)
+        head = zmtp.frame_header(n)
+        pub.publish_frames(entry[1], (entry[2], head, payload), len(entry[2]) + len(head) + n)
+
+    def file_closed(self, name, path):
+        self._event("closingtracefile", name, os.fsencode(path))
+
+    def close(self):
+        self.pub.close()
+'''
+# ==================== End file osmo_pcap/server/hooks.py ======================
+
+# ==================== Begin file osmo_pcap/server/ingest.py ====================
+_SOURCES['osmo_pcap/server/ingest.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Receiving one client's stream: decode and validate frames, hand records on.
+
+Parser is the decode+validate step specialised for speed: for a pcap link it
+reads the frame header and the record's caplen with one unpack per frame and
+checks the record inline; everything else goes through the same rules as
+wire.Decoder + validate (tests compare the two on fuzzed streams).
+
+Connection owns the socket. All reads of a connection go through fill(), so a
+TLS transport can replace it; the receive buffer is shared by all connections
+(the server's), each connection keeps only its incomplete last frame.
+"""
+
+import struct
+import time
+
+from osmo_pcap import wire
+from osmo_pcap.validate import ValidationError
+
+# spec 2.2 frame header + spec 2.4.2 record header up to caplen, in one read.
+# The frame length is big-endian whatever the client's byte order, so it is
+# read as two bytes.
+_FAST = {bo: struct.Struct(bo + "BxBB8xI") for bo in "<>"}
+_FAST_SIZE = wire.HEADER_SIZE + 12
+_FRAME = wire.FRAME_HDR
+_HDR = wire.HEADER_SIZE
+_MAX = wire.MAX_PAYLOAD
+LINK_DATA = wire.LINK_DATA
+
+
+class Parser(object):
+    """Decode and validate the frames of one connection.
+
+    consume() works on a buffer that starts with the connection's saved tail;
+    see Connection.on_readable for the calling convention.
+    """
+
+    __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen")
+
+    def __init__(self, max_snaplen):
+        self.max_snaplen = max_snaplen
+        self.link = None
+        self.tail = b""
+        self._fast = None
+        self._snaplen = 0
+
+    def set_link(self, link):
+        """Use link (a validate.LinkInfo) for the LINK_DATA frames that follow."""
+        self.link = link
+        if link.format == "pcap":
+            self._fast = _FAST[link.byteorder].unpack_from
+            self._snaplen = link.snaplen
+        else:
+            self._fast = None
+
+    def consume(self, mv, pos, end, out):
+        """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
+
+        Stop at an incomplete frame, after a LINK_HDR frame or at a broken rule.
+        Return (pos, nbytes, event): nbytes is the payload total appended to out;
+        event is None (pos is where the incomplete rest starts), a LINK_HDR
+        payload memoryview (pos is after that frame), or a ProtocolError (pos is
+        where the offending frame starts).
+        """
+        fast = self._fast
+        snap = self._snaplen
+        append = out.append
+        nbytes = 0
+        unpack = _FRAME.unpack_from
+        while True:
+            avail = end - pos
+            if fast is not None and avail >= _FAST_SIZE:
+                t, hi, lo, caplen = fast(mv, pos)
+                n = (hi << 8) | lo
+                stop = pos + _HDR + n
+                if t == 1 and caplen == n - 16 and caplen <= snap and stop <= end:
+                    append(mv[pos + _HDR:stop])
+                    nbytes += n
+                    pos = stop
+                    continue
+            elif avail < _HDR:
+                return pos, nbytes, None
+            # The general path: exactly wire.Decoder's and validate's rules.
+            t, _, n = unpack(mv, pos)
+            if t > 1:
+                return pos, nbytes, wire.FrameError(
+                    "unknown-type", "unknown message type %d (expected 0 LINK_HDR or "
+                    "1 LINK_DATA)" % t)
+            if n > _MAX:
+                return pos, nbytes, wire.FrameError(
+                    "frame-too-long", "frame length %d exceeds the limit of %d" % (n, _MAX))
+            stop = pos + _HDR + n
+            if stop > end:
+                return pos, nbytes, None
+            payload = mv[pos + _HDR:stop]
+            if t != LINK_DATA:
+                return stop, nbytes, payload
+            link = self.link
+            if link is None:
+                return pos, nbytes, ValidationError(
+                    "data-before-header", "LINK_DATA before any LINK_HDR on this connection")
+            try:
+                link.check_data(payload)
+            except ValidationError as e:
+                return pos, nbytes, e
+            append(payload)
+            nbytes += n
+            pos = stop
+
+
+class Connection(object):
+    """One accepted TCP connection of a configured client."""
+
+    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label", "last_rx",
+                 "header_timer")
+
+    def __init__(self, server, sock, peer, recorder):
+        self.server = server
+        self.sock = sock
+        self.peer = peer
+        self.recorder = recorder
+        self.parser = Parser(server.cfg.max_snaplen)
+        self.closed = False
+        self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
+        self.last_rx = time.monotonic()
+        self.header_timer = None
+
+    def fill(self, mv):
+        """Read from the transport into mv; return the byte count (0 at EOF).
+
+        The only place a connection reads: a TLS transport replaces this.
+        Raise BlockingIOError when nothing is there, OSError on failure.
+        """
+        return self.sock.recv_into(mv)
+
+    def on_readable(self):
+        """Read once into the shared buffer, decode, validate and store."""
+        server = self.server
+        mv = server.rview
+        parser = self.parser
+        tail = parser.tail
+        start = len(tail)
+        if start:
+            mv[:start] = tail
+        try:
+            n = self.fill(mv[start:])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            server.drop(self, "read error: %s" % (e.strerror or e))
+            return
+        server.bytes_read += n
+        self.last_rx = time.monotonic()
+        if n == 0:
+            server.drop(self, "connection closed by the client%s"
+                        % (" in the middle of a frame (%d bytes discarded)" % start
+                           if start else ""))
+            return
+        end = start + n
+        pos = 0
+        recorder = self.recorder
+        while True:
+            out = []
+            pos, nbytes, event = parser.consume(mv, pos, end, out)
+            if out:
+                server.records(recorder, parser.link, out, nbytes)
+            if event is None:
+                break
+            if isinstance(event, wire.ProtocolError):
+                server.reject(self, event)
+                return
+            if not server.link_header(self, event):
+                return
+        parser.tail = bytes(mv[pos:end]) if pos < end else b""
+
+    def close(self):
+        """Close the socket and let go of buffered bytes and timers."""
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
+            self.parser.tail = b""
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+
+
+class TLSConnection(Connection):
+    """A connection whose bytes come through a stream (tls.TLSStream) instead of
+    the socket: the plain Connection keeps its direct recv_into."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, server, stream, peer, recorder):
+        Connection.__init__(self, server, stream.sock, peer, recorder)
+        self.stream = stream
+
+    def fill(self, mv):
+        n = self.stream.recv_into(mv)
+        if n is None:
+            raise BlockingIOError()
+        return n
+
+    def close(self):
+        if not self.closed:
+            self.stream.close()  # close_notify (best effort), then the socket
+            Connection.close(self)
+
+
+def format_peer(peer):
+    """Return 'host:port' (IPv6 as [host]:port) for a socket address."""
+    host, port = peer[0], peer[1]
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+'''
+# ==================== End file osmo_pcap/server/ingest.py ======================
+
+# ==================== Begin file osmo_pcap/server/main.py ====================
+_SOURCES['osmo_pcap/server/main.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """osmo_pcap_server.py: receive clients' capture streams and write trace files.
 
@@ -3143,12 +2981,13 @@ import socket
 import sys
 import time
 
-from osmo_pcap import (__version__, COPYRIGHT, daemon, hooks, log, metrics, serverconfig,
-                       validate, vtyimport)
-from osmo_pcap.config import ConfigError
-from osmo_pcap.ingest import Connection, TLSConnection, format_peer
+from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, validate, vtyimport
+from osmo_pcap.server import hooks
+from osmo_pcap.server import config as serverconfig
+from osmo_pcap.ini import ConfigError
+from osmo_pcap.server.ingest import Connection, TLSConnection, format_peer
 from osmo_pcap.loop import Loop
-from osmo_pcap.recorder import COUNTERS, Recorder
+from osmo_pcap.server.recorder import COUNTERS, Recorder
 from osmo_pcap.rotation import LocalClock
 from osmo_pcap import wire
 
@@ -3791,258 +3630,441 @@ def main(argv=None):
     run(server)
     return 0
 '''
-# ==================== End file osmo_pcap/server.py ======================
+# ==================== End file osmo_pcap/server/main.py ======================
 
-# ==================== Begin file osmo_pcap/serverconfig.py ====================
-_SOURCES['osmo_pcap/serverconfig.py'] = r'''
+# ==================== Begin file osmo_pcap/server/oncomplete.py ====================
+_SOURCES['osmo_pcap/server/oncomplete.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The server's INI configuration: [server] and one [client NAME] per client.
+"""The post-close command: run a program for every closed trace file.
 
-load() reads and validates a file and returns a ServerConfig; every mistake
-becomes one ConfigError naming the file, section and key (spec 4.12 commands
-map to the keys documented in doc/server.md).
+A server hook. The command is split like a shell would split it but run
+without a shell; {path} and {client} in its arguments are replaced by the
+file's final path and the client's name. At most max_running commands run at
+once, the rest wait in a bounded queue; each one is killed (its whole process
+group) when it outlives its timeout. Exit status and the tail of stderr are
+logged. Children are driven from the server's event loop (a pipe reader per
+child and a polling timer while any runs), so nothing here ever blocks the
+server, except close(), which gives the last files' commands a bounded time.
 """
 
-import errno
-import ipaddress
+import collections
 import os
+import re
+import select
+import shlex
+import signal
+import subprocess
+import time
 
-from osmo_pcap import config, hooks, log, metrics, rotation
-from osmo_pcap.config import ConfigError
-from osmo_pcap.validate import DEFAULT_MAX_SNAPLEN, MAX_SNAPLEN_LIMIT
+from osmo_pcap import log
 
-DEFAULT_PORT = 54321
-DEFAULT_MAX_FILE_SIZE = 1 << 30  # spec 4.12: 1073741824
-DEFAULT_MODE = 0o440
-CLIENT_PREFIX = "client "
-ANY = "any"  # ip = any: the entry is chosen by the certificate identity (doc/tls.md)
+DEFAULT_MAX_RUNNING = 2
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_SHUTDOWN_WAIT = 30.0
+QUEUE_MAX = 10000
+STDERR_TAIL = 2048
+KILL_GRACE = 2.0       # between SIGTERM and SIGKILL
+POLL_INTERVAL = 0.1
 
-
-class ClientConfig(object):
-    """One [client NAME] section."""
-
-    __slots__ = ("name", "ip", "store", "tls")
-
-    def __init__(self, name, ip, store, tls=None):
-        self.name = name
-        self.ip = ip        # an ipaddress object, or ANY
-        self.store = store
-        self.tls = tls      # tlsconfig.ClientEntryTLS
+_PLACEHOLDER = re.compile(r"\{(path|client)\}")
 
 
-class ServerConfig(object):
-    """The validated server configuration (attributes named like the keys)."""
-
-    def __init__(self):
-        self.path = None
-        self.listen = "0.0.0.0"
-        self.port = DEFAULT_PORT
-        self.base_path = None
-        self.completed_path = None
-        self.file_permission_mask = DEFAULT_MODE
-        self.max_snaplen = DEFAULT_MAX_SNAPLEN
-        self.max_file_size = DEFAULT_MAX_FILE_SIZE
-        self.rotate_localtime = ("day", 1)
-        self.write_buffer = 64 << 10
-        self.flush_interval = 0.5
-        self.write_retry = 10.0
-        self.stats_interval = 0.0
-        self.header_timeout = 60.0
-        self.idle_timeout = 0.0
-        self.log_level = "info"
-        self.hooks = None
-        self.tls = None  # tlsconfig.ServerTLS when tls_cert is set
-        self.log = None
-        self.metrics = None
-        self.clients = []
-
-    def summary(self):
-        """Return a one-line description for --check-config and the start-up log."""
-        return ("listen %s port %d, %d client(s), base_path %s%s, rotate_localtime %s, "
-                "max_file_size %s" % (
-                    self.listen, self.port, len(self.clients), self.base_path,
-                    ", completed_path %s" % self.completed_path if self.completed_path else "",
-                    rotation.format_rotate(self.rotate_localtime),
-                    self.max_file_size or "off")
-                + (", TLS (tls_client_auth %s)" % self.tls.client_auth if self.tls else ""))
-
-
-def _listen_addr(text):
+def parse_command(text):
+    """Return the argv template of an on_complete value; raise ValueError."""
     try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise ValueError("not an IPv4 or IPv6 address: %r" % text)
+        argv = shlex.split(text)
+    except ValueError as e:
+        raise ValueError("cannot split the command: %s" % e)
+    if not argv:
+        raise ValueError("empty command")
+    if "{" in argv[0]:
+        raise ValueError("the program itself cannot be a placeholder: %r" % argv[0])
+    return argv
 
 
-def _client_ip(text):
-    if text.strip().lower() == ANY:
-        return ANY
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        raise ValueError("not an IPv4 or IPv6 address: %r" % text)
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip
+def expand(template, path, client):
+    """Return argv with {path} and {client} replaced (in one pass, no re-expansion)."""
+    values = {"path": path, "client": client}
+    return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], a) for a in template]
 
 
-def _duration(text):
-    return config.parse_duration(text)
+class _Job(object):
+    """One running command."""
+
+    __slots__ = ("proc", "argv", "path", "started", "stderr", "term_at", "fd", "eof")
+
+    def __init__(self, proc, argv, path, started):
+        self.proc = proc
+        self.argv = argv
+        self.path = path
+        self.started = started
+        self.stderr = bytearray()
+        self.term_at = None
+        self.fd = proc.stderr.fileno()
+        self.eof = False
 
 
-def _duration_or_off(text):
-    if text.strip().lower() in ("off", "no", "0"):
-        return 0.0
-    return config.parse_duration(text)
+class OnComplete(object):
+    """A server hook running the post-close command for every file_closed()."""
 
+    def __init__(self, loop, template, max_running=DEFAULT_MAX_RUNNING, timeout=DEFAULT_TIMEOUT,
+                 shutdown_wait=DEFAULT_SHUTDOWN_WAIT, queue_max=QUEUE_MAX, logger=None,
+                 clock=time.monotonic):
+        self.loop = loop
+        self.template = list(template)
+        self.max_running = max_running
+        self.timeout = timeout
+        self.shutdown_wait = shutdown_wait
+        self.queue_max = queue_max
+        self.log = logger or log.get("on_complete")
+        self.clock = clock
+        self.queue = collections.deque()
+        self.running = []
+        self.skipped = 0
+        self.finished = []      # (path, returncode) of the last commands, for tests
+        self._poller = None
 
-def _snaplen(text):
-    return config.parse_int(text, 1, MAX_SNAPLEN_LIMIT)
+    # ---------------------------------------------------------- hook interface
+    def client_connected(self, name, peer):
+        pass
 
+    def client_disconnected(self, name):
+        pass
 
-def _level(text):
-    if text.lower() not in log.LEVELS:
-        raise ValueError("expected one of %s, got %r" % (", ".join(sorted(log.LEVELS)), text))
-    return text.lower()
+    def link_header(self, name, link):
+        pass
 
+    def data(self, name, link, payload):
+        pass
 
-def _tlsconfig(cp):
-    """Return osmo_pcap.tlsconfig if the file uses TLS (a tls* key or ip = any), else None.
+    def file_closed(self, name, path):
+        if len(self.queue) >= self.queue_max:
+            self.skipped += 1
+            self.log.error("on_complete: %d commands waiting already, not running it for %s "
+                           "(%d skipped so far)", self.queue_max, path, self.skipped)
+            return
+        self.queue.append((expand(self.template, path, name), path))
+        self._start_queued()
 
-    Without TLS the ssl module (about 4.5 MB of resident memory) is not loaded.
-    """
-    for sect in cp.sections():
-        for key in cp.options(sect):
-            if key.startswith("tls") or (key == "ip" and cp.get(sect, key).strip().lower()
-                                         == ANY):
-                from osmo_pcap import tlsconfig
-                return tlsconfig
-    return None
+    def close(self):
+        """Run the remaining commands (files closed at shutdown) for a bounded time."""
+        deadline = self.clock() + self.shutdown_wait
+        while (self.queue or self.running) and self.clock() < deadline:
+            self._start_queued()
+            self._wait_readable(min(POLL_INTERVAL, max(0.0, deadline - self.clock())))
+            self._poll()
+        if self.queue:
+            self.log.error("on_complete: shutting down, %d commands not run (first for %s)",
+                           len(self.queue), self.queue[0][1])
+            self.queue.clear()
+        for job in list(self.running):
+            self.log.error("on_complete: shutting down, killing %s for %s after %.1f s",
+                           job.argv[0], job.path, self.clock() - job.started)
+            self._signal(job, signal.SIGKILL)
+            job.proc.wait()
+            self._finish(job)
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
 
+    # ---------------------------------------------------------- children
+    def _start_queued(self):
+        while self.queue and len(self.running) < self.max_running:
+            argv, path = self.queue.popleft()
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        close_fds=True, start_new_session=True)
+            except (OSError, ValueError) as e:
+                self.log.error("on_complete: cannot run %s for %s: %s", argv[0], path,
+                               getattr(e, "strerror", None) or e)
+                self.finished.append((path, None))
+                continue
+            job = _Job(proc, argv, path, self.clock())
+            os.set_blocking(job.fd, False)
+            self.running.append(job)
+            self.loop.add_reader(job.fd, lambda j=job: self._read_stderr(j))
+            self.log.debug("on_complete: started %s (pid %d)", " ".join(argv), proc.pid)
+        if self.running and self._poller is None:
+            self._poller = self.loop.call_every(POLL_INTERVAL, self._poll)
 
-def load(path):
-    """Read and validate the server config file at path; return a ServerConfig."""
-    cp = config.read_ini(path)
-    base_dir = os.path.dirname(os.path.abspath(path))
-    cfg = ServerConfig()
-    cfg.path = path
-    if not cp.has_section("server"):
-        raise ConfigError("missing [server] section", path)
-    s = config.Section(cp, "server", path)
-    cfg.listen = s.get("listen", _listen_addr, cfg.listen)
-    cfg.port = s.get("port", config.parse_port, cfg.port)
-    cfg.base_path = config.resolve_path(base_dir, s.get("base_path", None, "."))
-    cfg.completed_path = config.resolve_path(base_dir, s.get("completed_path"))
-    cfg.file_permission_mask = s.get("file_permission_mask", config.parse_octal_mode,
-                                     cfg.file_permission_mask)
-    cfg.max_snaplen = s.get("max_snaplen", _snaplen, cfg.max_snaplen)
-    cfg.max_file_size = s.get("max_file_size", lambda t: config.parse_size(t, allow_off=True),
-                              cfg.max_file_size)
-    if s.has("rotate_localtime"):
-        cfg.rotate_localtime = s.get("rotate_localtime", rotation.parse_rotate)
-    cfg.write_buffer = s.get("write_buffer", lambda t: config.parse_size(t), cfg.write_buffer)
-    if not 4096 <= cfg.write_buffer <= 64 << 20:
-        raise s.error("write_buffer", "must be between 4K and 64M")
-    cfg.flush_interval = s.get("flush_interval", _duration, cfg.flush_interval)
-    if not 0.01 <= cfg.flush_interval <= 1.0:
-        raise s.error("flush_interval", "must be between 10ms and 1s")
-    cfg.write_retry = s.get("write_retry", _duration, cfg.write_retry)
-    if not 0.1 <= cfg.write_retry <= 3600:
-        raise s.error("write_retry", "must be between 100ms and 1h")
-    cfg.stats_interval = s.get("stats_interval", _duration_or_off, cfg.stats_interval)
-    # spec 11 #7: upstream had no timeouts at all
-    cfg.header_timeout = s.get("header_timeout", _duration_or_off, cfg.header_timeout)
-    cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
-    cfg.log_level = s.get("log_level", _level, cfg.log_level)
-    cfg.hooks = hooks.read_config(s)
-    tlsconfig = _tlsconfig(cp)
-    if tlsconfig is not None:
-        cfg.tls = tlsconfig.read_server_tls(s)
-    s.finish()
-
-    # [log] and [metrics] are shared with the client (doc/ops.md)
-    cfg.log = log.read_config(config.Section(cp, "log", path))
-    if not cp.has_option("log", "level"):
-        cfg.log.level = cfg.log_level  # [server] log_level, kept as an alias
-    cfg.metrics = metrics.read_config(config.Section(cp, "metrics", path))
-
-    names = {}
-    ips = {}
-    for sect in cp.sections():
-        if sect in ("server", "log", "metrics"):
-            continue
-        if not sect.startswith(CLIENT_PREFIX):
-            raise ConfigError("unknown section (expected [server], [client NAME], [log] or "
-                              "[metrics])", path, sect)
-        name = sect[len(CLIENT_PREFIX):].strip()
+    def _read_stderr(self, job):
+        """Keep the tail of the child's stderr; stop reading at end of file."""
         try:
-            config.check_safe_name(name)
-        except ValueError as e:
-            raise ConfigError("client name: %s" % e, path, sect)
-        if name in names:
-            raise ConfigError("duplicate client name %r (also [%s])" % (name, names[name]),
-                              path, sect)
-        names[name] = sect
-        c = config.Section(cp, sect, path)
-        ip = c.get("ip", _client_ip)
-        if ip is None:
-            raise c.error("ip", "missing: the client's IPv4 or IPv6 address is required")
-        if ip is not ANY and ip in ips:
-            raise c.error("ip", "address %s is already used by [%s]" % (ip, ips[ip]))
-        ips[ip] = sect
-        store = c.get("store", config.parse_bool, True)
-        entry_tls = None
-        if tlsconfig is not None:
-            entry_tls = tlsconfig.read_client_entry_tls(c, name, cfg.tls,
-                                                        any_ip=(ip is ANY))
-        c.finish()
-        cfg.clients.append(ClientConfig(name, ip, store, entry_tls))
-    return cfg
+            data = os.read(job.fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            job.eof = True
+            self.loop.remove(job.fd)
+            return
+        job.stderr += data
+        if len(job.stderr) > STDERR_TAIL:
+            del job.stderr[:-STDERR_TAIL]
 
+    def _wait_readable(self, timeout):
+        fds = [j.fd for j in self.running if not j.eof]
+        if fds:
+            try:
+                r, _, _ = select.select(fds, [], [], timeout)
+            except (OSError, ValueError):
+                r = []
+            for job in list(self.running):
+                if job.fd in r:
+                    self._read_stderr(job)
+        elif timeout > 0:
+            time.sleep(timeout)
 
-def check_dirs(cfg):
-    """Check base_path and completed_path at start-up; raise ConfigError.
+    def _signal(self, job, sig):
+        try:
+            os.killpg(job.proc.pid, sig)
+        except OSError:
+            pass
 
-    Both must be writable directories, and a file must be movable from one
-    to the other with rename(2): a cross-filesystem setup is refused here
-    instead of failing at the first rotation (spec 4.7).
-    """
-    for key in ("base_path", "completed_path"):
-        d = getattr(cfg, key)
-        if d is None:
-            continue
-        if not os.path.isdir(d):
-            raise ConfigError("%s is not an existing directory" % d, cfg.path, "server", key)
-        if not os.access(d, os.W_OK | os.X_OK):
-            raise ConfigError("directory %s is not writable" % d, cfg.path, "server", key)
-    if cfg.completed_path is None:
-        return
-    probe = os.path.join(cfg.base_path, ".osmo-pcap-probe-%d" % os.getpid())
-    target = os.path.join(cfg.completed_path, os.path.basename(probe))
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-    except OSError as e:
-        raise ConfigError("cannot create a file in %s: %s" % (cfg.base_path, e.strerror),
-                          cfg.path, "server", "base_path")
-    try:
-        os.rename(probe, target)
-    except OSError as e:
-        os.unlink(probe)
-        if e.errno == errno.EXDEV:
-            raise ConfigError("%s and %s are on different filesystems; closed files are moved "
-                              "with rename(2), so both must be on one filesystem"
-                              % (cfg.base_path, cfg.completed_path),
-                              cfg.path, "server", "completed_path")
-        raise ConfigError("cannot move a file from %s to %s: %s"
-                          % (cfg.base_path, cfg.completed_path, e.strerror),
-                          cfg.path, "server", "completed_path")
-    os.unlink(target)
+    def _poll(self):
+        now = self.clock()
+        for job in list(self.running):
+            if job.proc.poll() is not None:
+                self._finish(job)
+            elif job.term_at is None and now - job.started >= self.timeout:
+                self.log.error("on_complete: %s for %s still running after %.1f s: killing it",
+                               job.argv[0], job.path, self.timeout)
+                job.term_at = now
+                self._signal(job, signal.SIGTERM)
+            elif job.term_at is not None and now - job.term_at >= KILL_GRACE:
+                self._signal(job, signal.SIGKILL)
+        self._start_queued()
+        if not self.running and self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+
+    def _finish(self, job):
+        self.running.remove(job)
+        # Whatever the child wrote before it ended is still in the pipe.
+        while not job.proc.stderr.closed:
+            try:
+                data = os.read(job.fd, 65536)
+            except (BlockingIOError, InterruptedError, OSError):
+                break
+            if not data:
+                break
+            job.stderr += data
+            del job.stderr[:-STDERR_TAIL]
+        self.loop.remove(job.fd)
+        job.proc.stderr.close()
+        rc = job.proc.returncode
+        took = self.clock() - job.started
+        err = bytes(job.stderr).decode("utf-8", "replace").strip()
+        err = (": " + " | ".join(err.splitlines())) if err else ""
+        if rc == 0:
+            self.log.info("on_complete: %s for %s done in %.1f s%s", job.argv[0], job.path,
+                          took, err)
+        elif rc < 0:
+            self.log.error("on_complete: %s for %s killed by signal %d after %.1f s%s",
+                           job.argv[0], job.path, -rc, took, err)
+        else:
+            self.log.error("on_complete: %s for %s exited with status %d after %.1f s%s",
+                           job.argv[0], job.path, rc, took, err)
+        self.finished.append((job.path, rc))
+        if len(self.finished) > 100:
+            del self.finished[:-100]
 '''
-# ==================== End file osmo_pcap/serverconfig.py ======================
+# ==================== End file osmo_pcap/server/oncomplete.py ======================
 
-# ==================== Begin file osmo_pcap/storage.py ====================
-_SOURCES['osmo_pcap/storage.py'] = r'''
+# ==================== Begin file osmo_pcap/server/recorder.py ====================
+_SOURCES['osmo_pcap/server/recorder.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""One configured client's trace files: when to open, rotate, close and retry.
+
+A Recorder receives the validated records of its client's connection and
+writes them into the current TraceFile, rotating by size (spec 4.6 step 1),
+by wall-clock period (4.6.1, also on a timer so quiet clients' files close on
+time), on link-header change and per connection. A file is opened when the
+first record for it arrives, so no empty files are made. After a write error
+the file is cut back and closed, records are counted as dropped, and a new
+file is tried again after `write_retry` seconds.
+"""
+
+from osmo_pcap import log, rotation
+from osmo_pcap.server.storage import TraceFile, WriteError
+
+COUNTERS = ("connect", "bytes", "pkts", "link_hdr", "file_rotated", "files_closed",
+            "dropped", "write_errors")
+
+_log = log.get("server")
+
+
+class Recorder(object):
+    """The files and counters of one [client NAME]."""
+
+    def __init__(self, client_cfg, cfg, on_file_closed=None, limiter=None):
+        self.name = client_cfg.name
+        self.ip = client_cfg.ip
+        self.store = client_cfg.store
+        self.cfg = cfg
+        self.rule = cfg.rotate_localtime
+        self.max_size = cfg.max_file_size
+        self.on_file_closed = on_file_closed
+        self.limiter = limiter or log.RateLimiter(10.0)
+        self.counters = dict((k, 0) for k in COUNTERS)
+        self.rejected = {}
+        self.link = None
+        self.file = None
+        self.last = rotation.LastWrite()
+        self.retry_at = None
+
+    # ------------------------------------------------------------ events
+    def new_connection(self):
+        """A new connection starts: close the file, forget the link header (spec 4.3)."""
+        self.counters["connect"] += 1
+        self.close_file("new connection")
+        self.link = None
+
+    def set_link(self, link):
+        """Take a validated LINK_HDR; a different header starts a new file (spec 4.4)."""
+        self.counters["link_hdr"] += 1
+        if self.link is not None and self.link.header == link.header:
+            return
+        if self.file is not None:
+            self.close_file("link header changed", rotated=True)
+        self.link = link
+
+    def write(self, out, nbytes, now):
+        """Store the records in out (bytes-likes, valid only during the call).
+
+        now is (epoch, raw tm tuple, struct_time) from rotation.LocalClock.
+        """
+        c = self.counters
+        c["pkts"] += len(out)
+        c["bytes"] += nbytes
+        t, tm, st = now
+        if not self.store:
+            self.last.update(t, tm)
+            return
+        f = self.file
+        if f is not None and self.rule is not None and rotation.new_period(
+                self.last.tm, tm, *self.rule):
+            self.close_file("time period", rotated=True)
+            f = None
+        if f is None:
+            f = self._open(now)
+            if f is None:
+                c["dropped"] += len(out)
+                return
+        self.last.update(t, tm)
+        limit = self.max_size
+        if not limit or f.size + nbytes <= limit:
+            try:
+                f.append(b"".join(out), len(out))
+            except WriteError as e:
+                self._write_failed(e, t)
+            return
+        for i, rec in enumerate(out):
+            if f.size + len(rec) > limit and f.records:
+                self.close_file("size limit", rotated=True)
+                f = self._open(now)
+                if f is None:
+                    c["dropped"] += len(out) - i
+                    return
+            try:
+                f.append(rec, 1)
+            except WriteError as e:
+                c["dropped"] += len(out) - i - 1
+                self._write_failed(e, t)
+                return
+
+    def tick(self, now):
+        """Timer work: close the file when its period ended, else flush it."""
+        f = self.file
+        if f is None:
+            return
+        if self.rule is not None and rotation.new_period(self.last.tm, now[1], *self.rule):
+            self.close_file("time period", rotated=True)
+            return
+        try:
+            f.flush()
+        except WriteError as e:
+            self._write_failed(e, now[0])
+
+    def rotate(self, reason):
+        """Close the current file now (SIGUSR1/SIGHUP); the next record opens a new one."""
+        if self.file is not None:
+            self.close_file(reason, rotated=True)
+
+    # ------------------------------------------------------------ files
+    def _open(self, now):
+        t = now[0]
+        if self.retry_at is not None and t < self.retry_at:
+            return None
+        if self.link is None:
+            return None
+        cfg = self.cfg
+        others = (cfg.completed_path,) if cfg.completed_path else ()
+        try:
+            f = TraceFile.create(cfg.base_path, self.name, now[2], self.link,
+                                 cfg.file_permission_mask, cfg.write_buffer, others)
+        except OSError as e:
+            self.counters["write_errors"] += 1
+            self.retry_at = t + cfg.write_retry
+            self._warn("open", "client %s: cannot create a trace file in %s: %s; retrying in "
+                       "%gs" % (self.name, cfg.base_path, e.strerror or e, cfg.write_retry))
+            return None
+        self.retry_at = None
+        self.file = f
+        self.last.update(t, now[1])
+        _log.info("client %s: writing %s", self.name, f.path)
+        return f
+
+    def _write_failed(self, e, t):
+        c = self.counters
+        c["write_errors"] += 1
+        c["dropped"] += e.dropped
+        self.retry_at = t + self.cfg.write_retry
+        self._warn("write", "client %s: writing %s failed: %s; %d record(s) dropped, file cut "
+                   "back to its last complete record and closed; retrying in %gs"
+                   % (self.name, e.path, e.error.strerror or e.error, e.dropped,
+                      self.cfg.write_retry))
+        self.close_file("write error")
+
+    def _warn(self, key, message):
+        held = self.limiter.ok((self.name, key))
+        if held is not None:
+            if held:
+                message += " (%d similar message(s) suppressed)" % held
+            _log.error("%s", message)
+
+    def close_file(self, reason, rotated=False):
+        """Flush, close and move the current file, if any; count it."""
+        f = self.file
+        if f is None:
+            return
+        self.file = None
+        records = f.records
+        path, err = f.close(self.cfg.completed_path)
+        c = self.counters
+        c["files_closed"] += 1
+        if rotated:
+            c["file_rotated"] += 1
+        if err is not None:
+            if isinstance(err, WriteError):
+                c["write_errors"] += 1
+                c["dropped"] += err.dropped
+            _log.error("client %s: closing %s: %s", self.name, f.path, err)
+        if path is None:
+            _log.info("client %s: removed %s (%s; nothing was written)", self.name, f.path,
+                      reason)
+            return
+        _log.info("client %s: closed %s (%s; %d records, %d bytes)", self.name, path, reason,
+                  records, f.written)
+        if self.on_file_closed is not None:
+            self.on_file_closed(self.name, path)
+'''
+# ==================== End file osmo_pcap/server/recorder.py ======================
+
+# ==================== Begin file osmo_pcap/server/storage.py ====================
+_SOURCES['osmo_pcap/server/storage.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Trace files being written: exclusive create, lock, buffered writes, close and move.
 
@@ -4219,10 +4241,10 @@ class TraceFile(object):
         self.fd = -1
         return path, err
 '''
-# ==================== End file osmo_pcap/storage.py ======================
+# ==================== End file osmo_pcap/server/storage.py ======================
 
-# ==================== Begin file osmo_pcap/tap.py ====================
-_SOURCES['osmo_pcap/tap.py'] = r'''
+# ==================== Begin file osmo_pcap/server/tap.py ====================
+_SOURCES['osmo_pcap/server/tap.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Live tap: a PCAP-over-IP listener that streams the clients' packets as pcapng.
 
@@ -4238,7 +4260,8 @@ they would need renumbering too and a live viewer can do without them.
 import struct
 import time
 
-from osmo_pcap import fanout, log, pcapfile, pcapng
+from osmo_pcap import log, pcapfile, pcapng
+from osmo_pcap.server import fanout
 
 BYTEORDER = "<"
 SHB = pcapng.encode_shb(options=((pcapng.SHB_USERAPPL, b"osmo_pcap_server.py live tap"),))
@@ -4461,7 +4484,442 @@ class Tap(object):
         self.loop.remove(self.sock)
         self.sock.close()
 '''
-# ==================== End file osmo_pcap/tap.py ======================
+# ==================== End file osmo_pcap/server/tap.py ======================
+
+# ==================== Begin file osmo_pcap/server/zmtp.py ====================
+_SOURCES['osmo_pcap/server/zmtp.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""A ZeroMQ PUB endpoint speaking ZMTP 3.x with the NULL mechanism, stdlib only.
+
+Implements the publisher side of RFC 23/ZMTP (3.0) and 37/ZMTP (3.1) on the
+server's event loop: greeting, READY with Socket-Type PUB, subscriptions from
+SUB/XSUB peers (3.0 data frames prefixed 0x01/0x00, 3.1 SUBSCRIBE/CANCEL
+commands), PING/PONG, multi-part messages, topic prefix filtering on the
+publisher side, and one bounded byte queue per subscriber (excess dropped and
+counted). Nothing a subscriber sends can make the publisher block or grow
+without bound.
+"""
+
+import struct
+import time
+
+from osmo_pcap import log
+from osmo_pcap.server import fanout
+from osmo_pcap.ini import parse_host_port
+
+# RFC 23 greeting: signature, version, mechanism, as-server, filler (64 bytes).
+GREETING_SIZE = 64
+VERSION = (3, 1)
+MECHANISM_NULL = b"NULL"
+GREETING = (b"\xff" + b"\0" * 8 + b"\x7f" + bytes(VERSION) + MECHANISM_NULL.ljust(20, b"\0")
+            + b"\0" + b"\0" * 31)
+
+# RFC 23 frame flags
+FLAG_MORE = 0x01
+FLAG_LONG = 0x02
+FLAG_COMMAND = 0x04
+
+# Socket types a PUB may talk to (RFC 29/PUBSUB).
+PEER_TYPES = (b"SUB", b"XSUB")
+
+# Limits on what a subscriber may send us: commands and subscriptions are small.
+MAX_IN_FRAME = 8192
+MAX_SUBSCRIPTIONS = 256
+# Longer prefixes cannot match any topic the server publishes: not stored.
+MAX_PREFIX = 1024
+HANDSHAKE_TIMEOUT = 10.0
+MAX_SUBSCRIBERS = 64
+
+_LONG = struct.Struct("!Q")
+_U32 = struct.Struct("!I")
+
+
+class ZmtpError(Exception):
+    """A subscriber broke the protocol; str() says how."""
+
+
+# ------------------------------------------------------------ encoding
+
+def frame_header(size, more=False, command=False):
+    """Return the flags and size bytes that precede a frame body of size bytes."""
+    flags = (FLAG_MORE if more else 0) | (FLAG_COMMAND if command else 0)
+    if size <= 255:
+        return bytes((flags, size))
+    return bytes((flags | FLAG_LONG,)) + _LONG.pack(size)
+
+
+def encode_frame(body, more=False, command=False):
+    """Return one complete frame carrying body."""
+    return frame_header(len(body), more, command) + bytes(body)
+
+
+def encode_message(parts):
+    """Return the frames of a multi-part message (MORE set on all but the last)."""
+    last = len(parts) - 1
+    return b"".join(encode_frame(p, i < last) for i, p in enumerate(parts))
+
+
+def encode_command(name, data=b""):
+    """Return a command frame: name length, name, data."""
+    return encode_frame(bytes((len(name),)) + name + data, command=True)
+
+
+def encode_properties(props):
+    """Return metadata as RFC 23 properties: short name, 4-byte value length, value."""
+    out = []
+    for name, value in props:
+        out.append(bytes((len(name),)) + name + _U32.pack(len(value)) + value)
+    return b"".join(out)
+
+
+def parse_properties(data):
+    """Return {name (lower-case bytes): value} from READY metadata; raise ZmtpError."""
+    props = {}
+    pos, end = 0, len(data)
+    while pos < end:
+        n = data[pos]
+        pos += 1
+        if pos + n + 4 > end:
+            raise ZmtpError("truncated property name in READY")
+        name = bytes(data[pos:pos + n]).lower()
+        pos += n
+        vlen = _U32.unpack_from(data, pos)[0]
+        pos += 4
+        if pos + vlen > end:
+            raise ZmtpError("property %r value runs past the READY command" % name)
+        props[name] = bytes(data[pos:pos + vlen])
+        pos += vlen
+    return props
+
+
+READY = encode_command(b"READY", encode_properties([(b"Socket-Type", b"PUB")]))
+
+
+def parse_endpoint(text):
+    """Return (host, port) from 'tcp://HOST:PORT', 'tcp://*:PORT' or 'HOST:PORT'."""
+    t = text.strip()
+    if "://" in t:
+        scheme, _, t = t.partition("://")
+        if scheme != "tcp":
+            raise ValueError("only tcp:// endpoints are supported, got %r" % text)
+    if t.startswith("*:"):
+        return "0.0.0.0", parse_host_port(t[2:])[1]
+    return parse_host_port(t)
+
+
+# ------------------------------------------------------------ subscribers
+
+class Subscriber(object):
+    """One connected peer: handshake state, subscriptions, bounded send queue."""
+
+    def __init__(self, pub, sock, peer):
+        self.pub = pub
+        self.peer = peer
+        self.name = fanout.format_peer(peer)
+        self.sender = fanout.Sender(pub.loop, sock, pub.queue_max, pub._send_failed)
+        self.inbuf = bytearray()
+        self.greeted = False
+        self.ready = False
+        self.minor = 0
+        self.subs = {}          # prefix -> reference count, as libzmq counts them
+        self.matches = {}       # topic -> bool, cleared when subs change
+        self.in_multipart = False
+        self.timer = None
+        self.seq = 0            # accept order, to find the oldest handshake
+
+    # -- subscriptions
+    def wants(self, topic):
+        """Return True if a subscription is a prefix of topic."""
+        m = self.matches.get(topic)
+        if m is None:
+            m = any(topic.startswith(p) for p in self.subs)
+            if len(self.matches) >= 4096:
+                self.matches.clear()
+            self.matches[topic] = m
+        return m
+
+    def subscribe(self, prefix):
+        prefix = bytes(prefix)
+        if len(prefix) > MAX_PREFIX:
+            return
+        if prefix not in self.subs and len(self.subs) >= MAX_SUBSCRIPTIONS:
+            raise ZmtpError("more than %d subscriptions" % MAX_SUBSCRIPTIONS)
+        self.subs[prefix] = self.subs.get(prefix, 0) + 1
+        self.matches.clear()
+        self.pub.log.debug("zmq: %s subscribes to %r", self.name, prefix)
+
+    def cancel(self, prefix):
+        prefix = bytes(prefix)
+        if len(prefix) > MAX_PREFIX:
+            return
+        n = self.subs.get(prefix)
+        if n is None:
+            return
+        if n > 1:
+            self.subs[prefix] = n - 1
+        else:
+            del self.subs[prefix]
+        self.matches.clear()
+        self.pub.log.debug("zmq: %s cancels %r", self.name, prefix)
+
+    # -- input
+    def feed(self, data):
+        """Consume bytes from the peer; raise ZmtpError on a protocol violation."""
+        buf = self.inbuf
+        buf += data
+        if not self.greeted:
+            self._greeting(buf)
+            if not self.greeted:
+                return
+        pos = 0
+        end = len(buf)
+        while end - pos >= 2:
+            flags = buf[pos]
+            if flags & ~(FLAG_MORE | FLAG_LONG | FLAG_COMMAND):
+                raise ZmtpError("reserved frame flag bits set (0x%02x)" % flags)
+            if flags & FLAG_LONG:
+                if end - pos < 9:
+                    break
+                size = _LONG.unpack_from(buf, pos + 1)[0]
+                start = pos + 9
+            else:
+                size = buf[pos + 1]
+                start = pos + 2
+            if size > MAX_IN_FRAME:
+                raise ZmtpError("frame of %d bytes from a subscriber (limit %d)"
+                                % (size, MAX_IN_FRAME))
+            if end - start < size:
+                break
+            body = bytes(buf[start:start + size])
+            pos = start + size
+            if flags & FLAG_COMMAND:
+                self._command(body)
+            else:
+                self._data(body, flags & FLAG_MORE)
+            if self.sender.closed:
+                return
+        del buf[:pos]
+
+    def _greeting(self, buf):
+        n = len(buf)
+        if n >= 1 and buf[0] != 0xFF or n >= 10 and not buf[9] & 1:
+            raise ZmtpError("not a ZMTP 3 peer (no ZMTP signature)")
+        if n >= 11 and buf[10] < 3:
+            raise ZmtpError("peer speaks ZMTP %d; version 3 is required" % buf[10])
+        if n < GREETING_SIZE:
+            return
+        mech = bytes(buf[12:32]).rstrip(b"\0")
+        if mech != MECHANISM_NULL:
+            raise ZmtpError("security mechanism %r is not supported (only NULL)"
+                            % mech.decode("ascii", "replace"))
+        self.minor = buf[11] if buf[10] == 3 else 1
+        del buf[:GREETING_SIZE]
+        self.greeted = True
+
+    def _command(self, body):
+        if not body or body[0] + 1 > len(body):
+            raise ZmtpError("malformed command frame")
+        name = body[1:1 + body[0]]
+        data = body[1 + body[0]:]
+        if not self.ready:
+            if name != b"READY":
+                raise ZmtpError("expected READY, got command %r" % name)
+            props = parse_properties(data)
+            stype = props.get(b"socket-type", b"")
+            if stype not in PEER_TYPES:
+                self.sender.push(encode_command(b"ERROR", bytes((17,)) + b"invalid socket type"))
+                raise ZmtpError("peer socket type %r cannot talk to PUB"
+                                % stype.decode("ascii", "replace"))
+            self.ready = True
+            self.pub._subscriber_ready(self)
+        elif name == b"SUBSCRIBE":
+            self.subscribe(data)
+        elif name == b"CANCEL":
+            self.cancel(data)
+        elif name == b"PING":
+            # RFC 37: TTL (2 bytes) then up to 16 bytes of context echoed in PONG.
+            self.sender.queue(encode_command(b"PONG", data[2:18]))
+        elif name == b"ERROR":
+            raise ZmtpError("peer sent ERROR: %r" % bytes(data[1:]))
+        # Unknown commands are ignored (RFC 23 allows extensions).
+
+    def _data(self, body, more):
+        if not self.ready:
+            raise ZmtpError("message before the handshake finished")
+        # A subscription is a one-frame message; frames of longer messages (an
+        # XSUB may send some) are not subscriptions and are skipped.
+        first = not self.in_multipart
+        self.in_multipart = bool(more)
+        if not first or more or not body:
+            return
+        if body[0] == 1:
+            self.subscribe(body[1:])
+        elif body[0] == 0:
+            self.cancel(body[1:])
+
+
+# ------------------------------------------------------------ publisher
+
+class Publisher(object):
+    """A PUB endpoint: accepts SUB peers and sends them the messages they want."""
+
+    def __init__(self, loop, host, port, queue_max=4 << 20, max_subscribers=MAX_SUBSCRIBERS,
+                 logger=None):
+        self.loop = loop
+        self.queue_max = queue_max
+        self.max_subscribers = max_subscribers
+        self.log = logger or log.get("zmq")
+        self.sock = fanout.listen(host, port)
+        self.address = self.sock.getsockname()[:2]
+        self.pending = set()    # connected, handshake not finished
+        self.ready = []         # handshake done: these receive messages
+        self._by_sender = {}
+        self.dropped = 0
+        self._seq = 0
+        self._full_log = log.RateLimiter(10.0)
+        loop.add_reader(self.sock, self._accept)
+
+    @property
+    def port(self):
+        return self.address[1]
+
+    def has_subscribers(self):
+        """Return True if any subscriber could receive a message."""
+        return bool(self.ready)
+
+    def _accept(self):
+        for conn, peer in fanout.accept_all(self.sock, self._exhausted):
+            if len(self.pending) + len(self.ready) >= self.max_subscribers:
+                # Peers that connect and say nothing must not lock subscribers out
+                # for HANDSHAKE_TIMEOUT: the oldest unfinished handshake makes room.
+                oldest = min(self.pending, key=lambda s: s.seq) if self.pending else None
+                held = self._full_log.ok("full")
+                if held is not None:
+                    self.log.warning("zmq: %d subscribers connected: %s%s",
+                                     self.max_subscribers,
+                                     "closing the oldest unfinished handshake (%s) for %s"
+                                     % (oldest.name, fanout.format_peer(peer)) if oldest
+                                     else "refusing %s" % fanout.format_peer(peer),
+                                     " (%d more suppressed)" % held if held else "")
+                if oldest is None:
+                    conn.close()
+                    continue
+                self._drop(oldest, "handshake not finished, room needed", level=10)
+            sub = Subscriber(self, conn, peer)
+            self._seq += 1
+            sub.seq = self._seq
+            self._by_sender[sub.sender] = sub
+            self.pending.add(sub)
+            self.loop.add_reader(conn, lambda s=sub: self._readable(s))
+            sub.sender.push(GREETING + READY)
+            sub.timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout, sub)
+            self.log.debug("zmq: connection from %s", sub.name)
+
+    def _exhausted(self, err):
+        self.log.warning("zmq: accept failed: %s; pausing accepts for %gs",
+                         err.strerror or err, fanout.ACCEPT_PAUSE)
+        fanout.pause_accepting(self.loop, self.sock, self._accept)
+
+    def _handshake_timeout(self, sub):
+        if sub in self.pending:
+            self._drop(sub, "no ZMTP handshake within %d s" % HANDSHAKE_TIMEOUT)
+
+    def _readable(self, sub):
+        try:
+            data = sub.sender.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._drop(sub, e.strerror or str(e))
+            return
+        if not data:
+            self._drop(sub, "disconnected")
+            return
+        try:
+            sub.feed(data)
+        except ZmtpError as e:
+            self._drop(sub, "protocol error: %s" % e, flush=True)
+
+    def _subscriber_ready(self, sub):
+        self.pending.discard(sub)
+        if sub.timer is not None:
+            sub.timer.cancel()
+            sub.timer = None
+        self.ready.append(sub)
+        self.log.info("zmq: subscriber %s connected (ZMTP 3.%d)", sub.name, sub.minor)
+
+    def _send_failed(self, sender, reason):
+        sub = self._by_sender.get(sender)
+        if sub is not None:
+            self._drop(sub, reason)
+
+    def _drop(self, sub, reason, flush=False, level=20):
+        if sub.sender.closed:
+            return
+        if flush:
+            # Let an ERROR command reach the peer if the socket takes it now.
+            try:
+                sub.sender.sock.send(sub.sender.out)
+            except OSError:
+                pass
+        if sub.timer is not None:
+            sub.timer.cancel()
+        self.pending.discard(sub)
+        if sub in self.ready:
+            self.ready.remove(sub)
+        self._by_sender.pop(sub.sender, None)
+        s = sub.sender
+        self.log.log(level, "zmq: subscriber %s gone (%s); %d messages (%d bytes) dropped "
+                     "for it", sub.name, reason, s.dropped, s.dropped_bytes)
+        s.close()
+
+    def publish(self, parts):
+        """Send a multi-part message (bytes-like parts, topic first) to subscribers."""
+        if not self.ready:
+            return
+        topic = bytes(parts[0])
+        data = None
+        for sub in self.ready:
+            if not sub.wants(topic):
+                continue
+            if data is None:
+                data = encode_message(parts)
+            if not sub.sender.queue(data):
+                self.dropped += 1
+
+    def publish_frames(self, topic, frames, size):
+        """Send an already encoded message (frames: list of bytes-like, size bytes).
+
+        The server's data path uses this with a cached topic + header prefix.
+        """
+        for sub in self.ready:
+            if not sub.wants(topic):
+                continue
+            s = sub.sender
+            if len(s.out) + size > s.limit:
+                s.drop(size)
+                self.dropped += 1
+                continue
+            for f in frames:
+                s.out += f
+            s.push(b"")
+
+    def subscribers(self):
+        """Return [(name, subscriptions, dropped, dropped_bytes)] for reports and tests."""
+        return [(s.name, sorted(s.subs), s.sender.dropped, s.sender.dropped_bytes)
+                for s in self.ready]
+
+    def close(self, flush_seconds=1.0):
+        """Send what is queued for up to flush_seconds in all, then close everything."""
+        deadline = time.monotonic() + flush_seconds
+        for sub in list(self.ready):
+            sub.sender.flush_until(deadline)
+        for sub in list(self.ready) + list(self.pending):
+            self._drop(sub, "publisher closed")
+        self.loop.remove(self.sock)
+        self.sock.close()
+'''
+# ==================== End file osmo_pcap/server/zmtp.py ======================
 
 # ==================== Begin file osmo_pcap/tls.py ====================
 _SOURCES['osmo_pcap/tls.py'] = r'''
@@ -5226,7 +5684,7 @@ import re
 import ssl
 
 from osmo_pcap import log
-from osmo_pcap.config import parse_bool, parse_duration, resolve_path
+from osmo_pcap.ini import parse_bool, parse_duration, resolve_path
 from osmo_pcap.tls import TLSStream, TlsTransport, identity_problem, peer_identity
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -5810,7 +6268,7 @@ import sys
 from collections import OrderedDict
 
 from osmo_pcap import rotation
-from osmo_pcap.config import check_safe_name
+from osmo_pcap.ini import check_safe_name
 
 # ------------------------------------------------------------ command grammar
 # Pattern tokens: a plain word is a keyword (abbreviable); (a|b) a choice of
@@ -6815,440 +7273,6 @@ class Decoder(object):
 '''
 # ==================== End file osmo_pcap/wire.py ======================
 
-# ==================== Begin file osmo_pcap/zmtp.py ====================
-_SOURCES['osmo_pcap/zmtp.py'] = r'''
-# SPDX-License-Identifier: AGPL-3.0-or-later
-"""A ZeroMQ PUB endpoint speaking ZMTP 3.x with the NULL mechanism, stdlib only.
-
-Implements the publisher side of RFC 23/ZMTP (3.0) and 37/ZMTP (3.1) on the
-server's event loop: greeting, READY with Socket-Type PUB, subscriptions from
-SUB/XSUB peers (3.0 data frames prefixed 0x01/0x00, 3.1 SUBSCRIBE/CANCEL
-commands), PING/PONG, multi-part messages, topic prefix filtering on the
-publisher side, and one bounded byte queue per subscriber (excess dropped and
-counted). Nothing a subscriber sends can make the publisher block or grow
-without bound.
-"""
-
-import struct
-import time
-
-from osmo_pcap import fanout, log
-from osmo_pcap.config import parse_host_port
-
-# RFC 23 greeting: signature, version, mechanism, as-server, filler (64 bytes).
-GREETING_SIZE = 64
-VERSION = (3, 1)
-MECHANISM_NULL = b"NULL"
-GREETING = (b"\xff" + b"\0" * 8 + b"\x7f" + bytes(VERSION) + MECHANISM_NULL.ljust(20, b"\0")
-            + b"\0" + b"\0" * 31)
-
-# RFC 23 frame flags
-FLAG_MORE = 0x01
-FLAG_LONG = 0x02
-FLAG_COMMAND = 0x04
-
-# Socket types a PUB may talk to (RFC 29/PUBSUB).
-PEER_TYPES = (b"SUB", b"XSUB")
-
-# Limits on what a subscriber may send us: commands and subscriptions are small.
-MAX_IN_FRAME = 8192
-MAX_SUBSCRIPTIONS = 256
-# Longer prefixes cannot match any topic the server publishes: not stored.
-MAX_PREFIX = 1024
-HANDSHAKE_TIMEOUT = 10.0
-MAX_SUBSCRIBERS = 64
-
-_LONG = struct.Struct("!Q")
-_U32 = struct.Struct("!I")
-
-
-class ZmtpError(Exception):
-    """A subscriber broke the protocol; str() says how."""
-
-
-# ------------------------------------------------------------ encoding
-
-def frame_header(size, more=False, command=False):
-    """Return the flags and size bytes that precede a frame body of size bytes."""
-    flags = (FLAG_MORE if more else 0) | (FLAG_COMMAND if command else 0)
-    if size <= 255:
-        return bytes((flags, size))
-    return bytes((flags | FLAG_LONG,)) + _LONG.pack(size)
-
-
-def encode_frame(body, more=False, command=False):
-    """Return one complete frame carrying body."""
-    return frame_header(len(body), more, command) + bytes(body)
-
-
-def encode_message(parts):
-    """Return the frames of a multi-part message (MORE set on all but the last)."""
-    last = len(parts) - 1
-    return b"".join(encode_frame(p, i < last) for i, p in enumerate(parts))
-
-
-def encode_command(name, data=b""):
-    """Return a command frame: name length, name, data."""
-    return encode_frame(bytes((len(name),)) + name + data, command=True)
-
-
-def encode_properties(props):
-    """Return metadata as RFC 23 properties: short name, 4-byte value length, value."""
-    out = []
-    for name, value in props:
-        out.append(bytes((len(name),)) + name + _U32.pack(len(value)) + value)
-    return b"".join(out)
-
-
-def parse_properties(data):
-    """Return {name (lower-case bytes): value} from READY metadata; raise ZmtpError."""
-    props = {}
-    pos, end = 0, len(data)
-    while pos < end:
-        n = data[pos]
-        pos += 1
-        if pos + n + 4 > end:
-            raise ZmtpError("truncated property name in READY")
-        name = bytes(data[pos:pos + n]).lower()
-        pos += n
-        vlen = _U32.unpack_from(data, pos)[0]
-        pos += 4
-        if pos + vlen > end:
-            raise ZmtpError("property %r value runs past the READY command" % name)
-        props[name] = bytes(data[pos:pos + vlen])
-        pos += vlen
-    return props
-
-
-READY = encode_command(b"READY", encode_properties([(b"Socket-Type", b"PUB")]))
-
-
-def parse_endpoint(text):
-    """Return (host, port) from 'tcp://HOST:PORT', 'tcp://*:PORT' or 'HOST:PORT'."""
-    t = text.strip()
-    if "://" in t:
-        scheme, _, t = t.partition("://")
-        if scheme != "tcp":
-            raise ValueError("only tcp:// endpoints are supported, got %r" % text)
-    if t.startswith("*:"):
-        return "0.0.0.0", parse_host_port(t[2:])[1]
-    return parse_host_port(t)
-
-
-# ------------------------------------------------------------ subscribers
-
-class Subscriber(object):
-    """One connected peer: handshake state, subscriptions, bounded send queue."""
-
-    def __init__(self, pub, sock, peer):
-        self.pub = pub
-        self.peer = peer
-        self.name = fanout.format_peer(peer)
-        self.sender = fanout.Sender(pub.loop, sock, pub.queue_max, pub._send_failed)
-        self.inbuf = bytearray()
-        self.greeted = False
-        self.ready = False
-        self.minor = 0
-        self.subs = {}          # prefix -> reference count, as libzmq counts them
-        self.matches = {}       # topic -> bool, cleared when subs change
-        self.in_multipart = False
-        self.timer = None
-        self.seq = 0            # accept order, to find the oldest handshake
-
-    # -- subscriptions
-    def wants(self, topic):
-        """Return True if a subscription is a prefix of topic."""
-        m = self.matches.get(topic)
-        if m is None:
-            m = any(topic.startswith(p) for p in self.subs)
-            if len(self.matches) >= 4096:
-                self.matches.clear()
-            self.matches[topic] = m
-        return m
-
-    def subscribe(self, prefix):
-        prefix = bytes(prefix)
-        if len(prefix) > MAX_PREFIX:
-            return
-        if prefix not in self.subs and len(self.subs) >= MAX_SUBSCRIPTIONS:
-            raise ZmtpError("more than %d subscriptions" % MAX_SUBSCRIPTIONS)
-        self.subs[prefix] = self.subs.get(prefix, 0) + 1
-        self.matches.clear()
-        self.pub.log.debug("zmq: %s subscribes to %r", self.name, prefix)
-
-    def cancel(self, prefix):
-        prefix = bytes(prefix)
-        if len(prefix) > MAX_PREFIX:
-            return
-        n = self.subs.get(prefix)
-        if n is None:
-            return
-        if n > 1:
-            self.subs[prefix] = n - 1
-        else:
-            del self.subs[prefix]
-        self.matches.clear()
-        self.pub.log.debug("zmq: %s cancels %r", self.name, prefix)
-
-    # -- input
-    def feed(self, data):
-        """Consume bytes from the peer; raise ZmtpError on a protocol violation."""
-        buf = self.inbuf
-        buf += data
-        if not self.greeted:
-            self._greeting(buf)
-            if not self.greeted:
-                return
-        pos = 0
-        end = len(buf)
-        while end - pos >= 2:
-            flags = buf[pos]
-            if flags & ~(FLAG_MORE | FLAG_LONG | FLAG_COMMAND):
-                raise ZmtpError("reserved frame flag bits set (0x%02x)" % flags)
-            if flags & FLAG_LONG:
-                if end - pos < 9:
-                    break
-                size = _LONG.unpack_from(buf, pos + 1)[0]
-                start = pos + 9
-            else:
-                size = buf[pos + 1]
-                start = pos + 2
-            if size > MAX_IN_FRAME:
-                raise ZmtpError("frame of %d bytes from a subscriber (limit %d)"
-                                % (size, MAX_IN_FRAME))
-            if end - start < size:
-                break
-            body = bytes(buf[start:start + size])
-            pos = start + size
-            if flags & FLAG_COMMAND:
-                self._command(body)
-            else:
-                self._data(body, flags & FLAG_MORE)
-            if self.sender.closed:
-                return
-        del buf[:pos]
-
-    def _greeting(self, buf):
-        n = len(buf)
-        if n >= 1 and buf[0] != 0xFF or n >= 10 and not buf[9] & 1:
-            raise ZmtpError("not a ZMTP 3 peer (no ZMTP signature)")
-        if n >= 11 and buf[10] < 3:
-            raise ZmtpError("peer speaks ZMTP %d; version 3 is required" % buf[10])
-        if n < GREETING_SIZE:
-            return
-        mech = bytes(buf[12:32]).rstrip(b"\0")
-        if mech != MECHANISM_NULL:
-            raise ZmtpError("security mechanism %r is not supported (only NULL)"
-                            % mech.decode("ascii", "replace"))
-        self.minor = buf[11] if buf[10] == 3 else 1
-        del buf[:GREETING_SIZE]
-        self.greeted = True
-
-    def _command(self, body):
-        if not body or body[0] + 1 > len(body):
-            raise ZmtpError("malformed command frame")
-        name = body[1:1 + body[0]]
-        data = body[1 + body[0]:]
-        if not self.ready:
-            if name != b"READY":
-                raise ZmtpError("expected READY, got command %r" % name)
-            props = parse_properties(data)
-            stype = props.get(b"socket-type", b"")
-            if stype not in PEER_TYPES:
-                self.sender.push(encode_command(b"ERROR", bytes((17,)) + b"invalid socket type"))
-                raise ZmtpError("peer socket type %r cannot talk to PUB"
-                                % stype.decode("ascii", "replace"))
-            self.ready = True
-            self.pub._subscriber_ready(self)
-        elif name == b"SUBSCRIBE":
-            self.subscribe(data)
-        elif name == b"CANCEL":
-            self.cancel(data)
-        elif name == b"PING":
-            # RFC 37: TTL (2 bytes) then up to 16 bytes of context echoed in PONG.
-            self.sender.queue(encode_command(b"PONG", data[2:18]))
-        elif name == b"ERROR":
-            raise ZmtpError("peer sent ERROR: %r" % bytes(data[1:]))
-        # Unknown commands are ignored (RFC 23 allows extensions).
-
-    def _data(self, body, more):
-        if not self.ready:
-            raise ZmtpError("message before the handshake finished")
-        # A subscription is a one-frame message; frames of longer messages (an
-        # XSUB may send some) are not subscriptions and are skipped.
-        first = not self.in_multipart
-        self.in_multipart = bool(more)
-        if not first or more or not body:
-            return
-        if body[0] == 1:
-            self.subscribe(body[1:])
-        elif body[0] == 0:
-            self.cancel(body[1:])
-
-
-# ------------------------------------------------------------ publisher
-
-class Publisher(object):
-    """A PUB endpoint: accepts SUB peers and sends them the messages they want."""
-
-    def __init__(self, loop, host, port, queue_max=4 << 20, max_subscribers=MAX_SUBSCRIBERS,
-                 logger=None):
-        self.loop = loop
-        self.queue_max = queue_max
-        self.max_subscribers = max_subscribers
-        self.log = logger or log.get("zmq")
-        self.sock = fanout.listen(host, port)
-        self.address = self.sock.getsockname()[:2]
-        self.pending = set()    # connected, handshake not finished
-        self.ready = []         # handshake done: these receive messages
-        self._by_sender = {}
-        self.dropped = 0
-        self._seq = 0
-        self._full_log = log.RateLimiter(10.0)
-        loop.add_reader(self.sock, self._accept)
-
-    @property
-    def port(self):
-        return self.address[1]
-
-    def has_subscribers(self):
-        """Return True if any subscriber could receive a message."""
-        return bool(self.ready)
-
-    def _accept(self):
-        for conn, peer in fanout.accept_all(self.sock, self._exhausted):
-            if len(self.pending) + len(self.ready) >= self.max_subscribers:
-                # Peers that connect and say nothing must not lock subscribers out
-                # for HANDSHAKE_TIMEOUT: the oldest unfinished handshake makes room.
-                oldest = min(self.pending, key=lambda s: s.seq) if self.pending else None
-                held = self._full_log.ok("full")
-                if held is not None:
-                    self.log.warning("zmq: %d subscribers connected: %s%s",
-                                     self.max_subscribers,
-                                     "closing the oldest unfinished handshake (%s) for %s"
-                                     % (oldest.name, fanout.format_peer(peer)) if oldest
-                                     else "refusing %s" % fanout.format_peer(peer),
-                                     " (%d more suppressed)" % held if held else "")
-                if oldest is None:
-                    conn.close()
-                    continue
-                self._drop(oldest, "handshake not finished, room needed", level=10)
-            sub = Subscriber(self, conn, peer)
-            self._seq += 1
-            sub.seq = self._seq
-            self._by_sender[sub.sender] = sub
-            self.pending.add(sub)
-            self.loop.add_reader(conn, lambda s=sub: self._readable(s))
-            sub.sender.push(GREETING + READY)
-            sub.timer = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout, sub)
-            self.log.debug("zmq: connection from %s", sub.name)
-
-    def _exhausted(self, err):
-        self.log.warning("zmq: accept failed: %s; pausing accepts for %gs",
-                         err.strerror or err, fanout.ACCEPT_PAUSE)
-        fanout.pause_accepting(self.loop, self.sock, self._accept)
-
-    def _handshake_timeout(self, sub):
-        if sub in self.pending:
-            self._drop(sub, "no ZMTP handshake within %d s" % HANDSHAKE_TIMEOUT)
-
-    def _readable(self, sub):
-        try:
-            data = sub.sender.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            self._drop(sub, e.strerror or str(e))
-            return
-        if not data:
-            self._drop(sub, "disconnected")
-            return
-        try:
-            sub.feed(data)
-        except ZmtpError as e:
-            self._drop(sub, "protocol error: %s" % e, flush=True)
-
-    def _subscriber_ready(self, sub):
-        self.pending.discard(sub)
-        if sub.timer is not None:
-            sub.timer.cancel()
-            sub.timer = None
-        self.ready.append(sub)
-        self.log.info("zmq: subscriber %s connected (ZMTP 3.%d)", sub.name, sub.minor)
-
-    def _send_failed(self, sender, reason):
-        sub = self._by_sender.get(sender)
-        if sub is not None:
-            self._drop(sub, reason)
-
-    def _drop(self, sub, reason, flush=False, level=20):
-        if sub.sender.closed:
-            return
-        if flush:
-            # Let an ERROR command reach the peer if the socket takes it now.
-            try:
-                sub.sender.sock.send(sub.sender.out)
-            except OSError:
-                pass
-        if sub.timer is not None:
-            sub.timer.cancel()
-        self.pending.discard(sub)
-        if sub in self.ready:
-            self.ready.remove(sub)
-        self._by_sender.pop(sub.sender, None)
-        s = sub.sender
-        self.log.log(level, "zmq: subscriber %s gone (%s); %d messages (%d bytes) dropped "
-                     "for it", sub.name, reason, s.dropped, s.dropped_bytes)
-        s.close()
-
-    def publish(self, parts):
-        """Send a multi-part message (bytes-like parts, topic first) to subscribers."""
-        if not self.ready:
-            return
-        topic = bytes(parts[0])
-        data = None
-        for sub in self.ready:
-            if not sub.wants(topic):
-                continue
-            if data is None:
-                data = encode_message(parts)
-            if not sub.sender.queue(data):
-                self.dropped += 1
-
-    def publish_frames(self, topic, frames, size):
-        """Send an already encoded message (frames: list of bytes-like, size bytes).
-
-        The server's data path uses this with a cached topic + header prefix.
-        """
-        for sub in self.ready:
-            if not sub.wants(topic):
-                continue
-            s = sub.sender
-            if len(s.out) + size > s.limit:
-                s.drop(size)
-                self.dropped += 1
-                continue
-            for f in frames:
-                s.out += f
-            s.push(b"")
-
-    def subscribers(self):
-        """Return [(name, subscriptions, dropped, dropped_bytes)] for reports and tests."""
-        return [(s.name, sorted(s.subs), s.sender.dropped, s.sender.dropped_bytes)
-                for s in self.ready]
-
-    def close(self, flush_seconds=1.0):
-        """Send what is queued for up to flush_seconds in all, then close everything."""
-        deadline = time.monotonic() + flush_seconds
-        for sub in list(self.ready):
-            sub.sender.flush_until(deadline)
-        for sub in list(self.ready) + list(self.pending):
-            self._drop(sub, "publisher closed")
-        self.loop.remove(self.sock)
-        self.sock.close()
-'''
-# ==================== End file osmo_pcap/zmtp.py ======================
-
 
 # ---------------------------------------------------------------- loader
 # Registers the embedded modules above with the import system. Each module is
@@ -7283,7 +7307,7 @@ class _EmbeddedFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader)
 
     def exec_module(self, module):
         module.__file__ = _MODULES[module.__name__]
-        if module.__name__ == 'osmo_pcap':
+        if self.is_package(module.__name__):
             module.__path__ = []
         exec(self.get_code(module.__name__), module.__dict__)
 
@@ -7295,5 +7319,5 @@ sys.meta_path.insert(0, _EmbeddedFinder())
 
 
 if __name__ == "__main__":
-    from osmo_pcap.server import main
+    from osmo_pcap.server.main import main
     sys.exit(main())

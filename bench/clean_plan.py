@@ -13,8 +13,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from osmo_pcap import tracename  # noqa: E402
-from osmo_pcap.cleanplan import Policy, TraceFile, plan  # noqa: E402
+from osmo_pcap import tracename
+from osmo_pcap.clean.plan import Policy, TraceFile, plan
 
 DAY = 86400
 

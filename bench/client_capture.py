@@ -25,7 +25,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from osmo_pcap import pcapfile  # noqa: E402
+from osmo_pcap import pcapfile
 
 FRAME = 100                      # bytes on the wire: 14 + 20 + 8 + 58
 GENERATOR = r"""

@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from osmo_pcap import pcapfile, wire  # noqa: E402
+from osmo_pcap import pcapfile, wire
 
 CLK = os.sysconf("SC_CLK_TCK")
 

@@ -23,9 +23,6 @@ OPS_SED = sed -e 's\#/usr/local/bin/osmo_pcap_\([a-z]*\)\.py\#$(BINDIR)/osmo-pca
 	-e 's\#/etc/osmocom/osmo-pcap-\#$(CONFDIR)/osmo-pcap-\#g' \
 	-e 's\#/etc/osmo-pcap/\#$(CONFDIR)/\#g'
 
-OPS_TESTS := test_daemon test_log test_metrics test_vtyimport test_contrib test_install \
-	test_demo test_ops_process
-
 .PHONY: install demo test-ops
 
 install: all
@@ -73,4 +70,4 @@ demo: all
 	$(PYTHON) tools/demo.py
 
 test-ops: all
-	$(or $(PY),$(PYTHON)) tests/run.py $(OPS_TESTS)
+	$(or $(PY),$(PYTHON)) tests/run.py ops

@@ -1,13 +1,11 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 # Central server (osmo_pcap_server.py): its tests and benchmark on their own.
-SERVER_TESTS := test_rotation test_serverconfig test_storage test_server_golden \
-	test_server_behaviour test_server_inprocess test_fuzz
 
 .PHONY: test-server bench-server fuzz-server
 
 # Its tests with one interpreter (PY=... to choose another).
 test-server: all
-	$(or $(PY),$(PYTHON)) tests/run.py $(SERVER_TESTS)
+	$(or $(PY),$(PYTHON)) tests/run.py server
 
 # Ingest rate with 1, 8, 64 and 500 clients; prints packets/s, MB/s, CPU s per Mpkt.
 bench-server: all

@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 
-from osmo_pcap.config import ConfigError, parse_bool, resolve_path
+from osmo_pcap.ini import ConfigError, parse_bool, resolve_path
 
 ROOT = "osmo-pcap"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,

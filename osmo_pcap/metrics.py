@@ -16,7 +16,7 @@ import socket
 import time
 
 from osmo_pcap import __version__
-from osmo_pcap.config import parse_host_port
+from osmo_pcap.ini import parse_host_port
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST = 8192      # bytes of request line + headers we are willing to hold

@@ -16,7 +16,7 @@ import re
 import ssl
 
 from osmo_pcap import log
-from osmo_pcap.config import parse_bool, parse_duration, resolve_path
+from osmo_pcap.ini import parse_bool, parse_duration, resolve_path
 from osmo_pcap.tls import TLSStream, TlsTransport, identity_problem, peer_identity
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0

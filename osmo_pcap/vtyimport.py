@@ -15,7 +15,7 @@ import sys
 from collections import OrderedDict
 
 from osmo_pcap import rotation
-from osmo_pcap.config import check_safe_name
+from osmo_pcap.ini import check_safe_name
 
 # ------------------------------------------------------------ command grammar
 # Pattern tokens: a plain word is a keyword (abbreviable); (a|b) a choice of

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Run the test suite with the current interpreter and print one closing line.
 
-Usage: python tests/run.py [-v] [-k PATTERN] [TEST_MODULE ...]
+Usage: python tests/run.py [-v] [-k PATTERN] [AREA | TEST_MODULE ...]
+AREA is a folder of tests/ (shared, client, server, clean, ops): all its tests.
+TEST_MODULE is area.test_name (or tests/area/test_name.py).
 The last line is exactly "N passed, N failed" (", N skipped" when any).
 """
 
@@ -32,12 +34,17 @@ def main(argv):
     if pattern:
         loader.testNamePatterns = ["*%s*" % pattern]
     if names:
-        mods = []
+        suite = unittest.TestSuite()
         for n in names:
             n = n[len("tests/"):] if n.startswith("tests/") else n
             n = n[:-3] if n.endswith(".py") else n
-            mods.append(n if n.startswith("tests.") else "tests." + n)
-        suite = unittest.TestSuite(loader.loadTestsFromName(m) for m in mods)
+            n = n.strip("/")
+            if os.path.isdir(os.path.join(HERE, n)):
+                suite.addTests(loader.discover(os.path.join(HERE, n), pattern="test_*.py",
+                                               top_level_dir=REPO))
+                continue
+            n = n.replace("/", ".")
+            suite.addTests(loader.loadTestsFromName(n if n.startswith("tests.") else "tests." + n))
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=REPO)
     print("Python %s (%s)" % (sys.version.split()[0], sys.executable))

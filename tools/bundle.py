@@ -27,9 +27,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "osmo_pcap"
 PROGRAMS = {
-    "client": ("osmo_pcap_client.py", "osmo_pcap.client"),
-    "server": ("osmo_pcap_server.py", "osmo_pcap.server"),
-    "clean": ("osmo_pcap_clean.py", "osmo_pcap.clean"),
+    "client": ("osmo_pcap_client.py", "osmo_pcap.client.main"),
+    "server": ("osmo_pcap_server.py", "osmo_pcap.server.main"),
+    "clean": ("osmo_pcap_clean.py", "osmo_pcap.clean.main"),
 }
 DELIM = "'''"
 
@@ -67,7 +67,7 @@ class _EmbeddedFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader)
 
     def exec_module(self, module):
         module.__file__ = _MODULES[module.__name__]
-        if module.__name__ == %(package)r:
+        if self.is_package(module.__name__):
             module.__path__ = []
         exec(self.get_code(module.__name__), module.__dict__)
 
@@ -186,7 +186,7 @@ def build(program):
         lines.append(src + DELIM)
         lines.append("# " + "=" * 20 + " End file %s " % rel + "=" * 22)
         lines.append("")
-    lines.append(LOADER % {"package": PACKAGE})
+    lines.append(LOADER)
     lines.append("")
     lines.append("if __name__ == \"__main__\":")
     lines.append("    from %s import main" % entry)

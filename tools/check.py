@@ -17,10 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def python_files():
-    pats = ["*.py", "osmo_pcap/*.py", "tests/*.py", "tools/*.py", "bench/*.py"]
+    pats = ["*.py", "osmo_pcap/**/*.py", "tests/**/*.py", "tools/**/*.py", "bench/*.py"]
     files = []
     for p in pats:
-        files.extend(glob.glob(os.path.join(ROOT, p)))
+        files.extend(glob.glob(os.path.join(ROOT, p), recursive=True))
     return sorted(set(files))
 
 

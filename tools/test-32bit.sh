@@ -14,7 +14,7 @@
 # Usage: tools/test-32bit.sh [TARGET ...]   (default: all three)
 # Environment: CHROOT_CACHE (default /var/tmp/osmo-pcap-chroots), DEBIAN_MIRROR,
 #   PYTHON (host interpreter, default python3), REBUILD=1 to rebuild the chroots,
-#   BUILD_ONLY=1, TESTARGS_32BIT="test_libpcap -v" (unit tests to run), VERBOSE=1.
+#   BUILD_ONLY=1, TESTARGS_32BIT="client.test_libpcap -v" (unit tests to run), VERBOSE=1.
 # Prints a closing line "N passed, N failed[, N skipped]" over all chroots.
 set -eu
 cd "$(dirname "$0")/.."
@@ -211,7 +211,7 @@ unit_timeout_for() {
 # cannot pass there.
 exclude_for() {
     case $1 in
-        armhf-*) echo "test_demo test_ops_process.TrafficMetricsTest";;
+        armhf-*) echo "ops.test_demo ops.test_ops_process.TrafficMetricsTest";;
         *) echo "";;
     esac
 }

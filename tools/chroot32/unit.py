@@ -31,12 +31,22 @@ def classes_of(suite):
     return out
 
 
+def test_modules():
+    """Every test module as "area.test_name", areas (tests/ folders) in order."""
+    out = []
+    top = os.path.join(REPO, "tests")
+    for area in sorted(os.listdir(top)):
+        if not os.path.isfile(os.path.join(top, area, "__init__.py")):
+            continue
+        for f in sorted(os.listdir(os.path.join(top, area))):
+            if f.startswith("test_") and f.endswith(".py"):
+                out.append("%s.%s" % (area, f[:-3]))
+    return out
+
+
 def selection(exclude):
     names = []
-    for f in sorted(os.listdir(os.path.join(REPO, "tests"))):
-        if not (f.startswith("test_") and f.endswith(".py")):
-            continue
-        mod = f[:-3]
+    for mod in test_modules():
         if mod in exclude:
             print("left out here: %s" % mod)
             continue

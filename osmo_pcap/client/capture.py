@@ -1,0 +1,371 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Capture sources: live devices (reopened when they fail) and a replayed file.
+
+A source turns every packet into one framed record appended to the client's
+batch (a bytearray sent once per capture round): pcap records (spec 2.4.2) or
+pcapng EPBs (spec 2.4.3) with the device's position as interface id. Frames
+are always little-endian, as upstream x86/ARM clients send them (spec 12).
+"""
+
+import os
+import socket
+import struct
+
+from osmo_pcap import pcapfile, pcapng
+from osmo_pcap.client import libpcap
+
+# frame header (type, spare, len as two bytes: BE inside a LE struct) + record
+PCAP_FRAME = struct.Struct("<BBBBIIII")
+EPB_FRAME = struct.Struct("<BBBBIIIIIII")
+U32 = struct.Struct("<I")
+EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
+TYPE_CACHE_MAX = 2048
+
+# ARPHRD values (linux/if_arp.h) -> DLT libpcap reports, to predict the link
+# type of a device that is absent at start-up.
+ARPHRD_TO_DLT = {1: 1, 772: 1, 65534: 12, 778: 12, 776: 12, 519: 12}
+DLT_LINUX_SLL = 113
+
+
+def predict_dlt(device):
+    """Guess the DLT of a device that cannot be opened now."""
+    if device == "any":
+        return DLT_LINUX_SLL
+    try:
+        with open("/sys/class/net/%s/type" % device) as f:
+            return ARPHRD_TO_DLT.get(int(f.read().strip()), 1)
+    except (OSError, ValueError):
+        return 1
+
+
+def is_loopback(device):
+    try:
+        with open("/sys/class/net/%s/type" % device) as f:
+            return f.read().strip() == "772"
+    except OSError:
+        return device == "lo"
+
+
+def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
+    """Return the per-packet callback for one source.
+
+    acc is a list [packets, bytes, truncated, cut to max_caplen] updated in place.
+    """
+    extend = batch.extend
+    if fmt == "pcap":
+        pack = PCAP_FRAME.pack
+
+        def frame(sec, usec, caplen, length, data):
+            n = caplen + 16
+            extend(pack(1, 0, n >> 8, n & 255, sec & 0xFFFFFFFF, usec, caplen, length))
+            extend(data)
+    else:
+        pack = EPB_FRAME.pack
+        u32 = U32.pack
+        bt = pcapng.BT_EPB
+
+        def frame(sec, usec, caplen, length, data):
+            total = 36 + ((caplen + 3) & ~3)
+            if sec < 0:
+                # A 32-bit time_t (or libpcap reading a savefile) gives times
+                # past 2038 as negative values: they are unsigned on the wire.
+                sec &= 0xFFFFFFFF
+            ts = sec * 1000000 + usec
+            extend(pack(1, 0, total >> 8, total & 255, bt, total, if_index,
+                        (ts >> 32) & 0xFFFFFFFF, ts & 0xFFFFFFFF, caplen, length))
+            extend(data)
+            extend(EPB_PAD[caplen & 3])
+            extend(u32(total))
+
+    if gprs is None and not ipip:
+        def sink(sec, usec, caplen, length, data):
+            if caplen > max_caplen:
+                # only from read_file: live captures never exceed snaplen
+                acc[3] += 1
+                data = memoryview(data)[:max_caplen]
+                caplen = max_caplen
+            frame(sec, usec, caplen, length, data)
+            acc[0] += 1
+            acc[1] += caplen
+            if length > caplen:
+                acc[2] += 1
+        return sink
+
+    def slow_sink(sec, usec, caplen, length, data):
+        mv = memoryview(data).cast("B")
+        if gprs is not None and gprs(linktype, mv, caplen):
+            return
+        if caplen > max_caplen:
+            acc[3] += 1
+            data = mv = mv[:max_caplen]
+            caplen = max_caplen
+        frame(sec, usec, caplen, length, data)
+        acc[0] += 1
+        acc[1] += caplen
+        if length > caplen:
+            acc[2] += 1
+        for sender in ipip:
+            sender.send_packet(linktype, mv, caplen)
+    return slow_sink
+
+
+def new_device_counters():
+    """Per-device counters (spec 5.8 names)."""
+    return {"pcap:err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
+            "captured:pkts": 0, "captured:bytes": 0, "bpf:too_big": 0, "up": 0}
+
+
+class Source(object):
+    """What live devices and a replayed file share: a handle, a sink, counters."""
+
+    def __init__(self, client, name, index):
+        self.client = client
+        self.name = name
+        self.index = index
+        self.handle = None
+        self.dlt = None
+        self.acc = [0, 0, 0, 0]
+        self.counters = new_device_counters()
+        self.prefix = "device %s" % name
+
+    def linktype(self):
+        return pcapfile.dlt_to_linktype(self.dlt)
+
+    def _attach(self, handle):
+        self.handle = handle
+        self.dlt = handle.datalink()
+        self.attach_sink()
+
+    def attach_sink(self):
+        """(Re)build the per-packet callback from the client's current settings."""
+        c = self.client
+        self.handle.sink = make_sink(c.cfg.file_format, self.index, self.linktype(),
+                                     c.max_caplen, c.batch, self.acc, c.gprs, c.ipip)
+
+    def dispatch(self):
+        """Run one capture round; return the number of packets or -1 on error."""
+        h = self.handle
+        if h is None:
+            return 0
+        if len(h._types) > TYPE_CACHE_MAX:
+            h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
+        n = h.dispatch(self.client.cfg.dispatch_max)
+        self._fold()
+        return n
+
+    def _fold(self):
+        acc = self.acc
+        if acc[0] or acc[3]:
+            c, g = self.counters, self.client.counters
+            c["captured:pkts"] += acc[0]
+            g["captured:pkts"] += acc[0]
+            c["captured:bytes"] += acc[1]
+            g["captured:bytes"] += acc[1]
+            c["bpf:too_big"] += acc[2]
+            g["bpf:too_big"] += acc[2]
+            g["client:too_large"] += acc[3]
+            acc[0] = acc[1] = acc[2] = acc[3] = 0
+
+
+class Device(Source):
+    """A live capture device; absent or failing devices are retried."""
+
+    def __init__(self, client, name, index):
+        Source.__init__(self, client, name, index)
+        self.predicted_dlt = predict_dlt(name)
+        self.ifindex = None
+        self.fd = None
+        self.retry = None
+        self.last_stats = None
+        self.failures = 0
+        self.last_why = None
+        self.refused_dlt = None
+
+    def open(self, fatal=False):
+        """Open and activate; return True. On failure log and schedule a retry,
+        or raise LibpcapError when fatal."""
+        c = self.client
+        cfg = c.cfg
+        self.retry = None
+        try:
+            h, warning = libpcap.Handle.open_live(
+                c.library, self.name, cfg.snaplen, cfg.promisc,
+                max(1, int(cfg.capture_timeout * 1000)), cfg.buffer_size, cfg.immediate_mode)
+        except libpcap.LibpcapError as e:
+            if fatal:
+                raise
+            self._failed("cannot open: %s" % e)
+            return False
+        try:
+            if warning:
+                c.log.warning("%s: %s", self.prefix, warning)
+            if c.filter_expr:
+                h.set_filter(c.filter_expr)
+            dlt = h.datalink()
+            if not c.accept_dlt(self, dlt):
+                h.close()
+                self.refused_dlt = dlt
+                self._schedule_retry()
+                return False
+            self._ignore_outgoing(h)
+        except libpcap.LibpcapError as e:
+            h.close()
+            if fatal:
+                raise
+            self._failed(str(e))
+            return False
+        self._attach(h)
+        self.fd = h.selectable_fd()
+        try:
+            self.ifindex = None if self.name == "any" else _ifindex(self.name)
+        except OSError:
+            self.ifindex = None
+        self.last_stats = None
+        self.counters["up"] = 1
+        c.log.info("%s: capturing (%s, link type %d)", self.prefix, h.datalink_name(),
+                   self.linktype())
+        self.refused_dlt = None
+        if self.fd >= 0:
+            c.loop.add_reader(self.fd, self.on_readable)
+        self.poll_stats()
+        return True
+
+    def _ignore_outgoing(self, h):
+        # On loopback every packet is in the ring twice (outgoing and incoming)
+        # and libpcap throws the outgoing copy away; the kernel can skip it.
+        # Elsewhere outgoing frames are real traffic, so only with "yes".
+        mode = self.client.cfg.ignore_outgoing
+        if mode == "no" or (mode == "auto" and not is_loopback(self.name)):
+            return
+        try:
+            h.set_ignore_outgoing()
+        except OSError as e:
+            self.client.log.debug("%s: PACKET_IGNORE_OUTGOING not available: %s",
+                                  self.prefix, e)
+
+    def _failed(self, why):
+        # A device that stays broken (down, absent) logs its reason once, then
+        # every 60th attempt; a new reason is logged at once.
+        self.failures += 1
+        if why != self.last_why or self.failures % 60 == 0:
+            self.last_why = why
+            self.client.log.error("%s: %s; retrying every %gs", self.prefix, why,
+                                  self.client.cfg.reopen_interval)
+        self._schedule_retry()
+
+    def _schedule_retry(self):
+        if self.retry is None and not self.client.stopping:
+            self.retry = self.client.loop.call_later(self.client.cfg.reopen_interval, self.open)
+
+    def close(self):
+        if self.handle is not None:
+            self._fold()
+            self.poll_stats(quiet=True)
+            if self.fd is not None and self.fd >= 0:
+                self.client.loop.remove(self.fd)
+            self.handle.close()
+            self.handle = None
+            self.fd = None
+        self.counters["up"] = 0
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
+
+    def fail(self, why):
+        """The open handle broke: count, close, reopen later."""
+        self.counters["pcap:err"] += 1
+        self.client.counters["client:pcap_err"] += 1
+        self.close()
+        self._failed(why)
+
+    def on_readable(self):
+        self.run_round()
+        self.client.flush_batch()
+
+    def run_round(self):
+        if self.handle is None:
+            return
+        n = self.dispatch()
+        if n > 0 and self.failures:
+            self.failures = 0          # healthy again: the next failure is news
+            self.last_why = None
+        if n < 0 and n != libpcap.PCAP_ERROR_BREAK:
+            self.fail("capture error: %s" % (self.handle.last_error() if self.handle else n))
+
+    def poll_stats(self, quiet=False):
+        """Fold libpcap's cumulative counters into ours (u32 wrap handled)."""
+        if self.handle is None:
+            return
+        try:
+            now = self.handle.stats()
+        except libpcap.LibpcapError as e:
+            if quiet:
+                return
+            self.counters["pcap:err"] += 1
+            self.client.counters["client:pcap_err"] += 1
+            self.client.log.debug("%s", e)
+            return
+        old = self.last_stats or (0, 0, 0)
+        for key, o, n in zip(("pcap:recv", "pcap:drop", "pcap:ifdrop"), old, now):
+            d = libpcap.stat_delta(o, n)
+            self.counters[key] += d
+            self.client.counters[key] += d
+        self.last_stats = now
+
+    def check_present(self):
+        """Reopen when the interface was removed and re-created under the same name."""
+        if self.handle is None or self.ifindex is None:
+            return
+        try:
+            idx = _ifindex(self.name)
+        except OSError:
+            idx = None
+        if idx != self.ifindex:
+            self.fail("the interface disappeared" if idx is None else
+                      "the interface was re-created")
+
+
+def _ifindex(name):
+    return socket.if_nametoindex(name)
+
+
+class FileSource(Source):
+    """read_file: packets from a pcap/pcapng file or FIFO through the same path."""
+
+    def __init__(self, client, path):
+        Source.__init__(self, client, os.path.basename(path), 0)
+        self.path = path
+        self.finished = False
+        self.prefix = "file %s" % path
+
+    def open(self):
+        h = libpcap.Handle.open_offline(self.client.library, self.path)
+        if self.client.filter_expr:
+            try:
+                h.set_filter(self.client.filter_expr)
+            except libpcap.LibpcapError:
+                h.close()
+                raise
+        self._attach(h)
+        self.counters["up"] = 1
+        return h
+
+    def run_round(self):
+        if self.handle is None or self.finished:
+            return
+        n = self.dispatch()
+        if n == 0:
+            self.finished = True
+        elif n < 0:
+            self.client.counters["client:pcap_err"] += 1
+            self.counters["pcap:err"] += 1
+            self.client.log.error("%s: read error: %s", self.prefix, self.handle.last_error())
+            self.finished = True
+
+    def close(self):
+        if self.handle is not None:
+            self._fold()
+            self.handle.close()
+            self.handle = None
+        self.counters["up"] = 0
+

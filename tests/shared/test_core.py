@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Shared helpers: config parsing, the event loop, trace names, log rate limiting."""
+
+import os
+import signal
+import socket
+import time
+import unittest
+
+from tests import support
+from osmo_pcap import log, loop, tracename
+from osmo_pcap import ini
+
+
+class ConfigTest(support.TempDirTestCase):
+    def ini(self, text):
+        path = self.path("x.ini")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_values(self):
+        self.assertEqual(ini.parse_size("16M"), 16 << 20)
+        self.assertEqual(ini.parse_size("1G"), 1 << 30)
+        self.assertEqual(ini.parse_size("4096"), 4096)
+        self.assertEqual(ini.parse_size("off", allow_off=True), 0)
+        self.assertRaises(ValueError, ini.parse_size, "12Q")
+        self.assertEqual(ini.parse_duration("120d"), 120 * 86400)
+        self.assertEqual(ini.parse_duration("2w"), 14 * 86400)
+        self.assertEqual(ini.parse_duration("1.5", "h"), 5400)
+        self.assertRaises(ValueError, ini.parse_duration, "soon")
+        self.assertTrue(ini.parse_bool("Yes"))
+        self.assertFalse(ini.parse_bool("off"))
+        self.assertRaises(ValueError, ini.parse_bool, "maybe")
+        self.assertEqual(ini.parse_octal_mode("0440"), 0o440)
+        self.assertRaises(ValueError, ini.parse_octal_mode, "0948")
+        self.assertEqual(ini.parse_host_port("127.0.0.1:9101"), ("127.0.0.1", 9101))
+        self.assertEqual(ini.parse_host_port("[::1]:80"), ("::1", 80))
+        self.assertEqual(ini.parse_host_port("57012"), ("127.0.0.1", 57012))
+        self.assertRaises(ValueError, ini.parse_host_port, "host:99999")
+        self.assertRaises(ValueError, ini.parse_int, "5", 6)
+
+    def test_safe_names(self):
+        for ok in ("bts1", "foo-bar", "a.b_c+d", "X" * 64):
+            self.assertEqual(ini.check_safe_name(ok), ok)
+        for bad in ("", ".", "..", "a/b", "-x", "a b", "x" * 65, "é", ".hidden"):
+            self.assertRaises(ValueError, ini.check_safe_name, bad)
+
+    def test_section_errors_name_file_section_and_key(self):
+        path = self.ini("[server]\nport = 12x ; comment\nbogus = 1\n")
+        cp = ini.read_ini(path)
+        sec = ini.Section(cp, "server", path)
+        with self.assertRaises(ini.ConfigError) as cm:
+            sec.get("port", ini.parse_port)
+        self.assertIn(path, str(cm.exception))
+        self.assertIn("[server]", str(cm.exception))
+        self.assertIn("port", str(cm.exception))
+        sec = ini.Section(cp, "server", path)
+        sec.get("port")
+        with self.assertRaises(ini.ConfigError) as cm:
+            sec.finish()
+        self.assertIn("bogus", str(cm.exception))
+        self.assertEqual(sec.get("absent", int, 7), 7)
+
+    def test_indented_line_is_not_silently_joined(self):
+        path = self.ini("[server]\nbase_path = /x\n  port = 1\n")
+        sec = ini.Section(ini.read_ini(path), "server", path)
+        with self.assertRaises(ini.ConfigError) as cm:
+            sec.get("base_path")
+        self.assertIn("indented line", str(cm.exception))
+        self.assertIn("base_path", str(cm.exception))
+
+    def test_file_errors(self):
+        with self.assertRaises(ini.ConfigError) as cm:
+            ini.read_ini(self.path("missing.ini"))
+        self.assertIn("missing.ini", str(cm.exception))
+        with self.assertRaises(ini.ConfigError) as cm:
+            ini.read_ini(self.ini("[a]\nx=1\nx=2\n"))
+        self.assertIn("duplicate", str(cm.exception))
+        with self.assertRaises(ini.ConfigError) as cm:
+            ini.read_ini(self.ini("x=1\n"))
+        self.assertIn("line 1", str(cm.exception))
+        with self.assertRaises(ini.ConfigError):
+            ini.read_ini(self.ini("[a]\n[a]\n"))
+
+
+class LoopTest(unittest.TestCase):
+    def test_readers_timers_and_signals(self):
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        got = []
+        lp.add_reader(a, lambda: got.append(a.recv(10)))
+        b.send(b"hi")
+        lp.call_later(0.05, got.append, "late")
+        rep = lp.call_every(0.01, got.append, "tick")
+        lp.call_later(0.035, rep.cancel)
+        cancelled = lp.call_later(0.02, got.append, "never")
+        cancelled.cancel()
+        lp.on_signal(signal.SIGUSR2, lambda s: (got.append("sig"), lp.stop()))
+        lp.call_later(0.08, os.kill, os.getpid(), signal.SIGUSR2)
+        lp.run()
+        self.assertEqual(got[0], b"hi")
+        self.assertIn(got.count("tick"), (2, 3))
+        self.assertNotIn("never", got)
+        self.assertEqual(got[-2:], ["late", "sig"])
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+
+    def test_writer_and_removal(self):
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        seen = []
+
+        def writable():
+            seen.append("w")
+            lp.remove_writer(a)
+
+        lp.add_writer(a, writable)
+        lp.run_once(0.1)
+        lp.run_once(0.01)
+        self.assertEqual(seen, ["w"])
+        lp.add_reader(a, lambda: seen.append("r"))
+        lp.remove(a)
+        b.send(b"x")
+        lp.run_once(0.01)
+        self.assertEqual(seen, ["w"])
+
+
+class TraceNameTest(unittest.TestCase):
+    def test_format_and_parse(self):
+        tm = (2025, 3, 1, 14, 5, 9)
+        self.assertEqual(tracename.format_name("bts1", tm, "pcapng"),
+                         "trace-bts1-20250301_140509.pcapng")
+        self.assertEqual(tracename.format_name("foo-bar", tm, "pcap", 2),
+                         "trace-foo-bar-20250301_140509-2.pcap")
+        t = tracename.parse_name("trace-foo-bar-20250301_140509-2.pcap.gz")
+        self.assertEqual((t.client, t.stamp, t.seq, t.ext, t.compression, t.base),
+                         ("foo-bar", "20250301_140509", 2, "pcap", "gz",
+                          "trace-foo-bar-20250301_140509-2.pcap"))
+        self.assertEqual(tracename.parse_name("trace-foo-20250301_140509.pcapng").client, "foo")
+        self.assertEqual(tracename.parse_name("trace-x-20250101_000000.pcapng").ext, "pcapng")
+        for other in ("trace-foo.pcap", "foo-20250301_140509.pcap", "trace-foo-20250301_140509.txt",
+                      "trace-foo-20250301_140509.pcap.zip", "trace--20250301_140509.pcap",
+                      ".trace-foo-20250301_140509.pcap.tmp"):
+            self.assertIsNone(tracename.parse_name(other), other)
+        self.assertEqual(tracename.parse_name("trace-a-20250301_140509.pcap").timestamp(),
+                         time.mktime((2025, 3, 1, 14, 5, 9, 0, 0, -1)))
+        self.assertIsNone(tracename.parse_name("trace-a-20251301_140509.pcap").timestamp())
+
+
+class RateLimiterTest(unittest.TestCase):
+    def test_counts_suppressed_lines(self):
+        now = [100.0]
+        rl = log.RateLimiter(10, clock=lambda: now[0])
+        self.assertEqual(rl.ok("scan"), 0)
+        self.assertIsNone(rl.ok("scan"))
+        self.assertIsNone(rl.ok("scan"))
+        self.assertEqual(rl.ok("other"), 0)
+        now[0] += 10
+        self.assertEqual(rl.ok("scan"), 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
