@@ -29,7 +29,7 @@ class GoldenTest(unittest.TestCase):
 
     def check(self, kind, base):
         text, messages, _ = convert(kind, read(base + ".cfg"), base + ".cfg")
-        self.assertEqual(text, read(base + ".text"))
+        self.assertEqual(text, read(base + ".ini"))
         self.assertEqual("".join(m + "\n" for m in messages), read(base + ".err"))
 
     def test_server_plain(self):
@@ -139,7 +139,7 @@ class CommandTest(unittest.TestCase):
         self.assertIn("filter = udp\n", text)
 
     def test_exact_keyword_beats_longer_one(self):
-        ini, msgs, _ = convert("server", "server\n base-path /x\n tls dh pkcs /dh.pem\n")
+        _, msgs, _ = convert("server", "server\n base-path /x\n tls dh pkcs /dh.pem\n")
         self.assertEqual(len(msgs), 1)
         self.assertIn("tls dh pkcs /dh.pem': not needed", msgs[0])
 
