@@ -756,7 +756,7 @@ _SOURCES['osmo_pcap/clean/plan.py'] = r'''
 """Cleanup planning: which trace files to delete and which to compress.
 
 Pure logic over plain values (no filesystem, no clock): the caller lists the
-files as TraceFile objects, passes the policies and "now", and gets a Plan.
+files as FoundTrace objects, passes the policies and "now", and gets a Plan.
 Rules (each evaluated on what the earlier rules left):
 
   max_age         delete files older than the limit
@@ -809,7 +809,7 @@ class Policy(object):
         return "Policy(%s)" % ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__)
 
 
-class TraceFile(object):
+class FoundTrace(object):
     """One trace file as found on disk.
 
     time: epoch seconds (from the name, else mtime); seq: collision suffix;
@@ -838,13 +838,13 @@ class TraceFile(object):
         return (self.time, self.seq, self.path)
 
     def __repr__(self):
-        return "TraceFile(%r)" % self.path
+        return "FoundTrace(%r)" % self.path
 
 
 class Plan(object):
     """The result of plan(): what to delete and compress, and why nothing else.
 
-    delete: [(TraceFile, rule)] oldest first; compress: [(TraceFile, method,
+    delete: [(FoundTrace, rule)] oldest first; compress: [(FoundTrace, method,
     level)] oldest first; protected: {path: reason}; warnings: [text].
     """
 
@@ -879,7 +879,7 @@ def protected_files(files):
 
 
 def plan(files, now, default, clients=None, max_bytes=0, need_free=None, fs_names=None):
-    """Return the Plan for files (TraceFile list) at time now (epoch seconds).
+    """Return the Plan for files (FoundTrace list) at time now (epoch seconds).
 
     default: the Policy from [clean]; clients: {name: Policy} overrides;
     max_bytes: the global budget (0 = off); need_free: {dev: bytes to free}
@@ -889,7 +889,7 @@ def plan(files, now, default, clients=None, max_bytes=0, need_free=None, fs_name
     clients = clients or {}
     result = Plan()
     prot = result.protected = protected_files(files)
-    files = sorted(files, key=TraceFile.order)  # oldest first, everywhere below
+    files = sorted(files, key=FoundTrace.order)  # oldest first, everywhere below
     by_client = {}
     for f in files:
         by_client.setdefault(f.client, []).append(f)
@@ -991,7 +991,7 @@ import os
 
 from osmo_pcap import tracename
 from osmo_pcap.clean import compress
-from osmo_pcap.clean.plan import TraceFile
+from osmo_pcap.clean.plan import FoundTrace
 
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
@@ -1033,7 +1033,7 @@ def is_locked(path):
 
 
 def scan(directory, check_locks=True):
-    """Return (TraceFile list, leftover temporary file paths) for directory.
+    """Return (FoundTrace list, leftover temporary file paths) for directory.
 
     Ages come from the time in the name (local time, as the server writes
     it), else from the mtime. Only uncompressed files can be in use, so only
@@ -1060,7 +1060,7 @@ def scan(directory, check_locks=True):
             if t is None:
                 t = st.st_mtime
             locked = check_locks and tn.compression is None and is_locked(de.path)
-            files.append(TraceFile(de.path, directory, tn.client, t, tn.seq, st.st_size,
+            files.append(FoundTrace(de.path, directory, tn.client, t, tn.seq, st.st_size,
                                    st.st_blocks * 512, dev, tn.compression, locked))
     finally:
         if hasattr(it, "close"):
@@ -1242,6 +1242,14 @@ class Section(object):
 
     def has(self, key):
         return key in self._items
+
+    def keys(self):
+        """Return the keys the section sets, sorted (known or not)."""
+        return sorted(self._items)
+
+    def sets_any(self, prefix):
+        """Return True if the section sets a key starting with prefix."""
+        return any(k.startswith(prefix) for k in self._items)
 
     def raw(self, key):
         self._known.add(key)

@@ -56,15 +56,13 @@ import os
 import socket
 import struct
 
-from osmo_pcap import pcapfile, pcapng
+from osmo_pcap import pcapfile, pcapng, wire
 from osmo_pcap.client import libpcap
 
-# frame header (type, spare, len as two bytes: BE inside a LE struct) + record
-PCAP_FRAME = struct.Struct("<BBBBIIII")
-EPB_FRAME = struct.Struct("<BBBBIIIIIII")
+PCAP_FRAME = wire.PCAP_DATA_FRAME
+EPB_FRAME = wire.EPB_DATA_FRAME
 U32 = struct.Struct("<I")
 EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
-TYPE_CACHE_MAX = 2048
 
 # ARPHRD values (linux/if_arp.h) -> DLT libpcap reports, to predict the link
 # type of a device that is absent at start-up.
@@ -172,6 +170,7 @@ class Source(object):
         self.acc = [0, 0, 0, 0]
         self.counters = new_device_counters()
         self.prefix = "device %s" % name
+        self.dispatch_max = client.cfg.dispatch_max
 
     def linktype(self):
         return pcapfile.dlt_to_linktype(self.dlt)
@@ -192,9 +191,7 @@ class Source(object):
         h = self.handle
         if h is None:
             return 0
-        if len(h._types) > TYPE_CACHE_MAX:
-            h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
-        n = h.dispatch(self.client.cfg.dispatch_max)
+        n = h.dispatch(self.dispatch_max)
         self._fold()
         return n
 
@@ -447,8 +444,8 @@ FORMATS = ("pcap", "pcapng")
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
 
 
-class ServerConfig(object):
-    """One [server NAME] section."""
+class ServerEntry(object):
+    """One [server NAME] section: a server this client forwards to."""
 
     def __init__(self, name):
         self.name = name
@@ -462,16 +459,14 @@ class ServerConfig(object):
         self.reconnect_min = 1.0
         self.reconnect_max = 30.0
         self.enabled = True
-        self.tls = None       # set by the TLS reader: an object with transport(tcp)
-        self.section = None  # the config.Section, for keys other issues add
+        self.tls = None       # tlsconfig.ClientTLS when tls = yes
 
     def describe(self):
         if self.protocol == "ipip":
             return "%s %s ipip" % (self.name, self.host)
         if self.tls is not None:
             return "%s %s:%d TLS%s" % (self.name, self.host, self.port,
-                                       "" if getattr(self.tls, "verify", True)
-                                       else " (server not verified)")
+                                       "" if self.tls.verify else " (server not verified)")
         return "%s %s:%d" % (self.name, self.host, self.port)
 
 
@@ -573,32 +568,35 @@ def load(path):
     if not cp.has_section("client"):
         raise ConfigError("missing [client] section", path)
     sec = Section(cp, "client", path)
+    # The defaults are the attributes of a fresh ClientConfig.
     cfg.devices = (sec.get("devices") or "").split()
     if len(set(cfg.devices)) != len(cfg.devices):
         raise sec.error("devices", "a device is listed twice")
-    cfg.filter = sec.get("filter", default="")
-    cfg.detect_loop = sec.get("detect_loop", parse_bool, True)
-    cfg.gprs_filter = sec.get("gprs_filter", parse_bool, False)
-    cfg.gprs_ports = sec.get("gprs_ports", _ports, None)
-    cfg.file_format = sec.get("file_format", _choice(FORMATS), "pcap")
+    cfg.filter = sec.get("filter", None, cfg.filter)
+    cfg.detect_loop = sec.get("detect_loop", parse_bool, cfg.detect_loop)
+    cfg.gprs_filter = sec.get("gprs_filter", parse_bool, cfg.gprs_filter)
+    cfg.gprs_ports = sec.get("gprs_ports", _ports, cfg.gprs_ports)
+    cfg.file_format = sec.get("file_format", _choice(FORMATS), cfg.file_format)
     limit = MAX_CAPLEN[cfg.file_format]
-    cfg.snaplen = sec.get("snaplen", lambda t: parse_int(t, 1, limit), DEFAULT_SNAPLEN)
-    cfg.buffer_size = sec.get("buffer_size", parse_size, 16 << 20)
+    cfg.snaplen = sec.get("snaplen", lambda t: parse_int(t, 1, limit), cfg.snaplen)
+    cfg.buffer_size = sec.get("buffer_size", parse_size, cfg.buffer_size)
     if cfg.buffer_size > 0x7FFFFFFF:
         raise sec.error("buffer_size", "at most 2047M")
-    cfg.promisc = sec.get("promisc", parse_bool, False)
-    cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, 0.1)
-    cfg.immediate_mode = sec.get("immediate_mode", parse_bool, False)
-    cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")), "auto")
-    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 1000)
-    cfg.libpcap = sec.get("libpcap", None, None)
-    cfg.read_file = resolve_path(base, sec.get("read_file", None, None))
-    cfg.user = sec.get("user", _user, None)
-    cfg.group = sec.get("group", _group, None)
-    cfg.reopen_interval = sec.get("reopen_interval", _positive_duration, 5.0)
-    cfg.stats_interval = sec.get("stats_interval", parse_duration, 60.0)
-    cfg.flush_timeout = sec.get("flush_timeout", parse_duration, 3.0)
-    cfg.log_level = sec.get("log_level", _choice(LOG_LEVELS), "info")
+    cfg.promisc = sec.get("promisc", parse_bool, cfg.promisc)
+    cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, cfg.capture_timeout)
+    cfg.immediate_mode = sec.get("immediate_mode", parse_bool, cfg.immediate_mode)
+    cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")),
+                                  cfg.ignore_outgoing)
+    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000),
+                               cfg.dispatch_max)
+    cfg.libpcap = sec.get("libpcap", None, cfg.libpcap)
+    cfg.read_file = resolve_path(base, sec.get("read_file", None, cfg.read_file))
+    cfg.user = sec.get("user", _user, cfg.user)
+    cfg.group = sec.get("group", _group, cfg.group)
+    cfg.reopen_interval = sec.get("reopen_interval", _positive_duration, cfg.reopen_interval)
+    cfg.stats_interval = sec.get("stats_interval", parse_duration, cfg.stats_interval)
+    cfg.flush_timeout = sec.get("flush_timeout", parse_duration, cfg.flush_timeout)
+    cfg.log_level = sec.get("log_level", _choice(LOG_LEVELS), cfg.log_level)
     sec.finish()
     cfg.log = log.read_config(Section(cp, "log", path))
     if not cp.has_option("log", "level"):
@@ -621,66 +619,62 @@ def _load_server(cp, section, path, base):
     except ValueError as e:
         raise ConfigError("bad server name: %s" % e, path, section)
     sec = Section(cp, section, path)
-    s = ServerConfig(name)
-    s.section = sec
-    s.protocol = sec.get("protocol", _choice(PROTOCOLS), "osmo-pcap")
+    s = ServerEntry(name)
+    # The defaults are the attributes of a fresh ServerEntry.
+    s.protocol = sec.get("protocol", _choice(PROTOCOLS), s.protocol)
     s.host = sec.get("host")
     if not s.host:
         raise sec.error("host", "missing: the server's address")
-    s.port = sec.get("port", parse_port, None)
+    s.port = sec.get("port", parse_port, s.port)
     if s.protocol == "osmo-pcap" and s.port is None:
         raise sec.error("port", "missing: the server's TCP port")
-    s.source_ip = sec.get("source_ip", _ip, None)
-    s.queue_size = sec.get("queue_size", parse_size, 16 << 20)
+    s.source_ip = sec.get("source_ip", _ip, s.source_ip)
+    s.queue_size = sec.get("queue_size", parse_size, s.queue_size)
     if s.queue_size < 65536:
         raise sec.error("queue_size", "at least 64K (one frame must fit)")
-    s.spool_dir = resolve_path(base, sec.get("spool_dir", None, None))
-    s.spool_max = sec.get("spool_max", parse_size, 1 << 30)
+    s.spool_dir = resolve_path(base, sec.get("spool_dir", None, s.spool_dir))
+    s.spool_max = sec.get("spool_max", parse_size, s.spool_max)
     if s.spool_dir and s.spool_max < (1 << 20):
         raise sec.error("spool_max", "at least 1M")
     if s.spool_dir and s.protocol == "ipip":
         raise sec.error("spool_dir", "not available with protocol = ipip")
-    s.reconnect_min = sec.get("reconnect_min", _positive_duration, 1.0)
-    s.reconnect_max = sec.get("reconnect_max", _positive_duration, 30.0)
+    s.reconnect_min = sec.get("reconnect_min", _positive_duration, s.reconnect_min)
+    s.reconnect_max = sec.get("reconnect_max", _positive_duration, s.reconnect_max)
     if s.reconnect_max < s.reconnect_min:
         raise sec.error("reconnect_max", "smaller than reconnect_min")
-    s.enabled = sec.get("enabled", parse_bool, True)
-    extend_server_section(s, sec)
+    s.enabled = sec.get("enabled", parse_bool, s.enabled)
+    if sec.sets_any("tls"):
+        # Only TLS configurations load ssl (about 4.5 MB of resident memory).
+        from osmo_pcap import tlsconfig
+        s.tls = tlsconfig.read_client_tls(sec, s.host)
+        if s.tls is not None and s.protocol != "osmo-pcap":
+            raise sec.error("tls", "only with protocol = osmo-pcap")
     sec.finish()
     return s
-
-
-# Other features (TLS) register a function(ServerConfig, Section) here to read
-# their own keys before unknown keys are rejected.
-SERVER_SECTION_READERS = []
-
-
-def extend_server_section(server, sec):
-    for reader in SERVER_SECTION_READERS:
-        reader(server, sec)
 '''
 # ==================== End file osmo_pcap/client/config.py ======================
 
 # ==================== Begin file osmo_pcap/client/forward.py ====================
 _SOURCES['osmo_pcap/client/forward.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Forwarding captured frames to servers: one Connection per [server NAME].
+"""Forwarding captured frames to one osmo-pcap server: the Forwarder.
 
-A Connection owns a bounded byte queue of complete frames, sends it in large
-non-blocking batches, reconnects with exponential back-off and jitter, puts
-LINK_HDR first on every new connection and, with a spool, keeps what it cannot
-send on disk. All socket I/O of one connection lives in TcpTransport so that a
-TLS transport can replace it. IpipSender is the `protocol = ipip` variant.
+A Forwarder owns a bounded byte queue of complete frames, sends it in large
+non-blocking batches over its transport (plain TCP or TLS, see
+osmo_pcap/transport.py), reconnects with exponential back-off and jitter,
+puts LINK_HDR first on every new connection and, with a spool, keeps what it
+cannot send on disk. The client pushes every change of the link header in
+with set_link_hdr(); nothing here asks for it.
 """
 
 import collections
-import errno
 import os
 import random
-import socket
 
 from osmo_pcap import wire
-from osmo_pcap.client.spool import Spool, complete_frames
+from osmo_pcap.client.spool import Spool
+from osmo_pcap.transport import RECV_CHUNK, Dial, PlainTransport, why
+from osmo_pcap.wire import complete_frames
 
 CHUNK = 256 * 1024        # queue chunks grow up to this before a new one starts
 SEND_MAX = 1 << 20        # bytes handed to one send() call
@@ -690,67 +684,6 @@ STABLE_UP = 10.0          # seconds up before the back-off starts again from its
 IDLE, CONNECTING, UP, WAITING, STOPPED = "idle", "connecting", "up", "waiting", "stopped"
 
 
-class TcpTransport(object):
-    """Socket I/O of one plain TCP connection: connect, send, read-and-discard."""
-
-    def __init__(self, host, port, source_ip=None):
-        self.host, self.port, self.source_ip = host, port, source_ip
-        self.sock = None
-
-    def open(self):
-        """Create the socket and start a non-blocking connect; raise OSError."""
-        infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
-        family, kind, proto, _, addr = infos[0]
-        s = socket.socket(family, kind, proto)
-        try:
-            s.setblocking(False)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.source_ip:
-                s.bind((self.source_ip, 0))
-            rc = s.connect_ex(addr)
-            if rc not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
-                raise OSError(rc, "connect: %s" % errno.errorcode.get(rc, rc))
-        except BaseException:
-            s.close()
-            raise
-        self.sock = s
-
-    def progress(self):
-        """Advance connection set-up; return "done", or "read"/"write" to wait for."""
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, "connect: %s" % errno.errorcode.get(err, err))
-        try:
-            self.sock.getpeername()
-        except OSError:
-            return "write"
-        return "done"
-
-    def send(self, data):
-        """Send what the kernel takes now; return the byte count (0 when full)."""
-        try:
-            return self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-
-    def discard_input(self):
-        """Read and drop what the server sent; return False on end of stream."""
-        try:
-            while True:
-                data = self.sock.recv(4096)
-                if not data:
-                    return False
-                if len(data) < 4096:
-                    return True
-        except (BlockingIOError, InterruptedError):
-            return True
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
 def new_server_counters():
     """Per-server counters (spec 5.8 names where upstream has one)."""
     return {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
@@ -758,21 +691,35 @@ def new_server_counters():
             "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0}
 
 
-class Connection(object):
-    """One osmo-pcap server: queue, spool, connection state and back-off."""
+def tls_wrapper(tls):
+    """Return wrap(loop, sock) making the client side of TLS with tlsconfig.ClientTLS tls."""
+    from osmo_pcap.tls import TLSTransport
 
-    transport_factory = TcpTransport
+    def wrap(loop, sock):
+        return TLSTransport(loop, sock, tls.context, server_hostname=tls.hostname)
+    return wrap
 
-    def __init__(self, cfg, loop, logger, get_link_hdr, rng=random.random):
-        self.cfg = cfg
+
+class Forwarder(object):
+    """One [server NAME] of protocol osmo-pcap: queue, spool, connection, back-off.
+
+    dial is transport.Dial or a stand-in with its signature (tests).
+    """
+
+    def __init__(self, cfg, loop, logger, dial=Dial, rng=random.random):
+        self.cfg = cfg             # the client.config.ServerEntry
         self.name = cfg.name
         self.loop = loop
         self.log = logger
-        self.get_link_hdr = get_link_hdr
+        self.dial = dial
+        self.wrap = PlainTransport if cfg.tls is None else tls_wrapper(cfg.tls)
         self.rng = rng
+        self.link_hdr = None       # the current header, pushed in by set_link_hdr()
         self.counters = new_server_counters()
         self.state = IDLE
         self.transport = None
+        self.dialing = None
+        self.scratch = bytearray(RECV_CHUNK)
         self.queue = collections.deque()
         self.qbytes = 0
         self.head_off = 0
@@ -800,24 +747,20 @@ class Connection(object):
         if self.state != WAITING:
             return
         self.counters["server:connect"] += 1
-        t = self.make_transport()
+        c = self.cfg
         try:
-            t.open()
-        except (OSError, socket.gaierror) as e:
-            # Synchronous failures are retried too (spec 11 #25).
-            self.log.warning("%s: cannot connect: %s", self.prefix, _why(e))
+            self.dialing = self.dial(self.loop, c.host, c.port, c.source_ip, self.wrap,
+                                     self._established, self._dial_failed)
+        except OSError as e:
+            # Synchronous failures (DNS, no route) are retried too.
+            self.log.warning("%s: cannot connect: %s", self.prefix, why(e))
             self._schedule_retry()
             return
-        self.transport = t
         self.state = CONNECTING
-        self.loop.add_writer(t.sock, self._on_connect_event)
-        self.loop.add_reader(t.sock, self._on_connect_event)
 
-    def make_transport(self):
-        """Return a new transport: plain TCP, wrapped when the section set up TLS."""
-        t = self.transport_factory(self.cfg.host, self.cfg.port, self.cfg.source_ip)
-        tls = getattr(self.cfg, "tls", None)
-        return tls.transport(t) if tls is not None else t
+    def _dial_failed(self, reason, error):
+        self.dialing = None
+        self._lost(reason)
 
     def _schedule_retry(self):
         self.state = WAITING
@@ -825,61 +768,48 @@ class Connection(object):
         self.delay = min(self.delay * 2, self.cfg.reconnect_max)
         self.timer = self.loop.call_later(delay, self._attempt)
 
-    def _on_connect_event(self):
-        try:
-            step = self.transport.progress()
-        except OSError as e:
-            if getattr(e, "kind", None) is not None:  # a tls.TLSError: nothing was sent
-                self._lost("TLS handshake failed: %s" % _why(e), quiet_retry=True)
-            else:
-                self._lost("connect failed: %s" % _why(e), quiet_retry=True)
-            return
-        sock = self.transport.sock
-        if step == "done":
-            self.loop.remove(sock)
-            self._established()
-        elif step == "read":
-            self.loop.remove(sock)
-            self.loop.add_reader(sock, self._on_connect_event)
-        else:
-            self.loop.remove(sock)
-            self.loop.add_writer(sock, self._on_connect_event)
-
-    def _established(self):
+    def _established(self, transport):
+        self.dialing = None
+        self.transport = transport
         self.state = UP
         self.counters["server:connected"] = 1
         self.up_since = self.loop.clock()
-        tls = getattr(self.cfg, "tls", None)
-        if tls is not None and hasattr(self.transport, "version"):
-            self.log.info("%s: connected with %s, %s", self.prefix, self.transport.version(),
+        tls = self.cfg.tls
+        if tls is not None:
+            self.log.info("%s: connected with %s, %s", self.prefix, transport.version(),
                           "server certificate verified for %s" % tls.hostname if tls.verify
                           else "server certificate NOT verified (tls_verify = no)")
         else:
             self.log.info("%s: connected", self.prefix)
-        hdr = self.get_link_hdr()
+        hdr = self.link_hdr
         self.queue.appendleft(bytearray(wire.encode_link_hdr(hdr)))
         self.qbytes += len(self.queue[0])
         self.head_off = 0
         self.wire_hdr = hdr
-        self.loop.add_reader(self.transport.sock, self._on_readable)
+        transport.set_reader(self._on_readable)
         self._send()
 
-    def _lost(self, why, quiet_retry=False):
-        """Tear the connection down and schedule a new attempt."""
+    def _lost(self, why_):
+        """Tear the connection (or the attempt) down and schedule a new attempt."""
         was_up = self.state == UP
         if was_up and self.loop.clock() - self.up_since >= STABLE_UP:
             self.delay = self.cfg.reconnect_min   # a server that hangs up at once backs off
-        if self.transport is not None:
-            self.loop.remove(self.transport.sock)
-            self.transport.close()
-            self.transport = None
+        self._close_transport()
         self.counters["server:connected"] = 0
         if was_up:
-            self.log.warning("%s: connection lost: %s", self.prefix, why)
+            self.log.warning("%s: connection lost: %s", self.prefix, why_)
         else:
-            self.log.warning("%s: %s", self.prefix, why)
+            self.log.warning("%s: %s", self.prefix, why_)
         self._requeue_after_loss()
         self._schedule_retry()
+
+    def _close_transport(self):
+        if self.dialing is not None:
+            self.dialing.cancel()
+            self.dialing = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
 
     def _requeue_after_loss(self):
         """Drop the partly sent frame; move or keep the rest for the next connection."""
@@ -902,7 +832,7 @@ class Connection(object):
         elif self.spool is not None and not self.spool.pending and self.qbytes:
             data = b"".join(self.queue)
             self._clear_queue()
-            self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
+            self.spool.append(self.wire_hdr or self.link_hdr, data)
         # else: the queue is kept and sent after LINK_HDR on the next connection
 
     def _clear_queue(self):
@@ -915,13 +845,13 @@ class Connection(object):
         """Take complete LINK_DATA frames (a batch from one capture round)."""
         spool = self.spool
         if spool is not None and (spool.pending or self.state != UP):
-            spool.append(self.get_link_hdr(), data)
+            spool.append(self.link_hdr, data)
             return
         room = self.cfg.queue_size - self.qbytes
         n = len(data)
         if n > room:
             if spool is not None:
-                spool.append(self.get_link_hdr(), data)
+                spool.append(self.link_hdr, data)
                 return
             end, _ = complete_frames(data, 0, room)
             _, dropped = complete_frames(data, end)
@@ -939,8 +869,15 @@ class Connection(object):
         if self.state == UP:
             self._send()
 
-    def link_hdr_changed(self, hdr):
-        """A device changed the link header: announce it in order, or restart."""
+    def set_link_hdr(self, hdr):
+        """Take the link header for the frames enqueued from now on.
+
+        Before start() this is just the first header; later a change is
+        announced in order on a live connection, or ends what was queued.
+        """
+        old, self.link_hdr = self.link_hdr, hdr
+        if old is None or hdr == old:
+            return
         if self.state == UP:
             if self.spool is not None and self.spool.pending:
                 return  # the spool starts a new file with the new header
@@ -973,7 +910,7 @@ class Connection(object):
             self.loss_timer = None
 
     def _send(self):
-        """Send as much of the queue as the socket takes; refill from the spool."""
+        """Send as much of the queue as the transport takes; refill from the spool."""
         q = self.queue
         t = self.transport
         failed = None
@@ -981,8 +918,6 @@ class Connection(object):
             while True:
                 if not q:
                     if not self._refill():
-                        if getattr(t, "pending_output", 0):
-                            t.send(b"")   # a TLS transport flushes what it holds
                         break
                     continue
                 head = q[0]
@@ -997,17 +932,14 @@ class Connection(object):
                     q.popleft()
                     self.head_off = 0
         except OSError as e:
-            failed = _why(e)
+            failed = why(e)
         if failed is not None:
             # Outside the except block: its traceback holds the frames that got a
             # view of the queue head, and _lost() resizes the head.
             self.counters["client:write_err"] += 1
             self._lost("send failed: %s" % failed)
             return
-        if q or getattr(t, "pending_output", 0):
-            self.loop.add_writer(t.sock, self._send)
-        else:
-            self.loop.remove_writer(t.sock)
+        t.set_writer(self._send if q else None)
 
     def _refill(self):
         """Load the next spool piece into the empty queue; return True if loaded."""
@@ -1033,13 +965,20 @@ class Connection(object):
         return True
 
     def _on_readable(self):
+        """Read and drop what the server sent; a server says nothing in this protocol."""
+        t = self.transport
+        failed = None
         try:
-            alive = self.transport.discard_input()
+            while True:
+                n = t.recv_into(self.scratch)
+                if n is None:
+                    return
+                if n == 0:
+                    failed = "closed by the server"
+                    break
         except OSError as e:
-            self._lost("read failed: %s" % _why(e))
-            return
-        if not alive:
-            self._lost("closed by the server")
+            failed = "read failed: %s" % why(e)
+        self._lost(failed)
 
     # -------------------------------------------------------------- shutdown
     @property
@@ -1047,17 +986,14 @@ class Connection(object):
         """True while data waits to be sent on an established connection."""
         return self.state == UP and (self.qbytes > 0 or self.from_spool
                                      or (self.spool is not None and self.spool.pending)
-                                     or getattr(self.transport, "pending_output", 0) > 0)
+                                     or self.transport.pending_output > 0)
 
     def stop(self):
         """Close; put what is left into the spool when there is one."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.transport is not None:
-            self.loop.remove(self.transport.sock)
-            self.transport.close()
-            self.transport = None
+        self._close_transport()
         self.counters["server:connected"] = 0
         self.state = STOPPED
         self._requeue_after_loss()
@@ -1066,7 +1002,7 @@ class Connection(object):
             self._clear_queue()
             if self.spool is not None:
                 # older than what the spool holds, but better late than lost
-                self.spool.append(self.wire_hdr or self.get_link_hdr(), data)
+                self.spool.append(self.wire_hdr or self.link_hdr, data)
             else:
                 _, n = complete_frames(data)
                 if n:
@@ -1082,106 +1018,6 @@ class Connection(object):
         return self.qbytes, self.spool.total, self.spool.files
 
 
-# ---------------------------------------------------------------- ipip (spec 3)
-
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_VLAN = (0x8100, 0x88A8)
-
-
-def ipv4_offset(linktype, data, caplen):
-    """Return where the IPv4 packet starts in a frame, or -1 (not IPv4/unsupported)."""
-    if linktype == 1:
-        off = 12
-        while off + 2 <= caplen:
-            et = (data[off] << 8) | data[off + 1]
-            if et in ETHERTYPE_VLAN:
-                off += 4
-                continue
-            if et != ETHERTYPE_IPV4:
-                return -1
-            off += 2
-            break
-        else:
-            return -1
-    elif linktype == 113:
-        if caplen < 16 or ((data[14] << 8) | data[15]) != ETHERTYPE_IPV4:
-            return -1
-        off = 16
-    elif linktype == 276:
-        if caplen < 20 or ((data[0] << 8) | data[1]) != ETHERTYPE_IPV4:
-            return -1
-        off = 20
-    elif linktype in (12, 14, 101, 228):
-        off = 0
-    else:
-        return -1
-    if off + 20 > caplen or data[off] >> 4 != 4:
-        return -1
-    return off
-
-
-class IpipSender(object):
-    """protocol = ipip: each IPv4 packet as the payload of one IP-in-IP datagram."""
-
-    def __init__(self, cfg, logger):
-        self.cfg = cfg
-        self.name = cfg.name
-        self.log = logger
-        self.counters = new_server_counters()
-        self.sock = None
-        self.state = IDLE
-        self.prefix = "server %s (%s ipip)" % (cfg.name, cfg.host)
-
-    def start(self):
-        if not self.cfg.enabled:
-            return
-        try:
-            self.counters["server:connect"] += 1
-            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
-            s.setblocking(False)
-            if self.cfg.source_ip:
-                s.bind((self.cfg.source_ip, 0))
-            s.connect((self.cfg.host, 0))
-        except OSError as e:
-            raise OSError("%s: cannot open the raw IPIP socket: %s" % (self.prefix, _why(e)))
-        self.sock = s
-        self.state = UP
-        self.counters["server:connected"] = 1
-
-    def send_packet(self, linktype, data, caplen):
-        """Send one captured frame (data: bytes or a byte memoryview)."""
-        off = ipv4_offset(linktype, data, caplen)
-        if off < 0:
-            self.counters["ipip:skipped"] += 1
-            return
-        try:
-            self.sock.send(data[off:caplen])
-            self.counters["ipip:sent"] += 1
-        except (BlockingIOError, InterruptedError):
-            self.counters["client:queue_err"] += 1
-        except OSError:
-            # e.g. unreachable for a moment: count, never log per packet
-            self.counters["client:write_err"] += 1
-
-    def stop(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self.state = STOPPED
-        self.counters["server:connected"] = 0
-
-    @property
-    def busy(self):
-        return False
-
-    def queue_figures(self):
-        return 0, 0, 0
-
-
-def _why(e):
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return str(e)
 '''
 # ==================== End file osmo_pcap/client/forward.py ======================
 
@@ -1348,6 +1184,117 @@ class GprsFilter(object):
         return False
 '''
 # ==================== End file osmo_pcap/client/gprs.py ======================
+
+# ==================== Begin file osmo_pcap/client/ipip.py ====================
+_SOURCES['osmo_pcap/client/ipip.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""protocol = ipip: each captured IPv4 packet sent as one IP-in-IP datagram.
+
+For live viewing: the receiver (say, Wireshark on the target host) sees
+ordinary IPIP packets. No framing, no queue, no reconnect; packets that are
+not IPv4, or that the raw socket cannot take now, are counted.
+"""
+
+import socket
+
+from osmo_pcap.client.forward import IDLE, STOPPED, UP, new_server_counters
+from osmo_pcap.transport import why
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = (0x8100, 0x88A8)
+
+
+def ipv4_offset(linktype, data, caplen):
+    """Return where the IPv4 packet starts in a frame, or -1 (not IPv4/unsupported)."""
+    if linktype == 1:
+        off = 12
+        while off + 2 <= caplen:
+            et = (data[off] << 8) | data[off + 1]
+            if et in ETHERTYPE_VLAN:
+                off += 4
+                continue
+            if et != ETHERTYPE_IPV4:
+                return -1
+            off += 2
+            break
+        else:
+            return -1
+    elif linktype == 113:
+        if caplen < 16 or ((data[14] << 8) | data[15]) != ETHERTYPE_IPV4:
+            return -1
+        off = 16
+    elif linktype == 276:
+        if caplen < 20 or ((data[0] << 8) | data[1]) != ETHERTYPE_IPV4:
+            return -1
+        off = 20
+    elif linktype in (12, 14, 101, 228):
+        off = 0
+    else:
+        return -1
+    if off + 20 > caplen or data[off] >> 4 != 4:
+        return -1
+    return off
+
+
+class IpipSender(object):
+    """protocol = ipip: each IPv4 packet as the payload of one IP-in-IP datagram."""
+
+    def __init__(self, cfg, logger):
+        self.cfg = cfg             # the client.config.ServerEntry
+        self.name = cfg.name
+        self.log = logger
+        self.counters = new_server_counters()
+        self.sock = None
+        self.state = IDLE
+        self.spool = None          # never: datagrams are sent at once or counted
+        self.prefix = "server %s (%s ipip)" % (cfg.name, cfg.host)
+
+    def start(self):
+        if not self.cfg.enabled:
+            return
+        try:
+            self.counters["server:connect"] += 1
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+            s.setblocking(False)
+            if self.cfg.source_ip:
+                s.bind((self.cfg.source_ip, 0))
+            s.connect((self.cfg.host, 0))
+        except OSError as e:
+            raise OSError("%s: cannot open the raw IPIP socket: %s" % (self.prefix, why(e)))
+        self.sock = s
+        self.state = UP
+        self.counters["server:connected"] = 1
+
+    def send_packet(self, linktype, data, caplen):
+        """Send one captured frame (data: bytes or a byte memoryview)."""
+        off = ipv4_offset(linktype, data, caplen)
+        if off < 0:
+            self.counters["ipip:skipped"] += 1
+            return
+        try:
+            self.sock.send(data[off:caplen])
+            self.counters["ipip:sent"] += 1
+        except (BlockingIOError, InterruptedError):
+            self.counters["client:queue_err"] += 1
+        except OSError:
+            # e.g. unreachable for a moment: count, never log per packet
+            self.counters["client:write_err"] += 1
+
+    def stop(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.state = STOPPED
+        self.counters["server:connected"] = 0
+
+    @property
+    def busy(self):
+        return False
+
+    def queue_figures(self):
+        return 0, 0, 0
+'''
+# ==================== End file osmo_pcap/client/ipip.py ======================
 
 # ==================== Begin file osmo_pcap/client/libpcap.py ====================
 _SOURCES['osmo_pcap/client/libpcap.py'] = r'''
@@ -1609,6 +1556,7 @@ def _text(b):
 
 
 # ---------------------------------------------------------------- handles
+TYPE_CACHE_MAX = 2048
 
 class Handle(object):
     """One open pcap_t (live or offline) delivering packets to a sink.
@@ -1748,7 +1696,12 @@ class Handle(object):
         finally:
             self.lib.pcap_freecode(ctypes.byref(prog))
 
+    def check_filter(self, expression):
+        """Compile expression and free it again: raise LibpcapError if it is invalid."""
+        self.lib.pcap_freecode(ctypes.byref(self.compile(expression)))
+
     def compile(self, expression):
+        """Return the compiled BpfProgram (free it with pcap_freecode); raise LibpcapError."""
         prog = BpfProgram()
         if self.lib.pcap_compile(self.pcap, ctypes.byref(prog), expression.encode(), 1,
                                  PCAP_NETMASK_UNKNOWN) != 0:
@@ -1770,6 +1723,8 @@ class Handle(object):
     # -------------------------------------------------------------- packets
     def dispatch(self, count):
         """Process up to count packets (-1: what is there); return libpcap's result."""
+        if len(self._types) > TYPE_CACHE_MAX:
+            self._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
         return self.lib.pcap_dispatch(self.pcap, count, self._callback, None)
 
     def _on_packet(self, user, hdr, data):
@@ -1804,7 +1759,6 @@ functions so that daemonising and other process features can be slotted in.
 """
 
 import argparse
-import ctypes
 import grp
 import os
 import pwd
@@ -1818,28 +1772,10 @@ from osmo_pcap.client import config as clientconfig
 from osmo_pcap.client import libpcap
 from osmo_pcap import daemon, metrics, vtyimport
 from osmo_pcap.ini import ConfigError
-from osmo_pcap.client.forward import UP, Connection, IpipSender
+from osmo_pcap.client.forward import UP, Forwarder
+from osmo_pcap.client.ipip import IpipSender
 from osmo_pcap.client.gprs import GprsFilter
 from osmo_pcap.loop import Loop
-
-# [server NAME] sections take the TLS keys (doc/tls.md).
-TLS_KEYS = ("tls", "tls_ca", "tls_verify", "tls_hostname", "tls_cert", "tls_key",
-            "tls_ciphers", "tls_min_version")
-
-
-def read_tls_keys(server, section):
-    """clientconfig section reader: tlsconfig.client_section_reader when a TLS key is set.
-
-    Without TLS keys the ssl module (about 4.5 MB of resident memory) is not loaded.
-    """
-    if not any(section.has(k) for k in TLS_KEYS):
-        return
-    from osmo_pcap import tlsconfig
-    tlsconfig.client_section_reader(server, section)
-
-
-if read_tls_keys not in clientconfig.SERVER_SECTION_READERS:
-    clientconfig.SERVER_SECTION_READERS.append(read_tls_keys)
 
 PCAP_STATS_INTERVAL = 10.0   # spec 5.7
 READ_FILE_IDLE = 0.02
@@ -1888,7 +1824,7 @@ class Client(object):
         self.sources = []
         self.file_source = None
         self.ipip = []
-        self.streams = []
+        self.forwarders = []
         self.link_hdr = None
         self.header_dlt = None
         self.header_device = None
@@ -1928,7 +1864,7 @@ class Client(object):
             return
         h = libpcap.Handle.open_dead(self.library, libpcap.DLT_EN10MB, self.cfg.snaplen)
         try:
-            self.library.lib.pcap_freecode(ctypes.byref(h.compile(self.filter_expr)))
+            h.check_filter(self.filter_expr)
         except libpcap.LibpcapError as e:
             raise StartupError("%s [client] filter: %s" % (self.cfg.path, e))
         finally:
@@ -1947,7 +1883,7 @@ class Client(object):
                 self.ipip.append(sender)
             else:
                 try:
-                    self.streams.append(Connection(s, self.loop, self.log, self.get_link_hdr))
+                    self.forwarders.append(Forwarder(s, self.loop, self.log))
                 except OSError as e:
                     raise StartupError("%s [server %s] spool_dir: %s" % (
                         self.cfg.path, s.name, e.strerror or e))
@@ -1995,7 +1931,7 @@ class Client(object):
         try:
             gid = grp.getgrnam(cfg.group).gr_gid if cfg.group else pwd.getpwnam(cfg.user).pw_gid
             uid = pwd.getpwnam(cfg.user).pw_uid if cfg.user else None
-            for conn in self.streams:
+            for conn in self.forwarders:
                 if conn.spool is not None:
                     _chown_tree(conn.spool.dir, uid if uid is not None else -1, gid)
             os.setgroups([])
@@ -2009,7 +1945,7 @@ class Client(object):
 
     def start_connections(self):
         self.started = True
-        for conn in self.streams:
+        for conn in self.forwarders:
             conn.start()
 
     def install_handlers(self):
@@ -2030,9 +1966,6 @@ class Client(object):
         loop.on_signal(signal.SIGHUP, lambda signum: log.reopen())
 
     # -------------------------------------------------------------- link header
-    def get_link_hdr(self):
-        return self.link_hdr
-
     def _encode_header(self, snaplen, devices):
         """devices: [(name, dlt)] in interface order."""
         if self.cfg.file_format == "pcap":
@@ -2064,8 +1997,8 @@ class Client(object):
         self.link_hdr = hdr
         if old is not None and self.started:
             self.log.info("link header changed; announcing it to the servers")
-            for conn in self.streams:
-                conn.link_hdr_changed(hdr)
+        for fwd in self.forwarders:
+            fwd.set_link_hdr(hdr)
 
     def accept_dlt(self, device, dlt):
         """Decide whether a device that just opened with dlt fits the stream."""
@@ -2093,7 +2026,7 @@ class Client(object):
         """Hand the records of this round to every server connection."""
         batch = self.batch
         if batch:
-            for conn in self.streams:
+            for conn in self.forwarders:
                 conn.enqueue(batch)
             del batch[:]
 
@@ -2116,12 +2049,12 @@ class Client(object):
         if not src.finished:
             if all(c.state == UP and c.qbytes < c.cfg.queue_size // 2
                    and not (c.spool is not None and c.spool.pending)
-                   for c in self.streams if c.cfg.enabled):
+                   for c in self.forwarders if c.cfg.enabled):
                 src.run_round()
                 self.flush_batch()
                 self.loop.call_later(0, self.pump_file)
                 return
-        elif not any(c.busy or (c.cfg.enabled and c.state != UP) for c in self.streams):
+        elif not any(c.busy or (c.cfg.enabled and c.state != UP) for c in self.forwarders):
             self.log.info("read_file %s: %d packet(s) replayed and sent; exiting",
                           src.path, self.counters["captured:pkts"])
             self.begin_stop()
@@ -2149,10 +2082,10 @@ class Client(object):
         self._wait_flushed()
 
     def _wait_flushed(self):
-        if any(c.busy for c in self.streams) and self.loop.clock() < self._deadline:
+        if any(c.busy for c in self.forwarders) and self.loop.clock() < self._deadline:
             self.loop.call_later(0.05, self._wait_flushed)
             return
-        for conn in self.streams:
+        for conn in self.forwarders:
             conn.stop()
         for sender in self.ipip:
             sender.stop()
@@ -2168,7 +2101,7 @@ class Client(object):
     def totals(self):
         """Global counters including the per-server sums (spec 5.8 names)."""
         out = dict(self.counters)
-        conns = self.streams + self.ipip
+        conns = self.forwarders + self.ipip
         for key in ("server:connect", "client:queue_err", "client:write_err"):
             out[key] = sum(c.counters[key] for c in conns)
         out["gprs:dropped"] = self.gprs.dropped if self.gprs else 0
@@ -2181,12 +2114,12 @@ class Client(object):
                       t["captured:pkts"], t["captured:bytes"], t["bpf:too_big"], t["pcap:recv"],
                       t["pcap:drop"], t["pcap:ifdrop"], t["client:pcap_err"],
                       t["client:queue_err"], t["gprs:dropped"])
-        for c in self.streams + self.ipip:
+        for c in self.forwarders + self.ipip:
             q, sp, files = c.queue_figures()
             self.log.info("stats: server %s %s, connects %d, queued %d bytes, spool %d bytes "
                           "in %d file(s), dropped %d", c.name, c.state, c.counters["server:connect"],
                           q, sp, files, c.counters["client:queue_err"] + (
-                              c.spool.dropped_frames if getattr(c, "spool", None) else 0))
+                              c.spool.dropped_frames if c.spool is not None else 0))
 
     def metric_samples(self):
         """Return [(name, type, help, labels, value)] with Prometheus-style names."""
@@ -2219,7 +2152,7 @@ class Client(object):
                 device=dev.name)
             add("device_captured_packets_total", "counter", "Frames captured on the device",
                 c["captured:pkts"], device=dev.name)
-        for conn in self.streams + self.ipip:
+        for conn in self.forwarders + self.ipip:
             c = conn.counters
             q, sp, files = conn.queue_figures()
             add("server_connects_total", "counter", "Connection attempts",
@@ -2236,7 +2169,7 @@ class Client(object):
             add("server_queue_bytes", "gauge", "Bytes waiting in memory", q, server=conn.name)
             add("server_queue_limit_bytes", "gauge", "queue_size", conn.cfg.queue_size,
                 server=conn.name)
-            spool = getattr(conn, "spool", None)
+            spool = conn.spool
             if spool is not None:
                 add("server_spool_bytes", "gauge", "Bytes waiting in the spool", sp,
                     server=conn.name)
@@ -2387,24 +2320,11 @@ deleted and its frames counted as dropped. Files survive restarts.
 import os
 
 from osmo_pcap import wire
+from osmo_pcap.wire import complete_frames
 
 SUFFIX = ".spool"
 FIRST_SEQ = 1
 PIECE = 1 << 20
-
-
-def complete_frames(buf, start=0, limit=None):
-    """Return (end, count): the end of the last complete frame in buf[start:limit]."""
-    end = len(buf) if limit is None else min(limit, len(buf))
-    pos = start
-    count = 0
-    while end - pos >= wire.HEADER_SIZE:
-        stop = pos + wire.HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
-        if stop > end:
-            break
-        pos = stop
-        count += 1
-    return pos, count
 
 
 class Spool(object):
@@ -3073,6 +2993,14 @@ class Section(object):
 
     def has(self, key):
         return key in self._items
+
+    def keys(self):
+        """Return the keys the section sets, sorted (known or not)."""
+        return sorted(self._items)
+
+    def sets_any(self, prefix):
+        """Return True if the section sets a key starting with prefix."""
+        return any(k.startswith(prefix) for k in self._items)
 
     def raw(self, key):
         self._known.add(key)
@@ -4578,6 +4506,7 @@ check works on those raw fields without normalising them, so the upstream
 unit-test vectors (some with second 60 or day 0) reproduce exactly.
 """
 
+import collections
 import time
 
 # spec 4.6.1: field order from coarse to fine; index of each unit's field
@@ -4641,11 +4570,14 @@ def tm_fields(st):
     return (st[0] - 1900, st[1] - 1, st[2], st[3], st[4], st[5])
 
 
+Instant = collections.namedtuple("Instant", "epoch tm local")
+Instant.__doc__ = """One moment: epoch seconds (float), raw struct-tm tuple, time.struct_time."""
+
+
 class LocalClock(object):
     """Wall-clock time for rotation and file names, local time cached per second.
 
-    now() returns (epoch seconds as float, raw struct-tm tuple, struct_time).
-    Tests pass their own `time` and `localtime` functions.
+    now() returns an Instant. Tests pass their own `time` and `localtime` functions.
     """
 
     def __init__(self, timefunc=time.time, localtime=time.localtime):
@@ -4662,7 +4594,7 @@ class LocalClock(object):
             self._st = self.localtime(sec)
             self._tm = tm_fields(self._st)
             self._sec = sec
-        return t, self._tm, self._st
+        return Instant(t, self._tm, self._st)
 
 
 class LastWrite(object):
@@ -4688,66 +4620,27 @@ class LastWrite(object):
 # ==================== Begin file osmo_pcap/tls.py ====================
 _SOURCES['osmo_pcap/tls.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Non-blocking streams over a connected socket, with or without TLS.
+"""TLS for osmo-pcap connections: tls.TLSTransport, identities, error reasons.
 
-TLSStream runs TLS over ssl.MemoryBIO/SSLObject on an already connected,
-non-blocking socket, driven by osmo_pcap.loop; PlainStream has the same
-interface without TLS, so server and client code has one path for both.
-
-A stream owns the loop registrations of its socket. Its owner:
-  start(on_ready, on_error, timeout)  begins (TLS: the handshake); exactly one of
-                                      on_ready() / on_error(TLSError) follows, from
-                                      the loop, never from inside start().
-  set_reader(cb) / set_reader(None)   cb() runs while data (or EOF, or an error)
-                                      may be waiting; it calls recv_into() once or
-                                      until None. While data waits inside TLS
-                                      (decrypted, or whole records) cb() runs
-                                      again although the socket is not readable:
-                                      the pending() trap is handled here.
-  recv_into(buf) -> n > 0 | 0 (EOF) | None (would block); raises TLSError.
-  set_writer(cb) / set_writer(None)   cb() runs while send() would accept bytes.
-  send(data) -> n accepted, 0 when full (would block); raises TLSError.
-  pending_output                      bytes accepted but not yet on the socket.
-  close()                             sends close_notify when possible; closes.
-Errors found while the stream works on its own (handshake, time-out,
-background flushing) go to on_error; errors inside recv_into()/send() are raised.
-TLSError is an OSError, so `except OSError` around socket code keeps working.
-
-Also here: TLSSession (the loop-free engine under TLSStream), TlsTransport
-(the client's transport interface), looks_like_tls() and Sniffer to tell a
-TLS ClientHello from an osmo-pcap frame on a shared port, and
-peer_identity()/identity_problem() for certificate names.
+TLSTransport runs TLS over ssl.MemoryBIO/SSLObject on a connected, non-blocking
+socket, driven by osmo_pcap.loop, with the interface of transport.PlainTransport
+(see osmo_pcap/transport.py), so server and client code has one path for both.
+TLSSession is the loop-free engine under it. peer_identity() and
+identity_problem() read and check certificate names; describe_ssl_error() turns
+ssl exceptions into transport.TLSError with a readable reason and a kind.
+This module imports ssl (about 4.5 MB of resident memory): only TLS
+configurations load it.
 """
 
 import errno
 import re
-import socket
 import ssl
 
-RECV_CHUNK = 65536           # bytes read from the socket at a time
+from osmo_pcap.transport import (EOF, IO, NOT_TLS, PROTOCOL, REJECTED, TIMEOUT, VERIFY,
+                                 TLSError, RECV_CHUNK)
+
 OUT_LIMIT = 256 * 1024       # TLS output buffered before send() says "full"
 WRITE_CHUNK = 4 * 16384      # plaintext encrypted per send() call (four records)
-
-TLS_RECORD_HANDSHAKE = 0x16  # TLS record type "handshake" (RFC 8446 section 5.1)
-TLS_CLIENT_HELLO = 0x01      # handshake message type (RFC 8446 section 4)
-FRAME_TYPES = (0, 1)         # osmo-pcap LINK_HDR, LINK_DATA (spec section 2.3)
-
-# Error kinds, for counters and log lines.
-TIMEOUT, VERIFY, REJECTED, NOT_TLS, EOF, IO, PROTOCOL = (
-    "timeout", "verify", "rejected", "not-tls", "eof", "io", "protocol")
-
-
-class TLSError(OSError):
-    """A TLS failure: kind is one of the constants above, str() is the reason."""
-
-    def __init__(self, kind, reason):
-        OSError.__init__(self, reason)
-        self.kind = kind
-        self.reason = reason
-
-    def __str__(self):
-        return self.reason
-
 
 _RESET_ERRNOS = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
 _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
@@ -4966,9 +4859,9 @@ class TLSSession(object):
         return describe_ssl_error(exc)
 
 
-# ------------------------------------------------------------------ TLS stream
-class TLSStream(object):
-    """A TLSSession driven by osmo_pcap.loop; see the module docstring."""
+# ------------------------------------------------------------------ TLS transport
+class TLSTransport(object):
+    """A TLSSession driven by osmo_pcap.loop, with the transport interface."""
 
     is_tls = True
 
@@ -5073,6 +4966,12 @@ class TLSStream(object):
     def cipher(self):
         return self.session.cipher()
 
+    def describe(self):
+        """Return the protocol version and the peer's certificate names, for log lines."""
+        names = self.peer_names()
+        return "%s, %s" % (self.version(), "certificate %s" % ", ".join(names) if names
+                           else "no verified peer certificate")
+
     # -------------------------------------------------------------- internals
     def _handshake(self):
         if self.closed or self._error is not None or self.ready:
@@ -5174,228 +5073,13 @@ class TLSStream(object):
         return err
 
 
-# ------------------------------------------------------------------ client transport
-class TlsTransport(object):
-    """TLS over a plain transport with forward.TcpTransport's interface.
-
-    tcp is that transport (open(), progress(), sock, close()); this adds the
-    handshake to progress() and encrypts send(). The owner registers the
-    socket itself: while pending_output is not 0 it must wait for writability
-    and call send() (b"" is fine) even when its own queue is empty.
-    """
-
-    def __init__(self, tcp, context, server_hostname):
-        self.tcp = tcp
-        self.context = context
-        self.server_hostname = server_hostname
-        self.session = None
-        self._scratch = bytearray(RECV_CHUNK)
-
-    @property
-    def sock(self):
-        return self.tcp.sock
-
-    def open(self):
-        """Start the TCP connect; raise OSError."""
-        self.tcp.open()
-
-    def progress(self):
-        """Advance connect then handshake; return "done", or "read"/"write" to wait for."""
-        if self.session is None:
-            step = self.tcp.progress()
-            if step != "done":
-                return step
-            self.session = TLSSession(self.tcp.sock, self.context,
-                                      server_hostname=self.server_hostname)
-        return self.session.handshake_step()
-
-    @property
-    def pending_output(self):
-        return self.session.pending_output if self.session is not None else 0
-
-    def send(self, data):
-        """Flush earlier output, then encrypt data; return the count taken (0: full)."""
-        if self.session is None:
-            return 0
-        if not data:
-            self.session.flush()
-            return 0
-        return self.session.send(data)
-
-    def discard_input(self):
-        """Read and drop what the server sent; False at end of stream; raise TLSError."""
-        while True:
-            n = self.session.recv_into(self._scratch)
-            if n is None:
-                return True
-            if n == 0:
-                return False
-
-    def peer_names(self):
-        return self.session.peer_names() if self.session is not None else []
-
-    def version(self):
-        return self.session.version() if self.session is not None else None
-
-    def close(self):
-        if self.session is not None and self.tcp.sock is not None:
-            self.session.shutdown()
-        self.session = None
-        self.tcp.close()
-
-
-# ------------------------------------------------------------------ plain stream
-class PlainStream(object):
-    """A plain TCP stream with TLSStream's interface (no handshake, no names)."""
-
-    is_tls = False
-    clean_eof = None
-    pending_output = 0
-
-    def __init__(self, loop, sock, initial=b""):
-        self.loop = loop
-        self.sock = sock
-        sock.setblocking(False)
-        self._initial = bytes(initial)
-        self._reader = None
-        self._refire = None
-        self.ready = self.closed = False
-
-    def start(self, on_ready, on_error=None, timeout=None):
-        """Call on_ready() from the loop (a plain stream is ready at once)."""
-        def ready():
-            if not self.closed:
-                self.ready = True
-                on_ready()
-        self.loop.call_later(0, ready)
-
-    def set_reader(self, callback):
-        self._reader = callback
-        if callback is None:
-            self.loop.remove_reader(self.sock)
-            return
-        self.loop.add_reader(self.sock, self._fire_reader)
-        if self._initial and self._refire is None:
-            self._refire = self.loop.call_later(0, self._fire_reader)
-
-    def set_writer(self, callback):
-        if callback is None:
-            self.loop.remove_writer(self.sock)
-        else:
-            self.loop.add_writer(self.sock, callback)
-
-    def _fire_reader(self):
-        self._refire = None
-        if self._reader is not None and not self.closed:
-            self._reader()
-
-    def recv_into(self, buf, nbytes=0):
-        n = min(nbytes or len(buf), len(buf))
-        if self._initial:
-            got = min(n, len(self._initial))
-            buf[:got] = self._initial[:got]
-            self._initial = self._initial[got:]
-            return got
-        try:
-            return self.sock.recv_into(buf, n)
-        except (BlockingIOError, InterruptedError):
-            return None
-
-    def read(self, size=RECV_CHUNK):
-        buf = bytearray(size)
-        n = self.recv_into(buf)
-        return None if n is None else bytes(buf[:n])
-
-    def send(self, data):
-        try:
-            return self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            if self._refire is not None:
-                self._refire.cancel()
-            self.loop.remove(self.sock)
-            self.sock.close()
-
-    def peer_names(self):
-        return []
-
-
-# ------------------------------------------------------------------ port sharing
-def looks_like_tls(first_bytes):
-    """Return True when the bytes start like a TLS ClientHello record.
-
-    One byte tells TLS (0x16) from an osmo-pcap frame (type 0 or 1); further
-    bytes, when given, must also fit: version 3.x, handshake type ClientHello.
-    """
-    b = bytearray(first_bytes[:6])
-    if not b or b[0] != TLS_RECORD_HANDSHAKE:
-        return False
-    if len(b) > 1 and b[1] != 3:
-        return False
-    if len(b) > 2 and b[2] > 4:
-        return False
-    if len(b) > 5 and b[5] != TLS_CLIENT_HELLO:
-        return False
-    return True
-
-
-def first_bytes_kind(first_bytes):
-    """Return "tls", "osmo-pcap" or "unknown" for the first bytes of a connection."""
-    if looks_like_tls(first_bytes):
-        return "tls"
-    if first_bytes and bytearray(first_bytes[:1])[0] in FRAME_TYPES:
-        return "osmo-pcap"
-    return "unknown"
-
-
-class Sniffer(object):
-    """Wait (without consuming) for the first bytes of an accepted socket.
-
-    Calls on_result(kind, first_bytes) once from the loop, kind being "tls",
-    "osmo-pcap" or "unknown" (see first_bytes_kind), or "eof" / "timeout" /
-    "error" with b"". The bytes stay in the socket for the stream that follows.
-    The caller closes the socket if it does not go on; cancel() stops waiting.
-    """
-
-    def __init__(self, loop, sock, on_result, timeout=None):
-        self.loop, self.sock, self.on_result = loop, sock, on_result
-        sock.setblocking(False)
-        self._timer = loop.call_later(timeout, self._done, "timeout", b"") if timeout else None
-        loop.add_reader(sock, self._readable)
-
-    def _readable(self):
-        try:
-            first = self.sock.recv(6, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._done("error", b"")
-            return
-        self._done(first_bytes_kind(first) if first else "eof", first)
-
-    def _done(self, kind, first):
-        self.cancel()
-        self.on_result(kind, first)
-
-    def cancel(self):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.loop.remove(self.sock)
-
-
 # ------------------------------------------------------------------ identity
 def peer_identity(ssl_obj):
     """Return [CN..., DNS SAN...] of the verified peer certificate ([] if none).
 
-    ssl_obj is an SSLObject, SSLSocket, TLSSession or TLSStream. An unverified certificate
-    (verify mode CERT_NONE) gives no names: it proves nothing.
+    ssl_obj is an SSLObject or SSLSocket. An unverified certificate (verify mode
+    CERT_NONE) gives no names: it proves nothing.
     """
-    ssl_obj = getattr(ssl_obj, "ssl", ssl_obj)  # a TLSStream or TLSSession
     try:
         cert = ssl_obj.getpeercert()
     except ValueError:  # no handshake yet
@@ -5437,6 +5121,11 @@ read_client_tls()        a client's [server NAME] section -> ClientTLS or None
 read_server_tls()        the server's [server] section    -> ServerTLS or None
 read_client_entry_tls()  a server's client entry          -> ClientEntryTLS
 
+The results are plain values (an ssl.SSLContext holds the loaded files);
+the programs build their tls.TLSTransport objects from them. The config
+readers import this module only when a section sets a tls* key, so a
+configuration without TLS never loads ssl.
+
 Every problem a user can cause (missing or unreadable file, no certificate in
 it, key not matching the certificate, encrypted key, empty CA or CRL file)
 is a ConfigError naming the key and the file. Relative paths are taken from
@@ -5449,7 +5138,6 @@ import ssl
 
 from osmo_pcap import log
 from osmo_pcap.ini import parse_bool, parse_duration, resolve_path
-from osmo_pcap.tls import TLSStream, TlsTransport, identity_problem, peer_identity
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 MIN_VERSIONS = ("1.2", "1.3")
@@ -5473,14 +5161,6 @@ class ClientTLS(object):
         self.hostname = hostname  # SNI, and the name checked when verify is on
         self.verify = verify
 
-    def stream(self, loop, sock):
-        """Return a TLSStream for a connected socket; call start() on it."""
-        return TLSStream(loop, sock, self.context, server_hostname=self.hostname)
-
-    def transport(self, tcp):
-        """Return a TlsTransport around tcp (a forward.TcpTransport-like object)."""
-        return TlsTransport(tcp, self.context, self.hostname)
-
 
 class ServerTLS(object):
     """TLS settings of the server's [server] section."""
@@ -5489,10 +5169,6 @@ class ServerTLS(object):
         self.context = context
         self.client_auth = client_auth  # "none", "optional" or "required"
         self.handshake_timeout = handshake_timeout
-
-    def stream(self, loop, sock, initial=b""):
-        """Return a server-side TLSStream; start it with handshake_timeout."""
-        return TLSStream(loop, sock, self.context, server_side=True, initial=initial)
 
 
 class ClientEntryTLS(object):
@@ -5504,26 +5180,6 @@ class ClientEntryTLS(object):
         self.identity = identity          # name the certificate must carry
         self.any_ip = any_ip              # the entry matches every source address
         self.certificates = certificates  # the server asks clients for certificates
-
-    def allows(self, is_tls):
-        """Return True if a connection of this kind (TLS or plain) may use the entry."""
-        return self.mode != "no" if is_tls else self.mode != "required"
-
-    def check_peer(self, stream):
-        """Return None if the finished stream may feed this entry, else the reason."""
-        if not stream.is_tls:
-            if self.mode == "required":
-                return "plaintext connection, but client %r requires TLS (tls = required)" \
-                    % self.name
-            return None
-        if self.mode == "no":
-            return "TLS connection, but client %r is configured for plaintext (tls = no)" \
-                % self.name
-        names = peer_identity(stream)
-        if not names and not self.any_ip:
-            return None  # tls_client_auth = optional and no certificate: the IP identifies
-        problem = identity_problem(self.identity, names)
-        return None if problem is None else "client %r: %s" % (self.name, problem)
 
 
 # ------------------------------------------------------------------ value parsers
@@ -5749,18 +5405,234 @@ def read_client_entry_tls(section, client_name, server_tls=None, any_ip=False):
                             "required here and tls_client_auth = optional or required "
                             "in [server]")
     return ClientEntryTLS(client_name, mode, identity, any_ip, certificates)
-
-
-def client_section_reader(server, section):
-    """Set server.tls from a [server NAME] section (a clientconfig section reader).
-
-    server is the client's per-server config with .host and .protocol.
-    """
-    server.tls = read_client_tls(section, getattr(server, "host", None))
-    if server.tls is not None and getattr(server, "protocol", "osmo-pcap") != "osmo-pcap":
-        raise section.error("tls", "only with protocol = osmo-pcap")
 '''
 # ==================== End file osmo_pcap/tlsconfig.py ======================
+
+# ==================== Begin file osmo_pcap/transport.py ====================
+_SOURCES['osmo_pcap/transport.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The byte stream under an osmo-pcap connection, plain or TLS, on both sides.
+
+Every connection, the server's accepted ones and the client's outgoing ones,
+is a transport driven by osmo_pcap.loop. PlainTransport (here) and
+tls.TLSTransport have the same interface, so the code above them has one path:
+
+  start(on_ready, on_error, timeout)  begin (TLS: the handshake); exactly one of
+                                      on_ready() / on_error(OSError) follows, from
+                                      the loop, never from inside start().
+  set_reader(cb) / set_reader(None)   cb() runs while data, EOF or an error may be
+                                      waiting; it calls recv_into() once or until
+                                      None (TLS data decrypted but not yet read
+                                      makes cb() run again without the socket
+                                      being readable).
+  recv_into(buf) -> n > 0 | 0 (EOF) | None (nothing now); raises OSError.
+  set_writer(cb) / set_writer(None)   cb() runs while send() would take bytes.
+  send(data) -> bytes taken, 0 when full; raises OSError.
+  pending_output                      bytes taken by send() but not yet on the socket.
+  close()                             TLS: close_notify when possible; closes.
+  is_tls, peer_names(), describe()    what the peer is, for checks and logs.
+
+dial() makes the client's connections: a non-blocking connect through the loop,
+then a transport started on the connected socket.
+"""
+
+import errno
+import os
+import socket
+
+RECV_CHUNK = 65536
+
+# TLSError kinds, for counters and log lines.
+TIMEOUT, VERIFY, REJECTED, NOT_TLS, EOF, IO, PROTOCOL = (
+    "timeout", "verify", "rejected", "not-tls", "eof", "io", "protocol")
+
+
+class TLSError(OSError):
+    """A TLS failure (raised by tls.TLSTransport): kind is one of the constants above."""
+
+    def __init__(self, kind, reason):
+        OSError.__init__(self, reason)
+        self.kind = kind
+        self.reason = reason
+
+    def __str__(self):
+        return self.reason
+
+
+class PlainTransport(object):
+    """A plain TCP connection with the transport interface (no handshake, no names)."""
+
+    is_tls = False
+
+    def __init__(self, loop, sock):
+        self.loop = loop
+        self.sock = sock
+        sock.setblocking(False)
+        self._reader = None
+        self._start_timer = None
+        self.closed = False
+
+    @property
+    def pending_output(self):
+        """A plain socket takes or refuses bytes at once: nothing is ever held here."""
+        return 0
+
+    def start(self, on_ready, on_error=None, timeout=None):
+        """Call on_ready() from the loop (a plain connection is ready at once)."""
+        def ready():
+            self._start_timer = None
+            if not self.closed:
+                on_ready()
+        self._start_timer = self.loop.call_later(0, ready)
+
+    def set_reader(self, callback):
+        self._reader = callback
+        if self.closed:
+            return
+        if callback is None:
+            self.loop.remove_reader(self.sock)
+        else:
+            self.loop.add_reader(self.sock, callback)
+
+    def set_writer(self, callback):
+        if self.closed:
+            return
+        if callback is None:
+            self.loop.remove_writer(self.sock)
+        else:
+            self.loop.add_writer(self.sock, callback)
+
+    def recv_into(self, buf, nbytes=0):
+        try:
+            return self.sock.recv_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            return None
+
+    def send(self, data):
+        try:
+            return self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self._reader = None
+            if self._start_timer is not None:
+                self._start_timer.cancel()
+                self._start_timer = None
+            self.loop.remove(self.sock)
+            self.sock.close()
+
+    def peer_names(self):
+        return []
+
+    def describe(self):
+        """Return how the connection is protected, for log lines."""
+        return "plain TCP"
+
+
+def open_socket(host, port, source_ip=None):
+    """Create a non-blocking TCP socket and start connecting it; raise OSError."""
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    family, kind, proto, _, addr = infos[0]
+    s = socket.socket(family, kind, proto)
+    try:
+        s.setblocking(False)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source_ip:
+            s.bind((source_ip, 0))
+        rc = s.connect_ex(addr)
+        if rc not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+            raise OSError(rc, "connect: %s" % errno.errorcode.get(rc, rc))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+class Dial(object):
+    """One outgoing connection attempt: TCP connect, then the transport's start().
+
+    Exactly one of on_ready(transport) or on_error(reason, error) follows from the
+    loop; reason says which step failed ("connect failed: ...", "TLS handshake
+    failed: ..."), error is the OSError (a TLSError for the handshake).
+    wrap(loop, sock) returns the unstarted transport for a connected socket.
+    The first error (e.g. DNS) is raised by the constructor instead.
+    """
+
+    def __init__(self, loop, host, port, source_ip, wrap, on_ready, on_error, timeout=None):
+        self.loop = loop
+        self.wrap = wrap
+        self.on_ready, self.on_error = on_ready, on_error
+        self.timeout = timeout
+        self.transport = None
+        self.sock = open_socket(host, port, source_ip)
+        loop.add_writer(self.sock, self._connected)
+
+    def _connected(self):
+        sock = self.sock
+        self.loop.remove(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.cancel()
+            self.on_error("connect failed: %s" % os.strerror(err), OSError(err, os.strerror(err)))
+            return
+        self.transport = t = self.wrap(self.loop, sock)
+        self.sock = None
+        t.start(self._ready, self._failed, self.timeout)
+
+    def _ready(self):
+        t, self.transport = self.transport, None
+        self.on_ready(t)
+
+    def _failed(self, err):
+        self.cancel()
+        self.on_error("%s failed: %s" % ("TLS handshake" if isinstance(err, TLSError)
+                                          else "connect", why(err)), err)
+
+    def cancel(self):
+        """Give the attempt up; close what it opened."""
+        if self.sock is not None:
+            self.loop.remove(self.sock)
+            self.sock.close()
+            self.sock = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+def why(e):
+    """Return the readable part of an exception for a log line."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
+
+
+# A TLS connection starts with a handshake record carrying a ClientHello
+# (RFC 8446 sections 5.1 and 4); an osmo-pcap one with a frame of type 0 or 1.
+TLS_RECORD_HANDSHAKE = 0x16
+TLS_CLIENT_HELLO = 0x01
+
+
+def looks_like_tls(first_bytes):
+    """Return True when the bytes start like a TLS ClientHello record.
+
+    One byte tells TLS (0x16) from an osmo-pcap frame (type 0 or 1); further
+    bytes, when given, must also fit: version 3.x, handshake type ClientHello.
+    """
+    b = bytearray(first_bytes[:6])
+    if not b or b[0] != TLS_RECORD_HANDSHAKE:
+        return False
+    if len(b) > 1 and b[1] != 3:
+        return False
+    if len(b) > 2 and b[2] > 4:
+        return False
+    if len(b) > 5 and b[5] != TLS_CLIENT_HELLO:
+        return False
+    return True
+'''
+# ==================== End file osmo_pcap/transport.py ======================
 
 # ==================== Begin file osmo_pcap/vtyimport.py ====================
 _SOURCES['osmo_pcap/vtyimport.py'] = r'''
@@ -6677,6 +6549,30 @@ class FrameError(ProtocolError):
     """The framing layer itself is violated (length, type)."""
 
 
+class TLSOnPlainError(FrameError):
+    """A TLS ClientHello arrived where osmo-pcap frames were expected."""
+
+    def __init__(self, msg_type):
+        FrameError.__init__(self, "unknown-type", "unknown message type %d: a TLS "
+                            "ClientHello, but the server has no tls_cert" % msg_type)
+
+
+# The records inside LINK_DATA with the frame header in front, as one struct:
+# a client packs a whole frame header in one call, a server reads the frame
+# header and the record's caplen in one unpack. The frame length is big-endian
+# whatever the records' byte order, so these structs carry it as two bytes
+# (high, low). Clients send little-endian records, as upstream's x86 and ARM
+# clients do.
+PCAP_DATA_FRAME = struct.Struct("<BBBBIIII")
+"""type, spare, len high, len low | ts_sec, ts_usec, caplen, len (pcap record)"""
+EPB_DATA_FRAME = struct.Struct("<BBBBIIIIIII")
+"""type, spare, len high, len low | block type, total length, interface id,
+timestamp high, timestamp low, captured length, original length (pcapng EPB)"""
+PCAP_FRAME_PEEK = dict((bo, struct.Struct(bo + "BxBB8xI")) for bo in "<>")
+"""By record byte order: type, len high, len low, caplen of a pcap LINK_DATA frame."""
+PCAP_FRAME_PEEK_SIZE = HEADER_SIZE + 12
+
+
 def encode_frame(msg_type, payload):
     """Return the frame header + payload for one message as bytes."""
     if msg_type not in MSG_NAMES:
@@ -6700,6 +6596,23 @@ def encode_link_data(payload):
 def frame_header(msg_type, length):
     """Return just the 4-byte header, for callers that append the payload themselves."""
     return FRAME_HDR.pack(msg_type, 0, length)
+
+
+def complete_frames(buf, start=0, limit=None):
+    """Return (end, count): the end of the last complete frame in buf[start:limit].
+
+    buf holds whole frames from start on (it was framed by us); only lengths are read.
+    """
+    end = len(buf) if limit is None else min(limit, len(buf))
+    pos = start
+    count = 0
+    while end - pos >= HEADER_SIZE:
+        stop = pos + HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
+        if stop > end:
+            break
+        pos = stop
+        count += 1
+    return pos, count
 
 
 class Decoder(object):

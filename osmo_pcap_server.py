@@ -480,6 +480,14 @@ class Section(object):
     def has(self, key):
         return key in self._items
 
+    def keys(self):
+        """Return the keys the section sets, sorted (known or not)."""
+        return sorted(self._items)
+
+    def sets_any(self, prefix):
+        """Return True if the section sets a key starting with prefix."""
+        return any(k.startswith(prefix) for k in self._items)
+
     def raw(self, key):
         self._known.add(key)
         return self._items.get(key)
@@ -1984,6 +1992,7 @@ check works on those raw fields without normalising them, so the upstream
 unit-test vectors (some with second 60 or day 0) reproduce exactly.
 """
 
+import collections
 import time
 
 # spec 4.6.1: field order from coarse to fine; index of each unit's field
@@ -2047,11 +2056,14 @@ def tm_fields(st):
     return (st[0] - 1900, st[1] - 1, st[2], st[3], st[4], st[5])
 
 
+Instant = collections.namedtuple("Instant", "epoch tm local")
+Instant.__doc__ = """One moment: epoch seconds (float), raw struct-tm tuple, time.struct_time."""
+
+
 class LocalClock(object):
     """Wall-clock time for rotation and file names, local time cached per second.
 
-    now() returns (epoch seconds as float, raw struct-tm tuple, struct_time).
-    Tests pass their own `time` and `localtime` functions.
+    now() returns an Instant. Tests pass their own `time` and `localtime` functions.
     """
 
     def __init__(self, timefunc=time.time, localtime=time.localtime):
@@ -2068,7 +2080,7 @@ class LocalClock(object):
             self._st = self.localtime(sec)
             self._tm = tm_fields(self._st)
             self._sec = sec
-        return t, self._tm, self._st
+        return Instant(t, self._tm, self._st)
 
 
 class LastWrite(object):
@@ -2106,6 +2118,321 @@ oncomplete (a command per closed file).
 '''
 # ==================== End file osmo_pcap/server/__init__.py ======================
 
+# ==================== Begin file osmo_pcap/server/admission.py ====================
+_SOURCES['osmo_pcap/server/admission.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Admitting accepted connections: which client entry, plain or TLS, who may wait.
+
+An accepted socket is matched to a [client NAME] entry by its source address.
+Without TLS in the server's config that is all: the connection starts at once
+as a transport.PlainTransport. With tls_cert set, plain and TLS share the
+port: the first bytes tell a ClientHello from an osmo-pcap frame (peeked, not
+consumed), a TLS connection goes through its handshake, and the certificate
+identity may choose the entry (ip = any) or must match it (tls_identity).
+
+Connections that are still sniffed or in their handshake each hold a
+descriptor for up to tls_handshake_timeout: at most `pending_max` may wait,
+`pending_per_ip` from one address; beyond, the oldest waiting one (of that
+address) is closed and counted as pending_full. Every refusal is counted by
+reason and logged, rate-limited per address and reason.
+"""
+
+import collections
+import ipaddress
+import resource
+import socket
+
+from osmo_pcap import log
+from osmo_pcap.server.config import ANY
+from osmo_pcap.server.ingest import format_peer
+from osmo_pcap.transport import PlainTransport, looks_like_tls
+
+PENDING_MAX = 1024
+PENDING_PER_IP = 64
+FRAME_TYPES = (0, 1)  # LINK_HDR, LINK_DATA: the first byte of an osmo-pcap stream
+
+# Refusal counters (server with tls_cert): no_data (closed or silent before the
+# first byte), tls_mode (TLS to a plaintext entry or the reverse), tls_identity
+# (certificate names no fitting entry), tls_<kind> for failed handshakes
+# (tls_timeout: the stall counter), pending_full (evicted while waiting).
+TLS_COUNTERS = ("tls_connect", "no_data", "tls_mode", "tls_identity", "tls_timeout",
+                "tls_verify", "tls_rejected", "tls_not_tls", "tls_eof", "tls_io",
+                "tls_protocol", "pending_full")
+_NO_DATA = {"eof": "closed before sending anything",
+            "error": "socket error before sending anything"}
+
+_log = log.get("server")
+
+
+def pending_limits(nofile=None):
+    """Return (total, per address) limits of waiting connections for a descriptor limit."""
+    if nofile is None:
+        try:
+            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (OSError, ValueError):
+            nofile = resource.RLIM_INFINITY
+    if nofile == resource.RLIM_INFINITY or nofile < 0:
+        total = PENDING_MAX
+    else:
+        total = max(8, min(PENDING_MAX, nofile // 4))
+    return total, max(2, min(PENDING_PER_IP, total // 4))
+
+
+def first_bytes_kind(first_bytes):
+    """Return "tls", "osmo-pcap" or "unknown" for the first bytes of a connection."""
+    if looks_like_tls(first_bytes):
+        return "tls"
+    if first_bytes and bytearray(first_bytes[:1])[0] in FRAME_TYPES:
+        return "osmo-pcap"
+    return "unknown"
+
+
+def entry_problem(entry, tls_entry, transport):
+    """Return None if the ready transport may feed the client entry, else the reason.
+
+    tls_entry is the entry's tlsconfig.ClientEntryTLS.
+    """
+    if not transport.is_tls:
+        if tls_entry.mode == "required":
+            return "plaintext connection, but client %r requires TLS (tls = required)" \
+                % entry.name
+        return None
+    if tls_entry.mode == "no":
+        return "TLS connection, but client %r is configured for plaintext (tls = no)" \
+            % entry.name
+    names = transport.peer_names()
+    if not names and not tls_entry.any_ip:
+        return None  # tls_client_auth = optional and no certificate: the IP identifies
+    from osmo_pcap.tls import identity_problem
+    problem = identity_problem(tls_entry.identity, names)
+    return None if problem is None else "client %r: %s" % (entry.name, problem)
+
+
+class Sniffer(object):
+    """Wait (without consuming) for the first bytes of an accepted socket.
+
+    Calls on_result(kind) once from the loop, kind being "tls", "osmo-pcap" or
+    "unknown" (see first_bytes_kind), or "eof" / "timeout" / "error". The
+    bytes stay in the socket for the transport that follows. cancel() stops.
+    """
+
+    def __init__(self, loop, sock, on_result, timeout=None):
+        self.loop, self.sock, self.on_result = loop, sock, on_result
+        sock.setblocking(False)
+        self._timer = loop.call_later(timeout, self._done, "timeout") if timeout else None
+        loop.add_reader(sock, self._readable)
+
+    def _readable(self):
+        try:
+            first = self.sock.recv(6, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._done("error")
+            return
+        self._done(first_bytes_kind(first) if first else "eof")
+
+    def _done(self, kind):
+        self.cancel()
+        self.on_result(kind)
+
+    def cancel(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.loop.remove(self.sock)
+
+
+class Admission(object):
+    """Turn accepted sockets into started transports of configured client entries.
+
+    entries: the server's ClientEntry list; tls: tlsconfig.ServerTLS or None.
+    on_admit(entry, transport, peer) gets each admitted connection, its
+    transport ready (TLS: handshake done, identity checked). counters holds
+    connect, no_client and, with TLS, TLS_COUNTERS.
+    """
+
+    def __init__(self, loop, entries, tls, on_admit):
+        self.loop = loop
+        self.tls = tls
+        self.on_admit = on_admit
+        self.by_ip = dict((e.ip, e) for e in entries if e.ip is not ANY)
+        self.any_ip = [e for e in entries if e.ip is ANY]
+        self.counters = {"connect": 0, "no_client": 0}
+        if tls is not None:
+            for k in TLS_COUNTERS:
+                self.counters[k] = 0
+        self.unknown_log = log.RateLimiter(10.0)
+        self.refuse_log = log.RateLimiter(10.0)
+        # Connections still sniffed or in their handshake, oldest first:
+        # key -> (peer, close), and the same by address.
+        self.pending = collections.OrderedDict()
+        self.pending_by_ip = {}
+        self.pending_max, self.pending_per_ip = pending_limits()
+
+    def admit(self, sock, addr):
+        """Take an accepted socket: refuse it, or start its way to on_admit()."""
+        self.counters["connect"] += 1
+        ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        entry = self.by_ip.get(ip)
+        if entry is None and not self.any_ip:
+            self.counters["no_client"] += 1
+            held = self.unknown_log.ok("unknown")
+            if held is not None:
+                _log.warning("connection from unknown address %s closed (no [client] has this "
+                             "ip)%s", ip, " (%d more suppressed)" % held if held else "")
+            sock.close()
+            return
+        peer = (str(ip), addr[1])
+        if self.tls is None:
+            self._start(entry, PlainTransport(self.loop, sock), peer)
+        else:
+            self._sniff(entry, sock, peer)
+
+    def close_pending(self):
+        """Close every connection that is still waiting (shutdown)."""
+        for _, close in list(self.pending.values()):
+            close()
+        self.pending.clear()
+        self.pending_by_ip.clear()
+
+    # ------------------------------------------------------------ plain
+    def _start(self, entry, transport, peer):
+        def ready():
+            self.on_admit(entry, transport, peer)
+        transport.start(ready)
+
+    # ------------------------------------------------------------ sniffing (TLS configs)
+    def _sniff(self, entry, sock, peer):
+        """Wait for the first bytes: a TLS ClientHello or an osmo-pcap frame."""
+        key = id(sock)
+        started = self.loop.clock()
+
+        def on_result(kind):
+            self._release(key)
+            self._sniffed(entry, sock, peer, kind, started)
+
+        sniffer = Sniffer(self.loop, sock, on_result, self.tls.handshake_timeout)
+
+        def cancel():
+            sniffer.cancel()
+            sock.close()
+        self._hold(key, peer, cancel)
+
+    def _hold(self, key, peer, close):
+        """Track a connection that is not admitted yet, within the pending limits."""
+        ip = peer[0]
+        mine = self.pending_by_ip.get(ip)
+        if mine is not None and len(mine) >= self.pending_per_ip:
+            self._evict(next(iter(mine)), "%d connections from this address" % len(mine))
+        elif len(self.pending) >= self.pending_max:
+            self._evict(next(iter(self.pending)), "%d connections" % len(self.pending))
+        self.pending[key] = (peer, close)
+        self.pending_by_ip.setdefault(ip, collections.OrderedDict())[key] = True
+
+    def _release(self, key):
+        """Forget a pending connection (admitted, refused or closed); return its entry."""
+        item = self.pending.pop(key, None)
+        if item is not None:
+            ip = item[0][0]
+            mine = self.pending_by_ip[ip]
+            del mine[key]
+            if not mine:
+                del self.pending_by_ip[ip]
+        return item
+
+    def _evict(self, key, how_many):
+        peer, close = self._release(key)
+        self.counters["pending_full"] += 1
+        held = self.refuse_log.ok((peer[0], "pending_full"))
+        if held is not None:
+            _log.warning("connection from %s closed before its first bytes or TLS handshake "
+                         "completed: %s already waiting (limits %d, %d per address)%s",
+                         format_peer(peer), how_many, self.pending_max, self.pending_per_ip,
+                         " (%d more suppressed)" % held if held else "")
+        close()
+
+    def _sniffed(self, entry, sock, peer, kind, started):
+        if kind in ("eof", "timeout", "error"):
+            why = _NO_DATA.get(kind) or "no data within %g s" % self.tls.handshake_timeout
+            self._refuse(sock, peer, entry, "no_data", why, 20 if kind == "eof" else 30)
+            return
+        if kind != "tls":  # osmo-pcap (or garbage, which validation rejects)
+            if entry is None:
+                self.counters["no_client"] += 1
+                self._refuse(sock, peer, None, None, "plaintext, and no [client] has this "
+                             "ip (ip = any entries take TLS with a certificate only)")
+                return
+            transport = PlainTransport(self.loop, sock)
+            why = entry_problem(entry, entry.tls, transport)
+            if why is not None:
+                self._refuse(transport, peer, entry, "tls_mode", why)
+                return
+            self._start(entry, transport, peer)
+            return
+        if entry is not None and entry.tls.mode == "no" and not self.any_ip:
+            self._refuse(sock, peer, entry, "tls_mode", "TLS connection, but client %r is "
+                         "configured for plaintext (tls = no)" % entry.name)
+            return
+        from osmo_pcap.tls import TLSTransport, TIMEOUT
+        st = TLSTransport(self.loop, sock, self.tls.context, server_side=True)
+        key = id(st)
+        timeout = self.tls.handshake_timeout
+        self._hold(key, peer, st.close)
+
+        def on_ready():
+            self._release(key)
+            self._tls_ready(entry, st, peer)
+
+        def on_error(err):
+            self._release(key)
+            self._refuse(st, peer, entry, "tls_" + err.kind.replace("-", "_"),
+                         "TLS handshake failed: %s" % err if err.kind != TIMEOUT
+                         else "TLS handshake not completed within %g s" % timeout)
+        # tls_handshake_timeout counts from the accept, not from the first byte:
+        # a peer trickling its ClientHello cannot hold on for twice as long.
+        st.start(on_ready, on_error, max(0.001, timeout - (self.loop.clock() - started)))
+
+    def _tls_ready(self, entry, st, peer):
+        """The handshake is done: find the entry the connection may feed."""
+        from osmo_pcap.tls import identity_matches
+        names = st.peer_names()
+        counter = "tls_identity"
+        why = None
+        if entry is not None:
+            why = entry_problem(entry, entry.tls, st)
+            if why is None:
+                self.on_admit(entry, st, peer)
+                return
+            if entry.tls.mode == "no":
+                counter = "tls_mode"
+        for other in self.any_ip:
+            if identity_matches(other.tls.identity, names) and \
+                    entry_problem(other, other.tls, st) is None:
+                self.on_admit(other, st, peer)
+                return
+        if why is None:
+            why = "no [client] has this ip, and %s" % (
+                "the client certificate names %s, which no ip = any entry expects"
+                % ", ".join(repr(n) for n in names) if names
+                else "it presented no certificate (ip = any entries need one)")
+        self._refuse(st, peer, entry, counter, why)
+
+    def _refuse(self, closer, peer, entry, counter, reason, level=30):
+        """Count, log (rate-limited per address and reason) and close a new connection."""
+        if counter is not None:
+            self.counters[counter] = self.counters.get(counter, 0) + 1
+        held = self.refuse_log.ok((peer[0], counter))
+        if held is not None:
+            _log.log(level, "connection from %s%s refused: %s%s", format_peer(peer),
+                     " (client %s)" % entry.name if entry is not None else "", reason,
+                     " (%d more suppressed)" % held if held else "")
+        closer.close()
+'''
+# ==================== End file osmo_pcap/server/admission.py ======================
+
 # ==================== Begin file osmo_pcap/server/config.py ====================
 _SOURCES['osmo_pcap/server/config.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -2133,8 +2460,8 @@ CLIENT_PREFIX = "client "
 ANY = "any"  # ip = any: the entry is chosen by the certificate identity (doc/tls.md)
 
 
-class ClientConfig(object):
-    """One [client NAME] section."""
+class ClientEntry(object):
+    """One [client NAME] section: a client the server accepts and stores."""
 
     __slots__ = ("name", "ip", "store", "tls")
 
@@ -2142,7 +2469,7 @@ class ClientConfig(object):
         self.name = name
         self.ip = ip        # an ipaddress object, or ANY
         self.store = store
-        self.tls = tls      # tlsconfig.ClientEntryTLS
+        self.tls = tls      # tlsconfig.ClientEntryTLS when the file uses TLS, else None
 
 
 class ServerConfig(object):
@@ -2221,17 +2548,16 @@ def _level(text):
     return text.lower()
 
 
-def _tlsconfig(cp):
+def _tlsconfig(cp, path):
     """Return osmo_pcap.tlsconfig if the file uses TLS (a tls* key or ip = any), else None.
 
     Without TLS the ssl module (about 4.5 MB of resident memory) is not loaded.
     """
-    for sect in cp.sections():
-        for key in cp.options(sect):
-            if key.startswith("tls") or (key == "ip" and cp.get(sect, key).strip().lower()
-                                         == ANY):
-                from osmo_pcap import tlsconfig
-                return tlsconfig
+    for name in cp.sections():
+        sect = ini.Section(cp, name, path)
+        if sect.sets_any("tls") or (sect.raw("ip") or "").strip().lower() == ANY:
+            from osmo_pcap import tlsconfig
+            return tlsconfig
     return None
 
 
@@ -2270,7 +2596,7 @@ def load(path):
     cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
     cfg.log_level = s.get("log_level", _level, cfg.log_level)
     cfg.hooks = hooks.read_config(s)
-    tlsconfig = _tlsconfig(cp)
+    tlsconfig = _tlsconfig(cp, path)
     if tlsconfig is not None:
         cfg.tls = tlsconfig.read_server_tls(s)
     s.finish()
@@ -2311,7 +2637,7 @@ def load(path):
             entry_tls = tlsconfig.read_client_entry_tls(c, name, cfg.tls,
                                                         any_ip=(ip is ANY))
         c.finish()
-        cfg.clients.append(ClientConfig(name, ip, store, entry_tls))
+        cfg.clients.append(ClientEntry(name, ip, store, entry_tls))
     return cfg
 
 
@@ -2603,11 +2929,6 @@ def _positive_duration(text):
     return v
 
 
-def _section_keys(section):
-    # ini.Section lists no keys; tap_listen_NAME keys are found by their prefix.
-    return sorted(getattr(section, "_items", {}))
-
-
 def read_config(section):
     """Read the hook keys of the [server] config Section; return a HooksConfig."""
     c = HooksConfig()
@@ -2616,7 +2937,7 @@ def read_config(section):
     c.zmq_queue_max = section.get("zmq_queue_max", _queue_size, c.zmq_queue_max)
     c.tap_listen = section.get("tap_listen", ini.parse_host_port)
     c.tap_queue_max = section.get("tap_queue_max", _queue_size, c.tap_queue_max)
-    for key in _section_keys(section):
+    for key in section.keys():
         if key.startswith(TAP_PREFIX):
             name = key[len(TAP_PREFIX):]
             try:
@@ -2752,24 +3073,22 @@ _SOURCES['osmo_pcap/server/ingest.py'] = r'''
 Parser is the decode+validate step specialised for speed: for a pcap link it
 reads the frame header and the record's caplen with one unpack per frame and
 checks the record inline; everything else goes through the same rules as
-wire.Decoder + validate (tests compare the two on fuzzed streams).
+wire.Decoder + validate (tests compare the two on fuzzed streams). A LINK_HDR
+is validated here too, and becomes the link for the frames that follow.
 
-Connection owns the socket. All reads of a connection go through fill(), so a
-TLS transport can replace it; the receive buffer is shared by all connections
-(the server's), each connection keeps only its incomplete last frame.
+Connection owns one admitted client's transport (plain or TLS): every read
+goes to the server's shared receive buffer, and the connection keeps only its
+incomplete last frame.
 """
 
-import struct
 import time
 
-from osmo_pcap import wire
+from osmo_pcap import validate, wire
+from osmo_pcap.transport import looks_like_tls
 from osmo_pcap.validate import ValidationError
 
-# spec 2.2 frame header + spec 2.4.2 record header up to caplen, in one read.
-# The frame length is big-endian whatever the client's byte order, so it is
-# read as two bytes.
-_FAST = {bo: struct.Struct(bo + "BxBB8xI") for bo in "<>"}
-_FAST_SIZE = wire.HEADER_SIZE + 12
+_FAST = wire.PCAP_FRAME_PEEK
+_FAST_SIZE = wire.PCAP_FRAME_PEEK_SIZE
 _FRAME = wire.FRAME_HDR
 _HDR = wire.HEADER_SIZE
 _MAX = wire.MAX_PAYLOAD
@@ -2780,7 +3099,8 @@ class Parser(object):
     """Decode and validate the frames of one connection.
 
     consume() works on a buffer that starts with the connection's saved tail;
-    see Connection.on_readable for the calling convention.
+    see Connection.on_readable for the calling convention. `link` is the
+    validate.LinkInfo of the last accepted LINK_HDR (None before the first).
     """
 
     __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen")
@@ -2792,8 +3112,7 @@ class Parser(object):
         self._fast = None
         self._snaplen = 0
 
-    def set_link(self, link):
-        """Use link (a validate.LinkInfo) for the LINK_DATA frames that follow."""
+    def _set_link(self, link):
         self.link = link
         if link.format == "pcap":
             self._fast = _FAST[link.byteorder].unpack_from
@@ -2806,9 +3125,9 @@ class Parser(object):
 
         Stop at an incomplete frame, after a LINK_HDR frame or at a broken rule.
         Return (pos, nbytes, event): nbytes is the payload total appended to out;
-        event is None (pos is where the incomplete rest starts), a LINK_HDR
-        payload memoryview (pos is after that frame), or a ProtocolError (pos is
-        where the offending frame starts).
+        event is None (pos is where the incomplete rest starts), the
+        validate.LinkInfo of an accepted LINK_HDR, now self.link (pos is after
+        that frame), or a ProtocolError (pos is where the offending frame starts).
         """
         fast = self._fast
         snap = self._snaplen
@@ -2831,6 +3150,8 @@ class Parser(object):
             # The general path: exactly wire.Decoder's and validate's rules.
             t, _, n = unpack(mv, pos)
             if t > 1:
+                if self.link is None and looks_like_tls(mv[pos:min(end, pos + 6)]):
+                    return pos, nbytes, wire.TLSOnPlainError(t)
                 return pos, nbytes, wire.FrameError(
                     "unknown-type", "unknown message type %d (expected 0 LINK_HDR or "
                     "1 LINK_DATA)" % t)
@@ -2842,7 +3163,12 @@ class Parser(object):
                 return pos, nbytes, None
             payload = mv[pos + _HDR:stop]
             if t != LINK_DATA:
-                return stop, nbytes, payload
+                try:
+                    link = validate.check_link_hdr(payload, self.max_snaplen)
+                except ValidationError as e:
+                    return pos, nbytes, e
+                self._set_link(link)
+                return stop, nbytes, link
             link = self.link
             if link is None:
                 return pos, nbytes, ValidationError(
@@ -2857,29 +3183,25 @@ class Parser(object):
 
 
 class Connection(object):
-    """One accepted TCP connection of a configured client."""
+    """One admitted TCP or TLS connection of a configured client.
 
-    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label", "last_rx",
-                 "header_timer")
+    The server registers on_readable() with the transport; callbacks go to the
+    server: records(), link_header(), reject() and drop().
+    """
 
-    def __init__(self, server, sock, peer, recorder):
+    __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
+                 "last_rx", "header_timer")
+
+    def __init__(self, server, transport, peer, recorder, max_snaplen):
         self.server = server
-        self.sock = sock
+        self.transport = transport
         self.peer = peer
         self.recorder = recorder
-        self.parser = Parser(server.cfg.max_snaplen)
+        self.parser = Parser(max_snaplen)
         self.closed = False
         self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
         self.last_rx = time.monotonic()
         self.header_timer = None
-
-    def fill(self, mv):
-        """Read from the transport into mv; return the byte count (0 at EOF).
-
-        The only place a connection reads: a TLS transport replaces this.
-        Raise BlockingIOError when nothing is there, OSError on failure.
-        """
-        return self.sock.recv_into(mv)
 
     def on_readable(self):
         """Read once into the shared buffer, decode, validate and store."""
@@ -2891,11 +3213,11 @@ class Connection(object):
         if start:
             mv[:start] = tail
         try:
-            n = self.fill(mv[start:])
-        except (BlockingIOError, InterruptedError):
-            return
+            n = self.transport.recv_into(mv[start:])
         except OSError as e:
             server.drop(self, "read error: %s" % (e.strerror or e))
+            return
+        if n is None:
             return
         server.bytes_read += n
         self.last_rx = time.monotonic()
@@ -2917,40 +3239,18 @@ class Connection(object):
             if isinstance(event, wire.ProtocolError):
                 server.reject(self, event)
                 return
-            if not server.link_header(self, event):
-                return
+            server.link_header(self, event)
         parser.tail = bytes(mv[pos:end]) if pos < end else b""
 
     def close(self):
-        """Close the socket and let go of buffered bytes and timers."""
+        """Close the transport and let go of buffered bytes and timers."""
         if not self.closed:
             self.closed = True
-            self.sock.close()
+            self.transport.close()
             self.parser.tail = b""
             if self.header_timer is not None:
                 self.header_timer.cancel()
-
-
-class TLSConnection(Connection):
-    """A connection whose bytes come through a stream (tls.TLSStream) instead of
-    the socket: the plain Connection keeps its direct recv_into."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, server, stream, peer, recorder):
-        Connection.__init__(self, server, stream.sock, peer, recorder)
-        self.stream = stream
-
-    def fill(self, mv):
-        n = self.stream.recv_into(mv)
-        if n is None:
-            raise BlockingIOError()
-        return n
-
-    def close(self):
-        if not self.closed:
-            self.stream.close()  # close_notify (best effort), then the socket
-            Connection.close(self)
+                self.header_timer = None
 
 
 def format_peer(peer):
@@ -2972,75 +3272,31 @@ moves its files. Signals only set flags; the loop does the work.
 """
 
 import argparse
-import collections
 import gc
-import ipaddress
-import resource
 import signal
 import socket
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, validate, vtyimport
-from osmo_pcap.server import hooks
-from osmo_pcap.server import config as serverconfig
+from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, vtyimport, wire
 from osmo_pcap.ini import ConfigError
-from osmo_pcap.server.ingest import Connection, TLSConnection, format_peer
 from osmo_pcap.loop import Loop
-from osmo_pcap.server.recorder import COUNTERS, Recorder
 from osmo_pcap.rotation import LocalClock
-from osmo_pcap import wire
+from osmo_pcap.server import config as serverconfig
+from osmo_pcap.server import hooks
+from osmo_pcap.server.admission import TLS_COUNTERS, Admission
+from osmo_pcap.server.ingest import Connection, format_peer
+from osmo_pcap.server.recorder import COUNTERS, FileSettings, Recorder
 
 DEFAULT_CONFIG = "osmo-pcap-server.ini"
-# One receive buffer for all connections (perf-notes): a read of up to
-# RECV_SIZE bytes lands after the connection's incomplete last frame.
+# One receive buffer for all connections (HACKING.md#performance-notes): a read
+# of up to RECV_SIZE bytes lands after the connection's incomplete last frame.
 RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
-# Connections not yet attached (waiting for their first bytes, or in their TLS
-# handshake) each hold a descriptor for up to tls_handshake_timeout: a
-# peer opening many must not starve the server of descriptors for its trace
-# files and clients. At most PENDING_MAX wait (and a quarter of RLIMIT_NOFILE),
-# a quarter of that (at most PENDING_PER_IP) from one address; beyond, the
-# oldest waiting connection (of that address) is closed, counted as pending_full.
-PENDING_MAX = 1024
-PENDING_PER_IP = 64
 
 _log = log.get("server")
-
-# Connections refused before they reach a client entry (server with tls_cert):
-# no_data (closed or silent before the first byte), tls_mode (TLS to a
-# plaintext entry or the reverse), tls_identity (certificate names no fitting
-# entry), tls_<kind> for failed handshakes (tls_timeout: the stall counter).
-TLS_COUNTERS = ("tls_connect", "no_data", "tls_mode", "tls_identity", "tls_timeout",
-                "tls_verify", "tls_rejected", "tls_not_tls", "tls_eof", "tls_io",
-                "tls_protocol", "pending_full")
-_NO_DATA = {"eof": "closed before sending anything",
-            "error": "socket error before sending anything"}
-
-
-TLS_RECORD_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello (tls.py; ssl is
-                             # imported only when TLS is configured)
-
-
-def pending_limits(nofile=None):
-    """Return (total, per address) limits of waiting connections for a descriptor limit."""
-    if nofile is None:
-        try:
-            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        except (OSError, ValueError):
-            nofile = resource.RLIM_INFINITY
-    if nofile == resource.RLIM_INFINITY or nofile < 0:
-        total = PENDING_MAX
-    else:
-        total = max(8, min(PENDING_MAX, nofile // 4))
-    return total, max(2, min(PENDING_PER_IP, total // 4))
-
-
-class _TLSKind(object):
-    """Stands for a TLS connection in ClientEntryTLS.check_peer before its handshake."""
-    is_tls = True
 
 
 class Server(object):
@@ -3051,22 +3307,14 @@ class Server(object):
         self.loop = loop or Loop()
         self.clock = clock or LocalClock()
         self.hooks = hooks.create(cfg.hooks, self.loop)
-        self.counters = {"connect": 0, "no_client": 0}
-        self.unknown_log = log.RateLimiter(10.0)
+        self.counters = {"hook_errors": 0}
         limiter = log.RateLimiter(10.0)
-        self.recorders = [Recorder(c, cfg, self._file_closed, limiter) for c in cfg.clients]
-        self.by_ip = dict((r.ip, r) for r in self.recorders if r.ip is not serverconfig.ANY)
-        self.any_ip = [r for r in self.recorders if r.ip is serverconfig.ANY]
-        self.entry_tls = dict((c.name, c.tls) for c in cfg.clients)
-        # Connections still sniffed or in their handshake, oldest first:
-        # key -> (peer, close), and the same by address.
-        self.pending = collections.OrderedDict()
-        self.pending_by_ip = {}
-        self.pending_max, self.pending_per_ip = pending_limits()
-        self.refuse_log = log.RateLimiter(10.0)
-        if cfg.tls is not None:
-            for k in TLS_COUNTERS:
-                self.counters[k] = 0
+        files = FileSettings.from_config(cfg)
+        self.recorders = [Recorder(c.name, c.store, files, self._file_closed, limiter)
+                          for c in cfg.clients]
+        self.recorder_of = dict((r.name, r) for r in self.recorders)
+        self.admission = Admission(self.loop, cfg.clients, cfg.tls, self.attach)
+        self.accept_log = log.RateLimiter(10.0)
         self.conns = {}
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
@@ -3121,195 +3369,36 @@ class Server(object):
             except OSError as e:
                 # EMFILE and friends: the listener stays readable, so pause
                 # accepting for a moment instead of spinning.
-                if self.unknown_log.ok("accept") is not None:
+                if self.accept_log.ok("accept") is not None:
                     _log.error("accept failed: %s; pausing accepts for %gs",
                                e.strerror or e, ACCEPT_PAUSE)
                 self.loop.remove_reader(self.listener)
                 self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
-            self.counters["connect"] += 1
-            self.admit(sock, addr)
+            self.admission.admit(sock, addr)
 
     def _resume_accept(self):
         if self.listener is not None:
             self.loop.add_reader(self.listener, self._on_accept)
 
-    def admit(self, sock, addr):
-        """Match an accepted socket to a configured client by source address (spec 4.2).
-
-        A later TLS step (peek the first byte: 0x16 = ClientHello) fits here,
-        before attach().
-        """
-        ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        rec = self.by_ip.get(ip)
-        if rec is None and not self.any_ip:
-            self.counters["no_client"] += 1
-            held = self.unknown_log.ok("unknown")
-            if held is not None:
-                _log.warning("connection from unknown address %s closed (no [client] has this "
-                             "ip)%s", ip, " (%d more suppressed)" % held if held else "")
-            sock.close()
-            return None
-        peer = (str(ip), addr[1])
-        if self.cfg.tls is None:
-            return self.attach(rec, sock, peer)  # no TLS here: plain as ever
-        self._sniff(rec, sock, peer)
-        return None
-
-    # ------------------------------------------------------------ TLS (doc/tls.md)
-    def _sniff(self, rec, sock, peer):
-        """Wait for the first bytes: a TLS ClientHello or an osmo-pcap frame."""
-        from osmo_pcap import tls as tlsmod
-        key = id(sock)
-        started = self.loop.clock()
-
-        def on_result(kind, first):
-            self._release(key)
-            self._sniffed(rec, sock, peer, kind, started)
-
-        sniffer = tlsmod.Sniffer(self.loop, sock, on_result, self.cfg.tls.handshake_timeout)
-
-        def cancel():
-            sniffer.cancel()
-            sock.close()
-        self._hold(key, peer, cancel)
-
-    def _hold(self, key, peer, close):
-        """Track a connection that is not attached yet, within the pending limits."""
-        ip = peer[0]
-        mine = self.pending_by_ip.get(ip)
-        if mine is not None and len(mine) >= self.pending_per_ip:
-            self._evict(next(iter(mine)), "%d connections from this address" % len(mine))
-        elif len(self.pending) >= self.pending_max:
-            self._evict(next(iter(self.pending)), "%d connections" % len(self.pending))
-        self.pending[key] = (peer, close)
-        self.pending_by_ip.setdefault(ip, collections.OrderedDict())[key] = True
-
-    def _release(self, key):
-        """Forget a pending connection (attached, refused or closed); return its entry."""
-        entry = self.pending.pop(key, None)
-        if entry is not None:
-            ip = entry[0][0]
-            mine = self.pending_by_ip[ip]
-            del mine[key]
-            if not mine:
-                del self.pending_by_ip[ip]
-        return entry
-
-    def _evict(self, key, how_many):
-        peer, close = self._release(key)
-        self.counters["pending_full"] += 1
-        held = self.refuse_log.ok((peer[0], "pending_full"))
-        if held is not None:
-            _log.warning("connection from %s closed before its first bytes or TLS handshake "
-                         "completed: %s already waiting (limits %d, %d per address)%s",
-                         format_peer(peer), how_many, self.pending_max, self.pending_per_ip,
-                         " (%d more suppressed)" % held if held else "")
-        close()
-
-    def _sniffed(self, rec, sock, peer, kind, started):
-        from osmo_pcap import tls as tlsmod
-        if kind in ("eof", "timeout", "error"):
-            why = _NO_DATA.get(kind) or "no data within %g s" % self.cfg.tls.handshake_timeout
-            self._refuse(sock, peer, rec, "no_data", why, 20 if kind == "eof" else 30)
-            return
-        if kind != "tls":  # osmo-pcap (or garbage, which validation rejects)
-            if rec is None:
-                self.counters["no_client"] += 1
-                self._refuse(sock, peer, None, None, "plaintext, and no [client] has this "
-                             "ip (ip = any entries take TLS with a certificate only)")
-                return
-            entry = self.entry_tls[rec.name]
-            if not entry.allows(False):
-                self._refuse(sock, peer, rec, "tls_mode",
-                             entry.check_peer(tlsmod.PlainStream(self.loop, sock)))
-                return
-            self.attach(rec, sock, peer)
-            return
-        entry = self.entry_tls[rec.name] if rec is not None else None
-        if entry is not None and not entry.allows(True) and not self.any_ip:
-            self._refuse(sock, peer, rec, "tls_mode", entry.check_peer(_TLSKind()))
-            return
-        st = self.cfg.tls.stream(self.loop, sock)
-        key = id(st)
-        timeout = self.cfg.tls.handshake_timeout
-        self._hold(key, peer, st.close)
-
-        def on_ready():
-            self._release(key)
-            self._tls_ready(rec, st, peer)
-
-        def on_error(err):
-            self._release(key)
-            self._refuse(st, peer, rec, "tls_" + err.kind.replace("-", "_"),
-                         "TLS handshake failed: %s" % err if err.kind != tlsmod.TIMEOUT
-                         else "TLS handshake not completed within %g s" % timeout)
-        # tls_handshake_timeout counts from the accept, not from the first byte:
-        # a peer trickling its ClientHello cannot hold on for twice as long.
-        st.start(on_ready, on_error, max(0.001, timeout - (self.loop.clock() - started)))
-
-    def _tls_ready(self, rec, st, peer):
-        """The handshake is done: find the entry the connection may feed."""
-        from osmo_pcap import tls as tlsmod
-        names = st.peer_names()
-        counter = "tls_identity"
-        why = None
-        if rec is not None:
-            entry = self.entry_tls[rec.name]
-            why = entry.check_peer(st)
-            if why is None:
-                return self.attach(rec, st.sock, peer, st)
-            if not entry.allows(True):
-                counter = "tls_mode"
-        for other in self.any_ip:
-            entry = self.entry_tls[other.name]
-            if tlsmod.identity_matches(entry.identity, names) and entry.check_peer(st) is None:
-                return self.attach(other, st.sock, peer, st)
-        if why is None:
-            why = "no [client] has this ip, and %s" % (
-                "the client certificate names %s, which no ip = any entry expects"
-                % ", ".join(repr(n) for n in names) if names
-                else "it presented no certificate (ip = any entries need one)")
-        self._refuse(st, peer, rec, counter, why)
-        return None
-
-    def _refuse(self, closer, peer, rec, counter, reason, level=30):
-        """Count, log (rate-limited per address and reason) and close a new connection."""
-        if counter is not None:
-            self.counters[counter] = self.counters.get(counter, 0) + 1
-        held = self.refuse_log.ok((peer[0], counter))
-        if held is not None:
-            _log.log(level, "connection from %s%s refused: %s%s", format_peer(peer),
-                     " (client %s)" % rec.name if rec is not None else "", reason,
-                     " (%d more suppressed)" % held if held else "")
-        closer.close()
-
-    def attach(self, rec, sock, peer, stream=None):
-        """Start reading a configured client's new connection; it replaces an old one."""
+    def attach(self, entry, transport, peer):
+        """Start reading an admitted connection; it replaces the client's old one."""
+        rec = self.recorder_of[entry.name]
         old = self.conns.get(rec.name)
         if old is not None:
             self.drop(old, "replaced by a new connection from %s" % format_peer(peer))
-        sock.setblocking(False)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
         rec.new_connection()
-        if stream is None:
-            conn = Connection(self, sock, peer, rec)
-            self.conns[rec.name] = conn
-            self.loop.add_reader(sock, conn.on_readable)
-            how = ""
-        else:
-            conn = TLSConnection(self, stream, peer, rec)
-            self.conns[rec.name] = conn
-            stream.set_reader(conn.on_readable)
-            self.counters["tls_connect"] += 1
-            names = stream.peer_names()
-            how = " (%s, %s)" % (stream.version(), "certificate %s" % ", ".join(names)
-                                 if names else "no client certificate")
+        conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen)
+        self.conns[rec.name] = conn
+        transport.set_reader(conn.on_readable)
+        how = ""
+        if transport.is_tls:
+            self.admission.counters["tls_connect"] += 1
+            how = " (%s)" % transport.describe()
         if self.cfg.header_timeout:
             conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
                                                      self._check_header, conn)
@@ -3318,6 +3407,7 @@ class Server(object):
         return conn
 
     def _check_header(self, conn):
+        conn.header_timer = None
         if not conn.closed and conn.parser.link is None:
             self.drop(conn, "no LINK_HDR within header_timeout (%gs)" % self.cfg.header_timeout,
                       30)
@@ -3326,7 +3416,6 @@ class Server(object):
         """Close a connection and its client's current file."""
         if conn.closed:
             return
-        self.loop.remove(conn.sock)
         conn.close()
         rec = conn.recorder
         if self.conns.get(rec.name) is conn:
@@ -3339,26 +3428,14 @@ class Server(object):
         """A peer broke a rule: count it by reason and disconnect it."""
         rej = conn.recorder.rejected
         rej[err.code] = rej.get(err.code, 0) + 1
-        if err.code == "unknown-type" and conn.parser.link is None \
-                and str(err).startswith("unknown message type %d " % TLS_RECORD_HANDSHAKE):
-            err = "%s: a TLS ClientHello, but the server has no tls_cert" % err
-            self.drop(conn, "protocol violation [unknown-type]: %s" % err, 30)
-            return
         self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30)
 
     # ------------------------------------------------------------ data
-    def link_header(self, conn, payload):
-        """Validate a LINK_HDR; return False when the connection was dropped."""
-        try:
-            link = validate.check_link_hdr(payload, self.cfg.max_snaplen)
-        except validate.ValidationError as e:
-            self.reject(conn, e)
-            return False
-        conn.parser.set_link(link)
+    def link_header(self, conn, link):
+        """The connection's parser accepted a LINK_HDR (a validate.LinkInfo)."""
         rec = conn.recorder
         rec.set_link(link)
         self.call_hooks("link_header", rec.name, link)
-        return True
 
     def records(self, rec, link, out, nbytes):
         """Hand validated LINK_DATA payloads to the hooks and the recorder."""
@@ -3384,7 +3461,7 @@ class Server(object):
         """Drop a hook whose code raised: a bug there must not stop capture."""
         _log.exception("hook %s failed in %s(); it is disabled until restart",
                        type(hook).__name__, method)
-        self.counters["hook_errors"] = self.counters.get("hook_errors", 0) + 1
+        self.counters["hook_errors"] += 1
         if hook in self.hooks:
             self.hooks.remove(hook)
             if method != "close":
@@ -3444,10 +3521,7 @@ class Server(object):
             self.loop.run_once(0.05)
             if self.bytes_read == before:
                 break
-        for _, close in list(self.pending.values()):
-            close()
-        self.pending.clear()
-        self.pending_by_ip.clear()
+        self.admission.close_pending()
         for conn in list(self.conns.values()):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
@@ -3466,7 +3540,7 @@ class Server(object):
                 total[k] += rec.counters[k]
             for code, n in rec.rejected.items():
                 rejected[code] = rejected.get(code, 0) + n
-        c = self.counters
+        c = self.admission.counters
         out.append(("osmo_pcap_server_connect_total", "counter",
                     "Accepted TCP connections, known or unknown", {}, c["connect"]))
         out.append(("osmo_pcap_server_no_client_total", "counter",
@@ -3507,7 +3581,8 @@ class Server(object):
 
     def log_stats(self):
         """Log the counters (stats_interval, SIGUSR2) in upstream's names (spec 4.11)."""
-        parts = ["server:%s=%d" % (k, v) for k, v in sorted(self.counters.items())]
+        counters = dict(self.admission.counters, **self.counters)
+        parts = ["server:%s=%d" % (k, v) for k, v in sorted(counters.items())]
         tot = dict((k, sum(r.counters[k] for r in self.recorders)) for k in COUNTERS)
         parts += ["server:%s=%d" % (k, tot[k]) for k in COUNTERS if k != "connect"]
         _log.info("stats %s", " ".join(parts))
@@ -3594,9 +3669,12 @@ def run(server):
     log.schedule_flush(server.loop)
     daemon.start_watchdog(server.loop)
     daemon.notify_ready("listening on %s" % format_peer(server.listener.getsockname()))
-    server.loop.run()
-    server.shutdown()
-    _log.info("stopped")
+    try:
+        server.loop.run()
+    finally:
+        # Also after an exception in a callback: buffered records reach their files.
+        server.shutdown()
+        _log.info("stopped")
 
 
 def main(argv=None):
@@ -3887,6 +3965,8 @@ the file is cut back and closed, records are counted as dropped, and a new
 file is tried again after `write_retry` seconds.
 """
 
+import collections
+
 from osmo_pcap import log, rotation
 from osmo_pcap.server.storage import TraceFile, WriteError
 
@@ -3896,16 +3976,26 @@ COUNTERS = ("connect", "bytes", "pkts", "link_hdr", "file_rotated", "files_close
 _log = log.get("server")
 
 
+class FileSettings(collections.namedtuple(
+        "FileSettings", "base_path completed_path mode max_size rule write_buffer write_retry")):
+    """How every client's trace files are written ([server] keys, validated)."""
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Take the values from a server.config.ServerConfig."""
+        return cls(cfg.base_path, cfg.completed_path, cfg.file_permission_mask,
+                   cfg.max_file_size, cfg.rotate_localtime, cfg.write_buffer, cfg.write_retry)
+
+
 class Recorder(object):
     """The files and counters of one [client NAME]."""
 
-    def __init__(self, client_cfg, cfg, on_file_closed=None, limiter=None):
-        self.name = client_cfg.name
-        self.ip = client_cfg.ip
-        self.store = client_cfg.store
-        self.cfg = cfg
-        self.rule = cfg.rotate_localtime
-        self.max_size = cfg.max_file_size
+    def __init__(self, name, store, files, on_file_closed=None, limiter=None):
+        self.name = name
+        self.store = store
+        self.files = files
+        self.rule = files.rule
+        self.max_size = files.max_size
         self.on_file_closed = on_file_closed
         self.limiter = limiter or log.RateLimiter(10.0)
         self.counters = dict((k, 0) for k in COUNTERS)
@@ -3934,12 +4024,12 @@ class Recorder(object):
     def write(self, out, nbytes, now):
         """Store the records in out (bytes-likes, valid only during the call).
 
-        now is (epoch, raw tm tuple, struct_time) from rotation.LocalClock.
+        now is a rotation.Instant.
         """
         c = self.counters
         c["pkts"] += len(out)
         c["bytes"] += nbytes
-        t, tm, st = now
+        t, tm = now.epoch, now.tm
         if not self.store:
             self.last.update(t, tm)
             return
@@ -3980,13 +4070,13 @@ class Recorder(object):
         f = self.file
         if f is None:
             return
-        if self.rule is not None and rotation.new_period(self.last.tm, now[1], *self.rule):
+        if self.rule is not None and rotation.new_period(self.last.tm, now.tm, *self.rule):
             self.close_file("time period", rotated=True)
             return
         try:
             f.flush()
         except WriteError as e:
-            self._write_failed(e, now[0])
+            self._write_failed(e, now.epoch)
 
     def rotate(self, reason):
         """Close the current file now (SIGUSR1/SIGHUP); the next record opens a new one."""
@@ -3995,25 +4085,25 @@ class Recorder(object):
 
     # ------------------------------------------------------------ files
     def _open(self, now):
-        t = now[0]
+        t = now.epoch
         if self.retry_at is not None and t < self.retry_at:
             return None
         if self.link is None:
             return None
-        cfg = self.cfg
-        others = (cfg.completed_path,) if cfg.completed_path else ()
+        fs = self.files
+        others = (fs.completed_path,) if fs.completed_path else ()
         try:
-            f = TraceFile.create(cfg.base_path, self.name, now[2], self.link,
-                                 cfg.file_permission_mask, cfg.write_buffer, others)
+            f = TraceFile.create(fs.base_path, self.name, now.local, self.link, fs.mode,
+                                 fs.write_buffer, others)
         except OSError as e:
             self.counters["write_errors"] += 1
-            self.retry_at = t + cfg.write_retry
+            self.retry_at = t + fs.write_retry
             self._warn("open", "client %s: cannot create a trace file in %s: %s; retrying in "
-                       "%gs" % (self.name, cfg.base_path, e.strerror or e, cfg.write_retry))
+                       "%gs" % (self.name, fs.base_path, e.strerror or e, fs.write_retry))
             return None
         self.retry_at = None
         self.file = f
-        self.last.update(t, now[1])
+        self.last.update(t, now.tm)
         _log.info("client %s: writing %s", self.name, f.path)
         return f
 
@@ -4021,11 +4111,11 @@ class Recorder(object):
         c = self.counters
         c["write_errors"] += 1
         c["dropped"] += e.dropped
-        self.retry_at = t + self.cfg.write_retry
+        self.retry_at = t + self.files.write_retry
         self._warn("write", "client %s: writing %s failed: %s; %d record(s) dropped, file cut "
                    "back to its last complete record and closed; retrying in %gs"
                    % (self.name, e.path, e.error.strerror or e.error, e.dropped,
-                      self.cfg.write_retry))
+                      self.files.write_retry))
         self.close_file("write error")
 
     def _warn(self, key, message):
@@ -4042,7 +4132,7 @@ class Recorder(object):
             return
         self.file = None
         records = f.records
-        path, err = f.close(self.cfg.completed_path)
+        path, err = f.close(self.files.completed_path)
         c = self.counters
         c["files_closed"] += 1
         if rotated:
@@ -4924,66 +5014,27 @@ class Publisher(object):
 # ==================== Begin file osmo_pcap/tls.py ====================
 _SOURCES['osmo_pcap/tls.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Non-blocking streams over a connected socket, with or without TLS.
+"""TLS for osmo-pcap connections: tls.TLSTransport, identities, error reasons.
 
-TLSStream runs TLS over ssl.MemoryBIO/SSLObject on an already connected,
-non-blocking socket, driven by osmo_pcap.loop; PlainStream has the same
-interface without TLS, so server and client code has one path for both.
-
-A stream owns the loop registrations of its socket. Its owner:
-  start(on_ready, on_error, timeout)  begins (TLS: the handshake); exactly one of
-                                      on_ready() / on_error(TLSError) follows, from
-                                      the loop, never from inside start().
-  set_reader(cb) / set_reader(None)   cb() runs while data (or EOF, or an error)
-                                      may be waiting; it calls recv_into() once or
-                                      until None. While data waits inside TLS
-                                      (decrypted, or whole records) cb() runs
-                                      again although the socket is not readable:
-                                      the pending() trap is handled here.
-  recv_into(buf) -> n > 0 | 0 (EOF) | None (would block); raises TLSError.
-  set_writer(cb) / set_writer(None)   cb() runs while send() would accept bytes.
-  send(data) -> n accepted, 0 when full (would block); raises TLSError.
-  pending_output                      bytes accepted but not yet on the socket.
-  close()                             sends close_notify when possible; closes.
-Errors found while the stream works on its own (handshake, time-out,
-background flushing) go to on_error; errors inside recv_into()/send() are raised.
-TLSError is an OSError, so `except OSError` around socket code keeps working.
-
-Also here: TLSSession (the loop-free engine under TLSStream), TlsTransport
-(the client's transport interface), looks_like_tls() and Sniffer to tell a
-TLS ClientHello from an osmo-pcap frame on a shared port, and
-peer_identity()/identity_problem() for certificate names.
+TLSTransport runs TLS over ssl.MemoryBIO/SSLObject on a connected, non-blocking
+socket, driven by osmo_pcap.loop, with the interface of transport.PlainTransport
+(see osmo_pcap/transport.py), so server and client code has one path for both.
+TLSSession is the loop-free engine under it. peer_identity() and
+identity_problem() read and check certificate names; describe_ssl_error() turns
+ssl exceptions into transport.TLSError with a readable reason and a kind.
+This module imports ssl (about 4.5 MB of resident memory): only TLS
+configurations load it.
 """
 
 import errno
 import re
-import socket
 import ssl
 
-RECV_CHUNK = 65536           # bytes read from the socket at a time
+from osmo_pcap.transport import (EOF, IO, NOT_TLS, PROTOCOL, REJECTED, TIMEOUT, VERIFY,
+                                 TLSError, RECV_CHUNK)
+
 OUT_LIMIT = 256 * 1024       # TLS output buffered before send() says "full"
 WRITE_CHUNK = 4 * 16384      # plaintext encrypted per send() call (four records)
-
-TLS_RECORD_HANDSHAKE = 0x16  # TLS record type "handshake" (RFC 8446 section 5.1)
-TLS_CLIENT_HELLO = 0x01      # handshake message type (RFC 8446 section 4)
-FRAME_TYPES = (0, 1)         # osmo-pcap LINK_HDR, LINK_DATA (spec section 2.3)
-
-# Error kinds, for counters and log lines.
-TIMEOUT, VERIFY, REJECTED, NOT_TLS, EOF, IO, PROTOCOL = (
-    "timeout", "verify", "rejected", "not-tls", "eof", "io", "protocol")
-
-
-class TLSError(OSError):
-    """A TLS failure: kind is one of the constants above, str() is the reason."""
-
-    def __init__(self, kind, reason):
-        OSError.__init__(self, reason)
-        self.kind = kind
-        self.reason = reason
-
-    def __str__(self):
-        return self.reason
-
 
 _RESET_ERRNOS = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
 _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
@@ -5202,9 +5253,9 @@ class TLSSession(object):
         return describe_ssl_error(exc)
 
 
-# ------------------------------------------------------------------ TLS stream
-class TLSStream(object):
-    """A TLSSession driven by osmo_pcap.loop; see the module docstring."""
+# ------------------------------------------------------------------ TLS transport
+class TLSTransport(object):
+    """A TLSSession driven by osmo_pcap.loop, with the transport interface."""
 
     is_tls = True
 
@@ -5309,6 +5360,12 @@ class TLSStream(object):
     def cipher(self):
         return self.session.cipher()
 
+    def describe(self):
+        """Return the protocol version and the peer's certificate names, for log lines."""
+        names = self.peer_names()
+        return "%s, %s" % (self.version(), "certificate %s" % ", ".join(names) if names
+                           else "no verified peer certificate")
+
     # -------------------------------------------------------------- internals
     def _handshake(self):
         if self.closed or self._error is not None or self.ready:
@@ -5410,228 +5467,13 @@ class TLSStream(object):
         return err
 
 
-# ------------------------------------------------------------------ client transport
-class TlsTransport(object):
-    """TLS over a plain transport with forward.TcpTransport's interface.
-
-    tcp is that transport (open(), progress(), sock, close()); this adds the
-    handshake to progress() and encrypts send(). The owner registers the
-    socket itself: while pending_output is not 0 it must wait for writability
-    and call send() (b"" is fine) even when its own queue is empty.
-    """
-
-    def __init__(self, tcp, context, server_hostname):
-        self.tcp = tcp
-        self.context = context
-        self.server_hostname = server_hostname
-        self.session = None
-        self._scratch = bytearray(RECV_CHUNK)
-
-    @property
-    def sock(self):
-        return self.tcp.sock
-
-    def open(self):
-        """Start the TCP connect; raise OSError."""
-        self.tcp.open()
-
-    def progress(self):
-        """Advance connect then handshake; return "done", or "read"/"write" to wait for."""
-        if self.session is None:
-            step = self.tcp.progress()
-            if step != "done":
-                return step
-            self.session = TLSSession(self.tcp.sock, self.context,
-                                      server_hostname=self.server_hostname)
-        return self.session.handshake_step()
-
-    @property
-    def pending_output(self):
-        return self.session.pending_output if self.session is not None else 0
-
-    def send(self, data):
-        """Flush earlier output, then encrypt data; return the count taken (0: full)."""
-        if self.session is None:
-            return 0
-        if not data:
-            self.session.flush()
-            return 0
-        return self.session.send(data)
-
-    def discard_input(self):
-        """Read and drop what the server sent; False at end of stream; raise TLSError."""
-        while True:
-            n = self.session.recv_into(self._scratch)
-            if n is None:
-                return True
-            if n == 0:
-                return False
-
-    def peer_names(self):
-        return self.session.peer_names() if self.session is not None else []
-
-    def version(self):
-        return self.session.version() if self.session is not None else None
-
-    def close(self):
-        if self.session is not None and self.tcp.sock is not None:
-            self.session.shutdown()
-        self.session = None
-        self.tcp.close()
-
-
-# ------------------------------------------------------------------ plain stream
-class PlainStream(object):
-    """A plain TCP stream with TLSStream's interface (no handshake, no names)."""
-
-    is_tls = False
-    clean_eof = None
-    pending_output = 0
-
-    def __init__(self, loop, sock, initial=b""):
-        self.loop = loop
-        self.sock = sock
-        sock.setblocking(False)
-        self._initial = bytes(initial)
-        self._reader = None
-        self._refire = None
-        self.ready = self.closed = False
-
-    def start(self, on_ready, on_error=None, timeout=None):
-        """Call on_ready() from the loop (a plain stream is ready at once)."""
-        def ready():
-            if not self.closed:
-                self.ready = True
-                on_ready()
-        self.loop.call_later(0, ready)
-
-    def set_reader(self, callback):
-        self._reader = callback
-        if callback is None:
-            self.loop.remove_reader(self.sock)
-            return
-        self.loop.add_reader(self.sock, self._fire_reader)
-        if self._initial and self._refire is None:
-            self._refire = self.loop.call_later(0, self._fire_reader)
-
-    def set_writer(self, callback):
-        if callback is None:
-            self.loop.remove_writer(self.sock)
-        else:
-            self.loop.add_writer(self.sock, callback)
-
-    def _fire_reader(self):
-        self._refire = None
-        if self._reader is not None and not self.closed:
-            self._reader()
-
-    def recv_into(self, buf, nbytes=0):
-        n = min(nbytes or len(buf), len(buf))
-        if self._initial:
-            got = min(n, len(self._initial))
-            buf[:got] = self._initial[:got]
-            self._initial = self._initial[got:]
-            return got
-        try:
-            return self.sock.recv_into(buf, n)
-        except (BlockingIOError, InterruptedError):
-            return None
-
-    def read(self, size=RECV_CHUNK):
-        buf = bytearray(size)
-        n = self.recv_into(buf)
-        return None if n is None else bytes(buf[:n])
-
-    def send(self, data):
-        try:
-            return self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            if self._refire is not None:
-                self._refire.cancel()
-            self.loop.remove(self.sock)
-            self.sock.close()
-
-    def peer_names(self):
-        return []
-
-
-# ------------------------------------------------------------------ port sharing
-def looks_like_tls(first_bytes):
-    """Return True when the bytes start like a TLS ClientHello record.
-
-    One byte tells TLS (0x16) from an osmo-pcap frame (type 0 or 1); further
-    bytes, when given, must also fit: version 3.x, handshake type ClientHello.
-    """
-    b = bytearray(first_bytes[:6])
-    if not b or b[0] != TLS_RECORD_HANDSHAKE:
-        return False
-    if len(b) > 1 and b[1] != 3:
-        return False
-    if len(b) > 2 and b[2] > 4:
-        return False
-    if len(b) > 5 and b[5] != TLS_CLIENT_HELLO:
-        return False
-    return True
-
-
-def first_bytes_kind(first_bytes):
-    """Return "tls", "osmo-pcap" or "unknown" for the first bytes of a connection."""
-    if looks_like_tls(first_bytes):
-        return "tls"
-    if first_bytes and bytearray(first_bytes[:1])[0] in FRAME_TYPES:
-        return "osmo-pcap"
-    return "unknown"
-
-
-class Sniffer(object):
-    """Wait (without consuming) for the first bytes of an accepted socket.
-
-    Calls on_result(kind, first_bytes) once from the loop, kind being "tls",
-    "osmo-pcap" or "unknown" (see first_bytes_kind), or "eof" / "timeout" /
-    "error" with b"". The bytes stay in the socket for the stream that follows.
-    The caller closes the socket if it does not go on; cancel() stops waiting.
-    """
-
-    def __init__(self, loop, sock, on_result, timeout=None):
-        self.loop, self.sock, self.on_result = loop, sock, on_result
-        sock.setblocking(False)
-        self._timer = loop.call_later(timeout, self._done, "timeout", b"") if timeout else None
-        loop.add_reader(sock, self._readable)
-
-    def _readable(self):
-        try:
-            first = self.sock.recv(6, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._done("error", b"")
-            return
-        self._done(first_bytes_kind(first) if first else "eof", first)
-
-    def _done(self, kind, first):
-        self.cancel()
-        self.on_result(kind, first)
-
-    def cancel(self):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.loop.remove(self.sock)
-
-
 # ------------------------------------------------------------------ identity
 def peer_identity(ssl_obj):
     """Return [CN..., DNS SAN...] of the verified peer certificate ([] if none).
 
-    ssl_obj is an SSLObject, SSLSocket, TLSSession or TLSStream. An unverified certificate
-    (verify mode CERT_NONE) gives no names: it proves nothing.
+    ssl_obj is an SSLObject or SSLSocket. An unverified certificate (verify mode
+    CERT_NONE) gives no names: it proves nothing.
     """
-    ssl_obj = getattr(ssl_obj, "ssl", ssl_obj)  # a TLSStream or TLSSession
     try:
         cert = ssl_obj.getpeercert()
     except ValueError:  # no handshake yet
@@ -5673,6 +5515,11 @@ read_client_tls()        a client's [server NAME] section -> ClientTLS or None
 read_server_tls()        the server's [server] section    -> ServerTLS or None
 read_client_entry_tls()  a server's client entry          -> ClientEntryTLS
 
+The results are plain values (an ssl.SSLContext holds the loaded files);
+the programs build their tls.TLSTransport objects from them. The config
+readers import this module only when a section sets a tls* key, so a
+configuration without TLS never loads ssl.
+
 Every problem a user can cause (missing or unreadable file, no certificate in
 it, key not matching the certificate, encrypted key, empty CA or CRL file)
 is a ConfigError naming the key and the file. Relative paths are taken from
@@ -5685,7 +5532,6 @@ import ssl
 
 from osmo_pcap import log
 from osmo_pcap.ini import parse_bool, parse_duration, resolve_path
-from osmo_pcap.tls import TLSStream, TlsTransport, identity_problem, peer_identity
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 MIN_VERSIONS = ("1.2", "1.3")
@@ -5709,14 +5555,6 @@ class ClientTLS(object):
         self.hostname = hostname  # SNI, and the name checked when verify is on
         self.verify = verify
 
-    def stream(self, loop, sock):
-        """Return a TLSStream for a connected socket; call start() on it."""
-        return TLSStream(loop, sock, self.context, server_hostname=self.hostname)
-
-    def transport(self, tcp):
-        """Return a TlsTransport around tcp (a forward.TcpTransport-like object)."""
-        return TlsTransport(tcp, self.context, self.hostname)
-
 
 class ServerTLS(object):
     """TLS settings of the server's [server] section."""
@@ -5725,10 +5563,6 @@ class ServerTLS(object):
         self.context = context
         self.client_auth = client_auth  # "none", "optional" or "required"
         self.handshake_timeout = handshake_timeout
-
-    def stream(self, loop, sock, initial=b""):
-        """Return a server-side TLSStream; start it with handshake_timeout."""
-        return TLSStream(loop, sock, self.context, server_side=True, initial=initial)
 
 
 class ClientEntryTLS(object):
@@ -5740,26 +5574,6 @@ class ClientEntryTLS(object):
         self.identity = identity          # name the certificate must carry
         self.any_ip = any_ip              # the entry matches every source address
         self.certificates = certificates  # the server asks clients for certificates
-
-    def allows(self, is_tls):
-        """Return True if a connection of this kind (TLS or plain) may use the entry."""
-        return self.mode != "no" if is_tls else self.mode != "required"
-
-    def check_peer(self, stream):
-        """Return None if the finished stream may feed this entry, else the reason."""
-        if not stream.is_tls:
-            if self.mode == "required":
-                return "plaintext connection, but client %r requires TLS (tls = required)" \
-                    % self.name
-            return None
-        if self.mode == "no":
-            return "TLS connection, but client %r is configured for plaintext (tls = no)" \
-                % self.name
-        names = peer_identity(stream)
-        if not names and not self.any_ip:
-            return None  # tls_client_auth = optional and no certificate: the IP identifies
-        problem = identity_problem(self.identity, names)
-        return None if problem is None else "client %r: %s" % (self.name, problem)
 
 
 # ------------------------------------------------------------------ value parsers
@@ -5985,16 +5799,6 @@ def read_client_entry_tls(section, client_name, server_tls=None, any_ip=False):
                             "required here and tls_client_auth = optional or required "
                             "in [server]")
     return ClientEntryTLS(client_name, mode, identity, any_ip, certificates)
-
-
-def client_section_reader(server, section):
-    """Set server.tls from a [server NAME] section (a clientconfig section reader).
-
-    server is the client's per-server config with .host and .protocol.
-    """
-    server.tls = read_client_tls(section, getattr(server, "host", None))
-    if server.tls is not None and getattr(server, "protocol", "osmo-pcap") != "osmo-pcap":
-        raise section.error("tls", "only with protocol = osmo-pcap")
 '''
 # ==================== End file osmo_pcap/tlsconfig.py ======================
 
@@ -6080,6 +5884,232 @@ def parse_name(filename):
                      m.group("ext"), m.group("comp"))
 '''
 # ==================== End file osmo_pcap/tracename.py ======================
+
+# ==================== Begin file osmo_pcap/transport.py ====================
+_SOURCES['osmo_pcap/transport.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""The byte stream under an osmo-pcap connection, plain or TLS, on both sides.
+
+Every connection, the server's accepted ones and the client's outgoing ones,
+is a transport driven by osmo_pcap.loop. PlainTransport (here) and
+tls.TLSTransport have the same interface, so the code above them has one path:
+
+  start(on_ready, on_error, timeout)  begin (TLS: the handshake); exactly one of
+                                      on_ready() / on_error(OSError) follows, from
+                                      the loop, never from inside start().
+  set_reader(cb) / set_reader(None)   cb() runs while data, EOF or an error may be
+                                      waiting; it calls recv_into() once or until
+                                      None (TLS data decrypted but not yet read
+                                      makes cb() run again without the socket
+                                      being readable).
+  recv_into(buf) -> n > 0 | 0 (EOF) | None (nothing now); raises OSError.
+  set_writer(cb) / set_writer(None)   cb() runs while send() would take bytes.
+  send(data) -> bytes taken, 0 when full; raises OSError.
+  pending_output                      bytes taken by send() but not yet on the socket.
+  close()                             TLS: close_notify when possible; closes.
+  is_tls, peer_names(), describe()    what the peer is, for checks and logs.
+
+dial() makes the client's connections: a non-blocking connect through the loop,
+then a transport started on the connected socket.
+"""
+
+import errno
+import os
+import socket
+
+RECV_CHUNK = 65536
+
+# TLSError kinds, for counters and log lines.
+TIMEOUT, VERIFY, REJECTED, NOT_TLS, EOF, IO, PROTOCOL = (
+    "timeout", "verify", "rejected", "not-tls", "eof", "io", "protocol")
+
+
+class TLSError(OSError):
+    """A TLS failure (raised by tls.TLSTransport): kind is one of the constants above."""
+
+    def __init__(self, kind, reason):
+        OSError.__init__(self, reason)
+        self.kind = kind
+        self.reason = reason
+
+    def __str__(self):
+        return self.reason
+
+
+class PlainTransport(object):
+    """A plain TCP connection with the transport interface (no handshake, no names)."""
+
+    is_tls = False
+
+    def __init__(self, loop, sock):
+        self.loop = loop
+        self.sock = sock
+        sock.setblocking(False)
+        self._reader = None
+        self._start_timer = None
+        self.closed = False
+
+    @property
+    def pending_output(self):
+        """A plain socket takes or refuses bytes at once: nothing is ever held here."""
+        return 0
+
+    def start(self, on_ready, on_error=None, timeout=None):
+        """Call on_ready() from the loop (a plain connection is ready at once)."""
+        def ready():
+            self._start_timer = None
+            if not self.closed:
+                on_ready()
+        self._start_timer = self.loop.call_later(0, ready)
+
+    def set_reader(self, callback):
+        self._reader = callback
+        if self.closed:
+            return
+        if callback is None:
+            self.loop.remove_reader(self.sock)
+        else:
+            self.loop.add_reader(self.sock, callback)
+
+    def set_writer(self, callback):
+        if self.closed:
+            return
+        if callback is None:
+            self.loop.remove_writer(self.sock)
+        else:
+            self.loop.add_writer(self.sock, callback)
+
+    def recv_into(self, buf, nbytes=0):
+        try:
+            return self.sock.recv_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            return None
+
+    def send(self, data):
+        try:
+            return self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self._reader = None
+            if self._start_timer is not None:
+                self._start_timer.cancel()
+                self._start_timer = None
+            self.loop.remove(self.sock)
+            self.sock.close()
+
+    def peer_names(self):
+        return []
+
+    def describe(self):
+        """Return how the connection is protected, for log lines."""
+        return "plain TCP"
+
+
+def open_socket(host, port, source_ip=None):
+    """Create a non-blocking TCP socket and start connecting it; raise OSError."""
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    family, kind, proto, _, addr = infos[0]
+    s = socket.socket(family, kind, proto)
+    try:
+        s.setblocking(False)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source_ip:
+            s.bind((source_ip, 0))
+        rc = s.connect_ex(addr)
+        if rc not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+            raise OSError(rc, "connect: %s" % errno.errorcode.get(rc, rc))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+class Dial(object):
+    """One outgoing connection attempt: TCP connect, then the transport's start().
+
+    Exactly one of on_ready(transport) or on_error(reason, error) follows from the
+    loop; reason says which step failed ("connect failed: ...", "TLS handshake
+    failed: ..."), error is the OSError (a TLSError for the handshake).
+    wrap(loop, sock) returns the unstarted transport for a connected socket.
+    The first error (e.g. DNS) is raised by the constructor instead.
+    """
+
+    def __init__(self, loop, host, port, source_ip, wrap, on_ready, on_error, timeout=None):
+        self.loop = loop
+        self.wrap = wrap
+        self.on_ready, self.on_error = on_ready, on_error
+        self.timeout = timeout
+        self.transport = None
+        self.sock = open_socket(host, port, source_ip)
+        loop.add_writer(self.sock, self._connected)
+
+    def _connected(self):
+        sock = self.sock
+        self.loop.remove(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.cancel()
+            self.on_error("connect failed: %s" % os.strerror(err), OSError(err, os.strerror(err)))
+            return
+        self.transport = t = self.wrap(self.loop, sock)
+        self.sock = None
+        t.start(self._ready, self._failed, self.timeout)
+
+    def _ready(self):
+        t, self.transport = self.transport, None
+        self.on_ready(t)
+
+    def _failed(self, err):
+        self.cancel()
+        self.on_error("%s failed: %s" % ("TLS handshake" if isinstance(err, TLSError)
+                                          else "connect", why(err)), err)
+
+    def cancel(self):
+        """Give the attempt up; close what it opened."""
+        if self.sock is not None:
+            self.loop.remove(self.sock)
+            self.sock.close()
+            self.sock = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+def why(e):
+    """Return the readable part of an exception for a log line."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
+
+
+# A TLS connection starts with a handshake record carrying a ClientHello
+# (RFC 8446 sections 5.1 and 4); an osmo-pcap one with a frame of type 0 or 1.
+TLS_RECORD_HANDSHAKE = 0x16
+TLS_CLIENT_HELLO = 0x01
+
+
+def looks_like_tls(first_bytes):
+    """Return True when the bytes start like a TLS ClientHello record.
+
+    One byte tells TLS (0x16) from an osmo-pcap frame (type 0 or 1); further
+    bytes, when given, must also fit: version 3.x, handshake type ClientHello.
+    """
+    b = bytearray(first_bytes[:6])
+    if not b or b[0] != TLS_RECORD_HANDSHAKE:
+        return False
+    if len(b) > 1 and b[1] != 3:
+        return False
+    if len(b) > 2 and b[2] > 4:
+        return False
+    if len(b) > 5 and b[5] != TLS_CLIENT_HELLO:
+        return False
+    return True
+'''
+# ==================== End file osmo_pcap/transport.py ======================
 
 # ==================== Begin file osmo_pcap/validate.py ====================
 _SOURCES['osmo_pcap/validate.py'] = r'''
@@ -7164,6 +7194,30 @@ class FrameError(ProtocolError):
     """The framing layer itself is violated (length, type)."""
 
 
+class TLSOnPlainError(FrameError):
+    """A TLS ClientHello arrived where osmo-pcap frames were expected."""
+
+    def __init__(self, msg_type):
+        FrameError.__init__(self, "unknown-type", "unknown message type %d: a TLS "
+                            "ClientHello, but the server has no tls_cert" % msg_type)
+
+
+# The records inside LINK_DATA with the frame header in front, as one struct:
+# a client packs a whole frame header in one call, a server reads the frame
+# header and the record's caplen in one unpack. The frame length is big-endian
+# whatever the records' byte order, so these structs carry it as two bytes
+# (high, low). Clients send little-endian records, as upstream's x86 and ARM
+# clients do.
+PCAP_DATA_FRAME = struct.Struct("<BBBBIIII")
+"""type, spare, len high, len low | ts_sec, ts_usec, caplen, len (pcap record)"""
+EPB_DATA_FRAME = struct.Struct("<BBBBIIIIIII")
+"""type, spare, len high, len low | block type, total length, interface id,
+timestamp high, timestamp low, captured length, original length (pcapng EPB)"""
+PCAP_FRAME_PEEK = dict((bo, struct.Struct(bo + "BxBB8xI")) for bo in "<>")
+"""By record byte order: type, len high, len low, caplen of a pcap LINK_DATA frame."""
+PCAP_FRAME_PEEK_SIZE = HEADER_SIZE + 12
+
+
 def encode_frame(msg_type, payload):
     """Return the frame header + payload for one message as bytes."""
     if msg_type not in MSG_NAMES:
@@ -7187,6 +7241,23 @@ def encode_link_data(payload):
 def frame_header(msg_type, length):
     """Return just the 4-byte header, for callers that append the payload themselves."""
     return FRAME_HDR.pack(msg_type, 0, length)
+
+
+def complete_frames(buf, start=0, limit=None):
+    """Return (end, count): the end of the last complete frame in buf[start:limit].
+
+    buf holds whole frames from start on (it was framed by us); only lengths are read.
+    """
+    end = len(buf) if limit is None else min(limit, len(buf))
+    pos = start
+    count = 0
+    while end - pos >= HEADER_SIZE:
+        stop = pos + HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
+        if stop > end:
+            break
+        pos = stop
+        count += 1
+    return pos, count
 
 
 class Decoder(object):

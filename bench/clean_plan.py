@@ -14,13 +14,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from osmo_pcap import tracename
-from osmo_pcap.clean.plan import Policy, TraceFile, plan
+from osmo_pcap.clean.plan import Policy, FoundTrace, plan
 
 DAY = 86400
 
 
 def synthetic(n, clients=1000, start=time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, -1))):
-    """Return (names, TraceFile list): n files over clients, two directories, one per hour."""
+    """Return (names, FoundTrace list): n files over clients, two directories, one per hour."""
     names, files = [], []
     per = max(1, n // clients)
     for i in range(n):
@@ -33,7 +33,7 @@ def synthetic(n, clients=1000, start=time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, -1)
             name += "." + comp
         d = "/srv/done" if k < per - 2 else "/srv/base"
         names.append(name)
-        files.append(TraceFile(d + "/" + name, d, client, t, 0, 1 << 20, 1 << 20,
+        files.append(FoundTrace(d + "/" + name, d, client, t, 0, 1 << 20, 1 << 20,
                                1 if d == "/srv/done" else 2, comp, False))
     return names, files
 

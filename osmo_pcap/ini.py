@@ -164,6 +164,14 @@ class Section(object):
     def has(self, key):
         return key in self._items
 
+    def keys(self):
+        """Return the keys the section sets, sorted (known or not)."""
+        return sorted(self._items)
+
+    def sets_any(self, prefix):
+        """Return True if the section sets a key starting with prefix."""
+        return any(k.startswith(prefix) for k in self._items)
+
     def raw(self, key):
         self._known.add(key)
         return self._items.get(key)

@@ -7,6 +7,7 @@ check works on those raw fields without normalising them, so the upstream
 unit-test vectors (some with second 60 or day 0) reproduce exactly.
 """
 
+import collections
 import time
 
 # spec 4.6.1: field order from coarse to fine; index of each unit's field
@@ -70,11 +71,14 @@ def tm_fields(st):
     return (st[0] - 1900, st[1] - 1, st[2], st[3], st[4], st[5])
 
 
+Instant = collections.namedtuple("Instant", "epoch tm local")
+Instant.__doc__ = """One moment: epoch seconds (float), raw struct-tm tuple, time.struct_time."""
+
+
 class LocalClock(object):
     """Wall-clock time for rotation and file names, local time cached per second.
 
-    now() returns (epoch seconds as float, raw struct-tm tuple, struct_time).
-    Tests pass their own `time` and `localtime` functions.
+    now() returns an Instant. Tests pass their own `time` and `localtime` functions.
     """
 
     def __init__(self, timefunc=time.time, localtime=time.localtime):
@@ -91,7 +95,7 @@ class LocalClock(object):
             self._st = self.localtime(sec)
             self._tm = tm_fields(self._st)
             self._sec = sec
-        return t, self._tm, self._st
+        return Instant(t, self._tm, self._st)
 
 
 class LastWrite(object):

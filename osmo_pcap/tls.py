@@ -1,64 +1,25 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Non-blocking streams over a connected socket, with or without TLS.
+"""TLS for osmo-pcap connections: tls.TLSTransport, identities, error reasons.
 
-TLSStream runs TLS over ssl.MemoryBIO/SSLObject on an already connected,
-non-blocking socket, driven by osmo_pcap.loop; PlainStream has the same
-interface without TLS, so server and client code has one path for both.
-
-A stream owns the loop registrations of its socket. Its owner:
-  start(on_ready, on_error, timeout)  begins (TLS: the handshake); exactly one of
-                                      on_ready() / on_error(TLSError) follows, from
-                                      the loop, never from inside start().
-  set_reader(cb) / set_reader(None)   cb() runs while data (or EOF, or an error)
-                                      may be waiting; it calls recv_into() once or
-                                      until None. While data waits inside TLS
-                                      (decrypted, or whole records) cb() runs
-                                      again although the socket is not readable:
-                                      the pending() trap is handled here.
-  recv_into(buf) -> n > 0 | 0 (EOF) | None (would block); raises TLSError.
-  set_writer(cb) / set_writer(None)   cb() runs while send() would accept bytes.
-  send(data) -> n accepted, 0 when full (would block); raises TLSError.
-  pending_output                      bytes accepted but not yet on the socket.
-  close()                             sends close_notify when possible; closes.
-Errors found while the stream works on its own (handshake, time-out,
-background flushing) go to on_error; errors inside recv_into()/send() are raised.
-TLSError is an OSError, so `except OSError` around socket code keeps working.
-
-Also here: TLSSession (the loop-free engine under TLSStream), TlsTransport
-(the client's transport interface), looks_like_tls() and Sniffer to tell a
-TLS ClientHello from an osmo-pcap frame on a shared port, and
-peer_identity()/identity_problem() for certificate names.
+TLSTransport runs TLS over ssl.MemoryBIO/SSLObject on a connected, non-blocking
+socket, driven by osmo_pcap.loop, with the interface of transport.PlainTransport
+(see osmo_pcap/transport.py), so server and client code has one path for both.
+TLSSession is the loop-free engine under it. peer_identity() and
+identity_problem() read and check certificate names; describe_ssl_error() turns
+ssl exceptions into transport.TLSError with a readable reason and a kind.
+This module imports ssl (about 4.5 MB of resident memory): only TLS
+configurations load it.
 """
 
 import errno
 import re
-import socket
 import ssl
 
-RECV_CHUNK = 65536           # bytes read from the socket at a time
+from osmo_pcap.transport import (EOF, IO, NOT_TLS, PROTOCOL, REJECTED, TIMEOUT, VERIFY,
+                                 TLSError, RECV_CHUNK)
+
 OUT_LIMIT = 256 * 1024       # TLS output buffered before send() says "full"
 WRITE_CHUNK = 4 * 16384      # plaintext encrypted per send() call (four records)
-
-TLS_RECORD_HANDSHAKE = 0x16  # TLS record type "handshake" (RFC 8446 section 5.1)
-TLS_CLIENT_HELLO = 0x01      # handshake message type (RFC 8446 section 4)
-FRAME_TYPES = (0, 1)         # osmo-pcap LINK_HDR, LINK_DATA (spec section 2.3)
-
-# Error kinds, for counters and log lines.
-TIMEOUT, VERIFY, REJECTED, NOT_TLS, EOF, IO, PROTOCOL = (
-    "timeout", "verify", "rejected", "not-tls", "eof", "io", "protocol")
-
-
-class TLSError(OSError):
-    """A TLS failure: kind is one of the constants above, str() is the reason."""
-
-    def __init__(self, kind, reason):
-        OSError.__init__(self, reason)
-        self.kind = kind
-        self.reason = reason
-
-    def __str__(self):
-        return self.reason
-
 
 _RESET_ERRNOS = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
 _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
@@ -277,9 +238,9 @@ class TLSSession(object):
         return describe_ssl_error(exc)
 
 
-# ------------------------------------------------------------------ TLS stream
-class TLSStream(object):
-    """A TLSSession driven by osmo_pcap.loop; see the module docstring."""
+# ------------------------------------------------------------------ TLS transport
+class TLSTransport(object):
+    """A TLSSession driven by osmo_pcap.loop, with the transport interface."""
 
     is_tls = True
 
@@ -384,6 +345,12 @@ class TLSStream(object):
     def cipher(self):
         return self.session.cipher()
 
+    def describe(self):
+        """Return the protocol version and the peer's certificate names, for log lines."""
+        names = self.peer_names()
+        return "%s, %s" % (self.version(), "certificate %s" % ", ".join(names) if names
+                           else "no verified peer certificate")
+
     # -------------------------------------------------------------- internals
     def _handshake(self):
         if self.closed or self._error is not None or self.ready:
@@ -485,228 +452,13 @@ class TLSStream(object):
         return err
 
 
-# ------------------------------------------------------------------ client transport
-class TlsTransport(object):
-    """TLS over a plain transport with forward.TcpTransport's interface.
-
-    tcp is that transport (open(), progress(), sock, close()); this adds the
-    handshake to progress() and encrypts send(). The owner registers the
-    socket itself: while pending_output is not 0 it must wait for writability
-    and call send() (b"" is fine) even when its own queue is empty.
-    """
-
-    def __init__(self, tcp, context, server_hostname):
-        self.tcp = tcp
-        self.context = context
-        self.server_hostname = server_hostname
-        self.session = None
-        self._scratch = bytearray(RECV_CHUNK)
-
-    @property
-    def sock(self):
-        return self.tcp.sock
-
-    def open(self):
-        """Start the TCP connect; raise OSError."""
-        self.tcp.open()
-
-    def progress(self):
-        """Advance connect then handshake; return "done", or "read"/"write" to wait for."""
-        if self.session is None:
-            step = self.tcp.progress()
-            if step != "done":
-                return step
-            self.session = TLSSession(self.tcp.sock, self.context,
-                                      server_hostname=self.server_hostname)
-        return self.session.handshake_step()
-
-    @property
-    def pending_output(self):
-        return self.session.pending_output if self.session is not None else 0
-
-    def send(self, data):
-        """Flush earlier output, then encrypt data; return the count taken (0: full)."""
-        if self.session is None:
-            return 0
-        if not data:
-            self.session.flush()
-            return 0
-        return self.session.send(data)
-
-    def discard_input(self):
-        """Read and drop what the server sent; False at end of stream; raise TLSError."""
-        while True:
-            n = self.session.recv_into(self._scratch)
-            if n is None:
-                return True
-            if n == 0:
-                return False
-
-    def peer_names(self):
-        return self.session.peer_names() if self.session is not None else []
-
-    def version(self):
-        return self.session.version() if self.session is not None else None
-
-    def close(self):
-        if self.session is not None and self.tcp.sock is not None:
-            self.session.shutdown()
-        self.session = None
-        self.tcp.close()
-
-
-# ------------------------------------------------------------------ plain stream
-class PlainStream(object):
-    """A plain TCP stream with TLSStream's interface (no handshake, no names)."""
-
-    is_tls = False
-    clean_eof = None
-    pending_output = 0
-
-    def __init__(self, loop, sock, initial=b""):
-        self.loop = loop
-        self.sock = sock
-        sock.setblocking(False)
-        self._initial = bytes(initial)
-        self._reader = None
-        self._refire = None
-        self.ready = self.closed = False
-
-    def start(self, on_ready, on_error=None, timeout=None):
-        """Call on_ready() from the loop (a plain stream is ready at once)."""
-        def ready():
-            if not self.closed:
-                self.ready = True
-                on_ready()
-        self.loop.call_later(0, ready)
-
-    def set_reader(self, callback):
-        self._reader = callback
-        if callback is None:
-            self.loop.remove_reader(self.sock)
-            return
-        self.loop.add_reader(self.sock, self._fire_reader)
-        if self._initial and self._refire is None:
-            self._refire = self.loop.call_later(0, self._fire_reader)
-
-    def set_writer(self, callback):
-        if callback is None:
-            self.loop.remove_writer(self.sock)
-        else:
-            self.loop.add_writer(self.sock, callback)
-
-    def _fire_reader(self):
-        self._refire = None
-        if self._reader is not None and not self.closed:
-            self._reader()
-
-    def recv_into(self, buf, nbytes=0):
-        n = min(nbytes or len(buf), len(buf))
-        if self._initial:
-            got = min(n, len(self._initial))
-            buf[:got] = self._initial[:got]
-            self._initial = self._initial[got:]
-            return got
-        try:
-            return self.sock.recv_into(buf, n)
-        except (BlockingIOError, InterruptedError):
-            return None
-
-    def read(self, size=RECV_CHUNK):
-        buf = bytearray(size)
-        n = self.recv_into(buf)
-        return None if n is None else bytes(buf[:n])
-
-    def send(self, data):
-        try:
-            return self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            if self._refire is not None:
-                self._refire.cancel()
-            self.loop.remove(self.sock)
-            self.sock.close()
-
-    def peer_names(self):
-        return []
-
-
-# ------------------------------------------------------------------ port sharing
-def looks_like_tls(first_bytes):
-    """Return True when the bytes start like a TLS ClientHello record.
-
-    One byte tells TLS (0x16) from an osmo-pcap frame (type 0 or 1); further
-    bytes, when given, must also fit: version 3.x, handshake type ClientHello.
-    """
-    b = bytearray(first_bytes[:6])
-    if not b or b[0] != TLS_RECORD_HANDSHAKE:
-        return False
-    if len(b) > 1 and b[1] != 3:
-        return False
-    if len(b) > 2 and b[2] > 4:
-        return False
-    if len(b) > 5 and b[5] != TLS_CLIENT_HELLO:
-        return False
-    return True
-
-
-def first_bytes_kind(first_bytes):
-    """Return "tls", "osmo-pcap" or "unknown" for the first bytes of a connection."""
-    if looks_like_tls(first_bytes):
-        return "tls"
-    if first_bytes and bytearray(first_bytes[:1])[0] in FRAME_TYPES:
-        return "osmo-pcap"
-    return "unknown"
-
-
-class Sniffer(object):
-    """Wait (without consuming) for the first bytes of an accepted socket.
-
-    Calls on_result(kind, first_bytes) once from the loop, kind being "tls",
-    "osmo-pcap" or "unknown" (see first_bytes_kind), or "eof" / "timeout" /
-    "error" with b"". The bytes stay in the socket for the stream that follows.
-    The caller closes the socket if it does not go on; cancel() stops waiting.
-    """
-
-    def __init__(self, loop, sock, on_result, timeout=None):
-        self.loop, self.sock, self.on_result = loop, sock, on_result
-        sock.setblocking(False)
-        self._timer = loop.call_later(timeout, self._done, "timeout", b"") if timeout else None
-        loop.add_reader(sock, self._readable)
-
-    def _readable(self):
-        try:
-            first = self.sock.recv(6, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._done("error", b"")
-            return
-        self._done(first_bytes_kind(first) if first else "eof", first)
-
-    def _done(self, kind, first):
-        self.cancel()
-        self.on_result(kind, first)
-
-    def cancel(self):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.loop.remove(self.sock)
-
-
 # ------------------------------------------------------------------ identity
 def peer_identity(ssl_obj):
     """Return [CN..., DNS SAN...] of the verified peer certificate ([] if none).
 
-    ssl_obj is an SSLObject, SSLSocket, TLSSession or TLSStream. An unverified certificate
-    (verify mode CERT_NONE) gives no names: it proves nothing.
+    ssl_obj is an SSLObject or SSLSocket. An unverified certificate (verify mode
+    CERT_NONE) gives no names: it proves nothing.
     """
-    ssl_obj = getattr(ssl_obj, "ssl", ssl_obj)  # a TLSStream or TLSSession
     try:
         cert = ssl_obj.getpeercert()
     except ValueError:  # no handshake yet

@@ -5,6 +5,11 @@ read_client_tls()        a client's [server NAME] section -> ClientTLS or None
 read_server_tls()        the server's [server] section    -> ServerTLS or None
 read_client_entry_tls()  a server's client entry          -> ClientEntryTLS
 
+The results are plain values (an ssl.SSLContext holds the loaded files);
+the programs build their tls.TLSTransport objects from them. The config
+readers import this module only when a section sets a tls* key, so a
+configuration without TLS never loads ssl.
+
 Every problem a user can cause (missing or unreadable file, no certificate in
 it, key not matching the certificate, encrypted key, empty CA or CRL file)
 is a ConfigError naming the key and the file. Relative paths are taken from
@@ -17,7 +22,6 @@ import ssl
 
 from osmo_pcap import log
 from osmo_pcap.ini import parse_bool, parse_duration, resolve_path
-from osmo_pcap.tls import TLSStream, TlsTransport, identity_problem, peer_identity
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 MIN_VERSIONS = ("1.2", "1.3")
@@ -41,14 +45,6 @@ class ClientTLS(object):
         self.hostname = hostname  # SNI, and the name checked when verify is on
         self.verify = verify
 
-    def stream(self, loop, sock):
-        """Return a TLSStream for a connected socket; call start() on it."""
-        return TLSStream(loop, sock, self.context, server_hostname=self.hostname)
-
-    def transport(self, tcp):
-        """Return a TlsTransport around tcp (a forward.TcpTransport-like object)."""
-        return TlsTransport(tcp, self.context, self.hostname)
-
 
 class ServerTLS(object):
     """TLS settings of the server's [server] section."""
@@ -57,10 +53,6 @@ class ServerTLS(object):
         self.context = context
         self.client_auth = client_auth  # "none", "optional" or "required"
         self.handshake_timeout = handshake_timeout
-
-    def stream(self, loop, sock, initial=b""):
-        """Return a server-side TLSStream; start it with handshake_timeout."""
-        return TLSStream(loop, sock, self.context, server_side=True, initial=initial)
 
 
 class ClientEntryTLS(object):
@@ -72,26 +64,6 @@ class ClientEntryTLS(object):
         self.identity = identity          # name the certificate must carry
         self.any_ip = any_ip              # the entry matches every source address
         self.certificates = certificates  # the server asks clients for certificates
-
-    def allows(self, is_tls):
-        """Return True if a connection of this kind (TLS or plain) may use the entry."""
-        return self.mode != "no" if is_tls else self.mode != "required"
-
-    def check_peer(self, stream):
-        """Return None if the finished stream may feed this entry, else the reason."""
-        if not stream.is_tls:
-            if self.mode == "required":
-                return "plaintext connection, but client %r requires TLS (tls = required)" \
-                    % self.name
-            return None
-        if self.mode == "no":
-            return "TLS connection, but client %r is configured for plaintext (tls = no)" \
-                % self.name
-        names = peer_identity(stream)
-        if not names and not self.any_ip:
-            return None  # tls_client_auth = optional and no certificate: the IP identifies
-        problem = identity_problem(self.identity, names)
-        return None if problem is None else "client %r: %s" % (self.name, problem)
 
 
 # ------------------------------------------------------------------ value parsers
@@ -317,13 +289,3 @@ def read_client_entry_tls(section, client_name, server_tls=None, any_ip=False):
                             "required here and tls_client_auth = optional or required "
                             "in [server]")
     return ClientEntryTLS(client_name, mode, identity, any_ip, certificates)
-
-
-def client_section_reader(server, section):
-    """Set server.tls from a [server NAME] section (a clientconfig section reader).
-
-    server is the client's per-server config with .host and .protocol.
-    """
-    server.tls = read_client_tls(section, getattr(server, "host", None))
-    if server.tls is not None and getattr(server, "protocol", "osmo-pcap") != "osmo-pcap":
-        raise section.error("tls", "only with protocol = osmo-pcap")

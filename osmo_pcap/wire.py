@@ -33,6 +33,30 @@ class FrameError(ProtocolError):
     """The framing layer itself is violated (length, type)."""
 
 
+class TLSOnPlainError(FrameError):
+    """A TLS ClientHello arrived where osmo-pcap frames were expected."""
+
+    def __init__(self, msg_type):
+        FrameError.__init__(self, "unknown-type", "unknown message type %d: a TLS "
+                            "ClientHello, but the server has no tls_cert" % msg_type)
+
+
+# The records inside LINK_DATA with the frame header in front, as one struct:
+# a client packs a whole frame header in one call, a server reads the frame
+# header and the record's caplen in one unpack. The frame length is big-endian
+# whatever the records' byte order, so these structs carry it as two bytes
+# (high, low). Clients send little-endian records, as upstream's x86 and ARM
+# clients do.
+PCAP_DATA_FRAME = struct.Struct("<BBBBIIII")
+"""type, spare, len high, len low | ts_sec, ts_usec, caplen, len (pcap record)"""
+EPB_DATA_FRAME = struct.Struct("<BBBBIIIIIII")
+"""type, spare, len high, len low | block type, total length, interface id,
+timestamp high, timestamp low, captured length, original length (pcapng EPB)"""
+PCAP_FRAME_PEEK = dict((bo, struct.Struct(bo + "BxBB8xI")) for bo in "<>")
+"""By record byte order: type, len high, len low, caplen of a pcap LINK_DATA frame."""
+PCAP_FRAME_PEEK_SIZE = HEADER_SIZE + 12
+
+
 def encode_frame(msg_type, payload):
     """Return the frame header + payload for one message as bytes."""
     if msg_type not in MSG_NAMES:
@@ -56,6 +80,23 @@ def encode_link_data(payload):
 def frame_header(msg_type, length):
     """Return just the 4-byte header, for callers that append the payload themselves."""
     return FRAME_HDR.pack(msg_type, 0, length)
+
+
+def complete_frames(buf, start=0, limit=None):
+    """Return (end, count): the end of the last complete frame in buf[start:limit].
+
+    buf holds whole frames from start on (it was framed by us); only lengths are read.
+    """
+    end = len(buf) if limit is None else min(limit, len(buf))
+    pos = start
+    count = 0
+    while end - pos >= HEADER_SIZE:
+        stop = pos + HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
+        if stop > end:
+            break
+        pos = stop
+        count += 1
+    return pos, count
 
 
 class Decoder(object):

@@ -2,7 +2,7 @@
 """Cleanup planning: which trace files to delete and which to compress.
 
 Pure logic over plain values (no filesystem, no clock): the caller lists the
-files as TraceFile objects, passes the policies and "now", and gets a Plan.
+files as FoundTrace objects, passes the policies and "now", and gets a Plan.
 Rules (each evaluated on what the earlier rules left):
 
   max_age         delete files older than the limit
@@ -55,7 +55,7 @@ class Policy(object):
         return "Policy(%s)" % ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__)
 
 
-class TraceFile(object):
+class FoundTrace(object):
     """One trace file as found on disk.
 
     time: epoch seconds (from the name, else mtime); seq: collision suffix;
@@ -84,13 +84,13 @@ class TraceFile(object):
         return (self.time, self.seq, self.path)
 
     def __repr__(self):
-        return "TraceFile(%r)" % self.path
+        return "FoundTrace(%r)" % self.path
 
 
 class Plan(object):
     """The result of plan(): what to delete and compress, and why nothing else.
 
-    delete: [(TraceFile, rule)] oldest first; compress: [(TraceFile, method,
+    delete: [(FoundTrace, rule)] oldest first; compress: [(FoundTrace, method,
     level)] oldest first; protected: {path: reason}; warnings: [text].
     """
 
@@ -125,7 +125,7 @@ def protected_files(files):
 
 
 def plan(files, now, default, clients=None, max_bytes=0, need_free=None, fs_names=None):
-    """Return the Plan for files (TraceFile list) at time now (epoch seconds).
+    """Return the Plan for files (FoundTrace list) at time now (epoch seconds).
 
     default: the Policy from [clean]; clients: {name: Policy} overrides;
     max_bytes: the global budget (0 = off); need_free: {dev: bytes to free}
@@ -135,7 +135,7 @@ def plan(files, now, default, clients=None, max_bytes=0, need_free=None, fs_name
     clients = clients or {}
     result = Plan()
     prot = result.protected = protected_files(files)
-    files = sorted(files, key=TraceFile.order)  # oldest first, everywhere below
+    files = sorted(files, key=FoundTrace.order)  # oldest first, everywhere below
     by_client = {}
     for f in files:
         by_client.setdefault(f.client, []).append(f)

@@ -14,7 +14,7 @@ import os
 
 from osmo_pcap import tracename
 from osmo_pcap.clean import compress
-from osmo_pcap.clean.plan import TraceFile
+from osmo_pcap.clean.plan import FoundTrace
 
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
@@ -56,7 +56,7 @@ def is_locked(path):
 
 
 def scan(directory, check_locks=True):
-    """Return (TraceFile list, leftover temporary file paths) for directory.
+    """Return (FoundTrace list, leftover temporary file paths) for directory.
 
     Ages come from the time in the name (local time, as the server writes
     it), else from the mtime. Only uncompressed files can be in use, so only
@@ -83,7 +83,7 @@ def scan(directory, check_locks=True):
             if t is None:
                 t = st.st_mtime
             locked = check_locks and tn.compression is None and is_locked(de.path)
-            files.append(TraceFile(de.path, directory, tn.client, t, tn.seq, st.st_size,
+            files.append(FoundTrace(de.path, directory, tn.client, t, tn.seq, st.st_size,
                                    st.st_blocks * 512, dev, tn.compression, locked))
     finally:
         if hasattr(it, "close"):

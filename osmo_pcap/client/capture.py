@@ -11,15 +11,13 @@ import os
 import socket
 import struct
 
-from osmo_pcap import pcapfile, pcapng
+from osmo_pcap import pcapfile, pcapng, wire
 from osmo_pcap.client import libpcap
 
-# frame header (type, spare, len as two bytes: BE inside a LE struct) + record
-PCAP_FRAME = struct.Struct("<BBBBIIII")
-EPB_FRAME = struct.Struct("<BBBBIIIIIII")
+PCAP_FRAME = wire.PCAP_DATA_FRAME
+EPB_FRAME = wire.EPB_DATA_FRAME
 U32 = struct.Struct("<I")
 EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
-TYPE_CACHE_MAX = 2048
 
 # ARPHRD values (linux/if_arp.h) -> DLT libpcap reports, to predict the link
 # type of a device that is absent at start-up.
@@ -127,6 +125,7 @@ class Source(object):
         self.acc = [0, 0, 0, 0]
         self.counters = new_device_counters()
         self.prefix = "device %s" % name
+        self.dispatch_max = client.cfg.dispatch_max
 
     def linktype(self):
         return pcapfile.dlt_to_linktype(self.dlt)
@@ -147,9 +146,7 @@ class Source(object):
         h = self.handle
         if h is None:
             return 0
-        if len(h._types) > TYPE_CACHE_MAX:
-            h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
-        n = h.dispatch(self.client.cfg.dispatch_max)
+        n = h.dispatch(self.dispatch_max)
         self._fold()
         return n
 

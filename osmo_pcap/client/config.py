@@ -26,8 +26,8 @@ FORMATS = ("pcap", "pcapng")
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
 
 
-class ServerConfig(object):
-    """One [server NAME] section."""
+class ServerEntry(object):
+    """One [server NAME] section: a server this client forwards to."""
 
     def __init__(self, name):
         self.name = name
@@ -41,16 +41,14 @@ class ServerConfig(object):
         self.reconnect_min = 1.0
         self.reconnect_max = 30.0
         self.enabled = True
-        self.tls = None       # set by the TLS reader: an object with transport(tcp)
-        self.section = None  # the config.Section, for keys other issues add
+        self.tls = None       # tlsconfig.ClientTLS when tls = yes
 
     def describe(self):
         if self.protocol == "ipip":
             return "%s %s ipip" % (self.name, self.host)
         if self.tls is not None:
             return "%s %s:%d TLS%s" % (self.name, self.host, self.port,
-                                       "" if getattr(self.tls, "verify", True)
-                                       else " (server not verified)")
+                                       "" if self.tls.verify else " (server not verified)")
         return "%s %s:%d" % (self.name, self.host, self.port)
 
 
@@ -152,32 +150,35 @@ def load(path):
     if not cp.has_section("client"):
         raise ConfigError("missing [client] section", path)
     sec = Section(cp, "client", path)
+    # The defaults are the attributes of a fresh ClientConfig.
     cfg.devices = (sec.get("devices") or "").split()
     if len(set(cfg.devices)) != len(cfg.devices):
         raise sec.error("devices", "a device is listed twice")
-    cfg.filter = sec.get("filter", default="")
-    cfg.detect_loop = sec.get("detect_loop", parse_bool, True)
-    cfg.gprs_filter = sec.get("gprs_filter", parse_bool, False)
-    cfg.gprs_ports = sec.get("gprs_ports", _ports, None)
-    cfg.file_format = sec.get("file_format", _choice(FORMATS), "pcap")
+    cfg.filter = sec.get("filter", None, cfg.filter)
+    cfg.detect_loop = sec.get("detect_loop", parse_bool, cfg.detect_loop)
+    cfg.gprs_filter = sec.get("gprs_filter", parse_bool, cfg.gprs_filter)
+    cfg.gprs_ports = sec.get("gprs_ports", _ports, cfg.gprs_ports)
+    cfg.file_format = sec.get("file_format", _choice(FORMATS), cfg.file_format)
     limit = MAX_CAPLEN[cfg.file_format]
-    cfg.snaplen = sec.get("snaplen", lambda t: parse_int(t, 1, limit), DEFAULT_SNAPLEN)
-    cfg.buffer_size = sec.get("buffer_size", parse_size, 16 << 20)
+    cfg.snaplen = sec.get("snaplen", lambda t: parse_int(t, 1, limit), cfg.snaplen)
+    cfg.buffer_size = sec.get("buffer_size", parse_size, cfg.buffer_size)
     if cfg.buffer_size > 0x7FFFFFFF:
         raise sec.error("buffer_size", "at most 2047M")
-    cfg.promisc = sec.get("promisc", parse_bool, False)
-    cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, 0.1)
-    cfg.immediate_mode = sec.get("immediate_mode", parse_bool, False)
-    cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")), "auto")
-    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 1000)
-    cfg.libpcap = sec.get("libpcap", None, None)
-    cfg.read_file = resolve_path(base, sec.get("read_file", None, None))
-    cfg.user = sec.get("user", _user, None)
-    cfg.group = sec.get("group", _group, None)
-    cfg.reopen_interval = sec.get("reopen_interval", _positive_duration, 5.0)
-    cfg.stats_interval = sec.get("stats_interval", parse_duration, 60.0)
-    cfg.flush_timeout = sec.get("flush_timeout", parse_duration, 3.0)
-    cfg.log_level = sec.get("log_level", _choice(LOG_LEVELS), "info")
+    cfg.promisc = sec.get("promisc", parse_bool, cfg.promisc)
+    cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, cfg.capture_timeout)
+    cfg.immediate_mode = sec.get("immediate_mode", parse_bool, cfg.immediate_mode)
+    cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")),
+                                  cfg.ignore_outgoing)
+    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000),
+                               cfg.dispatch_max)
+    cfg.libpcap = sec.get("libpcap", None, cfg.libpcap)
+    cfg.read_file = resolve_path(base, sec.get("read_file", None, cfg.read_file))
+    cfg.user = sec.get("user", _user, cfg.user)
+    cfg.group = sec.get("group", _group, cfg.group)
+    cfg.reopen_interval = sec.get("reopen_interval", _positive_duration, cfg.reopen_interval)
+    cfg.stats_interval = sec.get("stats_interval", parse_duration, cfg.stats_interval)
+    cfg.flush_timeout = sec.get("flush_timeout", parse_duration, cfg.flush_timeout)
+    cfg.log_level = sec.get("log_level", _choice(LOG_LEVELS), cfg.log_level)
     sec.finish()
     cfg.log = log.read_config(Section(cp, "log", path))
     if not cp.has_option("log", "level"):
@@ -200,40 +201,35 @@ def _load_server(cp, section, path, base):
     except ValueError as e:
         raise ConfigError("bad server name: %s" % e, path, section)
     sec = Section(cp, section, path)
-    s = ServerConfig(name)
-    s.section = sec
-    s.protocol = sec.get("protocol", _choice(PROTOCOLS), "osmo-pcap")
+    s = ServerEntry(name)
+    # The defaults are the attributes of a fresh ServerEntry.
+    s.protocol = sec.get("protocol", _choice(PROTOCOLS), s.protocol)
     s.host = sec.get("host")
     if not s.host:
         raise sec.error("host", "missing: the server's address")
-    s.port = sec.get("port", parse_port, None)
+    s.port = sec.get("port", parse_port, s.port)
     if s.protocol == "osmo-pcap" and s.port is None:
         raise sec.error("port", "missing: the server's TCP port")
-    s.source_ip = sec.get("source_ip", _ip, None)
-    s.queue_size = sec.get("queue_size", parse_size, 16 << 20)
+    s.source_ip = sec.get("source_ip", _ip, s.source_ip)
+    s.queue_size = sec.get("queue_size", parse_size, s.queue_size)
     if s.queue_size < 65536:
         raise sec.error("queue_size", "at least 64K (one frame must fit)")
-    s.spool_dir = resolve_path(base, sec.get("spool_dir", None, None))
-    s.spool_max = sec.get("spool_max", parse_size, 1 << 30)
+    s.spool_dir = resolve_path(base, sec.get("spool_dir", None, s.spool_dir))
+    s.spool_max = sec.get("spool_max", parse_size, s.spool_max)
     if s.spool_dir and s.spool_max < (1 << 20):
         raise sec.error("spool_max", "at least 1M")
     if s.spool_dir and s.protocol == "ipip":
         raise sec.error("spool_dir", "not available with protocol = ipip")
-    s.reconnect_min = sec.get("reconnect_min", _positive_duration, 1.0)
-    s.reconnect_max = sec.get("reconnect_max", _positive_duration, 30.0)
+    s.reconnect_min = sec.get("reconnect_min", _positive_duration, s.reconnect_min)
+    s.reconnect_max = sec.get("reconnect_max", _positive_duration, s.reconnect_max)
     if s.reconnect_max < s.reconnect_min:
         raise sec.error("reconnect_max", "smaller than reconnect_min")
-    s.enabled = sec.get("enabled", parse_bool, True)
-    extend_server_section(s, sec)
+    s.enabled = sec.get("enabled", parse_bool, s.enabled)
+    if sec.sets_any("tls"):
+        # Only TLS configurations load ssl (about 4.5 MB of resident memory).
+        from osmo_pcap import tlsconfig
+        s.tls = tlsconfig.read_client_tls(sec, s.host)
+        if s.tls is not None and s.protocol != "osmo-pcap":
+            raise sec.error("tls", "only with protocol = osmo-pcap")
     sec.finish()
     return s
-
-
-# Other features (TLS) register a function(ServerConfig, Section) here to read
-# their own keys before unknown keys are rejected.
-SERVER_SECTION_READERS = []
-
-
-def extend_server_section(server, sec):
-    for reader in SERVER_SECTION_READERS:
-        reader(server, sec)

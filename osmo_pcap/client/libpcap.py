@@ -256,6 +256,7 @@ def _text(b):
 
 
 # ---------------------------------------------------------------- handles
+TYPE_CACHE_MAX = 2048
 
 class Handle(object):
     """One open pcap_t (live or offline) delivering packets to a sink.
@@ -395,7 +396,12 @@ class Handle(object):
         finally:
             self.lib.pcap_freecode(ctypes.byref(prog))
 
+    def check_filter(self, expression):
+        """Compile expression and free it again: raise LibpcapError if it is invalid."""
+        self.lib.pcap_freecode(ctypes.byref(self.compile(expression)))
+
     def compile(self, expression):
+        """Return the compiled BpfProgram (free it with pcap_freecode); raise LibpcapError."""
         prog = BpfProgram()
         if self.lib.pcap_compile(self.pcap, ctypes.byref(prog), expression.encode(), 1,
                                  PCAP_NETMASK_UNKNOWN) != 0:
@@ -417,6 +423,8 @@ class Handle(object):
     # -------------------------------------------------------------- packets
     def dispatch(self, count):
         """Process up to count packets (-1: what is there); return libpcap's result."""
+        if len(self._types) > TYPE_CACHE_MAX:
+            self._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
         return self.lib.pcap_dispatch(self.pcap, count, self._callback, None)
 
     def _on_packet(self, user, hdr, data):

@@ -8,7 +8,6 @@ functions so that daemonising and other process features can be slotted in.
 """
 
 import argparse
-import ctypes
 import grp
 import os
 import pwd
@@ -22,28 +21,10 @@ from osmo_pcap.client import config as clientconfig
 from osmo_pcap.client import libpcap
 from osmo_pcap import daemon, metrics, vtyimport
 from osmo_pcap.ini import ConfigError
-from osmo_pcap.client.forward import UP, Connection, IpipSender
+from osmo_pcap.client.forward import UP, Forwarder
+from osmo_pcap.client.ipip import IpipSender
 from osmo_pcap.client.gprs import GprsFilter
 from osmo_pcap.loop import Loop
-
-# [server NAME] sections take the TLS keys (doc/tls.md).
-TLS_KEYS = ("tls", "tls_ca", "tls_verify", "tls_hostname", "tls_cert", "tls_key",
-            "tls_ciphers", "tls_min_version")
-
-
-def read_tls_keys(server, section):
-    """clientconfig section reader: tlsconfig.client_section_reader when a TLS key is set.
-
-    Without TLS keys the ssl module (about 4.5 MB of resident memory) is not loaded.
-    """
-    if not any(section.has(k) for k in TLS_KEYS):
-        return
-    from osmo_pcap import tlsconfig
-    tlsconfig.client_section_reader(server, section)
-
-
-if read_tls_keys not in clientconfig.SERVER_SECTION_READERS:
-    clientconfig.SERVER_SECTION_READERS.append(read_tls_keys)
 
 PCAP_STATS_INTERVAL = 10.0   # spec 5.7
 READ_FILE_IDLE = 0.02
@@ -92,7 +73,7 @@ class Client(object):
         self.sources = []
         self.file_source = None
         self.ipip = []
-        self.streams = []
+        self.forwarders = []
         self.link_hdr = None
         self.header_dlt = None
         self.header_device = None
@@ -132,7 +113,7 @@ class Client(object):
             return
         h = libpcap.Handle.open_dead(self.library, libpcap.DLT_EN10MB, self.cfg.snaplen)
         try:
-            self.library.lib.pcap_freecode(ctypes.byref(h.compile(self.filter_expr)))
+            h.check_filter(self.filter_expr)
         except libpcap.LibpcapError as e:
             raise StartupError("%s [client] filter: %s" % (self.cfg.path, e))
         finally:
@@ -151,7 +132,7 @@ class Client(object):
                 self.ipip.append(sender)
             else:
                 try:
-                    self.streams.append(Connection(s, self.loop, self.log, self.get_link_hdr))
+                    self.forwarders.append(Forwarder(s, self.loop, self.log))
                 except OSError as e:
                     raise StartupError("%s [server %s] spool_dir: %s" % (
                         self.cfg.path, s.name, e.strerror or e))
@@ -199,7 +180,7 @@ class Client(object):
         try:
             gid = grp.getgrnam(cfg.group).gr_gid if cfg.group else pwd.getpwnam(cfg.user).pw_gid
             uid = pwd.getpwnam(cfg.user).pw_uid if cfg.user else None
-            for conn in self.streams:
+            for conn in self.forwarders:
                 if conn.spool is not None:
                     _chown_tree(conn.spool.dir, uid if uid is not None else -1, gid)
             os.setgroups([])
@@ -213,7 +194,7 @@ class Client(object):
 
     def start_connections(self):
         self.started = True
-        for conn in self.streams:
+        for conn in self.forwarders:
             conn.start()
 
     def install_handlers(self):
@@ -234,9 +215,6 @@ class Client(object):
         loop.on_signal(signal.SIGHUP, lambda signum: log.reopen())
 
     # -------------------------------------------------------------- link header
-    def get_link_hdr(self):
-        return self.link_hdr
-
     def _encode_header(self, snaplen, devices):
         """devices: [(name, dlt)] in interface order."""
         if self.cfg.file_format == "pcap":
@@ -268,8 +246,8 @@ class Client(object):
         self.link_hdr = hdr
         if old is not None and self.started:
             self.log.info("link header changed; announcing it to the servers")
-            for conn in self.streams:
-                conn.link_hdr_changed(hdr)
+        for fwd in self.forwarders:
+            fwd.set_link_hdr(hdr)
 
     def accept_dlt(self, device, dlt):
         """Decide whether a device that just opened with dlt fits the stream."""
@@ -297,7 +275,7 @@ class Client(object):
         """Hand the records of this round to every server connection."""
         batch = self.batch
         if batch:
-            for conn in self.streams:
+            for conn in self.forwarders:
                 conn.enqueue(batch)
             del batch[:]
 
@@ -320,12 +298,12 @@ class Client(object):
         if not src.finished:
             if all(c.state == UP and c.qbytes < c.cfg.queue_size // 2
                    and not (c.spool is not None and c.spool.pending)
-                   for c in self.streams if c.cfg.enabled):
+                   for c in self.forwarders if c.cfg.enabled):
                 src.run_round()
                 self.flush_batch()
                 self.loop.call_later(0, self.pump_file)
                 return
-        elif not any(c.busy or (c.cfg.enabled and c.state != UP) for c in self.streams):
+        elif not any(c.busy or (c.cfg.enabled and c.state != UP) for c in self.forwarders):
             self.log.info("read_file %s: %d packet(s) replayed and sent; exiting",
                           src.path, self.counters["captured:pkts"])
             self.begin_stop()
@@ -353,10 +331,10 @@ class Client(object):
         self._wait_flushed()
 
     def _wait_flushed(self):
-        if any(c.busy for c in self.streams) and self.loop.clock() < self._deadline:
+        if any(c.busy for c in self.forwarders) and self.loop.clock() < self._deadline:
             self.loop.call_later(0.05, self._wait_flushed)
             return
-        for conn in self.streams:
+        for conn in self.forwarders:
             conn.stop()
         for sender in self.ipip:
             sender.stop()
@@ -372,7 +350,7 @@ class Client(object):
     def totals(self):
         """Global counters including the per-server sums (spec 5.8 names)."""
         out = dict(self.counters)
-        conns = self.streams + self.ipip
+        conns = self.forwarders + self.ipip
         for key in ("server:connect", "client:queue_err", "client:write_err"):
             out[key] = sum(c.counters[key] for c in conns)
         out["gprs:dropped"] = self.gprs.dropped if self.gprs else 0
@@ -385,12 +363,12 @@ class Client(object):
                       t["captured:pkts"], t["captured:bytes"], t["bpf:too_big"], t["pcap:recv"],
                       t["pcap:drop"], t["pcap:ifdrop"], t["client:pcap_err"],
                       t["client:queue_err"], t["gprs:dropped"])
-        for c in self.streams + self.ipip:
+        for c in self.forwarders + self.ipip:
             q, sp, files = c.queue_figures()
             self.log.info("stats: server %s %s, connects %d, queued %d bytes, spool %d bytes "
                           "in %d file(s), dropped %d", c.name, c.state, c.counters["server:connect"],
                           q, sp, files, c.counters["client:queue_err"] + (
-                              c.spool.dropped_frames if getattr(c, "spool", None) else 0))
+                              c.spool.dropped_frames if c.spool is not None else 0))
 
     def metric_samples(self):
         """Return [(name, type, help, labels, value)] with Prometheus-style names."""
@@ -423,7 +401,7 @@ class Client(object):
                 device=dev.name)
             add("device_captured_packets_total", "counter", "Frames captured on the device",
                 c["captured:pkts"], device=dev.name)
-        for conn in self.streams + self.ipip:
+        for conn in self.forwarders + self.ipip:
             c = conn.counters
             q, sp, files = conn.queue_figures()
             add("server_connects_total", "counter", "Connection attempts",
@@ -440,7 +418,7 @@ class Client(object):
             add("server_queue_bytes", "gauge", "Bytes waiting in memory", q, server=conn.name)
             add("server_queue_limit_bytes", "gauge", "queue_size", conn.cfg.queue_size,
                 server=conn.name)
-            spool = getattr(conn, "spool", None)
+            spool = conn.spool
             if spool is not None:
                 add("server_spool_bytes", "gauge", "Bytes waiting in the spool", sp,
                     server=conn.name)

@@ -13,24 +13,11 @@ deleted and its frames counted as dropped. Files survive restarts.
 import os
 
 from osmo_pcap import wire
+from osmo_pcap.wire import complete_frames
 
 SUFFIX = ".spool"
 FIRST_SEQ = 1
 PIECE = 1 << 20
-
-
-def complete_frames(buf, start=0, limit=None):
-    """Return (end, count): the end of the last complete frame in buf[start:limit]."""
-    end = len(buf) if limit is None else min(limit, len(buf))
-    pos = start
-    count = 0
-    while end - pos >= wire.HEADER_SIZE:
-        stop = pos + wire.HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
-        if stop > end:
-            break
-        pos = stop
-        count += 1
-    return pos, count
 
 
 class Spool(object):

@@ -23,8 +23,8 @@ CLIENT_PREFIX = "client "
 ANY = "any"  # ip = any: the entry is chosen by the certificate identity (doc/tls.md)
 
 
-class ClientConfig(object):
-    """One [client NAME] section."""
+class ClientEntry(object):
+    """One [client NAME] section: a client the server accepts and stores."""
 
     __slots__ = ("name", "ip", "store", "tls")
 
@@ -32,7 +32,7 @@ class ClientConfig(object):
         self.name = name
         self.ip = ip        # an ipaddress object, or ANY
         self.store = store
-        self.tls = tls      # tlsconfig.ClientEntryTLS
+        self.tls = tls      # tlsconfig.ClientEntryTLS when the file uses TLS, else None
 
 
 class ServerConfig(object):
@@ -111,17 +111,16 @@ def _level(text):
     return text.lower()
 
 
-def _tlsconfig(cp):
+def _tlsconfig(cp, path):
     """Return osmo_pcap.tlsconfig if the file uses TLS (a tls* key or ip = any), else None.
 
     Without TLS the ssl module (about 4.5 MB of resident memory) is not loaded.
     """
-    for sect in cp.sections():
-        for key in cp.options(sect):
-            if key.startswith("tls") or (key == "ip" and cp.get(sect, key).strip().lower()
-                                         == ANY):
-                from osmo_pcap import tlsconfig
-                return tlsconfig
+    for name in cp.sections():
+        sect = ini.Section(cp, name, path)
+        if sect.sets_any("tls") or (sect.raw("ip") or "").strip().lower() == ANY:
+            from osmo_pcap import tlsconfig
+            return tlsconfig
     return None
 
 
@@ -160,7 +159,7 @@ def load(path):
     cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
     cfg.log_level = s.get("log_level", _level, cfg.log_level)
     cfg.hooks = hooks.read_config(s)
-    tlsconfig = _tlsconfig(cp)
+    tlsconfig = _tlsconfig(cp, path)
     if tlsconfig is not None:
         cfg.tls = tlsconfig.read_server_tls(s)
     s.finish()
@@ -201,7 +200,7 @@ def load(path):
             entry_tls = tlsconfig.read_client_entry_tls(c, name, cfg.tls,
                                                         any_ip=(ip is ANY))
         c.finish()
-        cfg.clients.append(ClientConfig(name, ip, store, entry_tls))
+        cfg.clients.append(ClientEntry(name, ip, store, entry_tls))
     return cfg
 
 

@@ -68,11 +68,6 @@ def _positive_duration(text):
     return v
 
 
-def _section_keys(section):
-    # ini.Section lists no keys; tap_listen_NAME keys are found by their prefix.
-    return sorted(getattr(section, "_items", {}))
-
-
 def read_config(section):
     """Read the hook keys of the [server] config Section; return a HooksConfig."""
     c = HooksConfig()
@@ -81,7 +76,7 @@ def read_config(section):
     c.zmq_queue_max = section.get("zmq_queue_max", _queue_size, c.zmq_queue_max)
     c.tap_listen = section.get("tap_listen", ini.parse_host_port)
     c.tap_queue_max = section.get("tap_queue_max", _queue_size, c.tap_queue_max)
-    for key in _section_keys(section):
+    for key in section.keys():
         if key.startswith(TAP_PREFIX):
             name = key[len(TAP_PREFIX):]
             try:

@@ -4,24 +4,22 @@
 Parser is the decode+validate step specialised for speed: for a pcap link it
 reads the frame header and the record's caplen with one unpack per frame and
 checks the record inline; everything else goes through the same rules as
-wire.Decoder + validate (tests compare the two on fuzzed streams).
+wire.Decoder + validate (tests compare the two on fuzzed streams). A LINK_HDR
+is validated here too, and becomes the link for the frames that follow.
 
-Connection owns the socket. All reads of a connection go through fill(), so a
-TLS transport can replace it; the receive buffer is shared by all connections
-(the server's), each connection keeps only its incomplete last frame.
+Connection owns one admitted client's transport (plain or TLS): every read
+goes to the server's shared receive buffer, and the connection keeps only its
+incomplete last frame.
 """
 
-import struct
 import time
 
-from osmo_pcap import wire
+from osmo_pcap import validate, wire
+from osmo_pcap.transport import looks_like_tls
 from osmo_pcap.validate import ValidationError
 
-# spec 2.2 frame header + spec 2.4.2 record header up to caplen, in one read.
-# The frame length is big-endian whatever the client's byte order, so it is
-# read as two bytes.
-_FAST = {bo: struct.Struct(bo + "BxBB8xI") for bo in "<>"}
-_FAST_SIZE = wire.HEADER_SIZE + 12
+_FAST = wire.PCAP_FRAME_PEEK
+_FAST_SIZE = wire.PCAP_FRAME_PEEK_SIZE
 _FRAME = wire.FRAME_HDR
 _HDR = wire.HEADER_SIZE
 _MAX = wire.MAX_PAYLOAD
@@ -32,7 +30,8 @@ class Parser(object):
     """Decode and validate the frames of one connection.
 
     consume() works on a buffer that starts with the connection's saved tail;
-    see Connection.on_readable for the calling convention.
+    see Connection.on_readable for the calling convention. `link` is the
+    validate.LinkInfo of the last accepted LINK_HDR (None before the first).
     """
 
     __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen")
@@ -44,8 +43,7 @@ class Parser(object):
         self._fast = None
         self._snaplen = 0
 
-    def set_link(self, link):
-        """Use link (a validate.LinkInfo) for the LINK_DATA frames that follow."""
+    def _set_link(self, link):
         self.link = link
         if link.format == "pcap":
             self._fast = _FAST[link.byteorder].unpack_from
@@ -58,9 +56,9 @@ class Parser(object):
 
         Stop at an incomplete frame, after a LINK_HDR frame or at a broken rule.
         Return (pos, nbytes, event): nbytes is the payload total appended to out;
-        event is None (pos is where the incomplete rest starts), a LINK_HDR
-        payload memoryview (pos is after that frame), or a ProtocolError (pos is
-        where the offending frame starts).
+        event is None (pos is where the incomplete rest starts), the
+        validate.LinkInfo of an accepted LINK_HDR, now self.link (pos is after
+        that frame), or a ProtocolError (pos is where the offending frame starts).
         """
         fast = self._fast
         snap = self._snaplen
@@ -83,6 +81,8 @@ class Parser(object):
             # The general path: exactly wire.Decoder's and validate's rules.
             t, _, n = unpack(mv, pos)
             if t > 1:
+                if self.link is None and looks_like_tls(mv[pos:min(end, pos + 6)]):
+                    return pos, nbytes, wire.TLSOnPlainError(t)
                 return pos, nbytes, wire.FrameError(
                     "unknown-type", "unknown message type %d (expected 0 LINK_HDR or "
                     "1 LINK_DATA)" % t)
@@ -94,7 +94,12 @@ class Parser(object):
                 return pos, nbytes, None
             payload = mv[pos + _HDR:stop]
             if t != LINK_DATA:
-                return stop, nbytes, payload
+                try:
+                    link = validate.check_link_hdr(payload, self.max_snaplen)
+                except ValidationError as e:
+                    return pos, nbytes, e
+                self._set_link(link)
+                return stop, nbytes, link
             link = self.link
             if link is None:
                 return pos, nbytes, ValidationError(
@@ -109,29 +114,25 @@ class Parser(object):
 
 
 class Connection(object):
-    """One accepted TCP connection of a configured client."""
+    """One admitted TCP or TLS connection of a configured client.
 
-    __slots__ = ("server", "sock", "peer", "recorder", "parser", "closed", "label", "last_rx",
-                 "header_timer")
+    The server registers on_readable() with the transport; callbacks go to the
+    server: records(), link_header(), reject() and drop().
+    """
 
-    def __init__(self, server, sock, peer, recorder):
+    __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
+                 "last_rx", "header_timer")
+
+    def __init__(self, server, transport, peer, recorder, max_snaplen):
         self.server = server
-        self.sock = sock
+        self.transport = transport
         self.peer = peer
         self.recorder = recorder
-        self.parser = Parser(server.cfg.max_snaplen)
+        self.parser = Parser(max_snaplen)
         self.closed = False
         self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
         self.last_rx = time.monotonic()
         self.header_timer = None
-
-    def fill(self, mv):
-        """Read from the transport into mv; return the byte count (0 at EOF).
-
-        The only place a connection reads: a TLS transport replaces this.
-        Raise BlockingIOError when nothing is there, OSError on failure.
-        """
-        return self.sock.recv_into(mv)
 
     def on_readable(self):
         """Read once into the shared buffer, decode, validate and store."""
@@ -143,11 +144,11 @@ class Connection(object):
         if start:
             mv[:start] = tail
         try:
-            n = self.fill(mv[start:])
-        except (BlockingIOError, InterruptedError):
-            return
+            n = self.transport.recv_into(mv[start:])
         except OSError as e:
             server.drop(self, "read error: %s" % (e.strerror or e))
+            return
+        if n is None:
             return
         server.bytes_read += n
         self.last_rx = time.monotonic()
@@ -169,40 +170,18 @@ class Connection(object):
             if isinstance(event, wire.ProtocolError):
                 server.reject(self, event)
                 return
-            if not server.link_header(self, event):
-                return
+            server.link_header(self, event)
         parser.tail = bytes(mv[pos:end]) if pos < end else b""
 
     def close(self):
-        """Close the socket and let go of buffered bytes and timers."""
+        """Close the transport and let go of buffered bytes and timers."""
         if not self.closed:
             self.closed = True
-            self.sock.close()
+            self.transport.close()
             self.parser.tail = b""
             if self.header_timer is not None:
                 self.header_timer.cancel()
-
-
-class TLSConnection(Connection):
-    """A connection whose bytes come through a stream (tls.TLSStream) instead of
-    the socket: the plain Connection keeps its direct recv_into."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, server, stream, peer, recorder):
-        Connection.__init__(self, server, stream.sock, peer, recorder)
-        self.stream = stream
-
-    def fill(self, mv):
-        n = self.stream.recv_into(mv)
-        if n is None:
-            raise BlockingIOError()
-        return n
-
-    def close(self):
-        if not self.closed:
-            self.stream.close()  # close_notify (best effort), then the socket
-            Connection.close(self)
+                self.header_timer = None
 
 
 def format_peer(peer):

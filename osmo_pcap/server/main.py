@@ -8,75 +8,31 @@ moves its files. Signals only set flags; the loop does the work.
 """
 
 import argparse
-import collections
 import gc
-import ipaddress
-import resource
 import signal
 import socket
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, validate, vtyimport
-from osmo_pcap.server import hooks
-from osmo_pcap.server import config as serverconfig
+from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, vtyimport, wire
 from osmo_pcap.ini import ConfigError
-from osmo_pcap.server.ingest import Connection, TLSConnection, format_peer
 from osmo_pcap.loop import Loop
-from osmo_pcap.server.recorder import COUNTERS, Recorder
 from osmo_pcap.rotation import LocalClock
-from osmo_pcap import wire
+from osmo_pcap.server import config as serverconfig
+from osmo_pcap.server import hooks
+from osmo_pcap.server.admission import TLS_COUNTERS, Admission
+from osmo_pcap.server.ingest import Connection, format_peer
+from osmo_pcap.server.recorder import COUNTERS, FileSettings, Recorder
 
 DEFAULT_CONFIG = "osmo-pcap-server.ini"
-# One receive buffer for all connections (perf-notes): a read of up to
-# RECV_SIZE bytes lands after the connection's incomplete last frame.
+# One receive buffer for all connections (HACKING.md#performance-notes): a read
+# of up to RECV_SIZE bytes lands after the connection's incomplete last frame.
 RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
-# Connections not yet attached (waiting for their first bytes, or in their TLS
-# handshake) each hold a descriptor for up to tls_handshake_timeout: a
-# peer opening many must not starve the server of descriptors for its trace
-# files and clients. At most PENDING_MAX wait (and a quarter of RLIMIT_NOFILE),
-# a quarter of that (at most PENDING_PER_IP) from one address; beyond, the
-# oldest waiting connection (of that address) is closed, counted as pending_full.
-PENDING_MAX = 1024
-PENDING_PER_IP = 64
 
 _log = log.get("server")
-
-# Connections refused before they reach a client entry (server with tls_cert):
-# no_data (closed or silent before the first byte), tls_mode (TLS to a
-# plaintext entry or the reverse), tls_identity (certificate names no fitting
-# entry), tls_<kind> for failed handshakes (tls_timeout: the stall counter).
-TLS_COUNTERS = ("tls_connect", "no_data", "tls_mode", "tls_identity", "tls_timeout",
-                "tls_verify", "tls_rejected", "tls_not_tls", "tls_eof", "tls_io",
-                "tls_protocol", "pending_full")
-_NO_DATA = {"eof": "closed before sending anything",
-            "error": "socket error before sending anything"}
-
-
-TLS_RECORD_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello (tls.py; ssl is
-                             # imported only when TLS is configured)
-
-
-def pending_limits(nofile=None):
-    """Return (total, per address) limits of waiting connections for a descriptor limit."""
-    if nofile is None:
-        try:
-            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        except (OSError, ValueError):
-            nofile = resource.RLIM_INFINITY
-    if nofile == resource.RLIM_INFINITY or nofile < 0:
-        total = PENDING_MAX
-    else:
-        total = max(8, min(PENDING_MAX, nofile // 4))
-    return total, max(2, min(PENDING_PER_IP, total // 4))
-
-
-class _TLSKind(object):
-    """Stands for a TLS connection in ClientEntryTLS.check_peer before its handshake."""
-    is_tls = True
 
 
 class Server(object):
@@ -87,22 +43,14 @@ class Server(object):
         self.loop = loop or Loop()
         self.clock = clock or LocalClock()
         self.hooks = hooks.create(cfg.hooks, self.loop)
-        self.counters = {"connect": 0, "no_client": 0}
-        self.unknown_log = log.RateLimiter(10.0)
+        self.counters = {"hook_errors": 0}
         limiter = log.RateLimiter(10.0)
-        self.recorders = [Recorder(c, cfg, self._file_closed, limiter) for c in cfg.clients]
-        self.by_ip = dict((r.ip, r) for r in self.recorders if r.ip is not serverconfig.ANY)
-        self.any_ip = [r for r in self.recorders if r.ip is serverconfig.ANY]
-        self.entry_tls = dict((c.name, c.tls) for c in cfg.clients)
-        # Connections still sniffed or in their handshake, oldest first:
-        # key -> (peer, close), and the same by address.
-        self.pending = collections.OrderedDict()
-        self.pending_by_ip = {}
-        self.pending_max, self.pending_per_ip = pending_limits()
-        self.refuse_log = log.RateLimiter(10.0)
-        if cfg.tls is not None:
-            for k in TLS_COUNTERS:
-                self.counters[k] = 0
+        files = FileSettings.from_config(cfg)
+        self.recorders = [Recorder(c.name, c.store, files, self._file_closed, limiter)
+                          for c in cfg.clients]
+        self.recorder_of = dict((r.name, r) for r in self.recorders)
+        self.admission = Admission(self.loop, cfg.clients, cfg.tls, self.attach)
+        self.accept_log = log.RateLimiter(10.0)
         self.conns = {}
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
@@ -157,195 +105,36 @@ class Server(object):
             except OSError as e:
                 # EMFILE and friends: the listener stays readable, so pause
                 # accepting for a moment instead of spinning.
-                if self.unknown_log.ok("accept") is not None:
+                if self.accept_log.ok("accept") is not None:
                     _log.error("accept failed: %s; pausing accepts for %gs",
                                e.strerror or e, ACCEPT_PAUSE)
                 self.loop.remove_reader(self.listener)
                 self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
-            self.counters["connect"] += 1
-            self.admit(sock, addr)
+            self.admission.admit(sock, addr)
 
     def _resume_accept(self):
         if self.listener is not None:
             self.loop.add_reader(self.listener, self._on_accept)
 
-    def admit(self, sock, addr):
-        """Match an accepted socket to a configured client by source address (spec 4.2).
-
-        A later TLS step (peek the first byte: 0x16 = ClientHello) fits here,
-        before attach().
-        """
-        ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        rec = self.by_ip.get(ip)
-        if rec is None and not self.any_ip:
-            self.counters["no_client"] += 1
-            held = self.unknown_log.ok("unknown")
-            if held is not None:
-                _log.warning("connection from unknown address %s closed (no [client] has this "
-                             "ip)%s", ip, " (%d more suppressed)" % held if held else "")
-            sock.close()
-            return None
-        peer = (str(ip), addr[1])
-        if self.cfg.tls is None:
-            return self.attach(rec, sock, peer)  # no TLS here: plain as ever
-        self._sniff(rec, sock, peer)
-        return None
-
-    # ------------------------------------------------------------ TLS (doc/tls.md)
-    def _sniff(self, rec, sock, peer):
-        """Wait for the first bytes: a TLS ClientHello or an osmo-pcap frame."""
-        from osmo_pcap import tls as tlsmod
-        key = id(sock)
-        started = self.loop.clock()
-
-        def on_result(kind, first):
-            self._release(key)
-            self._sniffed(rec, sock, peer, kind, started)
-
-        sniffer = tlsmod.Sniffer(self.loop, sock, on_result, self.cfg.tls.handshake_timeout)
-
-        def cancel():
-            sniffer.cancel()
-            sock.close()
-        self._hold(key, peer, cancel)
-
-    def _hold(self, key, peer, close):
-        """Track a connection that is not attached yet, within the pending limits."""
-        ip = peer[0]
-        mine = self.pending_by_ip.get(ip)
-        if mine is not None and len(mine) >= self.pending_per_ip:
-            self._evict(next(iter(mine)), "%d connections from this address" % len(mine))
-        elif len(self.pending) >= self.pending_max:
-            self._evict(next(iter(self.pending)), "%d connections" % len(self.pending))
-        self.pending[key] = (peer, close)
-        self.pending_by_ip.setdefault(ip, collections.OrderedDict())[key] = True
-
-    def _release(self, key):
-        """Forget a pending connection (attached, refused or closed); return its entry."""
-        entry = self.pending.pop(key, None)
-        if entry is not None:
-            ip = entry[0][0]
-            mine = self.pending_by_ip[ip]
-            del mine[key]
-            if not mine:
-                del self.pending_by_ip[ip]
-        return entry
-
-    def _evict(self, key, how_many):
-        peer, close = self._release(key)
-        self.counters["pending_full"] += 1
-        held = self.refuse_log.ok((peer[0], "pending_full"))
-        if held is not None:
-            _log.warning("connection from %s closed before its first bytes or TLS handshake "
-                         "completed: %s already waiting (limits %d, %d per address)%s",
-                         format_peer(peer), how_many, self.pending_max, self.pending_per_ip,
-                         " (%d more suppressed)" % held if held else "")
-        close()
-
-    def _sniffed(self, rec, sock, peer, kind, started):
-        from osmo_pcap import tls as tlsmod
-        if kind in ("eof", "timeout", "error"):
-            why = _NO_DATA.get(kind) or "no data within %g s" % self.cfg.tls.handshake_timeout
-            self._refuse(sock, peer, rec, "no_data", why, 20 if kind == "eof" else 30)
-            return
-        if kind != "tls":  # osmo-pcap (or garbage, which validation rejects)
-            if rec is None:
-                self.counters["no_client"] += 1
-                self._refuse(sock, peer, None, None, "plaintext, and no [client] has this "
-                             "ip (ip = any entries take TLS with a certificate only)")
-                return
-            entry = self.entry_tls[rec.name]
-            if not entry.allows(False):
-                self._refuse(sock, peer, rec, "tls_mode",
-                             entry.check_peer(tlsmod.PlainStream(self.loop, sock)))
-                return
-            self.attach(rec, sock, peer)
-            return
-        entry = self.entry_tls[rec.name] if rec is not None else None
-        if entry is not None and not entry.allows(True) and not self.any_ip:
-            self._refuse(sock, peer, rec, "tls_mode", entry.check_peer(_TLSKind()))
-            return
-        st = self.cfg.tls.stream(self.loop, sock)
-        key = id(st)
-        timeout = self.cfg.tls.handshake_timeout
-        self._hold(key, peer, st.close)
-
-        def on_ready():
-            self._release(key)
-            self._tls_ready(rec, st, peer)
-
-        def on_error(err):
-            self._release(key)
-            self._refuse(st, peer, rec, "tls_" + err.kind.replace("-", "_"),
-                         "TLS handshake failed: %s" % err if err.kind != tlsmod.TIMEOUT
-                         else "TLS handshake not completed within %g s" % timeout)
-        # tls_handshake_timeout counts from the accept, not from the first byte:
-        # a peer trickling its ClientHello cannot hold on for twice as long.
-        st.start(on_ready, on_error, max(0.001, timeout - (self.loop.clock() - started)))
-
-    def _tls_ready(self, rec, st, peer):
-        """The handshake is done: find the entry the connection may feed."""
-        from osmo_pcap import tls as tlsmod
-        names = st.peer_names()
-        counter = "tls_identity"
-        why = None
-        if rec is not None:
-            entry = self.entry_tls[rec.name]
-            why = entry.check_peer(st)
-            if why is None:
-                return self.attach(rec, st.sock, peer, st)
-            if not entry.allows(True):
-                counter = "tls_mode"
-        for other in self.any_ip:
-            entry = self.entry_tls[other.name]
-            if tlsmod.identity_matches(entry.identity, names) and entry.check_peer(st) is None:
-                return self.attach(other, st.sock, peer, st)
-        if why is None:
-            why = "no [client] has this ip, and %s" % (
-                "the client certificate names %s, which no ip = any entry expects"
-                % ", ".join(repr(n) for n in names) if names
-                else "it presented no certificate (ip = any entries need one)")
-        self._refuse(st, peer, rec, counter, why)
-        return None
-
-    def _refuse(self, closer, peer, rec, counter, reason, level=30):
-        """Count, log (rate-limited per address and reason) and close a new connection."""
-        if counter is not None:
-            self.counters[counter] = self.counters.get(counter, 0) + 1
-        held = self.refuse_log.ok((peer[0], counter))
-        if held is not None:
-            _log.log(level, "connection from %s%s refused: %s%s", format_peer(peer),
-                     " (client %s)" % rec.name if rec is not None else "", reason,
-                     " (%d more suppressed)" % held if held else "")
-        closer.close()
-
-    def attach(self, rec, sock, peer, stream=None):
-        """Start reading a configured client's new connection; it replaces an old one."""
+    def attach(self, entry, transport, peer):
+        """Start reading an admitted connection; it replaces the client's old one."""
+        rec = self.recorder_of[entry.name]
         old = self.conns.get(rec.name)
         if old is not None:
             self.drop(old, "replaced by a new connection from %s" % format_peer(peer))
-        sock.setblocking(False)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
         rec.new_connection()
-        if stream is None:
-            conn = Connection(self, sock, peer, rec)
-            self.conns[rec.name] = conn
-            self.loop.add_reader(sock, conn.on_readable)
-            how = ""
-        else:
-            conn = TLSConnection(self, stream, peer, rec)
-            self.conns[rec.name] = conn
-            stream.set_reader(conn.on_readable)
-            self.counters["tls_connect"] += 1
-            names = stream.peer_names()
-            how = " (%s, %s)" % (stream.version(), "certificate %s" % ", ".join(names)
-                                 if names else "no client certificate")
+        conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen)
+        self.conns[rec.name] = conn
+        transport.set_reader(conn.on_readable)
+        how = ""
+        if transport.is_tls:
+            self.admission.counters["tls_connect"] += 1
+            how = " (%s)" % transport.describe()
         if self.cfg.header_timeout:
             conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
                                                      self._check_header, conn)
@@ -354,6 +143,7 @@ class Server(object):
         return conn
 
     def _check_header(self, conn):
+        conn.header_timer = None
         if not conn.closed and conn.parser.link is None:
             self.drop(conn, "no LINK_HDR within header_timeout (%gs)" % self.cfg.header_timeout,
                       30)
@@ -362,7 +152,6 @@ class Server(object):
         """Close a connection and its client's current file."""
         if conn.closed:
             return
-        self.loop.remove(conn.sock)
         conn.close()
         rec = conn.recorder
         if self.conns.get(rec.name) is conn:
@@ -375,26 +164,14 @@ class Server(object):
         """A peer broke a rule: count it by reason and disconnect it."""
         rej = conn.recorder.rejected
         rej[err.code] = rej.get(err.code, 0) + 1
-        if err.code == "unknown-type" and conn.parser.link is None \
-                and str(err).startswith("unknown message type %d " % TLS_RECORD_HANDSHAKE):
-            err = "%s: a TLS ClientHello, but the server has no tls_cert" % err
-            self.drop(conn, "protocol violation [unknown-type]: %s" % err, 30)
-            return
         self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30)
 
     # ------------------------------------------------------------ data
-    def link_header(self, conn, payload):
-        """Validate a LINK_HDR; return False when the connection was dropped."""
-        try:
-            link = validate.check_link_hdr(payload, self.cfg.max_snaplen)
-        except validate.ValidationError as e:
-            self.reject(conn, e)
-            return False
-        conn.parser.set_link(link)
+    def link_header(self, conn, link):
+        """The connection's parser accepted a LINK_HDR (a validate.LinkInfo)."""
         rec = conn.recorder
         rec.set_link(link)
         self.call_hooks("link_header", rec.name, link)
-        return True
 
     def records(self, rec, link, out, nbytes):
         """Hand validated LINK_DATA payloads to the hooks and the recorder."""
@@ -420,7 +197,7 @@ class Server(object):
         """Drop a hook whose code raised: a bug there must not stop capture."""
         _log.exception("hook %s failed in %s(); it is disabled until restart",
                        type(hook).__name__, method)
-        self.counters["hook_errors"] = self.counters.get("hook_errors", 0) + 1
+        self.counters["hook_errors"] += 1
         if hook in self.hooks:
             self.hooks.remove(hook)
             if method != "close":
@@ -480,10 +257,7 @@ class Server(object):
             self.loop.run_once(0.05)
             if self.bytes_read == before:
                 break
-        for _, close in list(self.pending.values()):
-            close()
-        self.pending.clear()
-        self.pending_by_ip.clear()
+        self.admission.close_pending()
         for conn in list(self.conns.values()):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
@@ -502,7 +276,7 @@ class Server(object):
                 total[k] += rec.counters[k]
             for code, n in rec.rejected.items():
                 rejected[code] = rejected.get(code, 0) + n
-        c = self.counters
+        c = self.admission.counters
         out.append(("osmo_pcap_server_connect_total", "counter",
                     "Accepted TCP connections, known or unknown", {}, c["connect"]))
         out.append(("osmo_pcap_server_no_client_total", "counter",
@@ -543,7 +317,8 @@ class Server(object):
 
     def log_stats(self):
         """Log the counters (stats_interval, SIGUSR2) in upstream's names (spec 4.11)."""
-        parts = ["server:%s=%d" % (k, v) for k, v in sorted(self.counters.items())]
+        counters = dict(self.admission.counters, **self.counters)
+        parts = ["server:%s=%d" % (k, v) for k, v in sorted(counters.items())]
         tot = dict((k, sum(r.counters[k] for r in self.recorders)) for k in COUNTERS)
         parts += ["server:%s=%d" % (k, tot[k]) for k in COUNTERS if k != "connect"]
         _log.info("stats %s", " ".join(parts))
@@ -630,9 +405,12 @@ def run(server):
     log.schedule_flush(server.loop)
     daemon.start_watchdog(server.loop)
     daemon.notify_ready("listening on %s" % format_peer(server.listener.getsockname()))
-    server.loop.run()
-    server.shutdown()
-    _log.info("stopped")
+    try:
+        server.loop.run()
+    finally:
+        # Also after an exception in a callback: buffered records reach their files.
+        server.shutdown()
+        _log.info("stopped")
 
 
 def main(argv=None):

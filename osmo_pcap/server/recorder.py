@@ -10,6 +10,8 @@ the file is cut back and closed, records are counted as dropped, and a new
 file is tried again after `write_retry` seconds.
 """
 
+import collections
+
 from osmo_pcap import log, rotation
 from osmo_pcap.server.storage import TraceFile, WriteError
 
@@ -19,16 +21,26 @@ COUNTERS = ("connect", "bytes", "pkts", "link_hdr", "file_rotated", "files_close
 _log = log.get("server")
 
 
+class FileSettings(collections.namedtuple(
+        "FileSettings", "base_path completed_path mode max_size rule write_buffer write_retry")):
+    """How every client's trace files are written ([server] keys, validated)."""
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Take the values from a server.config.ServerConfig."""
+        return cls(cfg.base_path, cfg.completed_path, cfg.file_permission_mask,
+                   cfg.max_file_size, cfg.rotate_localtime, cfg.write_buffer, cfg.write_retry)
+
+
 class Recorder(object):
     """The files and counters of one [client NAME]."""
 
-    def __init__(self, client_cfg, cfg, on_file_closed=None, limiter=None):
-        self.name = client_cfg.name
-        self.ip = client_cfg.ip
-        self.store = client_cfg.store
-        self.cfg = cfg
-        self.rule = cfg.rotate_localtime
-        self.max_size = cfg.max_file_size
+    def __init__(self, name, store, files, on_file_closed=None, limiter=None):
+        self.name = name
+        self.store = store
+        self.files = files
+        self.rule = files.rule
+        self.max_size = files.max_size
         self.on_file_closed = on_file_closed
         self.limiter = limiter or log.RateLimiter(10.0)
         self.counters = dict((k, 0) for k in COUNTERS)
@@ -57,12 +69,12 @@ class Recorder(object):
     def write(self, out, nbytes, now):
         """Store the records in out (bytes-likes, valid only during the call).
 
-        now is (epoch, raw tm tuple, struct_time) from rotation.LocalClock.
+        now is a rotation.Instant.
         """
         c = self.counters
         c["pkts"] += len(out)
         c["bytes"] += nbytes
-        t, tm, st = now
+        t, tm = now.epoch, now.tm
         if not self.store:
             self.last.update(t, tm)
             return
@@ -103,13 +115,13 @@ class Recorder(object):
         f = self.file
         if f is None:
             return
-        if self.rule is not None and rotation.new_period(self.last.tm, now[1], *self.rule):
+        if self.rule is not None and rotation.new_period(self.last.tm, now.tm, *self.rule):
             self.close_file("time period", rotated=True)
             return
         try:
             f.flush()
         except WriteError as e:
-            self._write_failed(e, now[0])
+            self._write_failed(e, now.epoch)
 
     def rotate(self, reason):
         """Close the current file now (SIGUSR1/SIGHUP); the next record opens a new one."""
@@ -118,25 +130,25 @@ class Recorder(object):
 
     # ------------------------------------------------------------ files
     def _open(self, now):
-        t = now[0]
+        t = now.epoch
         if self.retry_at is not None and t < self.retry_at:
             return None
         if self.link is None:
             return None
-        cfg = self.cfg
-        others = (cfg.completed_path,) if cfg.completed_path else ()
+        fs = self.files
+        others = (fs.completed_path,) if fs.completed_path else ()
         try:
-            f = TraceFile.create(cfg.base_path, self.name, now[2], self.link,
-                                 cfg.file_permission_mask, cfg.write_buffer, others)
+            f = TraceFile.create(fs.base_path, self.name, now.local, self.link, fs.mode,
+                                 fs.write_buffer, others)
         except OSError as e:
             self.counters["write_errors"] += 1
-            self.retry_at = t + cfg.write_retry
+            self.retry_at = t + fs.write_retry
             self._warn("open", "client %s: cannot create a trace file in %s: %s; retrying in "
-                       "%gs" % (self.name, cfg.base_path, e.strerror or e, cfg.write_retry))
+                       "%gs" % (self.name, fs.base_path, e.strerror or e, fs.write_retry))
             return None
         self.retry_at = None
         self.file = f
-        self.last.update(t, now[1])
+        self.last.update(t, now.tm)
         _log.info("client %s: writing %s", self.name, f.path)
         return f
 
@@ -144,11 +156,11 @@ class Recorder(object):
         c = self.counters
         c["write_errors"] += 1
         c["dropped"] += e.dropped
-        self.retry_at = t + self.cfg.write_retry
+        self.retry_at = t + self.files.write_retry
         self._warn("write", "client %s: writing %s failed: %s; %d record(s) dropped, file cut "
                    "back to its last complete record and closed; retrying in %gs"
                    % (self.name, e.path, e.error.strerror or e.error, e.dropped,
-                      self.cfg.write_retry))
+                      self.files.write_retry))
         self.close_file("write error")
 
     def _warn(self, key, message):
@@ -165,7 +177,7 @@ class Recorder(object):
             return
         self.file = None
         records = f.records
-        path, err = f.close(self.cfg.completed_path)
+        path, err = f.close(self.files.completed_path)
         c = self.counters
         c["files_closed"] += 1
         if rotated:

@@ -6,20 +6,20 @@ import unittest
 
 from tests import support  # noqa: F401  (puts the repository on sys.path)
 from osmo_pcap import tracename
-from osmo_pcap.clean.plan import Policy, TraceFile, plan
+from osmo_pcap.clean.plan import Policy, FoundTrace, plan
 
 DAY = 86400.0
 NOW = time.mktime((2025, 6, 1, 12, 0, 0, 0, 0, -1))
 
 
 def tf(name, directory="/base", size=1000, usage=None, dev=1, locked=False, mtime=None):
-    """Return a TraceFile for a synthetic trace name, as the scanner would."""
+    """Return a FoundTrace for a synthetic trace name, as the scanner would."""
     tn = tracename.parse_name(name)
     assert tn is not None, name
     t = tn.timestamp()
     if t is None:
         t = mtime
-    return TraceFile(directory + "/" + name, directory, tn.client, t, tn.seq, size,
+    return FoundTrace(directory + "/" + name, directory, tn.client, t, tn.seq, size,
                      usage, dev, tn.compression, locked)
 
 

@@ -8,9 +8,11 @@ import unittest
 
 from tests import support
 from osmo_pcap import wire
-from osmo_pcap.client.config import ServerConfig
-from osmo_pcap.client.forward import UP, WAITING, Connection, ipv4_offset
-from osmo_pcap.client.spool import Spool, complete_frames
+from osmo_pcap.client.config import ServerEntry
+from osmo_pcap.client.forward import UP, WAITING, Forwarder
+from osmo_pcap.client.ipip import ipv4_offset
+from osmo_pcap.client.spool import Spool
+from osmo_pcap.wire import complete_frames
 
 LOG = logging.getLogger("osmo-pcap.test-forward")
 LOG.addHandler(logging.NullHandler())
@@ -69,20 +71,22 @@ class _Timer(object):
 class FakeTransport(object):
     """Takes at most `window` more bytes (until raised); records what was sent."""
     instances = []
-    fail_open = False
 
-    def __init__(self, host, port, source_ip):
+    def __init__(self):
         self.sent = bytearray()
         self.window = 1 << 30
-        self.sock = object()
+        self.writer = self.reader = None
+        self.pending_output = 0
         FakeTransport.instances.append(self)
 
-    def open(self):
-        if FakeTransport.fail_open:
-            raise OSError(101, "Network is unreachable")
+    def set_reader(self, cb):
+        self.reader = cb
 
-    def progress(self):
-        return "done"
+    def set_writer(self, cb):
+        self.writer = cb
+
+    def recv_into(self, buf):
+        return None
 
     def send(self, data):
         n = min(len(data), self.window)
@@ -90,10 +94,28 @@ class FakeTransport(object):
         self.sent += data[:n]
         return n
 
-    def discard_input(self):
-        return True
-
     def close(self):
+        pass
+
+
+class FakeDial(object):
+    """Stands for transport.Dial: the test decides when the connection is up."""
+    instances = []
+    fail_open = False
+
+    def __init__(self, loop, host, port, source_ip, wrap, on_ready, on_error, timeout=None):
+        if FakeDial.fail_open:
+            raise OSError(101, "Network is unreachable")
+        self.on_ready = on_ready
+        FakeDial.instances.append(self)
+
+    def succeed(self, window=1 << 30):
+        t = FakeTransport()
+        t.window = window
+        self.on_ready(t)
+        return t
+
+    def cancel(self):
         pass
 
 
@@ -101,24 +123,25 @@ class ConnectionTest(support.TempDirTestCase):
     def setUp(self):
         support.TempDirTestCase.setUp(self)
         FakeTransport.instances = []
-        FakeTransport.fail_open = False
+        FakeDial.instances = []
+        FakeDial.fail_open = False
         self.loop = FakeLoop()
         self.hdr = HDR_A
 
     def conn(self, **kw):
-        cfg = ServerConfig("t")
+        cfg = ServerEntry("t")
         cfg.host, cfg.port = "127.0.0.1", 9
         for k, v in kw.items():
             setattr(cfg, k, v)
-        c = Connection(cfg, self.loop, LOG, lambda: self.hdr, rng=lambda: 0.5)
-        c.transport_factory = FakeTransport
+        c = Forwarder(cfg, self.loop, LOG, dial=FakeDial, rng=lambda: 0.5)
+        c.set_link_hdr(self.hdr)
         return c
 
     def connect(self, c):
         c._attempt() if c.state == WAITING else c.start()
-        c._on_connect_event()
+        t = FakeDial.instances[-1].succeed()
         self.assertEqual(c.state, UP)
-        return FakeTransport.instances[-1]
+        return t
 
     def test_link_hdr_first_then_data_queued_while_away(self):
         c = self.conn()
@@ -147,13 +170,12 @@ class ConnectionTest(support.TempDirTestCase):
         self.assertEqual(c.counters["client:queue_err"], 1)
         self.loop.now += 10
         self.loop.run_timers()
-        t2 = FakeTransport.instances[-1]
-        c._on_connect_event()
+        t2 = FakeDial.instances[-1].succeed()
         self.assertEqual(decode(t2.sent)[0], (wire.LINK_HDR, HDR_A))
         self.assertEqual(seqs(t2.sent), list(range(4, 10)))
 
     def test_backoff_doubles_to_max_and_sync_failures_retry(self):
-        FakeTransport.fail_open = True
+        FakeDial.fail_open = True
         c = self.conn(reconnect_min=1.0, reconnect_max=4.0)
         c.start()
         delays = []
@@ -169,8 +191,7 @@ class ConnectionTest(support.TempDirTestCase):
         c = self.conn()
         t = self.connect(c)
         c.enqueue(frames([1]))
-        self.hdr = HDR_B
-        c.link_hdr_changed(HDR_B)
+        c.set_link_hdr(HDR_B)
         c.enqueue(frames([2]))
         self.assertEqual([m[0] for m in decode(t.sent)], [0, 1, 0, 1])
         self.assertEqual(decode(t.sent)[2][1], HDR_B)
@@ -184,9 +205,7 @@ class ConnectionTest(support.TempDirTestCase):
         self.assertTrue(c.spool.pending)
         self.loop.now += 10
         self.loop.run_timers()
-        t2 = FakeTransport.instances[-1]
-        t2.window = 5000                          # a slow server: replay in steps
-        c._on_connect_event()
+        t2 = FakeDial.instances[-1].succeed(window=5000)   # a slow server: replay in steps
         c.enqueue(frames(range(2000, 2010)))      # new data waits behind the spool
         while c.busy:
             t2.window = 5000

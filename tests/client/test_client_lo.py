@@ -489,7 +489,7 @@ class MetricsTest(support.TempDirTestCase):
         c.create_connections()
         c.sources = []
         c.counters["captured:pkts"] = 7
-        c.streams[1].counters["client:queue_err"] = 3
+        c.forwarders[1].counters["client:queue_err"] = 3
         samples = c.metric_samples()
         for name, kind, text, labels, value in samples:
             self.assertTrue(name.startswith("osmo_pcap_client_"), name)

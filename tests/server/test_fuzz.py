@@ -121,12 +121,7 @@ def parse_fast(data, chunks, scratch):
                 break
             if isinstance(ev, wire.ProtocolError):
                 return events, ev.code, base + pos, None
-            try:
-                link = validate.check_link_hdr(ev, MAX_SNAPLEN)
-            except validate.ValidationError as e:
-                return events, e.code, base + pos - 4 - len(ev), None
-            events.append(("hdr", bytes(ev)))
-            p.set_link(link)
+            events.append(("hdr", ev.header))
         p.tail = bytes(mv[pos:end])
         offset += len(piece)
     return events, None, None, len(p.tail)

@@ -123,26 +123,26 @@ class HandshakeDeadline(support.TempDirTestCase):
                     return
                 srv.loop.run_once(0.01)
             self.fail("condition not reached")
-        pump(lambda: srv.pending)
+        pump(lambda: srv.admission.pending)
         now[0] += 9.0
         c.sendall(b"\x16\x03\x01")  # a ClientHello that stops there
 
-        def stream():  # the pending entry's close() is the TLSStream's once sniffed
-            closers = [close for _, close in srv.pending.values()]
+        def stream():  # the pending entry's close() is the TLSTransport's once sniffed
+            closers = [close for _, close in srv.admission.pending.values()]
             return getattr(closers[0], "__self__", None) if closers else None
         pump(lambda: stream() is not None)
         st = stream()
         pump(lambda: st._timer is not None)
         self.assertAlmostEqual(st._timer.when - now[0], 1.0, places=3)
         now[0] += 1.001
-        pump(lambda: srv.counters["tls_timeout"] == 1)
-        self.assertEqual(len(srv.pending), 0)
+        pump(lambda: srv.admission.counters["tls_timeout"] == 1)
+        self.assertEqual(len(srv.admission.pending), 0)
 
 
 class PendingLimits(unittest.TestCase):
 
     def test_limits_follow_the_descriptor_limit(self):
-        from osmo_pcap.server import main as server
+        from osmo_pcap.server import admission as server
         self.assertEqual(server.pending_limits(64), (16, 4))
         self.assertEqual(server.pending_limits(1024), (256, 64))
         self.assertEqual(server.pending_limits(20), (8, 2))

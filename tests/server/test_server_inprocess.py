@@ -53,7 +53,7 @@ class InProcess(support.TempDirTestCase):
         os.makedirs(cfg.completed_path)
         for k, v in kw.items():
             setattr(cfg, k, v)
-        cfg.clients = [serverconfig.ClientConfig(n, ipaddress.ip_address(ip), st)
+        cfg.clients = [serverconfig.ClientEntry(n, ipaddress.ip_address(ip), st)
                        for n, ip, st in clients]
         srv = Server(cfg, Loop())
         srv.listen()
@@ -80,7 +80,7 @@ class InProcess(support.TempDirTestCase):
         u = peer.connect(self.port, "127.0.0.99")
         a.sendall(peer.pcap_stream(3))
         b.sendall(peer.pcap_stream(2) + peer.raw_frame(9, b""))
-        self.pump(srv, lambda: srv.counters["no_client"] == 1 and "b" not in srv.conns
+        self.pump(srv, lambda: srv.admission.counters["no_client"] == 1 and "b" not in srv.conns
                   and sum(1 for c in hook.calls if c[0] == "data") == 5)
         s = self.samples(srv)
         self.assertEqual(s[("osmo_pcap_server_connect_total", ())], ("counter", 3))
@@ -138,6 +138,25 @@ class InProcess(support.TempDirTestCase):
         (f,) = os.listdir(self.path("done"))
         self.assertEqual(len(peer.file_records(self.path("done", f))), 4)
 
+    def test_exception_in_a_callback_still_shuts_down_in_order(self):
+        from osmo_pcap.server import main as server_main
+        srv = self.make([("a", "127.0.0.2", True)])
+        srv.cfg.flush_interval = 60.0   # records stay in the write buffer until shutdown
+        a = peer.connect(self.port, "127.0.0.2")
+        self.addCleanup(a.close)
+        a.sendall(peer.pcap_stream(5))
+        self.pump(srv, lambda: srv.recorders[0].counters["pkts"] == 5)
+        self.assertEqual(os.listdir(self.path("done")), [])
+
+        def bug():
+            raise RuntimeError("a bug in a callback")
+        srv.loop.call_later(0, bug)
+        with self.assertRaises(RuntimeError):
+            server_main.run(srv)
+        (f,) = os.listdir(self.path("done"))
+        self.assertEqual(len(peer.file_records(self.path("done", f))), 5)
+        self.assertIsNone(srv.listener)
+
     def test_ipv6_listener_and_client(self):
         try:
             probe = socket.socket(socket.AF_INET6)
@@ -152,7 +171,7 @@ class InProcess(support.TempDirTestCase):
         b.sendall(peer.pcap_stream(3))
         a.close()
         b.close()
-        self.pump(srv, lambda: srv.counters["connect"] == 2 and not srv.conns)
+        self.pump(srv, lambda: srv.admission.counters["connect"] == 2 and not srv.conns)
         srv.shutdown()
         files = sorted(os.listdir(self.path("done")))
         self.assertEqual([f.split("-")[1] for f in files], ["v4", "v6"])

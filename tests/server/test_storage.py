@@ -16,7 +16,7 @@ from tests import peer, support
 from osmo_pcap import pcapfile, rotation, tracename, validate
 from osmo_pcap.server import config as serverconfig
 from osmo_pcap.server import storage
-from osmo_pcap.server.recorder import Recorder
+from osmo_pcap.server.recorder import FileSettings, Recorder
 
 # The recorder logs its errors; keep them out of the test output.
 logging.getLogger("osmo-pcap").addHandler(logging.NullHandler())
@@ -134,8 +134,7 @@ class DiskFull(support.TempDirTestCase):
         cfg.write_retry = 5.0
         clock = FakeClock()
         closed = []
-        rec = Recorder(serverconfig.ClientConfig("a", None, True), cfg,
-                       lambda n, p: closed.append(p))
+        rec = Recorder("a", True, FileSettings.from_config(cfg), lambda n, p: closed.append(p))
         rec.new_connection()
         rec.set_link(link())
         sent = 0
@@ -168,7 +167,7 @@ class RecorderRotation(support.TempDirTestCase):
         for k, v in kw.items():
             setattr(cfg, k, v)
         self.closed = []
-        rec = Recorder(serverconfig.ClientConfig("c1", None, kw.pop("store", True)), cfg,
+        rec = Recorder("c1", kw.pop("store", True), FileSettings.from_config(cfg),
                        lambda n, p: self.closed.append(p))
         rec.new_connection()
         rec.set_link(link())

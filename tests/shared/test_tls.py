@@ -19,6 +19,9 @@ from tests import support
 from tests import pki as pkimod
 from osmo_pcap import loop as loopmod, tls, tlsconfig
 from osmo_pcap import ini
+from osmo_pcap.server import admission
+from osmo_pcap.server import config as serverconfig
+from osmo_pcap.transport import Dial, PlainTransport, looks_like_tls
 
 PKI = {}
 SAFETY = 30.0  # seconds before a stuck test gives up (a hang guard, not an assertion)
@@ -55,6 +58,16 @@ def client_tls(cert="client1", ca="ca", host="127.0.0.1", **extra):
     return tlsconfig.read_client_tls(section(keys, "server main"), host)
 
 
+def server_transport(loop, sock, server, initial=b""):
+    """The server side of TLS with tlsconfig.ServerTLS server."""
+    return tls.TLSTransport(loop, sock, server.context, server_side=True, initial=initial)
+
+
+def client_transport(loop, sock, client):
+    """The client side of TLS with tlsconfig.ClientTLS client."""
+    return tls.TLSTransport(loop, sock, client.context, server_hostname=client.hostname)
+
+
 class FakeClock(object):
     """Monotonic time that a test can move forward (for handshake time-outs)."""
 
@@ -68,7 +81,8 @@ class FakeClock(object):
 class Peer(object):
     """One end of a test connection: sends payload, collects what arrives."""
 
-    def __init__(self, stream, payload=b"", timeout=None, close_on_error=True, read=True):
+    def __init__(self, stream, payload=b"", timeout=None, close_on_error=True, read=True,
+                 started=False):
         self.stream = stream
         self.payload = memoryview(payload)
         self.sent = 0
@@ -78,7 +92,10 @@ class Peer(object):
         self.error = None
         self.close_on_error = close_on_error
         self.read = read
-        stream.start(self._ready, self._failed, timeout)
+        if started:
+            self._ready()
+        else:
+            stream.start(self._ready, self._failed, timeout)
 
     def _ready(self):
         self.ready = True
@@ -145,10 +162,10 @@ class LoopTestCase(unittest.TestCase):
 
     def pair(self, server, client, hostname="127.0.0.1", s_payload=b"", c_payload=b"",
              timeout=None, s_read=True):
-        """Connect a server and a client TLSStream over a socketpair; return Peers."""
+        """Connect a server and a client TLSTransport over a socketpair; return Peers."""
         a, b = socket.socketpair()
-        cs = tls.TLSStream(self.loop, a, client.context, server_hostname=hostname)
-        ss = server.stream(self.loop, b)
+        cs = tls.TLSTransport(self.loop, a, client.context, server_hostname=hostname)
+        ss = server_transport(self.loop, b, server)
         self.addCleanup(cs.close)
         self.addCleanup(ss.close)
         return (Peer(ss, s_payload, timeout or server.handshake_timeout, read=s_read),
@@ -246,13 +263,13 @@ class TestStreams(LoopTestCase):
     def test_server_stream_with_sniffed_initial_bytes(self):
         # A server may consume the first bytes to sniff them and hand them over.
         a, b = socket.socketpair()
-        cs = client_tls().stream(self.loop, a)
+        cs = client_transport(self.loop, a, client_tls())
         self.addCleanup(cs.close)
         c = Peer(cs, b"after sniffing" * 1000, timeout=10)
         self.run_until(lambda: cs._registered[0], "ClientHello sent")
         first = b.recv(1)
-        self.assertTrue(tls.looks_like_tls(first))
-        ss = server_tls().stream(self.loop, b, initial=first)
+        self.assertTrue(looks_like_tls(first))
+        ss = server_transport(self.loop, b, server_tls(), initial=first)
         self.addCleanup(ss.close)
         s = Peer(ss, timeout=10)
         self.run_until(lambda: len(s.received) == 14000 or s.finished, "data")
@@ -260,7 +277,7 @@ class TestStreams(LoopTestCase):
 
     def test_send_before_ready_takes_nothing(self):
         a, b = socket.socketpair()
-        st = client_tls().stream(self.loop, a)
+        st = client_transport(self.loop, a, client_tls())
         self.addCleanup(st.close)
         self.addCleanup(b.close)
         self.assertEqual(st.send(b"data"), 0)
@@ -268,16 +285,18 @@ class TestStreams(LoopTestCase):
 
     def test_plain_stream_same_interface(self):
         a, b = socket.socketpair()
-        srv = tls.PlainStream(self.loop, b, initial=b"\x00\x00")
-        cli = tls.PlainStream(self.loop, a)
+        srv = PlainTransport(self.loop, b)
+        cli = PlainTransport(self.loop, a)
         self.addCleanup(srv.close)
         self.addCleanup(cli.close)
-        s, c = Peer(srv), Peer(cli, b"\x00\x18" + b"h" * 24)
+        s, c = Peer(srv), Peer(cli, b"\x00\x00\x00\x18" + b"h" * 24)
         self.run_until(lambda: len(s.received) == 28, "data")
         self.assertEqual(bytes(s.received), b"\x00\x00\x00\x18" + b"h" * 24)
         cli.close()
         self.run_until(lambda: s.finished, "EOF")
         self.assertEqual(srv.peer_names(), [])
+        self.assertFalse(srv.is_tls)
+        self.assertEqual(srv.pending_output, 0)
 
 
 # ---------------------------------------------------------------------- verification
@@ -351,8 +370,11 @@ class TestVerification(LoopTestCase):
 class TestIdentity(LoopTestCase):
 
     def entry(self, server, keys, name="client1", any_ip=False):
-        return tlsconfig.read_client_entry_tls(section(keys, "client " + name), name,
-                                               server, any_ip)
+        return serverconfig.ClientEntry(name, None, True, tlsconfig.read_client_entry_tls(
+            section(keys, "client " + name), name, server, any_ip))
+
+    def problem(self, entry, transport):
+        return admission.entry_problem(entry, entry.tls, transport)
 
     def connected(self, server, client):
         s, c = self.pair(server, client)
@@ -362,14 +384,14 @@ class TestIdentity(LoopTestCase):
     def test_identity_default_is_client_name_cn_or_san(self):
         srv = server_tls()
         stream = self.connected(srv, client_tls())
-        self.assertIsNone(self.entry(srv, {"tls": "required"}).check_peer(stream))
+        self.assertIsNone(self.problem(self.entry(srv, {"tls": "required"}), stream))
         by_san = self.entry(srv, {"tls": "yes", "tls_identity": "CLIENT1.example"}, "x")
-        self.assertIsNone(by_san.check_peer(stream))
+        self.assertIsNone(self.problem(by_san, stream))
 
     def test_identity_mismatch(self):
         srv = server_tls()
         stream = self.connected(srv, client_tls(cert="client2"))
-        problem = self.entry(srv, {"tls": "required"}).check_peer(stream)
+        problem = self.problem(self.entry(srv, {"tls": "required"}), stream)
         self.assertIn("'client2'", problem)
         self.assertIn("expected 'client1'", problem)
 
@@ -377,22 +399,21 @@ class TestIdentity(LoopTestCase):
         srv = server_tls(client_auth="optional")
         stream = self.connected(srv, client_tls(cert=None))
         e = self.entry(srv, {"tls": "required"}, any_ip=True)
-        self.assertIn("no verified client certificate", e.check_peer(stream))
+        self.assertIn("no verified client certificate", self.problem(e, stream))
         # Without ip = any and with optional auth, the source address identifies.
-        self.assertIsNone(self.entry(srv, {"tls": "yes"}).check_peer(stream))
+        self.assertIsNone(self.problem(self.entry(srv, {"tls": "yes"}), stream))
 
     def test_plain_and_tls_mode_mismatch(self):
         srv = server_tls()
         a, b = socket.socketpair()
-        plain = tls.PlainStream(self.loop, a)
+        plain = PlainTransport(self.loop, a)
         self.addCleanup(plain.close)
         self.addCleanup(b.close)
-        self.assertIn("requires TLS", self.entry(srv, {"tls": "required"}).check_peer(plain))
-        self.assertIsNone(self.entry(srv, {"tls": "yes"}).check_peer(plain))
+        self.assertIn("requires TLS", self.problem(self.entry(srv, {"tls": "required"}), plain))
+        self.assertIsNone(self.problem(self.entry(srv, {"tls": "yes"}), plain))
         stream = self.connected(srv, client_tls())
-        self.assertIn("plaintext (tls = no)", self.entry(srv, {}).check_peer(stream))
-        self.assertFalse(self.entry(srv, {}).allows(True))
-        self.assertTrue(self.entry(srv, {"tls": "yes"}).allows(False))
+        self.assertIn("plaintext (tls = no)", self.problem(self.entry(srv, {}), stream))
+        self.assertEqual(self.entry(srv, {}).tls.mode, "no")
 
     def test_identity_helpers(self):
         self.assertTrue(tls.identity_matches("a.example", ["A.Example"]))
@@ -407,7 +428,7 @@ class TestStalls(LoopTestCase):
     def client_hello(self):
         """Return the first flight of our own client stream."""
         a, b = socket.socketpair()
-        st = client_tls().stream(self.loop, a)
+        st = client_transport(self.loop, a, client_tls())
         st.start(lambda: None, lambda e: None)
         self.run_until(lambda: st.pending_output == 0 and st.started and st._registered[0],
                        "ClientHello")
@@ -420,11 +441,11 @@ class TestStalls(LoopTestCase):
         srv = server_tls(tls_handshake_timeout="10s")
         self.assertEqual(srv.handshake_timeout, 10.0)
         hello = self.client_hello()
-        self.assertTrue(tls.looks_like_tls(hello))
+        self.assertTrue(looks_like_tls(hello))
         a, b = socket.socketpair()
         self.addCleanup(a.close)
         a.sendall(hello[:len(hello) // 2])  # half a ClientHello, then silence
-        stalled = Peer(srv.stream(self.loop, b), timeout=srv.handshake_timeout)
+        stalled = Peer(server_transport(self.loop, b, srv), timeout=srv.handshake_timeout)
         self.addCleanup(stalled.stream.close)
         s, c = self.pair(srv, client_tls(), c_payload=b"z" * 100000)
         self.run_until(lambda: len(s.received) == 100000, "the good client")
@@ -440,7 +461,7 @@ class TestStalls(LoopTestCase):
         sock = socket.create_connection(srv.getsockname())
         conn, _ = srv.accept()
         self.addCleanup(conn.close)
-        c = Peer(client_tls().stream(self.loop, sock), timeout=10)
+        c = Peer(client_transport(self.loop, sock, client_tls()), timeout=10)
         self.run_until(lambda: c.stream._registered[0], "ClientHello sent")
         self.clock.offset += 11
         self.run_until(lambda: c.error is not None, "time-out")
@@ -449,9 +470,9 @@ class TestStalls(LoopTestCase):
     def test_tls_client_to_plain_server(self):
         # The server sniffs, sees TLS for a plain entry and hangs up.
         a, b = socket.socketpair()
-        c = Peer(client_tls().stream(self.loop, a), timeout=10)
+        c = Peer(client_transport(self.loop, a, client_tls()), timeout=10)
         self.run_until(lambda: c.stream._registered[0], "ClientHello sent")
-        self.assertEqual(tls.first_bytes_kind(b.recv(6, socket.MSG_PEEK)), "tls")
+        self.assertEqual(admission.first_bytes_kind(b.recv(6, socket.MSG_PEEK)), "tls")
         b.close()
         self.run_until(lambda: c.error is not None, "failure")
         self.assertEqual(c.error.kind, tls.EOF)
@@ -462,7 +483,7 @@ class TestStalls(LoopTestCase):
         a, b = socket.socketpair()
         self.addCleanup(a.close)
         a.sendall(frame)
-        s = Peer(server_tls().stream(self.loop, b), timeout=10)
+        s = Peer(server_transport(self.loop, b, server_tls()), timeout=10)
         self.run_until(lambda: s.error is not None, "failure")
         self.assertEqual(s.error.kind, tls.NOT_TLS)
 
@@ -470,101 +491,40 @@ class TestStalls(LoopTestCase):
         a, b = socket.socketpair()
         self.addCleanup(b.close)
         b.sendall(b"\x00\x00\x00\x18" + b"\x00" * 24)
-        c = Peer(client_tls().stream(self.loop, a), timeout=10)
+        c = Peer(client_transport(self.loop, a, client_tls()), timeout=10)
         self.run_until(lambda: c.error is not None, "failure")
         self.assertEqual(c.error.kind, tls.NOT_TLS)
 
 
 # ---------------------------------------------------------------------- client transport
-class TcpLike(object):
-    """The plain transport interface of forward.TcpTransport, minimal."""
+class Dialer(object):
+    """Connect with transport.Dial as the client's Forwarder does, then send payload."""
 
-    def __init__(self, addr):
-        self.addr = addr
-        self.sock = None
+    def __init__(self, loop, addr, client, payload):
+        self.t = self.peer = self.error = None
+        self.payload = payload
+        self.dial = Dial(loop, addr[0], addr[1], None,
+                         lambda lp, sock: client_transport(lp, sock, client),
+                         self._ready, self._failed)
 
-    def open(self):
-        self.sock = socket.socket()
-        self.sock.setblocking(False)
-        self.sock.connect_ex(self.addr)
+    def _ready(self, t):
+        self.t = t
+        self.peer = Peer(t, self.payload, started=True)
 
-    def progress(self):
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, os.strerror(err))
-        return "done"
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
-class Driver(object):
-    """Drive a TlsTransport the way the client's forward.Connection does."""
-
-    def __init__(self, loop, transport, payload):
-        self.loop, self.t = loop, transport
-        self.payload = memoryview(payload)
-        self.off = 0
-        self.up = self.eof = False
-        self.error = None
-        transport.open()
-        loop.add_writer(transport.sock, self._progress)
-
-    def _progress(self):
-        sock = self.t.sock
-        try:
-            step = self.t.progress()
-        except OSError as e:
-            self._lost(e)
-            return
-        self.loop.remove(sock)
-        if step == "done":
-            self.up = True
-            self.loop.add_reader(sock, self._readable)
-            self._send()
-        elif step == "read":
-            self.loop.add_reader(sock, self._progress)
-        else:
-            self.loop.add_writer(sock, self._progress)
-
-    def _send(self):
-        try:
-            while self.off < len(self.payload):
-                n = self.t.send(self.payload[self.off:self.off + 1000000])
-                if not n:
-                    break
-                self.off += n
-            if self.off == len(self.payload) and self.t.pending_output:
-                self.t.send(b"")
-        except OSError as e:
-            self._lost(e)
-            return
-        if self.off < len(self.payload) or self.t.pending_output:
-            self.loop.add_writer(self.t.sock, self._send)
-        else:
-            self.loop.remove_writer(self.t.sock)
-
-    def _readable(self):
-        try:
-            alive = self.t.discard_input()
-        except OSError as e:
-            self._lost(e)
-            return
-        if not alive:
-            self.eof = True
-            self._lost(None)
-
-    def _lost(self, err):
+    def _failed(self, reason, err):
         self.error = err
-        if self.t.sock is not None:
-            self.loop.remove(self.t.sock)
-        self.t.close()
+
+    @property
+    def failure(self):
+        return self.error or (self.peer.error if self.peer else None)
 
     @property
     def finished(self):
-        return self.error is not None or self.eof
+        return self.error is not None or (self.peer is not None and self.peer.finished)
+
+    @property
+    def off(self):
+        return self.peer.sent if self.peer else 0
 
 
 class TestClientTransport(LoopTestCase):
@@ -580,7 +540,7 @@ class TestClientTransport(LoopTestCase):
                 conn, _ = lst.accept()
             except BlockingIOError:
                 return
-            peers.append(Peer(server.stream(self.loop, conn), timeout=10))
+            peers.append(Peer(server_transport(self.loop, conn, server), timeout=10))
             self.addCleanup(peers[-1].stream.close)
             if len(peers) == count:
                 self.loop.remove(lst)
@@ -589,18 +549,19 @@ class TestClientTransport(LoopTestCase):
         self.addCleanup(self.loop.remove, lst)
         return lst.getsockname(), peers
 
-    def transport(self, addr, client):
-        t = client.transport(TcpLike(addr))
-        self.addCleanup(t.close)
-        return t
+    def dialer(self, addr, client, payload):
+        d = Dialer(self.loop, addr, client, payload)
+        self.addCleanup(d.dial.cancel)
+        self.addCleanup(lambda: d.t and d.t.close())
+        return d
 
     def test_stream_to_our_server(self):
         addr, peers = self.serve(server_tls())
         payload = os.urandom(4 * 1024 * 1024 + 5)
-        d = Driver(self.loop, self.transport(addr, client_tls()), payload)
+        d = self.dialer(addr, client_tls(), payload)
         self.run_until(lambda: peers and len(peers[0].received) == len(payload)
                        or d.finished, "payload")
-        self.assertIsNone(d.error)
+        self.assertIsNone(d.failure)
         self.assertEqual(peers[0].received, payload)
         self.assertEqual(d.t.peer_names(), ["server.test", "localhost"])
         self.assertEqual(peers[0].stream.peer_names(), ["client1", "client1.example"])
@@ -610,19 +571,19 @@ class TestClientTransport(LoopTestCase):
 
     def test_refuses_wrong_server_name(self):
         addr, peers = self.serve(server_tls())
-        d = Driver(self.loop, self.transport(addr, client_tls(host="wrong.test")), b"x")
+        d = self.dialer(addr, client_tls(host="wrong.test"), b"x")
         self.run_until(lambda: d.finished, "failure")
-        self.assertEqual(d.error.kind, tls.VERIFY)
-        self.assertIn("wrong.test", str(d.error))
+        self.assertEqual(d.failure.kind, tls.VERIFY)
+        self.assertIn("wrong.test", str(d.failure))
         self.assertEqual(d.off, 0)
 
     def test_learns_why_server_refused_certificate(self):
         addr, peers = self.serve(server_tls())
-        d = Driver(self.loop, self.transport(addr, client_tls(cert="revoked")), b"x" * 1000)
+        d = self.dialer(addr, client_tls(cert="revoked"), b"x" * 1000)
         self.run_until(lambda: d.finished, "failure")
         self.assertEqual(peers[0].error.kind, tls.VERIFY)
-        self.assertEqual(d.error.kind, tls.REJECTED, d.error)
-        self.assertIn("certificate revoked", str(d.error))
+        self.assertEqual(d.failure.kind, tls.REJECTED, d.failure)
+        self.assertIn("certificate revoked", str(d.failure))
 
 
 # ---------------------------------------------------------------------- sniffing
@@ -632,20 +593,20 @@ class TestSniffing(unittest.TestCase):
         for name in ("c-0.8-pcap-client-stream.bin", "c-0.8-pcapng-client-stream.bin",
                      "c-0.4.1-client-stream.bin"):
             data = support.data_file(name)
-            self.assertFalse(tls.looks_like_tls(data[:1]), name)
-            self.assertFalse(tls.looks_like_tls(data[:6]), name)
-            self.assertEqual(tls.first_bytes_kind(data[:4]), "osmo-pcap", name)
-        self.assertFalse(tls.looks_like_tls(b"\x01\x00\x00\x10"))
-        self.assertFalse(tls.looks_like_tls(b""))
-        self.assertEqual(tls.first_bytes_kind(b"GET / HTTP/1.0"), "unknown")
-        self.assertEqual(tls.first_bytes_kind(b""), "unknown")
+            self.assertFalse(looks_like_tls(data[:1]), name)
+            self.assertFalse(looks_like_tls(data[:6]), name)
+            self.assertEqual(admission.first_bytes_kind(data[:4]), "osmo-pcap", name)
+        self.assertFalse(looks_like_tls(b"\x01\x00\x00\x10"))
+        self.assertFalse(looks_like_tls(b""))
+        self.assertEqual(admission.first_bytes_kind(b"GET / HTTP/1.0"), "unknown")
+        self.assertEqual(admission.first_bytes_kind(b""), "unknown")
 
     def test_partial_and_odd_records(self):
-        self.assertTrue(tls.looks_like_tls(b"\x16"))
-        self.assertTrue(tls.looks_like_tls(b"\x16\x03"))
-        self.assertFalse(tls.looks_like_tls(b"\x16\x02"))
-        self.assertFalse(tls.looks_like_tls(b"\x16\x03\x09"))
-        self.assertFalse(tls.looks_like_tls(b"\x16\x03\x01\x00\x10\x02"))  # ServerHello
+        self.assertTrue(looks_like_tls(b"\x16"))
+        self.assertTrue(looks_like_tls(b"\x16\x03"))
+        self.assertFalse(looks_like_tls(b"\x16\x02"))
+        self.assertFalse(looks_like_tls(b"\x16\x03\x09"))
+        self.assertFalse(looks_like_tls(b"\x16\x03\x01\x00\x10\x02"))  # ServerHello
 
     def test_sniffer(self):
         loop = loopmod.Loop()
@@ -657,7 +618,7 @@ class TestSniffing(unittest.TestCase):
             socks += [a, b]
             self.addCleanup(a.close)
             self.addCleanup(b.close)
-            tls.Sniffer(loop, b, lambda k, f: results.append((k, f)), timeout=10)
+            admission.Sniffer(loop, b, lambda k: results.append(k), timeout=10)
             if first:
                 a.send(first)
             else:
@@ -665,13 +626,11 @@ class TestSniffing(unittest.TestCase):
         a, b = socket.socketpair()
         self.addCleanup(a.close)
         self.addCleanup(b.close)
-        silent = tls.Sniffer(loop, b, lambda k, f: results.append((k, f)), timeout=0.01)
+        silent = admission.Sniffer(loop, b, lambda k: results.append(k), timeout=0.01)
         deadline = time.monotonic() + SAFETY
         while len(results) < 5 and time.monotonic() < deadline:
             loop.run_once(0.2)
-        self.assertEqual(sorted(k for k, f in results),
-                         ["eof", "osmo-pcap", "timeout", "tls", "unknown"])
-        self.assertIn(("tls", b"\x16\x03\x01\x02\x00\x01"), results)
+        self.assertEqual(sorted(results), ["eof", "osmo-pcap", "timeout", "tls", "unknown"])
         self.assertEqual(socks[1].recv(10), b"\x16\x03\x01\x02\x00\x01")  # not consumed
         silent.cancel()
 
@@ -701,9 +660,9 @@ class TestSniffing(unittest.TestCase):
                 p.stdin.close()
                 p.wait(SAFETY)
             self.assertEqual(len(first), 6)
-            self.assertTrue(tls.looks_like_tls(first), (extra, first))
-            self.assertTrue(tls.looks_like_tls(first[:1]))
-            self.assertEqual(tls.first_bytes_kind(first), "tls")
+            self.assertTrue(looks_like_tls(first), (extra, first))
+            self.assertTrue(looks_like_tls(first[:1]))
+            self.assertEqual(admission.first_bytes_kind(first), "tls")
 
 
 # ---------------------------------------------------------------------- interop
@@ -732,7 +691,7 @@ class TestInterop(LoopTestCase):
                 break
         self.assertIsNotNone(port, "s_server did not start")
         sock = socket.create_connection(("127.0.0.1", port))
-        c = Peer(client_tls(host="server.test").stream(self.loop, sock),
+        c = Peer(client_transport(self.loop, sock, client_tls(host="server.test")),
                  b"hello osmo-pcap\n", timeout=10)
         self.run_until(lambda: b"\n" in c.received or c.finished, "reply")
         self.assertIsNone(c.error)
@@ -752,8 +711,8 @@ class TestInterop(LoopTestCase):
         srv.settimeout(SAFETY)
         conn, _ = srv.accept()
         first = conn.recv(6, socket.MSG_PEEK)
-        self.assertTrue(tls.looks_like_tls(first))
-        s = Peer(server_tls().stream(self.loop, conn), timeout=10)
+        self.assertTrue(looks_like_tls(first))
+        s = Peer(server_transport(self.loop, conn, server_tls()), timeout=10)
         self.run_until(lambda: s.ready or s.finished, "handshake")
         self.assertEqual(s.stream.peer_names(), ["client2"])
         try:
@@ -899,19 +858,22 @@ class TestConfig(unittest.TestCase):
         cl = self.read_client({"tls_ca": PKI["ca"], "tls_hostname": "server.test"})
         self.assertEqual(cl.hostname, "server.test")
 
-    def test_client_section_reader(self):
-        class Server(object):
-            host, protocol = "server.test", "osmo-pcap"
-        s = Server()
-        tlsconfig.client_section_reader(s, section({"tls": "yes", "tls_ca": PKI["ca"]},
-                                                   "server main"))
-        self.assertEqual(s.tls.hostname, "server.test")
-        s.protocol = "ipip"
+    def test_client_config_reads_tls_keys_of_a_server_section(self):
+        from osmo_pcap.client import config as clientconfig
+        path = os.path.join(PKI["dir"], "client-tls-test.ini")
+        base = "[client]\ndevices = lo\n[server main]\nhost = server.test\nport = 9\n"
+        with open(path, "w") as f:
+            f.write(base + "tls = yes\ntls_ca = %s\n" % PKI["ca"])
+        self.addCleanup(os.unlink, path)
+        self.assertEqual(clientconfig.load(path).servers[0].tls.hostname, "server.test")
+        with open(path, "w") as f:
+            f.write(base + "protocol = ipip\ntls = yes\n")
         with self.assertRaises(ini.ConfigError) as cm:
-            tlsconfig.client_section_reader(s, section({"tls": "yes"}, "server main"))
+            clientconfig.load(path)
         self.assertEqual(cm.exception.key, "tls")
-        tlsconfig.client_section_reader(s, section({}, "server main"))
-        self.assertIsNone(s.tls)
+        with open(path, "w") as f:
+            f.write(base)
+        self.assertIsNone(clientconfig.load(path).servers[0].tls)
 
     def test_client_entry_rules(self):
         srv_none = server_tls(client_auth="none")

@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""protocol = ipip: each captured IPv4 packet sent as one IP-in-IP datagram.
+
+For live viewing: the receiver (say, Wireshark on the target host) sees
+ordinary IPIP packets. No framing, no queue, no reconnect; packets that are
+not IPv4, or that the raw socket cannot take now, are counted.
+"""
+
+import socket
+
+from osmo_pcap.client.forward import IDLE, STOPPED, UP, new_server_counters
+from osmo_pcap.transport import why
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = (0x8100, 0x88A8)
+
+
+def ipv4_offset(linktype, data, caplen):
+    """Return where the IPv4 packet starts in a frame, or -1 (not IPv4/unsupported)."""
+    if linktype == 1:
+        off = 12
+        while off + 2 <= caplen:
+            et = (data[off] << 8) | data[off + 1]
+            if et in ETHERTYPE_VLAN:
+                off += 4
+                continue
+            if et != ETHERTYPE_IPV4:
+                return -1
+            off += 2
+            break
+        else:
+            return -1
+    elif linktype == 113:
+        if caplen < 16 or ((data[14] << 8) | data[15]) != ETHERTYPE_IPV4:
+            return -1
+        off = 16
+    elif linktype == 276:
+        if caplen < 20 or ((data[0] << 8) | data[1]) != ETHERTYPE_IPV4:
+            return -1
+        off = 20
+    elif linktype in (12, 14, 101, 228):
+        off = 0
+    else:
+        return -1
+    if off + 20 > caplen or data[off] >> 4 != 4:
+        return -1
+    return off
+
+
+class IpipSender(object):
+    """protocol = ipip: each IPv4 packet as the payload of one IP-in-IP datagram."""
+
+    def __init__(self, cfg, logger):
+        self.cfg = cfg             # the client.config.ServerEntry
+        self.name = cfg.name
+        self.log = logger
+        self.counters = new_server_counters()
+        self.sock = None
+        self.state = IDLE
+        self.spool = None          # never: datagrams are sent at once or counted
+        self.prefix = "server %s (%s ipip)" % (cfg.name, cfg.host)
+
+    def start(self):
+        if not self.cfg.enabled:
+            return
+        try:
+            self.counters["server:connect"] += 1
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+            s.setblocking(False)
+            if self.cfg.source_ip:
+                s.bind((self.cfg.source_ip, 0))
+            s.connect((self.cfg.host, 0))
+        except OSError as e:
+            raise OSError("%s: cannot open the raw IPIP socket: %s" % (self.prefix, why(e)))
+        self.sock = s
+        self.state = UP
+        self.counters["server:connected"] = 1
+
+    def send_packet(self, linktype, data, caplen):
+        """Send one captured frame (data: bytes or a byte memoryview)."""
+        off = ipv4_offset(linktype, data, caplen)
+        if off < 0:
+            self.counters["ipip:skipped"] += 1
+            return
+        try:
+            self.sock.send(data[off:caplen])
+            self.counters["ipip:sent"] += 1
+        except (BlockingIOError, InterruptedError):
+            self.counters["client:queue_err"] += 1
+        except OSError:
+            # e.g. unreachable for a moment: count, never log per packet
+            self.counters["client:write_err"] += 1
+
+    def stop(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.state = STOPPED
+        self.counters["server:connected"] = 0
+
+    @property
+    def busy(self):
+        return False
+
+    def queue_figures(self):
+        return 0, 0, 0
