@@ -171,7 +171,7 @@ install_tree() {
     rm -rf --one-file-system "$dst"
     mkdir -p "$dst"
     cp -p osmo_pcap_client.py osmo_pcap_server.py osmo_pcap_clean.py "$dst/"
-    cp -rp osmo_pcap tests contrib doc mk .ci README.md "$dst/"   # tests check docs, mk, .ci
+    cp -rp osmo_pcap tests contrib doc mk .ci Makefile README.md "$dst/"   # tests read these too
     mkdir -p "$dst/tools/chroot32"
     cp -p tools/*.py "$dst/tools/"                   # tests/shared/test_bundle.py uses them
     cp -p tools/chroot32/unit.py "$dst/tools/chroot32/"
