@@ -7,19 +7,17 @@ SCRIPTS := osmo_pcap_client.py osmo_pcap_server.py osmo_pcap_clean.py
 
 .PHONY: all check test test-deps bench clean-build
 
-all: $(SCRIPTS) README.md
+all: $(SCRIPTS)
 
 $(SCRIPTS) &: $(SOURCES) tools/bundle.py
 	$(PYTHON) tools/bundle.py
 
-README.md: doc/README.head.md $(wildcard doc/*.md) tools/readme.py
-	$(PYTHON) tools/readme.py
-
-# Static checks, no network: stale scripts, CPython 3.6 grammar, compilation on 3.6.
+# Static checks, no network: stale scripts, CPython 3.6 grammar, compilation on 3.6,
+# SPDX lines; the documentation's size, links and anchors (tools/docs.py).
 check:
 	$(PYTHON) tools/bundle.py --check
-	$(PYTHON) tools/readme.py --check
 	$(PYTHON) tools/check.py
+	$(PYTHON) tools/docs.py
 
 # The whole suite on every CPython 3.6-3.13 found via pyenv (or PY=python3.X).
 test: all

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 # Operations targets, included by the Makefile:
-#   make install [PREFIX=/usr/local] [DESTDIR=]   programs, configs, units, init scripts
+#   make install [PREFIX=/usr/local] [DESTDIR=]   programs, configs, units, init scripts, manual
 #   make demo                                     server + client on loopback (as root)
 #   make test-ops [PY=python3.X]                  the operations tests on their own
 
@@ -22,6 +22,12 @@ OPS_SED = sed -e 's\#/usr/local/bin/osmo_pcap_\([a-z]*\)\.py\#$(BINDIR)/osmo-pca
 	-e 's\#/usr/local/share/doc/osmo-pcap\#$(DOCDIR)\#g' \
 	-e 's\#/etc/osmocom/osmo-pcap-\#$(CONFDIR)/osmo-pcap-\#g' \
 	-e 's\#/etc/osmo-pcap/\#$(CONFDIR)/\#g'
+
+# The manual: the README, the licence and the chapters of doc/ (each listed in
+# doc/index.md; tools/docs.py checks that). They are installed side by side in
+# DOCDIR, so the links between them lose their doc/ and ../ parts.
+MANUAL := README.md LICENSE $(sort $(wildcard doc/*.md))
+DOC_SED = sed -e 's\#](doc/\([a-z0-9_-]*\.md\)\#](\1\#g' -e 's\#](\.\./\(README\.md\|LICENSE\)\#](\1\#g'
 
 .PHONY: install demo test-ops
 
@@ -60,10 +66,12 @@ install: all
 		echo "install $$f -> $(DESTDIR)$(DOCDIR)/examples/ (copy to /etc/cron.d/ to use it)"; \
 		$(OPS_SED) $$f > $(DESTDIR)$(DOCDIR)/examples/$${f##*/} || exit 1; \
 	done
-	@for f in README.md LICENSE doc/*.md; do \
-		[ -e "$$f" ] && $(INSTALL) -m 0644 $$f $(DESTDIR)$(DOCDIR)/ || true; \
+	@for f in $(MANUAL); do \
+		t=$(DESTDIR)$(DOCDIR)/$${f##*/}; \
+		echo "install $$f -> $$t"; \
+		$(DOC_SED) $$f > $$t.tmp && chmod 0644 $$t.tmp && mv $$t.tmp $$t || exit 1; \
 	done
-	@echo "installed under $(DESTDIR)$(PREFIX) and $(DESTDIR)$(CONFDIR); see $(DOCDIR)/ops.md"
+	@echo "installed under $(DESTDIR)$(PREFIX) and $(DESTDIR)$(CONFDIR); see $(DOCDIR)/index.md"
 
 # A server and a client on loopback with a little UDP traffic (root; < 1 min).
 demo: all

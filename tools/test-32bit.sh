@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: AGPL-3.0-or-later
-# make test-32bit: run osmo-pcap on real 32-bit userlands (see doc/32bit.md).
+# make test-32bit: run osmo-pcap on real 32-bit userlands (see HACKING.md#test-32bit).
 #
 # Builds (or reuses) Debian chroots with debootstrap under $CHROOT_CACHE:
 #   i386-bookworm, i386-trixie (native 32-bit x86), armhf-trixie (qemu-user,
@@ -171,9 +171,9 @@ install_tree() {
     rm -rf --one-file-system "$dst"
     mkdir -p "$dst"
     cp -p osmo_pcap_client.py osmo_pcap_server.py osmo_pcap_clean.py "$dst/"
-    cp -rp osmo_pcap tests contrib doc README.md "$dst/"   # tests check the docs too
+    cp -rp osmo_pcap tests contrib doc mk .ci Makefile README.md "$dst/"   # tests read these too
     mkdir -p "$dst/tools/chroot32"
-    cp -p tools/*.py "$dst/tools/"                   # tests/test_bundle.py uses them
+    cp -p tools/*.py "$dst/tools/"                   # tests/shared/test_bundle.py uses them
     cp -p tools/chroot32/unit.py "$dst/tools/chroot32/"
     find "$dst" -name __pycache__ -prune -exec rm -rf {} +
     chmod -R a+rX "$dst"

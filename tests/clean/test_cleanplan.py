@@ -64,7 +64,7 @@ class AgeTest(unittest.TestCase):
 
 class FilesTest(unittest.TestCase):
     def test_prefix_clients_are_separate(self):
-        # upstream spec 7: foo's budget was eaten by foo-bar's files
+        # upstream's script ate foo's budget with foo-bar's files (doc/clean.md#differences)
         files = [tf(day_name(c, d)) for c in ("foo", "foo-bar", "foo-bar-baz") for d in range(1, 7)]
         p = plan(files, NOW, NOCOMP.replace(max_files=2))
         expect = [day_name(c, d) for c in ("foo", "foo-bar", "foo-bar-baz") for d in range(1, 5)]

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""GPRS user-data suppressor (spec 5.4 with the fixes of 11 #35): every branch."""
+"""GPRS user-data suppressor: every branch.
+
+Behaviour: doc/client.md#gprs-filter; what differs from upstream: doc/protocol.md#diff-gprs.
+"""
 
 import struct
 import unittest
@@ -102,7 +105,7 @@ class SuppressorTest(unittest.TestCase):
         self.assertFalse(drop(eth(ipv4_udp(ns(bssgp(0x00, llc_ie(3) + b"\x1f\x00"))))))
 
     def test_ip_header_length_honoured(self):
-        # upstream assumed 20 bytes and would read the options as UDP (11 #35)
+        # upstream assumed 20 bytes and would read the options as UDP (doc/protocol.md#diff-gprs)
         frame = eth(ipv4_udp(ns(bssgp(0x00, llc_ie(3))), options=b"\x01\x01\x01\x00"))
         self.assertTrue(drop(frame))
         self.assertFalse(drop(eth(ipv4_udp(ns(bssgp(0x00, llc_ie(1))), options=b"\x01" * 8))))

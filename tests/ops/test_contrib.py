@@ -108,7 +108,7 @@ DOC = os.path.join(support.REPO, "doc")
 LOADERS = {"server": serverconfig.load, "client": clientconfig.load, "clean": cleanconfig.read}
 # doc chapter -> the example INI its key tables describe (None: decided per heading)
 DOC_INI = {"server.md": ("server",), "hooks.md": ("server",), "client.md": ("client",),
-           "clean.md": ("clean",), "ops.md": ("server", "client"), "tls.md": None}
+           "clean.md": ("clean",), "operations.md": ("server", "client"), "tls.md": None}
 # the section a table describes when no `[section]` precedes it
 DOC_DEFAULT_SECTION = {"hooks.md": "server"}
 _SECTION_LINE = re.compile(r"^(;\s?)?\[([^\]]+)\]\s*$")
@@ -210,9 +210,24 @@ def config_dump(obj, depth=0):
             if n not in ("section", "path")}
 
 
+def has_key_table(text):
+    """True when a Markdown text has a table whose first column is `key`."""
+    return any(re.match(r"^\|\s*key\s*\|", line) for line in text.splitlines())
+
+
 class ExampleKeysTest(support.TempDirTestCase):
     """Every key the docs' tables list is in the matching contrib/*.ini (commented,
     with the documented default), every key there is documented and accepted."""
+
+    def test_every_chapter_with_key_tables_is_checked(self):
+        for path in sorted(glob.glob(os.path.join(DOC, "*.md"))):
+            with open(path) as f:
+                if has_key_table(f.read()):
+                    self.assertIn(os.path.basename(path), DOC_INI,
+                                  "%s has a key table: add it to DOC_INI" % path)
+        for name in DOC_INI:
+            with open(os.path.join(DOC, name)) as f:
+                self.assertTrue(has_key_table(f.read()), "%s: no key table any more" % name)
 
     def test_doc_keys_are_in_the_examples(self):
         examples = {p: example_keys(p) for p in LOADERS}

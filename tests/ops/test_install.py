@@ -1,14 +1,18 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""make install into a temporary DESTDIR: files, modes, paths, configs kept."""
+"""make install into a temporary DESTDIR: files, modes, paths, configs kept, the manual."""
 
 import filecmp
 import glob
 import os
+import re
 import shutil
 import sys
 import unittest
 
 from tests import support
+
+sys.path.insert(0, os.path.join(support.REPO, "tools"))
+import docs  # noqa: E402  (tools/docs.py: the link and anchor rules)
 
 SCRIPTS = ("osmo_pcap_client.py", "osmo_pcap_server.py", "osmo_pcap_clean.py")
 
@@ -74,6 +78,49 @@ class InstallTest(support.TempDirTestCase):
             self.assertEqual(f.read(), "; edited\n")
         self.assertTrue(filecmp.cmp(mine + ".dist",
                                     os.path.join(support.REPO, "contrib", shipped[0]), False))
+
+    def test_manual_installed_side_by_side(self):
+        self.make_install("PREFIX=/usr")
+        docdir = os.path.join(self.tmp, "usr/share/doc/osmo-pcap")
+        chapters = sorted(os.path.basename(p) for p in
+                          glob.glob(os.path.join(support.REPO, "doc", "*.md")))
+        self.assertIn("index.md", chapters)
+        self.assertIn("protocol.md", chapters)
+        # the manual and nothing else: no generator input, no developer notes
+        self.assertEqual(sorted(os.listdir(docdir)),
+                         sorted(["README.md", "LICENSE", "examples"] + chapters))
+        for name in chapters + ["README.md", "LICENSE"]:
+            path = os.path.join(docdir, name)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o644, name)
+            src = os.path.join(support.REPO, "doc" if name in chapters else "", name)
+            with open(src, encoding="utf-8") as f:
+                want = re.sub(r"\]\((?:doc/|\.\./)", "](", f.read())
+            with open(path, encoding="utf-8") as f:
+                self.assertEqual(f.read(), want, "%s: only the links may change" % name)
+        # every chapter is in the table of contents, and every link works in place
+        with open(os.path.join(docdir, "index.md"), encoding="utf-8") as f:
+            listed = set(t.partition("#")[0] for t in docs._LINK.findall(docs.prose(f.read())))
+        self.assertEqual(sorted(set(chapters) - listed), ["index.md"])
+        for name in chapters + ["README.md"]:
+            path = os.path.join(docdir, name)
+            with open(path, encoding="utf-8") as f:
+                text = docs.prose(f.read())
+            for target in docs._LINK.findall(text):
+                if re.match(r"^[a-z]+:", target):
+                    continue
+                file_, _, frag = target.partition("#")
+                dest = os.path.join(docdir, file_) if file_ else path
+                self.assertTrue(os.path.exists(dest), "%s: %s" % (name, target))
+                if frag:
+                    self.assertIn(frag, docs.anchors(dest), "%s: %s" % (name, target))
+        # the units' Documentation= points at installed chapters
+        for unit in glob.glob(os.path.join(self.tmp, "usr/lib/systemd/system/*.service")):
+            with open(unit) as f:
+                uris = re.findall(r"(?m)^Documentation=(.*)$", f.read())
+            self.assertTrue(uris, unit)
+            for uri in " ".join(uris).split():
+                self.assertTrue(uri.startswith("file:/usr/share/doc/osmo-pcap/"), uri)
+                self.assertTrue(os.path.exists(self.tmp + uri[len("file:"):]), uri)
 
     def test_default_prefix(self):
         self.make_install()

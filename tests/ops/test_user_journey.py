@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The README's "From the demo to two hosts" walkthrough, run as written.
+"""The README's first commands and its two-host quick start, run as written.
 
 Two network namespaces stand for the two hosts, joined by a veth pair named
 `eth0` on both sides (192.0.2.10 the collecting host, 192.0.2.21 the capturing
@@ -27,7 +27,8 @@ import unittest
 from tests import netns, support
 
 README = os.path.join(support.REPO, "README.md")
-SECTION = "## From the demo to two hosts"
+SECTION = "## Quick start: two hosts"
+CI_RUN = os.path.join(support.REPO, ".ci", "run")
 SERVER_IP, CLIENT_IP = "192.0.2.10", "192.0.2.21"
 STATE = "/var/lib/osmo-pcap"
 
@@ -55,8 +56,43 @@ def walkthrough():
     return inis, commands
 
 
+def first_commands():
+    """Return the indented command lines of the README before its first section."""
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
+    head = text[:text.index("\n## ")]
+    return [line[4:] for line in head.splitlines() if line.startswith("    ")]
+
+
 class WalkthroughText(unittest.TestCase):
     """Static checks that hold without root."""
+
+    def test_first_two_commands_set_up_and_run(self):
+        """The README opens with the demo and the test command, each doing its own
+        set-up on a fresh Debian machine; the test command is the one CI runs."""
+        demo, tests = first_commands()
+        with open(CI_RUN, encoding="utf-8") as f:
+            ci = [line.strip() for line in f if line.startswith("make ")]
+        self.assertEqual(ci[-1], "make test-deps test")  # .ci/run: the README's command last
+        guard, _, run_demo = demo.rpartition("; ")
+        guard2, _, run_tests = tests.rpartition("; ")
+        self.assertEqual(run_demo, "make demo")
+        self.assertEqual(run_tests, ci[-1])
+        self.assertEqual(guard, guard2)
+        # the guard installs make and python3 only when a package is missing
+        self.assertTrue(guard.startswith("dpkg -s make python3 >/dev/null 2>&1 || {"), guard)
+        self.assertIn("apt-get update && apt-get install -y make python3;", guard)
+        for line in (demo, tests):
+            support.run(["sh", "-n", "-c", line])  # valid POSIX sh
+        with open(os.path.join(support.REPO, "Makefile")) as f:
+            makefile = f.read()
+        with open(os.path.join(support.REPO, "mk", "ops.mk")) as f:
+            makefile += f.read()
+        for target in ("demo", "test-deps", "test"):
+            self.assertRegex(makefile, r"(?m)^%s:" % re.escape(target))
+        # tools/demo.py installs libpcap itself when it is missing
+        with open(os.path.join(support.REPO, "tools", "demo.py")) as f:
+            self.assertIn('"apt-get", "install"', f.read())
 
     def test_section_shape(self):
         inis, commands = walkthrough()

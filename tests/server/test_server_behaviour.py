@@ -60,7 +60,7 @@ def _pcapng_block(btype, body):
 
 
 def violations():
-    """Return (rule code, stream) pairs, one per validation rule (spec 2.7 + 11 #10)."""
+    """Return (rule code, stream) pairs, one per validation rule (doc/protocol.md#error-codes)."""
     hdr = peer.pcap_hdr()
     ng = peer.pcapng_hdr()
     rec = peer.pcap_record(0)

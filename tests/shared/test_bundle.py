@@ -118,6 +118,71 @@ class BundleTest(support.TempDirTestCase):
                       p.stderr)
         self.assertIn("fd = os.open(path, os.O_WRONLY", p.stdout)
 
+    def test_header_contents_point_at_the_begin_markers(self):
+        for prog in PROGRAMS:
+            text = bundle.build(prog)
+            lines = text.split("\n")
+            start = lines.index("# Contents (line numbers in this file):")
+            toc = []
+            for line in lines[start + 1:]:
+                m = re.match(r"^# +(\d+)  (.+)$", line)
+                if not m:
+                    break
+                toc.append((int(m.group(1)), m.group(2)))
+            modules = [(n, what) for n, what in toc if what.startswith("osmo_pcap/")]
+            self.assertEqual([w for _, w in modules], sorted(embedded(text)), prog)
+            for n, rel in modules:
+                self.assertRegex(lines[n - 1], r"^# =+ Begin file %s =+$" % re.escape(rel),
+                                 "%s line %d" % (prog, n))
+            self.assertEqual(len(toc), len(modules) + 2, toc)
+            (loader, what_l), (start_n, what_s) = toc[-2:]
+            self.assertTrue(what_l.startswith("loader"), what_l)
+            self.assertRegex(lines[loader - 1], r"^# -+ loader$")
+            self.assertEqual(lines[loader], "# Registers the embedded modules above with "
+                             "the import system. Each module is")
+            self.assertTrue(what_s.startswith("start"), what_s)
+            self.assertRegex(lines[start_n - 1], r"^# -+ start$")
+            self.assertEqual(lines[start_n], 'if __name__ == "__main__":')
+            self.assertEqual(lines[start_n + 1],
+                             "    from %s import main" % bundle.PROGRAMS[prog][1])
+            # execution starts at the end, and the header says so
+            self.assertEqual(lines[-4:], lines[start_n:start_n + 3] + [""])
+            self.assertIn("Execution starts at the end of the file", text[:3000])
+
+    def test_header_usage_and_purpose_match_the_programs_help(self):
+        for prog in PROGRAMS:
+            about = bundle.ABOUT[prog]
+            env = dict(os.environ, COLUMNS="80")
+            out = support.run([sys.executable, support.SCRIPTS[prog], "--help"], env=env).stdout
+            usage, _, rest = out.partition("\n\n")
+            self.assertEqual(" ".join(usage.split()), "usage: " + about["usage"], prog)
+            description = " ".join(rest.split("\n\n")[0].split())
+            self.assertTrue(description.startswith(about["purpose"].rstrip(".")),
+                            (prog, description))
+            head = bundle.build(prog).split("\n# Contents")[0]
+            self.assertIn("# " + about["purpose"] + "\n", head)
+            flat = " ".join(l.lstrip("#").strip() for l in head.splitlines())
+            self.assertIn(about["usage"], flat)
+
+    def test_header_names_the_example_config_and_the_manual(self):
+        with open(os.path.join(support.REPO, "mk", "ops.mk"), encoding="utf-8") as f:
+            mk = f.read()
+        prefix = re.search(r"^PREFIX \?= (\S+)$", mk, re.M).group(1)
+        confdir = re.search(r"^CONFDIR \?= (\S+)$", mk, re.M).group(1)
+        docdir = re.search(r"^DOCDIR \?= (\S+)$", mk, re.M).group(1).replace("$(PREFIX)", prefix)
+        for prog in PROGRAMS:
+            head = bundle.build(prog).split("\n# Contents")[0]
+            flat = " ".join(l.lstrip("#").strip() for l in head.splitlines())
+            ini = "osmo-pcap-%s.ini" % prog
+            self.assertTrue(os.path.exists(os.path.join(support.REPO, "contrib", ini)))
+            self.assertIn("contrib/%s in the source tree" % ini, flat)
+            self.assertIn("%s/%s" % (confdir, ini), flat)
+            manual = bundle.ABOUT[prog]["manual"]
+            self.assertTrue(os.path.exists(os.path.join(support.REPO, "doc", manual)), manual)
+            self.assertIn("doc/%s" % manual, flat)
+            self.assertIn("doc/index.md", flat)
+            self.assertIn(docdir + "/", flat)
+
     def test_bundler_refuses_sources_it_cannot_embed(self):
         bad = os.path.join(self.tmp, "bad.py")
         with open(bad, "w") as f:

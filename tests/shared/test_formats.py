@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""pcap and pcapng encoders and parsers against spec 2.8 and the C recordings."""
+"""pcap and pcapng encoders and parsers against upstream's bytes and the C recordings."""
 
 import json
 import os
@@ -24,7 +24,7 @@ def hexbytes(text):
     return bytes.fromhex("".join(out))
 
 
-# spec 2.8, pcapng LINK_HDR for one device "eth0", no filter
+# upstream's pcapng LINK_HDR for one device "eth0", no filter (doc/protocol.md#link-hdr-pcapng)
 SPEC_PCAPNG_HDR = hexbytes("""
 0000  00 00 00 80 0a 0d 0d 0a 58 00 00 00 4d 3c 2b 1a
 0010  01 00 00 00 ff ff ff ff ff ff ff ff 02 00 0c 00
@@ -39,7 +39,7 @@ SPEC_PCAPNG_HDR = hexbytes("""
 
 
 class SpecExamplesTest(unittest.TestCase):
-    """The worked byte-level examples of spec 2.8, byte for byte."""
+    """Upstream's frames, byte for byte (layouts: doc/protocol.md#payloads)."""
 
     def test_pcap_link_hdr(self):
         expect = bytes.fromhex("00000018" "d4c3b2a1" "0200" "0400" "00000000" "00000000"
@@ -179,7 +179,8 @@ class PcapTest(unittest.TestCase):
         self.assertEqual(pcapfile.dlt_to_linktype(1), 1)
         self.assertEqual(pcapfile.dlt_to_linktype(113), 113)
         self.assertEqual(pcapfile.dlt_to_linktype(276), 276)
-        self.assertEqual(pcapfile.dlt_to_linktype(12), 101)   # DLT_RAW, spec 11 #34
+        # DLT_RAW (doc/protocol.md#diff-linktype-mapping)
+        self.assertEqual(pcapfile.dlt_to_linktype(12), 101)
         self.assertEqual(pcapfile.dlt_to_linktype(14), 101)   # DLT_RAW on OpenBSD
         self.assertEqual(pcapfile.dlt_to_linktype(11), 100)
         self.assertEqual(pcapfile.dlt_to_linktype(19), 106)

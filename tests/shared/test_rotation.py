@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The rotate_localtime period check (spec 4.6.1) and its config syntax."""
+"""The rotate_localtime period check (doc/protocol.md#rotation) and its config syntax."""
 
 import os
 import time
@@ -80,7 +80,8 @@ class Syntax(unittest.TestCase):
         self.assertEqual(rotation.format_rotate(None), "off")
 
     def test_modulus_checked_against_its_own_unit(self):
-        # spec 11 #14: upstream checked the bound of the previously set unit
+        # upstream checked the bound of the previously set unit
+        # (doc/protocol.md#diff-rotate-modulus)
         self.assertEqual(rotation.parse_rotate("minute mod 45"), ("minute", 45))
         for bad in ("hour mod 30", "minute mod 0", "minute mod 61", "fortnight", "day mod x",
                     "minute 5", "", "month mod 13"):

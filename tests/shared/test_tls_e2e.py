@@ -233,7 +233,8 @@ class TLSStreamTest(E2ETestCase):
                          b"".join(body for _, body in peer.split_frames(stream)))
 
     def test_tls_hello_to_server_without_tls(self):
-        # spec 11 #1: upstream aborted on the TLS record type; here: logged, closed, counted.
+        # doc/protocol.md#diff-unknown-type: upstream aborted on the TLS record type; here:
+        # logged, closed, counted.
         srv = peer.ServerProcess(self.tmp, [("plain", "127.0.0.2", "yes")]).start()
         self.addCleanup(srv.kill)
         out = ssl.MemoryBIO()

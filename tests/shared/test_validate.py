@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Every validation rule of spec 2.7 and 11 #10, each with a crafted bad message."""
+"""Every validation rule (doc/protocol.md#error-codes), each with a crafted bad message."""
 
 import struct
 import unittest

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""--import-vty: upstream VTY configs (spec 4.12, 5.10) translated into our INI."""
+"""--import-vty: upstream VTY configs (doc/migration.md#import-vty) translated into our INI."""
 
 import configparser
 import io

@@ -337,7 +337,7 @@ def compare(checks, what, got, want):
 
 # Replayed records with ts_sec >= 2^31 come out of libpcap's savefile reader
 # negative (it reads ts_sec as bpf_int32, whatever the size of time_t). The pcap
-# path restores the 32 bits; the pcapng path (osmo_pcap/capture.py, make_sink,
+# path restores the 32 bits; the pcapng path (osmo_pcap/client/capture.py, make_sink,
 # ts = sec * 1000000 + usec) did not when this was written: set True once fixed.
 PCAPNG_PAST_2038 = True
 

@@ -2,8 +2,8 @@
 """Run the unit suite inside a chroot, leaving out what cannot work there.
 
 tools/test-32bit.sh copies this to /opt/osmo-pcap/tools/chroot32/ and runs it with
-the chroot's python3. EXCLUDE (environment) lists modules ("test_demo") or test
-classes ("test_ops_process.TrafficMetricsTest") to leave out, each printed; all the
+the chroot's python3. EXCLUDE (environment) lists modules ("ops.test_demo") or test
+classes ("ops.test_ops_process.TrafficMetricsTest") to leave out, each printed; all the
 rest runs through tests/run.py, which prints the closing "N passed, N failed" line.
 Usage: unit.py [run.py arguments]; with arguments, exactly those run (no EXCLUDE).
 """
