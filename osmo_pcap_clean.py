@@ -28,10 +28,10 @@
 #     779  osmo_pcap/clean/plan.py
 #    1002  osmo_pcap/clean/tracedir.py
 #    1104  osmo_pcap/ini.py
-#    1312  osmo_pcap/log.py
-#    1651  osmo_pcap/tracename.py
-#    1734  loader: registers the modules above with the import system
-#    1778  start: calls osmo_pcap.clean.main.main()
+#    1320  osmo_pcap/log.py
+#    1659  osmo_pcap/tracename.py
+#    1742  loader: registers the modules above with the import system
+#    1786  start: calls osmo_pcap.clean.main.main()
 
 import sys
 

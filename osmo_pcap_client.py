@@ -21,29 +21,31 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      53  osmo_pcap/__init__.py
-#      69  osmo_pcap/client/__init__.py
-#      82  osmo_pcap/client/capture.py
-#     458  osmo_pcap/client/config.py
-#     702  osmo_pcap/client/forward.py
-#    1226  osmo_pcap/client/gprs.py
-#    1390  osmo_pcap/client/libpcap.py
-#    1833  osmo_pcap/client/main.py
-#    2411  osmo_pcap/client/spool.py
-#    2663  osmo_pcap/daemon.py
-#    2947  osmo_pcap/ini.py
-#    3155  osmo_pcap/log.py
-#    3494  osmo_pcap/loop.py
-#    3693  osmo_pcap/metrics.py
-#    4060  osmo_pcap/pcapfile.py
-#    4256  osmo_pcap/pcapng.py
-#    4608  osmo_pcap/rotation.py
-#    4726  osmo_pcap/tls.py
-#    5469  osmo_pcap/tlsconfig.py
-#    5803  osmo_pcap/vtyimport.py
-#    6681  osmo_pcap/wire.py
-#    6827  loader: registers the modules above with the import system
-#    6871  start: calls osmo_pcap.client.main.main()
+#      55  osmo_pcap/__init__.py
+#      71  osmo_pcap/client/__init__.py
+#      84  osmo_pcap/client/capture.py
+#     457  osmo_pcap/client/config.py
+#     697  osmo_pcap/client/forward.py
+#    1064  osmo_pcap/client/gprs.py
+#    1228  osmo_pcap/client/ipip.py
+#    1339  osmo_pcap/client/libpcap.py
+#    1790  osmo_pcap/client/main.py
+#    2346  osmo_pcap/client/spool.py
+#    2585  osmo_pcap/daemon.py
+#    2869  osmo_pcap/ini.py
+#    3085  osmo_pcap/log.py
+#    3424  osmo_pcap/loop.py
+#    3623  osmo_pcap/metrics.py
+#    3990  osmo_pcap/pcapfile.py
+#    4186  osmo_pcap/pcapng.py
+#    4538  osmo_pcap/rotation.py
+#    4660  osmo_pcap/tls.py
+#    5155  osmo_pcap/tlsconfig.py
+#    5451  osmo_pcap/transport.py
+#    5677  osmo_pcap/vtyimport.py
+#    6555  osmo_pcap/wire.py
+#    6742  loader: registers the modules above with the import system
+#    6786  start: calls osmo_pcap.client.main.main()
 
 import sys
 

@@ -21,34 +21,36 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      58  osmo_pcap/__init__.py
-#      74  osmo_pcap/daemon.py
-#     358  osmo_pcap/ini.py
-#     566  osmo_pcap/log.py
-#     905  osmo_pcap/loop.py
-#    1104  osmo_pcap/metrics.py
-#    1471  osmo_pcap/pcapfile.py
-#    1667  osmo_pcap/pcapng.py
-#    2019  osmo_pcap/rotation.py
-#    2137  osmo_pcap/server/__init__.py
-#    2152  osmo_pcap/server/config.py
-#    2402  osmo_pcap/server/fanout.py
-#    2577  osmo_pcap/server/hooks.py
-#    2790  osmo_pcap/server/ingest.py
-#    3006  osmo_pcap/server/main.py
-#    3678  osmo_pcap/server/oncomplete.py
-#    3919  osmo_pcap/server/recorder.py
-#    4109  osmo_pcap/server/storage.py
-#    4289  osmo_pcap/server/tap.py
-#    4532  osmo_pcap/server/zmtp.py
-#    4967  osmo_pcap/tls.py
-#    5710  osmo_pcap/tlsconfig.py
-#    6044  osmo_pcap/tracename.py
-#    6127  osmo_pcap/validate.py
-#    6295  osmo_pcap/vtyimport.py
-#    7173  osmo_pcap/wire.py
-#    7319  loader: registers the modules above with the import system
-#    7363  start: calls osmo_pcap.server.main.main()
+#      60  osmo_pcap/__init__.py
+#      76  osmo_pcap/daemon.py
+#     360  osmo_pcap/ini.py
+#     576  osmo_pcap/log.py
+#     915  osmo_pcap/loop.py
+#    1114  osmo_pcap/metrics.py
+#    1481  osmo_pcap/pcapfile.py
+#    1677  osmo_pcap/pcapng.py
+#    2029  osmo_pcap/rotation.py
+#    2151  osmo_pcap/server/__init__.py
+#    2166  osmo_pcap/server/admission.py
+#    2481  osmo_pcap/server/config.py
+#    2730  osmo_pcap/server/fanout.py
+#    2905  osmo_pcap/server/hooks.py
+#    3113  osmo_pcap/server/ingest.py
+#    3308  osmo_pcap/server/main.py
+#    3758  osmo_pcap/server/oncomplete.py
+#    3999  osmo_pcap/server/recorder.py
+#    4201  osmo_pcap/server/storage.py
+#    4381  osmo_pcap/server/tap.py
+#    4624  osmo_pcap/server/zmtp.py
+#    5059  osmo_pcap/tls.py
+#    5554  osmo_pcap/tlsconfig.py
+#    5850  osmo_pcap/tracename.py
+#    5933  osmo_pcap/transport.py
+#    6159  osmo_pcap/validate.py
+#    6327  osmo_pcap/vtyimport.py
+#    7205  osmo_pcap/wire.py
+#    7392  loader: registers the modules above with the import system
+#    7436  start: calls osmo_pcap.server.main.main()
 
 import sys
 
