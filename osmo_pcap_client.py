@@ -25,27 +25,27 @@
 #      71  osmo_pcap/client/__init__.py
 #      84  osmo_pcap/client/capture.py
 #     457  osmo_pcap/client/config.py
-#     697  osmo_pcap/client/forward.py
-#    1064  osmo_pcap/client/gprs.py
-#    1228  osmo_pcap/client/ipip.py
-#    1339  osmo_pcap/client/libpcap.py
-#    1790  osmo_pcap/client/main.py
-#    2346  osmo_pcap/client/spool.py
-#    2585  osmo_pcap/daemon.py
-#    2869  osmo_pcap/ini.py
-#    3085  osmo_pcap/log.py
-#    3424  osmo_pcap/loop.py
-#    3623  osmo_pcap/metrics.py
-#    3990  osmo_pcap/pcapfile.py
-#    4186  osmo_pcap/pcapng.py
-#    4538  osmo_pcap/rotation.py
-#    4660  osmo_pcap/tls.py
-#    5155  osmo_pcap/tlsconfig.py
-#    5451  osmo_pcap/transport.py
-#    5677  osmo_pcap/vtyimport.py
-#    6555  osmo_pcap/wire.py
-#    6742  loader: registers the modules above with the import system
-#    6786  start: calls osmo_pcap.client.main.main()
+#     718  osmo_pcap/client/forward.py
+#    1321  osmo_pcap/client/gprs.py
+#    1485  osmo_pcap/client/ipip.py
+#    1596  osmo_pcap/client/libpcap.py
+#    2047  osmo_pcap/client/main.py
+#    2625  osmo_pcap/client/spool.py
+#    3026  osmo_pcap/daemon.py
+#    3310  osmo_pcap/ini.py
+#    3526  osmo_pcap/log.py
+#    3865  osmo_pcap/loop.py
+#    4069  osmo_pcap/metrics.py
+#    4436  osmo_pcap/pcapfile.py
+#    4632  osmo_pcap/pcapng.py
+#    4984  osmo_pcap/rotation.py
+#    5106  osmo_pcap/tls.py
+#    5601  osmo_pcap/tlsconfig.py
+#    5897  osmo_pcap/transport.py
+#    6140  osmo_pcap/vtyimport.py
+#    7018  osmo_pcap/wire.py
+#    7260  loader: registers the modules above with the import system
+#    7304  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -499,15 +499,20 @@ class ServerEntry(object):
         self.reconnect_min = 1.0
         self.reconnect_max = 30.0
         self.enabled = True
+        self.ack = "auto"      # acknowledged delivery when the server offers it
+        self.ack_timeout = 10.0
+        self.max_age = 0.0     # 0: frames are kept however long an outage lasts
         self.tls = None       # tlsconfig.ClientTLS when tls = yes
 
     def describe(self):
         if self.protocol == "ipip":
             return "%s %s ipip" % (self.name, self.host)
+        ack = "" if self.ack == "auto" else " (no acknowledgements)"
         if self.tls is not None:
-            return "%s %s:%d TLS%s" % (self.name, self.host, self.port,
-                                       "" if self.tls.verify else " (server not verified)")
-        return "%s %s:%d" % (self.name, self.host, self.port)
+            return "%s %s:%d TLS%s%s" % (self.name, self.host, self.port,
+                                         "" if self.tls.verify else " (server not verified)",
+                                         ack)
+        return "%s %s:%d%s" % (self.name, self.host, self.port, ack)
 
 
 class ClientConfig(object):
@@ -586,6 +591,12 @@ def _group(text):
     except KeyError:
         raise ValueError("no such group: %r" % text)
     return text
+
+
+def _duration_or_off(text):
+    if text.strip().lower() in ("off", "no", "0"):
+        return 0.0
+    return _positive_duration(text)
 
 
 def _positive_duration(text):
@@ -683,6 +694,16 @@ def _load_server(cp, section, path, base):
     if s.reconnect_max < s.reconnect_min:
         raise sec.error("reconnect_max", "smaller than reconnect_min")
     s.enabled = sec.get("enabled", parse_bool, s.enabled)
+    s.ack = sec.get("ack", _choice(("auto", "no")), s.ack)
+    s.ack_timeout = sec.get("ack_timeout", _positive_duration, s.ack_timeout)
+    if not 2.0 <= s.ack_timeout <= 3600:
+        raise sec.error("ack_timeout", "must be between 2s and 1h (the server acknowledges "
+                        "at least once a second while data flows)")
+    s.max_age = sec.get("max_age", _duration_or_off, s.max_age)
+    if s.protocol == "ipip":
+        for key in ("ack", "ack_timeout", "max_age"):
+            if sec.has(key):
+                raise sec.error(key, "not available with protocol = ipip")
     if sec.sets_any("tls"):
         # Only TLS configurations load ssl (about 4.5 MB of resident memory).
         from osmo_pcap import tlsconfig
@@ -699,36 +720,65 @@ _SOURCES['osmo_pcap/client/forward.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Forwarding captured frames to one osmo-pcap server: the Forwarder.
 
-A Forwarder owns a bounded byte queue of complete frames, sends it in large
-non-blocking batches over its transport (plain TCP or TLS, see
-osmo_pcap/transport.py), reconnects with exponential back-off and jitter,
-puts LINK_HDR first on every new connection and, with a spool, keeps what it
-cannot send on disk. The client pushes every change of the link header in
-with set_link_hdr(); nothing here asks for it.
+A Forwarder keeps the stream of frames for its server in order: a bounded
+memory queue of chunks, and behind it, when configured, the spool on disk.
+Every LINK_DATA frame gets the next sequence number of the stream when it is
+accepted; frames that find no room get none and are counted by reason.
+
+On every connection (plain TCP or TLS, see osmo_pcap/transport.py) the
+Forwarder first sends the link header of the oldest frame it still holds.
+A server of this project then offers acknowledged delivery (ACK_OFFER); with
+`ack = auto` the Forwarder names its stream and the sequence number of that
+oldest frame (STREAM) and keeps every frame until the server acknowledges it
+as stored (ACK). After a reconnect it sends again from the first frame not
+acknowledged, and a server that stored part of that already skips it. A
+server that offers nothing within HELLO_WAIT (upstream osmo-pcap) gets the
+plain protocol, byte for byte as upstream clients send it: frames are let go
+once the kernel took them. doc/protocol.md#acknowledged-delivery has the
+messages and the guarantees.
+
+The client pushes every change of the link header in with set_link_hdr();
+frames keep the header they were captured under, and a LINK_HDR frame goes
+out where it changes.
 """
 
 import collections
 import os
 import random
+import time
 
 from osmo_pcap import wire
 from osmo_pcap.client.spool import Spool
 from osmo_pcap.transport import RECV_CHUNK, Dial, PlainTransport, why
-from osmo_pcap.wire import complete_frames
+from osmo_pcap.wire import complete_frames, frame_offset
 
-CHUNK = 256 * 1024        # queue chunks grow up to this before a new one starts
+CHUNK = 256 * 1024        # memory chunks grow up to this before a new one starts
+CHUNK_SPAN = 1.0          # ... and for at most this many seconds (max_age is per chunk)
 SEND_MAX = 1 << 20        # bytes handed to one send() call
 LOSS_LOG_INTERVAL = 10.0
 STABLE_UP = 10.0          # seconds up before the back-off starts again from its minimum
+HELLO_WAIT = 2.0          # how long a new connection waits for the server's ACK_OFFER
+WATCH_INTERVAL = 1.0      # how often acknowledgement time-outs and frame ages are checked
 
 IDLE, CONNECTING, UP, WAITING, STOPPED = "idle", "connecting", "up", "waiting", "stopped"
+# How a connection delivers: still waiting for an offer, acknowledged, or plain.
+HELLO, ACKED, PLAIN = "hello", "acked", "plain"
+
+# Why frames were given up (counters "lost:<reason>", each also in client:queue_err).
+LOSS_REASONS = ("queue_full", "spool_full", "too_old", "exit")
+_LOSS_TEXT = {"queue_full": "queue full", "spool_full": "spool full or failing",
+              "too_old": "older than max_age", "exit": "not delivered at exit"}
 
 
 def new_server_counters():
-    """Per-server counters (spec 5.8 names where upstream has one)."""
-    return {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
-            "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
-            "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0}
+    """Per-server counters (upstream's names where upstream has one)."""
+    c = {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
+         "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
+         "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0,
+         "ack:mode": 0, "ack:acked": 0, "ack:resent": 0, "ack:timeouts": 0}
+    for reason in LOSS_REASONS:
+        c["lost:" + reason] = 0
+    return c
 
 
 def tls_wrapper(tls):
@@ -740,13 +790,37 @@ def tls_wrapper(tls):
     return wrap
 
 
-class Forwarder(object):
-    """One [server NAME] of protocol osmo-pcap: queue, spool, connection, back-off.
+class Chunk(object):
+    """Consecutive LINK_DATA frames captured under one link header.
 
-    dial is transport.Dial or a stand-in with its signature (tests).
+    first_seq numbers the first frame; token is set when the frames came from
+    the spool (committed there once they are delivered); last is when the
+    newest frame was added (monotonic seconds), for max_age.
     """
 
-    def __init__(self, cfg, loop, logger, dial=Dial, rng=random.random):
+    __slots__ = ("data", "hdr", "first_seq", "count", "token", "first", "last")
+
+    def __init__(self, data, hdr, first_seq, count, token=None, now=0.0):
+        self.data = data
+        self.hdr = hdr
+        self.first_seq = first_seq
+        self.count = count
+        self.token = token
+        self.first = self.last = now
+
+    @property
+    def end_seq(self):
+        return self.first_seq + self.count
+
+
+class Forwarder(object):
+    """One [server NAME] of protocol osmo-pcap: its stream, connection and back-off.
+
+    dial is transport.Dial or a stand-in with its signature (tests); clock
+    gives wall-clock seconds (spool file ages).
+    """
+
+    def __init__(self, cfg, loop, logger, dial=Dial, rng=random.random, clock=time.time):
         self.cfg = cfg             # the client.config.ServerEntry
         self.name = cfg.name
         self.loop = loop
@@ -754,25 +828,40 @@ class Forwarder(object):
         self.dial = dial
         self.wrap = PlainTransport if cfg.tls is None else tls_wrapper(cfg.tls)
         self.rng = rng
+        self.clock = clock
         self.link_hdr = None       # the current header, pushed in by set_link_hdr()
         self.counters = new_server_counters()
         self.state = IDLE
+        self.mode = None           # HELLO, ACKED or PLAIN while connected
         self.transport = None
         self.dialing = None
-        self.scratch = bytearray(RECV_CHUNK)
-        self.queue = collections.deque()
+        self.rbuf = bytearray(RECV_CHUNK)
+        self.rtail = bytearray()   # an incomplete message from the server
+        self._out = bytearray()    # LINK_HDR and STREAM not yet taken by the transport
+        self.chunks = collections.deque()
         self.qbytes = 0
-        self.head_off = 0
-        self.from_spool = False      # the queue holds a spool piece
-        self.wire_hdr = None         # last LINK_HDR queued on this connection
+        self.send_idx = 0          # the chunk being sent ...
+        self.send_off = 0          # ... and the offset in it
+        self.sent_hdr = None       # the last LINK_HDR sent on this connection
+        self.acked = 0             # sequence number of the oldest frame not let go
+        self.waiting_since = None  # monotonic time acknowledgements are awaited from
         self.delay = cfg.reconnect_min
         self.up_since = 0.0
         self.timer = None
-        self.lost_unlogged = 0
+        self.hello_timer = None
+        self.watch = None
+        self.lost_unlogged = dict((r, 0) for r in LOSS_REASONS)
         self.loss_timer = None
         self.spool = None
         if cfg.spool_dir:
             self.spool = Spool(os.path.join(cfg.spool_dir, cfg.name), cfg.spool_max, logger)
+            self.stream_id = self.spool.stream_id
+            self.next_seq = self.spool.next_seq_on_disk()
+        else:
+            self.stream_id = os.urandom(wire.STREAM_ID_SIZE)
+            self.next_seq = 0
+        self.acked = self.next_seq   # the oldest frame held (memory, then spool)
+        self.piece = min(1 << 20, cfg.queue_size // 4)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
 
     # -------------------------------------------------------------- state
@@ -780,6 +869,8 @@ class Forwarder(object):
         """Begin connecting (once the link header is known)."""
         if self.state in (IDLE, STOPPED) and self.cfg.enabled:
             self.state = WAITING
+            if self.watch is None:
+                self.watch = self.loop.call_every(WATCH_INTERVAL, self._watch)
             self._attempt()
 
     def _attempt(self):
@@ -790,7 +881,7 @@ class Forwarder(object):
         c = self.cfg
         try:
             self.dialing = self.dial(self.loop, c.host, c.port, c.source_ip, self.wrap,
-                                     self._established, self._dial_failed)
+                                     self._established, self._dial_failed, c.ack_timeout)
         except OSError as e:
             # Synchronous failures (DNS, no route) are retried too.
             self.log.warning("%s: cannot connect: %s", self.prefix, why(e))
@@ -821,12 +912,46 @@ class Forwarder(object):
                           else "server certificate NOT verified (tls_verify = no)")
         else:
             self.log.info("%s: connected", self.prefix)
-        hdr = self.link_hdr
-        self.queue.appendleft(bytearray(wire.encode_link_hdr(hdr)))
-        self.qbytes += len(self.queue[0])
-        self.head_off = 0
-        self.wire_hdr = hdr
+        self.rtail = bytearray()
+        self.send_idx = self.send_off = 0
+        if not self.chunks:
+            self._refill()
+        hdr = self.chunks[0].hdr if self.chunks else self.link_hdr
+        self.sent_hdr = hdr
         transport.set_reader(self._on_readable)
+        # LINK_HDR first, whatever follows: it tells a server that shares its port
+        # with TLS that this is osmo-pcap, and upstream servers expect it.
+        self._out = bytearray(wire.encode_link_hdr(hdr))
+        if self.cfg.ack == "no":
+            self._begin(PLAIN)
+        else:
+            self.mode = HELLO
+            self.hello_timer = self.loop.call_later(HELLO_WAIT, self._hello_timeout)
+            self._send()
+
+    def _hello_timeout(self):
+        self.hello_timer = None
+        if self.mode == HELLO:
+            self.log.info("%s: no offer of acknowledged delivery within %gs: plain "
+                          "protocol (an upstream osmo-pcap server?)", self.prefix, HELLO_WAIT)
+            self._begin(PLAIN)
+
+    def _begin(self, mode):
+        """The connection's mode is settled: start sending the stream."""
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+            self.hello_timer = None
+        self.mode = mode
+        self.counters["ack:mode"] = 1 if mode == ACKED else 0
+        if mode == ACKED:
+            # The stream restarts at the oldest frame held, whatever was given up
+            # before it (the server counts such a gap).
+            first = self.chunks[0].first_seq if self.chunks else self.next_seq
+            self.acked = first
+            self._out += wire.encode_stream(self.stream_id, first)
+            self.waiting_since = None
+            self.log.info("%s: acknowledged delivery, stream from frame %d", self.prefix,
+                          first)
         self._send()
 
     def _lost(self, why_):
@@ -834,230 +959,362 @@ class Forwarder(object):
         was_up = self.state == UP
         if was_up and self.loop.clock() - self.up_since >= STABLE_UP:
             self.delay = self.cfg.reconnect_min   # a server that hangs up at once backs off
+        self._rewind()
         self._close_transport()
         self.counters["server:connected"] = 0
         if was_up:
             self.log.warning("%s: connection lost: %s", self.prefix, why_)
         else:
             self.log.warning("%s: %s", self.prefix, why_)
-        self._requeue_after_loss()
         self._schedule_retry()
 
     def _close_transport(self):
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+            self.hello_timer = None
         if self.dialing is not None:
             self.dialing.cancel()
             self.dialing = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        self.mode = None
+        self.counters["ack:mode"] = 0
+        self.waiting_since = None
 
-    def _requeue_after_loss(self):
-        """Drop the partly sent frame; move or keep the rest for the next connection."""
-        if self.head_off and self.queue:
-            head = self.queue[0]
-            pos = 0
-            while pos < self.head_off:
-                pos += wire.HEADER_SIZE + ((head[pos + 2] << 8) | head[pos + 3])
-            if pos > self.head_off:
-                self._count_lost(1)
-            del head[:pos]
-            self.qbytes -= pos
-            self.head_off = 0
-            if not head:
-                self.queue.popleft()
-        if self.from_spool:
-            self._clear_queue()
-            self.spool.rewind()
-            self.from_spool = False
-        elif self.spool is not None and not self.spool.pending and self.qbytes:
-            data = b"".join(self.queue)
-            self._clear_queue()
-            self.spool.append(self.wire_hdr or self.link_hdr, data)
-        # else: the queue is kept and sent after LINK_HDR on the next connection
+    def _rewind(self):
+        """After a loss: the next connection starts at the oldest frame still held.
 
-    def _clear_queue(self):
-        self.queue.clear()
-        self.qbytes = 0
-        self.head_off = 0
+        Acknowledged mode let nothing go that the server did not confirm; plain
+        mode let go every frame the kernel took whole, and a frame cut in the
+        middle goes out again whole (the server discarded its beginning).
+        """
+        q = self.chunks
+        if q and self.mode == ACKED:
+            head = q[0]
+            done = self.acked - head.first_seq
+            if 0 < done < head.count:
+                self._release_front(head, done, frame_offset(head.data, done))
+            resent = sum(c.count for c in list(q)[:self.send_idx])
+            if self.send_idx < len(q) and self.send_off:
+                resent += complete_frames(q[self.send_idx].data, 0, self.send_off)[1]
+            self.counters["ack:resent"] += resent
+        elif q and self.mode == PLAIN and self.send_off:
+            head = q[0]
+            end, n = complete_frames(head.data, 0, self.send_off)
+            if n:
+                self._release_front(head, n, end)
+        self.send_idx = self.send_off = 0
+
+    def _release_front(self, head, n, nbytes):
+        """Let the first n frames (nbytes) of the head chunk go."""
+        del head.data[:nbytes]
+        head.first_seq += n
+        head.count -= n
+        self.qbytes -= nbytes
+        self.acked = head.first_seq
+        if not head.count:
+            self.chunks.popleft()
+            if head.token is not None:
+                self.spool.commit(head.token)
 
     # -------------------------------------------------------------- data
-    def enqueue(self, data):
-        """Take complete LINK_DATA frames (a batch from one capture round)."""
+    def enqueue(self, data, count):
+        """Take count complete LINK_DATA frames (a batch from one capture round)."""
+        if not count:
+            return
         spool = self.spool
         if spool is not None and (spool.pending or self.state != UP):
-            spool.append(self.link_hdr, data)
+            self._to_spool(data, count)
             return
         room = self.cfg.queue_size - self.qbytes
         n = len(data)
         if n > room:
             if spool is not None:
-                spool.append(self.link_hdr, data)
+                self._to_spool(data, count)
                 return
-            end, _ = complete_frames(data, 0, room)
-            _, dropped = complete_frames(data, end)
-            self._count_lost(dropped)
-            if not end:
+            end, fit = complete_frames(data, 0, room)
+            self._count_lost("queue_full", count - fit)
+            if not fit:
                 return
             data = memoryview(data)[:end]
-            n = end
-        q = self.queue
-        if q and len(q[-1]) < CHUNK:
-            q[-1] += data
+            n, count = end, fit
+        now = self.loop.clock()
+        q = self.chunks
+        tail = q[-1] if q else None
+        # A chunk sent whole (acknowledged mode keeps it until the ACK) never grows.
+        if (tail is not None and tail.token is None and tail.hdr == self.link_hdr
+                and len(tail.data) < CHUNK and len(q) > self.send_idx
+                and now - tail.first < CHUNK_SPAN):
+            tail.data += data
+            tail.count += count
+            tail.last = now
         else:
-            q.append(bytearray(data))
+            q.append(Chunk(bytearray(data), self.link_hdr, self.next_seq, count, None, now))
+        self.next_seq += count
         self.qbytes += n
-        if self.state == UP:
+        if self.state == UP and self.mode != HELLO:
             self._send()
+
+    def _to_spool(self, data, count):
+        before = self.spool.dropped_frames
+        self.spool.append(self.link_hdr, data, self.next_seq, count)
+        self.next_seq += count
+        self._count_lost("spool_full", self.spool.dropped_frames - before)
 
     def set_link_hdr(self, hdr):
         """Take the link header for the frames enqueued from now on.
 
-        Before start() this is just the first header; later a change is
-        announced in order on a live connection, or ends what was queued.
+        Frames keep the header they were captured under: a LINK_HDR frame goes
+        out before the first frame of a new header.
         """
-        old, self.link_hdr = self.link_hdr, hdr
-        if old is None or hdr == old:
-            return
-        if self.state == UP:
-            if self.spool is not None and self.spool.pending:
-                return  # the spool starts a new file with the new header
-            frame = bytearray(wire.encode_link_hdr(hdr))
-            self.queue.append(frame)
-            self.qbytes += len(frame)
-            self.wire_hdr = hdr
-            self._send()
-        elif self.qbytes and not self.from_spool:
-            # Queued frames belong to the old header; they cannot follow the new one.
-            _, n = complete_frames(b"".join(self.queue))
-            self._count_lost(n)
-            self._clear_queue()
+        self.link_hdr = hdr
 
-    def _count_lost(self, n):
-        if not n:
+    def _count_lost(self, reason, n):
+        if n <= 0:
             return
+        self.counters["lost:" + reason] += n
         self.counters["client:queue_err"] += n
-        self.lost_unlogged += n
+        self.lost_unlogged[reason] += n
         if self.loss_timer is None:
             self.loss_timer = self.loop.call_later(0, self._log_loss)
 
     def _log_loss(self):
-        if self.lost_unlogged:
-            self.log.warning("%s: %d packet(s) dropped (queue full or server away)",
-                             self.prefix, self.lost_unlogged)
-            self.lost_unlogged = 0
+        parts = ["%d %s" % (n, _LOSS_TEXT[r]) for r, n in self.lost_unlogged.items() if n]
+        if parts:
+            self.log.warning("%s: packets given up: %s (lost for good; totals in the "
+                             "lost:* counters)", self.prefix, ", ".join(parts))
+            for r in self.lost_unlogged:
+                self.lost_unlogged[r] = 0
             self.loss_timer = self.loop.call_later(LOSS_LOG_INTERVAL, self._log_loss)
         else:
             self.loss_timer = None
 
     def _send(self):
-        """Send as much of the queue as the transport takes; refill from the spool."""
-        q = self.queue
+        """Send what the transport takes: handshake bytes, then the stream in order."""
         t = self.transport
         failed = None
         try:
-            while True:
-                if not q:
-                    if not self._refill():
-                        break
-                    continue
-                head = q[0]
-                with memoryview(head) as mv:
-                    n = t.send(mv[self.head_off:self.head_off + SEND_MAX])
-                if not n:
-                    break
-                self.counters["sent:bytes"] += n
-                self.qbytes -= n
-                self.head_off += n
-                if self.head_off >= len(head):
-                    q.popleft()
-                    self.head_off = 0
+            out = self._out
+            if out:
+                n = t.send(out)
+                del out[:n]
+                if out:
+                    t.set_writer(self._send)
+                    return
+            if self.mode == HELLO:
+                t.set_writer(None)
+                return
+            self._send_stream(t)
         except OSError as e:
             failed = why(e)
         if failed is not None:
             # Outside the except block: its traceback holds the frames that got a
-            # view of the queue head, and _lost() resizes the head.
+            # view of a chunk, and _lost() resizes chunks.
             self.counters["client:write_err"] += 1
             self._lost("send failed: %s" % failed)
             return
-        t.set_writer(self._send if q else None)
+        more = self.send_idx < len(self.chunks) or self._out
+        t.set_writer(self._send if more else None)
+
+    def _send_stream(self, t):
+        q = self.chunks
+        plain = self.mode == PLAIN
+        while True:
+            if self.send_idx >= len(q):
+                if not self._refill():
+                    return
+                continue
+            chunk = q[self.send_idx]
+            if chunk.hdr != self.sent_hdr:
+                # A header change: its LINK_HDR goes out first, in order.
+                self.sent_hdr = chunk.hdr
+                frame = wire.encode_link_hdr(chunk.hdr)
+                n = t.send(frame)
+                if n < len(frame):
+                    self._out += frame[n:]
+                    return
+            data = chunk.data
+            with memoryview(data) as mv:
+                n = t.send(mv[self.send_off:self.send_off + SEND_MAX])
+            if not n:
+                return
+            self.counters["sent:bytes"] += n
+            self.send_off += n
+            if not plain and self.waiting_since is None:
+                self.waiting_since = self.loop.clock()
+            if self.send_off < len(data):
+                continue
+            # the whole chunk is out
+            if plain:
+                self._release_front(chunk, chunk.count, len(data))
+            else:
+                self.send_idx += 1
+            self.send_off = 0
 
     def _refill(self):
-        """Load the next spool piece into the empty queue; return True if loaded."""
+        """Load the next spool piece into memory; return True if one was loaded."""
         spool = self.spool
-        if spool is None:
+        if spool is None or not spool.pending:
             return False
-        if self.from_spool:
-            spool.commit()
-            self.from_spool = False
-        if not spool.pending:
-            return False
-        piece = spool.next_piece()
+        if self.chunks and self.qbytes + self.piece > self.cfg.queue_size:
+            return False   # wait until acknowledgements free memory
+        piece = spool.next_piece(self.piece)
         if piece is None:
             return False
-        hdr, frames = piece
-        if hdr != self.wire_hdr:
-            self.queue.append(bytearray(wire.encode_link_hdr(hdr)))
-            self.qbytes += len(self.queue[-1])
-            self.wire_hdr = hdr
-        self.queue.append(bytearray(frames))
+        hdr, frames, first_seq, count, token = piece
+        if self.chunks and first_seq != self.chunks[-1].end_seq:
+            self.log.error("%s: spool continues at frame %d after %d", self.prefix,
+                           first_seq, self.chunks[-1].end_seq)
+        self.chunks.append(Chunk(bytearray(frames), hdr, first_seq, count, token,
+                                 self.loop.clock()))
         self.qbytes += len(frames)
-        self.from_spool = True
         return True
 
+    # -------------------------------------------------------------- server messages
     def _on_readable(self):
-        """Read and drop what the server sent; a server says nothing in this protocol."""
+        """Read what the server says: ACK_OFFER and ACK (nothing, upstream)."""
         t = self.transport
         failed = None
         try:
-            while True:
-                n = t.recv_into(self.scratch)
+            while t is not None and t is self.transport:
+                n = t.recv_into(self.rbuf)
                 if n is None:
                     return
                 if n == 0:
                     failed = "closed by the server"
                     break
+                if self.mode == PLAIN:
+                    continue  # nothing a server says matters to the plain protocol
+                failed = self._messages(memoryview(self.rbuf)[:n], t)
+                if failed is not None:
+                    break
         except OSError as e:
             failed = "read failed: %s" % why(e)
-        self._lost(failed)
+        if failed is not None and t is self.transport:
+            self._lost(failed)
+
+    def _messages(self, data, t):
+        """Decode server messages; return a reason to hang up, or None."""
+        buf = self.rtail
+        buf += data
+        pos = 0
+        while len(buf) - pos >= wire.HEADER_SIZE and t is self.transport:
+            mtype, _, n = wire.FRAME_HDR.unpack_from(buf, pos)
+            if n > wire.EXT_MAX_PAYLOAD or mtype not in (wire.ACK_OFFER, wire.ACK):
+                return "the server sent message type %d of %d bytes, which this client " \
+                    "does not know" % (mtype, n)
+            if len(buf) - pos < wire.HEADER_SIZE + n:
+                break
+            body = bytes(buf[pos + wire.HEADER_SIZE:pos + wire.HEADER_SIZE + n])
+            pos += wire.HEADER_SIZE + n
+            if mtype == wire.ACK_OFFER:
+                if self.mode == HELLO and len(body) >= wire.ACK_OFFER_BODY.size:
+                    self._begin(ACKED)
+            elif self.mode == ACKED and len(body) >= wire.ACK_BODY.size:
+                why_ = self._acked(wire.ACK_BODY.unpack_from(body)[0])
+                if why_ is not None:
+                    return why_
+            elif self.mode != ACKED:
+                return "the server acknowledged frames before the stream was named"
+        del buf[:pos]
+        return None
+
+    def _acked(self, seq):
+        """The server stored every frame below seq: let them go."""
+        if seq <= self.acked:
+            return None     # nothing new (or an older acknowledgement)
+        q = self.chunks
+        limit = q[min(self.send_idx, len(q) - 1)].end_seq if q else self.acked
+        if seq > limit:
+            return "the server acknowledged frame %d, but only frames below %d were sent" % (
+                seq, limit)
+        self.counters["ack:acked"] += seq - self.acked
+        while self.send_idx > 0 and q[0].end_seq <= seq:
+            chunk = q.popleft()
+            self.qbytes -= len(chunk.data)
+            self.send_idx -= 1
+            if chunk.token is not None:
+                self.spool.commit(chunk.token)
+        self.acked = seq
+        # Time-outs count from the last sign of life, while anything sent awaits its ACK.
+        outstanding = self.send_idx > 0 or self.send_off > 0
+        self.waiting_since = self.loop.clock() if outstanding else None
+        if self.spool is not None and self.spool.pending:
+            self._send()    # freed memory: more of the spool may go out
+        return None
+
+    # -------------------------------------------------------------- time
+    def _watch(self):
+        """Periodic: acknowledgements overdue; during an outage, frames past max_age."""
+        now = self.loop.clock()
+        if (self.mode == ACKED and self.waiting_since is not None
+                and now - self.waiting_since > self.cfg.ack_timeout):
+            self.counters["ack:timeouts"] += 1
+            self._lost("no acknowledgement for %gs (the server or its host is gone?)"
+                       % self.cfg.ack_timeout)
+        if self.cfg.max_age and self.state != UP:
+            self._drop_old(now - self.cfg.max_age, self.clock() - self.cfg.max_age)
+
+    def _drop_old(self, limit, wall_limit):
+        """Give up frames captured before limit (monotonic) / wall_limit (spool files)."""
+        q = self.chunks
+        while q and q[0].last < limit:
+            chunk = q.popleft()
+            self.qbytes -= len(chunk.data)
+            self.acked = chunk.end_seq
+            if chunk.token is not None:
+                self.spool.commit(chunk.token)
+            self._count_lost("too_old", chunk.count)
+        if self.spool is not None and not q:
+            self._count_lost("too_old", self.spool.drop_older_than(wall_limit))
 
     # -------------------------------------------------------------- shutdown
     @property
     def busy(self):
-        """True while data waits to be sent on an established connection."""
-        return self.state == UP and (self.qbytes > 0 or self.from_spool
+        """True while frames wait to be sent or acknowledged on a live connection."""
+        return self.state == UP and (bool(self.chunks) or self.mode == HELLO
+                                     or bool(self._out)
                                      or (self.spool is not None and self.spool.pending)
                                      or self.transport.pending_output > 0)
 
     def stop(self):
-        """Close; put what is left into the spool when there is one."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """Close; keep what is left in the spool, or count it as lost."""
+        for t in (self.timer, self.watch, self.loss_timer):
+            if t is not None:
+                t.cancel()
+        self.timer = self.watch = self.loss_timer = None
+        self._rewind()
         self._close_transport()
         self.counters["server:connected"] = 0
         self.state = STOPPED
-        self._requeue_after_loss()
-        if self.qbytes:
-            data = b"".join(self.queue)
-            self._clear_queue()
+        lost = 0
+        while self.chunks:
+            chunk = self.chunks.popleft()
+            if chunk.token is not None:
+                continue        # still in the spool, not committed
             if self.spool is not None:
-                # older than what the spool holds, but better late than lost
-                self.spool.append(self.wire_hdr or self.link_hdr, data)
+                self.spool.write_file(chunk.hdr, chunk.data, chunk.first_seq)
             else:
-                _, n = complete_frames(data)
-                if n:
-                    self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
-                self.counters["client:queue_err"] += n
+                lost += chunk.count
+        self.qbytes = 0
+        self.send_idx = self.send_off = 0
+        if lost:
+            self.log.warning("%s: %d packet(s) not delivered at exit", self.prefix, lost)
+            self.counters["lost:exit"] += lost
+            self.counters["client:queue_err"] += lost
         if self.spool is not None:
             self.spool.close()
+        self._log_loss()
+        if self.loss_timer is not None:
+            self.loss_timer.cancel()
+            self.loss_timer = None
 
     def queue_figures(self):
         """Return (queued bytes, spool bytes, spool files)."""
         if self.spool is None:
             return self.qbytes, 0, 0
         return self.qbytes, self.spool.total, self.spool.files
-
-
 '''
 # ==================== End file osmo_pcap/client/forward.py ======================
 
@@ -1812,7 +2069,7 @@ from osmo_pcap.client import config as clientconfig
 from osmo_pcap.client import libpcap
 from osmo_pcap import daemon, metrics, vtyimport
 from osmo_pcap.ini import ConfigError
-from osmo_pcap.client.forward import UP, Forwarder
+from osmo_pcap.client.forward import LOSS_REASONS, UP, Forwarder
 from osmo_pcap.client.ipip import IpipSender
 from osmo_pcap.client.gprs import GprsFilter
 from osmo_pcap.loop import Loop
@@ -1857,6 +2114,7 @@ class Client(object):
         self.log = logger or log.get("client")
         self.counters = new_client_counters()
         self.batch = bytearray()
+        self.batch_base = 0        # captured:pkts when the batch was last handed on
         self.max_caplen = clientconfig.MAX_CAPLEN[cfg.file_format]
         self.gprs = GprsFilter(cfg.gprs_ports, self.log) if cfg.gprs_filter else None
         self.filter_expr = build_filter(cfg)
@@ -2063,11 +2321,14 @@ class Client(object):
 
     # -------------------------------------------------------------- data path
     def flush_batch(self):
-        """Hand the records of this round to every server connection."""
+        """Hand the frames of this round to every server's Forwarder."""
         batch = self.batch
         if batch:
-            for conn in self.forwarders:
-                conn.enqueue(batch)
+            # The sources count each frame they append to the batch.
+            count = self.counters["captured:pkts"] - self.batch_base
+            self.batch_base += count
+            for fwd in self.forwarders:
+                fwd.enqueue(batch, count)
             del batch[:]
 
     def tick(self):
@@ -2156,10 +2417,13 @@ class Client(object):
                       t["client:queue_err"], t["gprs:dropped"])
         for c in self.forwarders + self.ipip:
             q, sp, files = c.queue_figures()
-            self.log.info("stats: server %s %s, connects %d, queued %d bytes, spool %d bytes "
-                          "in %d file(s), dropped %d", c.name, c.state, c.counters["server:connect"],
-                          q, sp, files, c.counters["client:queue_err"] + (
-                              c.spool.dropped_frames if c.spool is not None else 0))
+            k = c.counters
+            self.log.info("stats: server %s %s%s, connects %d, queued %d bytes, spool %d bytes "
+                          "in %d file(s), dropped %d (%s), acknowledged %d, ack timeouts %d",
+                          c.name, c.state, ", acknowledged mode" if k["ack:mode"] else "",
+                          k["server:connect"], q, sp, files, k["client:queue_err"],
+                          " ".join("%s %d" % (r, k["lost:" + r]) for r in LOSS_REASONS),
+                          k["ack:acked"], k["ack:timeouts"])
 
     def metric_samples(self):
         """Return [(name, type, help, labels, value)] with Prometheus-style names."""
@@ -2200,8 +2464,23 @@ class Client(object):
             add("server_connected", "gauge", "1 while connected", c["server:connected"],
                 server=conn.name)
             add("server_dropped_packets_total", "counter",
-                "Frames dropped: queue full or server away (client:queue_err)",
+                "Frames given up for any reason (client:queue_err)",
                 c["client:queue_err"], server=conn.name)
+            for reason in LOSS_REASONS:
+                add("server_lost_packets_total", "counter",
+                    "Frames given up, by reason: queue_full, spool_full, too_old, exit",
+                    c["lost:" + reason], server=conn.name, reason=reason)
+            add("server_acknowledged_mode", "gauge",
+                "1 while the connection delivers with acknowledgements", c["ack:mode"],
+                server=conn.name)
+            add("server_acked_packets_total", "counter",
+                "Frames the server acknowledged as stored", c["ack:acked"], server=conn.name)
+            add("server_resent_packets_total", "counter",
+                "Frames sent again after a reconnect (not acknowledged before)",
+                c["ack:resent"], server=conn.name)
+            add("server_ack_timeouts_total", "counter",
+                "Connections given up for want of acknowledgements (ack_timeout)",
+                c["ack:timeouts"], server=conn.name)
             add("server_write_errors_total", "counter", "Send errors", c["client:write_err"],
                 server=conn.name)
             add("server_sent_bytes_total", "counter", "Bytes sent", c["sent:bytes"],
@@ -2346,29 +2625,42 @@ def main(argv=None):
 # ==================== Begin file osmo_pcap/client/spool.py ====================
 _SOURCES['osmo_pcap/client/spool.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""On-disk spool of frames a server connection could not send (bounded, ordered).
+"""On-disk spool of frames a Forwarder cannot keep in memory (bounded, ordered).
 
-Files live in one directory per server, named by a sequence number. Each file
-starts with the LINK_HDR frame its data belongs to, followed by complete
-frames exactly as they go on the wire. Replay reads pieces cut at frame
-boundaries from the oldest file; a piece is committed (and a fully replayed
-file deleted) only once it has been handed to the socket, so a connection lost
-during replay rewinds and loses nothing. Beyond max_bytes the oldest file is
-deleted and its frames counted as dropped. Files survive restarts.
+One directory per server. Each file is named by the sequence number of its
+first LINK_DATA frame (20 digits, so names sort in stream order) and holds
+the LINK_HDR frame its data belongs to, then LINK_DATA frames exactly as they
+go on the wire, numbered consecutively. The file `stream` holds the stream
+identity those numbers belong to: a restarted client goes on with the same
+stream, and a server that already stored part of it skips what it has
+(doc/protocol.md#acknowledged-delivery).
+
+Replay hands out pieces cut at frame boundaries, oldest first. A piece stays
+on disk until it is committed: when the server acknowledged it or, toward a
+server without acknowledgements, once it was sent; a file is deleted when it
+is committed to its end; how far the oldest file is committed is kept in
+`progress`, so a restarted client goes on from there. Beyond max_bytes the
+oldest file is deleted and its frames are counted as dropped. Files survive restarts; spools written by
+earlier versions (files 1.spool, 2.spool, ... and no `stream` file) are
+renumbered once.
 """
 
 import os
+import struct
 
 from osmo_pcap import wire
 from osmo_pcap.wire import complete_frames
 
 SUFFIX = ".spool"
-FIRST_SEQ = 1
+STREAM_FILE = "stream"
+PROGRESS_FILE = "progress"
+_PROGRESS = struct.Struct("!QQ")  # file (its first sequence number), committed offset
 PIECE = 1 << 20
+NAME_DIGITS = 20
 
 
 class Spool(object):
-    """The spool of one server connection."""
+    """The spool of one server's stream."""
 
     def __init__(self, directory, max_bytes, logger):
         self.dir = directory
@@ -2379,30 +2671,127 @@ class Spool(object):
         self.dropped_bytes = 0
         self.write_errors = 0
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        self.sizes = {}
-        for name in os.listdir(directory):
-            if name.endswith(SUFFIX) and name[:-len(SUFFIX)].isdigit():
-                seq = int(name[:-len(SUFFIX)])
-                self.sizes[seq] = os.path.getsize(self._path(seq))
-        self.total = sum(self.sizes.values())
-        self._wfd = None        # tail file being appended
-        self._wseq = None
+        self.sizes = {}          # first seq of a file -> its size in bytes
+        self._wfd = None         # tail file being appended
+        self._wkey = None
         self._whdr = None
-        self._rseq = None       # head file being replayed
+        self._wend = None        # sequence number after the tail file's last frame
+        self._rkey = None        # file being replayed
         self._rfd = None
         self._rhdr = None
-        self._roff = 0          # offset handed out
-        self._committed = 0     # offset known to be sent
-        for seq in sorted(self.sizes):
-            if self.sizes[seq] == 0:
-                self._delete(seq)
+        self._roff = 0           # offset handed out so far
+        self._rseq = 0           # sequence number of the next frame handed out
+        self.committed = {}      # file -> offset up to which it was committed
+        self._pfd = None         # the progress file
+        self.stream_id = self._load_stream_id()
+        self._scan()
+        self._load_progress()
 
-    def _path(self, seq):
-        return os.path.join(self.dir, "%d%s" % (seq, SUFFIX))
+    # -------------------------------------------------------------- start-up
+    def _path(self, key):
+        return os.path.join(self.dir, "%0*d%s" % (NAME_DIGITS, key, SUFFIX))
+
+    def _load_stream_id(self):
+        path = os.path.join(self.dir, STREAM_FILE)
+        try:
+            with open(path, "rb") as f:
+                sid = f.read(wire.STREAM_ID_SIZE + 1)
+            if len(sid) == wire.STREAM_ID_SIZE and any(sid):
+                return sid
+            self.log.error("spool %s: %s is damaged; starting a new stream", self.dir, path)
+        except FileNotFoundError:
+            pass
+        sid = os.urandom(wire.STREAM_ID_SIZE)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(sid)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+        return sid
+
+    def _scan(self):
+        old = []
+        for name in os.listdir(self.dir):
+            if not (name.endswith(SUFFIX) and name[:-len(SUFFIX)].isdigit()):
+                continue
+            digits = name[:-len(SUFFIX)]
+            path = os.path.join(self.dir, name)
+            if len(digits) != NAME_DIGITS:
+                old.append((int(digits), path))
+                continue
+            size = os.path.getsize(path)
+            if size == 0:
+                os.unlink(path)
+                continue
+            self.sizes[int(digits)] = size
+        if old:
+            self._renumber(sorted(old))
+        self.total = sum(self.sizes.values())
+
+    def _renumber(self, old):
+        """Give the files of an earlier version's spool sequence numbers after ours."""
+        seq = self.next_seq_on_disk()
+        for _, path in old:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                self.log.error("spool %s: cannot read %s: %s; dropped", self.dir, path, e)
+                continue
+            hdr_end = wire.HEADER_SIZE + ((data[2] << 8) | data[3]) if len(data) >= 4 else 0
+            _, n = complete_frames(data, hdr_end)
+            if not n:
+                os.unlink(path)
+                continue
+            os.rename(path, self._path(seq))
+            self.sizes[seq] = os.path.getsize(self._path(seq))
+            seq += n
+        self.log.info("spool %s: %d file(s) of an earlier version renumbered", self.dir,
+                      len(old))
+
+    def _load_progress(self):
+        try:
+            with open(os.path.join(self.dir, PROGRESS_FILE), "rb") as f:
+                data = f.read(_PROGRESS.size)
+        except FileNotFoundError:
+            return
+        if len(data) == _PROGRESS.size:
+            key, offset = _PROGRESS.unpack(data)
+            if key in self.sizes and offset <= self.sizes[key]:
+                self.committed[key] = offset
+
+    def _save_progress(self, key, offset):
+        if self._pfd is None:
+            self._pfd = os.open(os.path.join(self.dir, PROGRESS_FILE),
+                                os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(self._pfd, _PROGRESS.pack(key, offset), 0)
+        except OSError as e:
+            # Only costs frames sent twice after a restart (a server of ours skips them).
+            self.log.warning("spool %s: cannot note progress: %s", self.dir, e.strerror or e)
+
+    def next_seq_on_disk(self):
+        """Return the sequence number after the last spooled frame (0 when empty)."""
+        if not self.sizes:
+            return 0
+        key = max(self.sizes)
+        return key + self._count_frames(key, 0)
+
+    def _count_frames(self, key, start):
+        """Frames in a file from offset start (0: after its LINK_HDR frame)."""
+        try:
+            with open(self._path(key), "rb") as f:
+                data = f.read()
+        except OSError:
+            return 0
+        if start == 0 and len(data) >= 4:
+            start = 4 + ((data[2] << 8) | data[3])
+        return complete_frames(data, start)[1]
 
     @property
     def pending(self):
-        """True while spooled data waits for replay."""
+        """True while spooled data waits to be sent or acknowledged."""
         return bool(self.sizes)
 
     @property
@@ -2410,37 +2799,50 @@ class Spool(object):
         return len(self.sizes)
 
     # -------------------------------------------------------------- writing
-    def append(self, link_hdr, data):
-        """Append complete frames captured under link_hdr (a LINK_HDR payload)."""
-        if self._wfd is None or self._whdr != link_hdr or self.sizes[self._wseq] >= self.file_max:
-            seq = max(self.sizes) + 1 if self.sizes else FIRST_SEQ
-            if not self._open_for_write(seq, link_hdr):
+    def append(self, link_hdr, data, first_seq, count):
+        """Append count LINK_DATA frames numbered from first_seq, captured under link_hdr."""
+        if (self._wfd is None or self._whdr != link_hdr or self._wend != first_seq
+                or self.sizes[self._wkey] >= self.file_max):
+            self._close_writer()
+            fd = self._create(first_seq, link_hdr)
+            if fd is None:
                 self._count_lost(data)
                 return
-        self._write(self._wseq, self._wfd, data)
+            self._wfd, self._wkey, self._whdr = fd, first_seq, link_hdr
+        if self._write(self._wkey, self._wfd, data):
+            self._wend = first_seq + count
+        else:
+            self._wend = None   # the next append starts a new file
         self._enforce_limit()
 
-    def _create(self, seq, link_hdr):
+    def write_file(self, link_hdr, data, first_seq):
+        """Store frames older than the tail in a file of their own (at shutdown)."""
+        if first_seq in self.sizes:
+            return  # still on disk (it came from here)
+        fd = self._create(first_seq, link_hdr)
+        if fd is None:
+            self._count_lost(data)
+            return
+        self._write(first_seq, fd, data)
+        os.close(fd)
+        self._enforce_limit()
+
+    def _create(self, key, link_hdr):
         try:
-            fd = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
+            fd = os.open(self._path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
                          0o600)
         except OSError as e:
             self.write_errors += 1
             self.log.error("spool %s: cannot create file: %s", self.dir, e.strerror or e)
             return None
-        self.sizes[seq] = 0
-        self._write(seq, fd, wire.encode_link_hdr(link_hdr))
+        self.sizes[key] = 0
+        if not self._write(key, fd, wire.encode_link_hdr(link_hdr)):
+            os.close(fd)
+            self._delete(key)
+            return None
         return fd
 
-    def _open_for_write(self, seq, link_hdr):
-        self._close_writer()
-        fd = self._create(seq, link_hdr)
-        if fd is None:
-            return False
-        self._wfd, self._wseq, self._whdr = fd, seq, link_hdr
-        return True
-
-    def _write(self, seq, fd, data):
+    def _write(self, key, fd, data):
         mv = memoryview(data)
         try:
             while mv:
@@ -2451,13 +2853,14 @@ class Spool(object):
             self.log.error("spool %s: write failed: %s", self.dir, e.strerror or e)
             # A partial frame would corrupt the file: cut it back.
             try:
-                os.ftruncate(fd, self.sizes[seq])
+                os.ftruncate(fd, self.sizes[key])
             except OSError:
                 pass
             self._count_lost(data)
-            return
-        self.sizes[seq] += len(data)
+            return False
+        self.sizes[key] += len(data)
         self.total += len(data)
+        return True
 
     def _count_lost(self, data):
         _, n = complete_frames(data)
@@ -2467,118 +2870,156 @@ class Spool(object):
     def _close_writer(self):
         if self._wfd is not None:
             os.close(self._wfd)
-            self._wfd = self._wseq = self._whdr = None
+            self._wfd = self._wkey = self._whdr = self._wend = None
 
     def _enforce_limit(self):
         while self.total > self.max_bytes and len(self.sizes) > 1:
-            seq = min(self.sizes)
-            start = self._roff if seq == self._rseq else 0
-            self.dropped_frames += self._count_file_frames(seq, start)
-            self.dropped_bytes += self.sizes[seq] - start
+            key = min(self.sizes)
+            # Frames already handed out are in the Forwarder's memory and still go out.
+            start = self._roff if key == self._rkey else self.committed.get(key, 0)
+            self.dropped_frames += self._count_frames(key, start)
+            self.dropped_bytes += self.sizes[key] - start
             self.log.warning("spool %s: over spool_max, dropped the oldest file", self.dir)
-            self._delete(seq)
+            self._delete(key)
 
-    def _count_file_frames(self, seq, start):
-        try:
-            with open(self._path(seq), "rb") as f:
-                data = f.read()
-        except OSError:
-            return 0
-        if start == 0 and len(data) >= 4:
-            start = 4 + ((data[2] << 8) | data[3])  # the file's LINK_HDR frame
-        return complete_frames(data, start)[1]
+    def drop_older_than(self, when):
+        """Delete files last written before `when` (epoch seconds); return frames dropped."""
+        dropped = 0
+        for key in sorted(self.sizes):
+            if key == self._rkey or key == self._wkey:
+                break  # in use: it holds recent data, or the reader is on it
+            try:
+                if os.stat(self._path(key)).st_mtime >= when:
+                    break
+            except OSError:
+                pass
+            n = self._count_frames(key, self.committed.get(key, 0))
+            dropped += n
+            self.dropped_bytes += self.sizes[key]
+            self._delete(key)
+        return dropped
 
-    def _delete(self, seq):
-        if seq == self._wseq:
+    def _delete(self, key):
+        if key == self._wkey:
             self._close_writer()
-        if seq == self._rseq:
+        if key == self._rkey:
             if self._rfd is not None:
                 os.close(self._rfd)
-            self._rfd = self._rseq = self._rhdr = None
-            self._roff = self._committed = 0
-        size = self.sizes.pop(seq, 0)
+            self._rfd = self._rkey = self._rhdr = None
+            self._roff = 0
+        self.committed.pop(key, None)
+        size = self.sizes.pop(key, 0)
         self.total -= size
         try:
-            os.unlink(self._path(seq))
+            os.unlink(self._path(key))
         except OSError:
             pass
 
     # -------------------------------------------------------------- replay
     def next_piece(self, limit=PIECE):
-        """Return (link_hdr, frames) to send next, or None when nothing is left.
+        """Return (link_hdr, frames, first_seq, count, token), or None when nothing is left.
 
-        The piece stays in the spool until commit(); rewind() hands it out again.
+        The piece stays in the spool until commit(token).
         """
         while self.sizes:
-            if self._rseq is None or self._rseq not in self.sizes:
-                if not self._open_head():
-                    continue
-            size = self.sizes[self._rseq]
+            if self._rkey is None or self._rkey not in self.sizes:
+                if not self._open_next():
+                    return None
+            size = self.sizes[self._rkey]
             if self._roff >= size:
-                if self._rseq == self._wseq:
+                if self._rkey == self._wkey:
                     return None   # caught up with the file being written
-                if self._committed >= self._roff:
-                    self._delete(self._rseq)
-                    continue
-                return None       # wait for the last piece to be committed
+                if not self._open_next():
+                    return None
+                continue
             try:
                 data = os.pread(self._rfd, min(limit, size - self._roff), self._roff)
             except OSError as e:
                 self.log.error("spool %s: read failed: %s; dropping the file", self.dir, e)
-                self._delete(self._rseq)
+                self.dropped_frames += self._count_frames(self._rkey, self._roff)
+                self._delete(self._rkey)
                 continue
-            end, _ = complete_frames(data)
+            end, count = complete_frames(data)
             if end == 0:
-                if len(data) >= size - self._roff:
-                    self._delete(self._rseq)   # a torn tail: nothing usable left
+                if len(data) >= size - self._roff and self._rkey != self._wkey:
+                    # A torn tail (a crash in the middle of a write): cut it off.
+                    try:
+                        os.truncate(self._path(self._rkey), self._roff)
+                    except OSError:
+                        pass
+                    self.total -= size - self._roff
+                    self.sizes[self._rkey] = self._roff
                     continue
                 return None
+            start_seq = self._rseq
             self._roff += end
-            return self._rhdr, data[:end]
+            self._rseq += count
+            return self._rhdr, data[:end], start_seq, count, (self._rkey, self._roff)
         return None
 
-    def _open_head(self):
-        seq = min(self.sizes)
+    def _open_next(self):
+        """Open the file after the one being read; return False if there is none."""
+        later = [k for k in self.sizes if self._rkey is None or k > self._rkey]
+        if self._rfd is not None:
+            os.close(self._rfd)
+            self._rfd = None
+        while later:
+            key = min(later)
+            later.remove(key)
+            if self._open(key):
+                return True
+        self._rkey = None
+        return False
+
+    def _open(self, key):
+        path = self._path(key)
         try:
-            fd = os.open(self._path(seq), os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
             head = os.pread(fd, 4, 0)
             n = (head[2] << 8) | head[3] if len(head) == 4 else -1
             hdr = os.pread(fd, n, 4) if n >= 0 else b""
         except OSError as e:
-            self.log.error("spool %s: cannot read %s: %s", self.dir, self._path(seq), e)
-            self._delete(seq)
+            self.log.error("spool %s: cannot read %s: %s", self.dir, path, e)
+            self._delete(key)
             return False
         if len(head) < 4 or head[0] != wire.LINK_HDR or len(hdr) != n:
             os.close(fd)
             self.log.error("spool %s: %s does not start with a link header; dropped",
-                           self.dir, self._path(seq))
-            self._delete(seq)
+                           self.dir, path)
+            self._delete(key)
             return False
-        self._rseq, self._rfd, self._rhdr = seq, fd, hdr
-        self._roff = self._committed = 4 + n
+        start = 4 + n
+        self._rkey, self._rfd, self._rhdr = key, fd, hdr
+        self._roff = max(start, self.committed.get(key, start))
+        self._rseq = key + (self._count_frames(key, start) - self._count_frames(key, self._roff)
+                            if self._roff > start else 0)
+        self.committed.setdefault(key, start)
         return True
 
-    def commit(self):
-        """Everything handed out was sent: forget it (delete a finished file)."""
-        if self._rseq is None:
-            return
-        self._committed = self._roff
-        seq = self._rseq
-        if self._roff >= self.sizes.get(seq, 0):
-            if seq == self._wseq:
-                self._close_writer()
-            self._delete(seq)
-
-    def rewind(self):
-        """The connection was lost: hand out the uncommitted data again."""
-        self._roff = self._committed
+    def commit(self, token):
+        """The piece ending at token is stored by the server: forget everything up to it."""
+        key, end = token
+        for k in sorted(self.sizes):
+            if k > key:
+                break
+            if k < key:
+                self._delete(k)   # wholly before this piece: committed by order
+                continue
+            self.committed[k] = end
+            if end >= self.sizes[k]:
+                self._delete(k)
+            else:
+                self._save_progress(k, end)
 
     def close(self):
         self._close_writer()
         if self._rfd is not None:
             os.close(self._rfd)
             self._rfd = None
-        self._rseq = None
+        if self._pfd is not None:
+            os.close(self._pfd)
+            self._pfd = None
+        self._rkey = None
 '''
 # ==================== End file osmo_pcap/client/spool.py ======================
 
@@ -3583,18 +4024,23 @@ class Loop(object):
             timeout = delay if timeout is None else min(timeout, delay)
         if self._pending_signals:
             timeout = 0
+        get_key = self.selector.get_key
         for key, mask in self.selector.select(timeout):
-            reader, writer = key.data
+            # An earlier callback of this round may have unregistered or replaced
+            # this object (a connection closed, its socket number reused): ask again.
+            try:
+                reader = get_key(key.fileobj).data[0]
+            except (KeyError, ValueError):
+                continue
             if mask & selectors.EVENT_READ and reader:
                 reader()
-            if mask & selectors.EVENT_WRITE and writer:
-                # The reader may have unregistered or changed this object.
+            if mask & selectors.EVENT_WRITE:
                 try:
-                    k = self.selector.get_key(key.fileobj)
+                    writer = get_key(key.fileobj).data[1]
                 except (KeyError, ValueError):
                     continue
-                if k.data[1]:
-                    k.data[1]()
+                if writer:
+                    writer()
         self._run_signals()
         now = self.clock()
         while timers and timers[0].when <= now:
@@ -5598,17 +6044,28 @@ class Dial(object):
     loop; reason says which step failed ("connect failed: ...", "TLS handshake
     failed: ..."), error is the OSError (a TLSError for the handshake).
     wrap(loop, sock) returns the unstarted transport for a connected socket.
-    The first error (e.g. DNS) is raised by the constructor instead.
+    timeout bounds the whole attempt (connect and handshake): a host that has
+    vanished answers nothing, and TCP alone would retry for minutes. The first
+    error (e.g. DNS) is raised by the constructor instead.
     """
 
     def __init__(self, loop, host, port, source_ip, wrap, on_ready, on_error, timeout=None):
         self.loop = loop
         self.wrap = wrap
         self.on_ready, self.on_error = on_ready, on_error
-        self.timeout = timeout
         self.transport = None
+        self.timer = None
         self.sock = open_socket(host, port, source_ip)
         loop.add_writer(self.sock, self._connected)
+        if timeout:
+            self.timer = loop.call_later(timeout, self._timed_out, timeout)
+
+    def _timed_out(self, timeout):
+        self.timer = None
+        step = "connect" if self.sock is not None else "TLS handshake"
+        self.cancel()
+        self.on_error("%s failed: no answer within %gs" % (step, timeout),
+                      OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT)))
 
     def _connected(self):
         sock = self.sock
@@ -5620,9 +6077,12 @@ class Dial(object):
             return
         self.transport = t = self.wrap(self.loop, sock)
         self.sock = None
-        t.start(self._ready, self._failed, self.timeout)
+        t.start(self._ready, self._failed)
 
     def _ready(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         t, self.transport = self.transport, None
         self.on_ready(t)
 
@@ -5633,6 +6093,9 @@ class Dial(object):
 
     def cancel(self):
         """Give the attempt up; close what it opened."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.sock is not None:
             self.loop.remove(self.sock)
             self.sock.close()
@@ -6569,6 +7032,20 @@ LINK_HDR = 0
 LINK_DATA = 1
 MSG_NAMES = {LINK_HDR: "LINK_HDR", LINK_DATA: "LINK_DATA"}
 
+# Acknowledged delivery (doc/protocol.md#acknowledged-delivery), an extension
+# upstream peers never see: the server offers it, the client opts in.
+ACK_OFFER = 2   # server -> client: version, flags
+STREAM = 3      # client -> server: version, flags, stream id, first sequence number
+ACK = 4         # server -> client: every LINK_DATA below this sequence number is stored
+ACK_VERSION = 1
+ACK_FLAG_SYNC = 0x01                    # ACK_OFFER: acks mean "on stable storage"
+ACK_OFFER_BODY = struct.Struct("!BBH")  # version, flags, reserved
+STREAM_BODY = struct.Struct("!BBH16sQ")  # version, flags, reserved, stream id, first seq
+ACK_BODY = struct.Struct("!Q")
+STREAM_ID_SIZE = 16
+MAX_SEQ = (1 << 63) - 1
+EXT_MAX_PAYLOAD = 64    # the largest extension message a peer accepts
+
 # spec 2.2: u8 type, u8 spare, u16 BE payload length
 FRAME_HDR = struct.Struct("!BBH")
 HEADER_SIZE = 4
@@ -6636,6 +7113,47 @@ def encode_link_data(payload):
 def frame_header(msg_type, length):
     """Return just the 4-byte header, for callers that append the payload themselves."""
     return FRAME_HDR.pack(msg_type, 0, length)
+
+
+def encode_ack_offer(flags=0):
+    """Return the server's ACK_OFFER frame."""
+    return frame_header(ACK_OFFER, ACK_OFFER_BODY.size) + ACK_OFFER_BODY.pack(
+        ACK_VERSION, flags, 0)
+
+
+def encode_stream(stream_id, first_seq):
+    """Return the client's STREAM frame: the next LINK_DATA carries first_seq."""
+    return frame_header(STREAM, STREAM_BODY.size) + STREAM_BODY.pack(
+        ACK_VERSION, 0, 0, stream_id, first_seq)
+
+
+def encode_ack(seq):
+    """Return an ACK frame: every LINK_DATA numbered below seq is stored."""
+    return frame_header(ACK, ACK_BODY.size) + ACK_BODY.pack(seq)
+
+
+def decode_stream(payload):
+    """Return (stream id, first seq) of a STREAM payload; raise FrameError."""
+    if len(payload) < STREAM_BODY.size:
+        raise FrameError("stream-length", "STREAM of %d bytes is shorter than %d"
+                         % (len(payload), STREAM_BODY.size))
+    version, _, _, stream_id, first = STREAM_BODY.unpack_from(payload)
+    if version < 1:
+        raise FrameError("stream-version", "STREAM version %d is not supported" % version)
+    if stream_id == bytes(STREAM_ID_SIZE):
+        raise FrameError("stream-id", "STREAM with an all-zero stream id")
+    if first > MAX_SEQ:
+        raise FrameError("stream-seq", "STREAM first sequence number %d is out of range"
+                         % first)
+    return stream_id, first
+
+
+def frame_offset(buf, count, start=0):
+    """Return the offset just after `count` whole frames of buf from start."""
+    pos = start
+    for _ in range(count):
+        pos += HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
+    return pos
 
 
 def complete_frames(buf, start=0, limit=None):

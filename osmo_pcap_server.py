@@ -21,36 +21,37 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      60  osmo_pcap/__init__.py
-#      76  osmo_pcap/daemon.py
-#     360  osmo_pcap/ini.py
-#     576  osmo_pcap/log.py
-#     915  osmo_pcap/loop.py
-#    1114  osmo_pcap/metrics.py
-#    1481  osmo_pcap/pcapfile.py
-#    1677  osmo_pcap/pcapng.py
-#    2029  osmo_pcap/rotation.py
-#    2151  osmo_pcap/server/__init__.py
-#    2166  osmo_pcap/server/admission.py
-#    2481  osmo_pcap/server/config.py
-#    2730  osmo_pcap/server/fanout.py
-#    2905  osmo_pcap/server/hooks.py
-#    3113  osmo_pcap/server/ingest.py
-#    3308  osmo_pcap/server/main.py
-#    3758  osmo_pcap/server/oncomplete.py
-#    3999  osmo_pcap/server/recorder.py
-#    4201  osmo_pcap/server/storage.py
-#    4381  osmo_pcap/server/tap.py
-#    4624  osmo_pcap/server/zmtp.py
-#    5059  osmo_pcap/tls.py
-#    5554  osmo_pcap/tlsconfig.py
-#    5850  osmo_pcap/tracename.py
-#    5933  osmo_pcap/transport.py
-#    6159  osmo_pcap/validate.py
-#    6327  osmo_pcap/vtyimport.py
-#    7205  osmo_pcap/wire.py
-#    7392  loader: registers the modules above with the import system
-#    7436  start: calls osmo_pcap.server.main.main()
+#      61  osmo_pcap/__init__.py
+#      77  osmo_pcap/daemon.py
+#     361  osmo_pcap/ini.py
+#     577  osmo_pcap/log.py
+#     916  osmo_pcap/loop.py
+#    1120  osmo_pcap/metrics.py
+#    1487  osmo_pcap/pcapfile.py
+#    1683  osmo_pcap/pcapng.py
+#    2035  osmo_pcap/rotation.py
+#    2157  osmo_pcap/server/__init__.py
+#    2172  osmo_pcap/server/ackstate.py
+#    2308  osmo_pcap/server/admission.py
+#    2623  osmo_pcap/server/config.py
+#    2878  osmo_pcap/server/fanout.py
+#    3053  osmo_pcap/server/hooks.py
+#    3261  osmo_pcap/server/ingest.py
+#    3538  osmo_pcap/server/main.py
+#    4069  osmo_pcap/server/oncomplete.py
+#    4310  osmo_pcap/server/recorder.py
+#    4656  osmo_pcap/server/storage.py
+#    4843  osmo_pcap/server/tap.py
+#    5086  osmo_pcap/server/zmtp.py
+#    5521  osmo_pcap/tls.py
+#    6016  osmo_pcap/tlsconfig.py
+#    6312  osmo_pcap/tracename.py
+#    6395  osmo_pcap/transport.py
+#    6638  osmo_pcap/validate.py
+#    6806  osmo_pcap/vtyimport.py
+#    7684  osmo_pcap/wire.py
+#    7926  loader: registers the modules above with the import system
+#    7970  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -1074,18 +1075,23 @@ class Loop(object):
             timeout = delay if timeout is None else min(timeout, delay)
         if self._pending_signals:
             timeout = 0
+        get_key = self.selector.get_key
         for key, mask in self.selector.select(timeout):
-            reader, writer = key.data
+            # An earlier callback of this round may have unregistered or replaced
+            # this object (a connection closed, its socket number reused): ask again.
+            try:
+                reader = get_key(key.fileobj).data[0]
+            except (KeyError, ValueError):
+                continue
             if mask & selectors.EVENT_READ and reader:
                 reader()
-            if mask & selectors.EVENT_WRITE and writer:
-                # The reader may have unregistered or changed this object.
+            if mask & selectors.EVENT_WRITE:
                 try:
-                    k = self.selector.get_key(key.fileobj)
+                    writer = get_key(key.fileobj).data[1]
                 except (KeyError, ValueError):
                     continue
-                if k.data[1]:
-                    k.data[1]()
+                if writer:
+                    writer()
         self._run_signals()
         now = self.clock()
         while timers and timers[0].when <= now:
@@ -2163,6 +2169,142 @@ oncomplete (a command per closed file).
 '''
 # ==================== End file osmo_pcap/server/__init__.py ======================
 
+# ==================== Begin file osmo_pcap/server/ackstate.py ====================
+_SOURCES['osmo_pcap/server/ackstate.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""What the server has stored of each client's acknowledged stream, on disk.
+
+One small file per client in `<base_path>/.osmo-pcap-state/`: the stream
+identity, the sequence number of the next LINK_DATA frame not yet stored, and
+the trace file being written with the number of its bytes those frames fill.
+It is written after the frames are in the file and before they are
+acknowledged, so after a crash the server knows exactly what it has: it cuts
+the file back to that size (what follows was never acknowledged; the client
+sends it again) and skips frames it is sent again below that sequence number
+(doc/protocol.md#acknowledged-delivery).
+
+The file has two slots written in turn, each with a counter and a CRC-32:
+loading takes the valid slot with the higher counter, so a write torn by a
+power failure leaves the previous state readable.
+"""
+
+import errno
+import os
+import struct
+import zlib
+
+STATE_DIR = ".osmo-pcap-state"
+SUFFIX = ".state"
+SLOT = 512
+MAGIC = b"OPAS"
+VERSION = 1
+# magic, version, flags, name length, counter, stream id, next seq, file offset
+_HEAD = struct.Struct("!4sBBHQ16sQQ")
+_CRC = struct.Struct("!I")
+MAX_NAME = SLOT - _HEAD.size - _CRC.size
+
+
+class StreamState(object):
+    """The stored part of one client's stream.
+
+    stream_id: 16 bytes; next_seq: the first frame not stored; file: the base
+    name of the trace file being written ("" when none is open); offset: its
+    bytes that hold stored frames (the header included).
+    """
+
+    __slots__ = ("stream_id", "next_seq", "file", "offset")
+
+    def __init__(self, stream_id, next_seq, file="", offset=0):
+        self.stream_id = stream_id
+        self.next_seq = next_seq
+        self.file = file
+        self.offset = offset
+
+    def __repr__(self):
+        return "StreamState(%s, %d, %r, %d)" % (self.stream_id.hex(), self.next_seq,
+                                                self.file, self.offset)
+
+
+class StateFile(object):
+    """The state file of one client: load() once, then save() after each stored batch."""
+
+    def __init__(self, base_path, client):
+        self.dir = os.path.join(base_path, STATE_DIR)
+        self.path = os.path.join(self.dir, client + SUFFIX)
+        self.fd = -1
+        self.counter = 0
+
+    def _open(self):
+        if self.fd < 0:
+            try:
+                os.mkdir(self.dir, 0o700)
+            except FileExistsError:
+                pass
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self.fd
+
+    def load(self):
+        """Return the newest valid StreamState, or None (no file, or nothing valid)."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read(2 * SLOT)
+        except FileNotFoundError:
+            return None
+        best = None
+        for i in range(2):
+            slot = data[i * SLOT:(i + 1) * SLOT]
+            if len(slot) < SLOT:
+                continue
+            if _CRC.unpack_from(slot, SLOT - _CRC.size)[0] != zlib.crc32(slot[:-_CRC.size]):
+                continue
+            magic, version, _, nlen, counter, sid, seq, off = _HEAD.unpack_from(slot)
+            if magic != MAGIC or version != VERSION or nlen > MAX_NAME:
+                continue
+            name = slot[_HEAD.size:_HEAD.size + nlen].decode("utf-8", "replace")
+            if best is None or counter > best[0]:
+                best = (counter, StreamState(sid, seq, name, off))
+        if best is None:
+            return None
+        self.counter = best[0]
+        return best[1]
+
+    def save(self, state, sync=False):
+        """Write state into the older slot; with sync, on stable storage before returning.
+
+        Raise OSError.
+        """
+        fd = self._open()
+        self.counter += 1
+        name = state.file.encode("utf-8")[:MAX_NAME]
+        body = _HEAD.pack(MAGIC, VERSION, 0, len(name), self.counter, state.stream_id,
+                          state.next_seq, state.offset) + name
+        body += bytes(SLOT - _CRC.size - len(body))
+        slot = body + _CRC.pack(zlib.crc32(body))
+        os.pwrite(fd, slot, (self.counter % 2) * SLOT)
+        if sync:
+            os.fdatasync(fd)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def sync_dir(path):
+    """fdatasync a directory, so a file created or renamed in it survives a power loss."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.EACCES):
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+'''
+# ==================== End file osmo_pcap/server/ackstate.py ======================
+
 # ==================== Begin file osmo_pcap/server/admission.py ====================
 _SOURCES['osmo_pcap/server/admission.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -2536,6 +2678,8 @@ class ServerConfig(object):
         self.stats_interval = 0.0
         self.header_timeout = 60.0
         self.idle_timeout = 0.0
+        self.acks = True        # offer acknowledged delivery (doc/protocol.md)
+        self.ack_sync = False   # fdatasync before acknowledging
         self.log_level = "info"
         self.hooks = None
         self.tls = None  # tlsconfig.ServerTLS when tls_cert is set
@@ -2639,6 +2783,10 @@ def load(path):
     # spec 11 #7: upstream had no timeouts at all
     cfg.header_timeout = s.get("header_timeout", _duration_or_off, cfg.header_timeout)
     cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
+    cfg.acks = s.get("acks", ini.parse_bool, cfg.acks)
+    cfg.ack_sync = s.get("ack_sync", ini.parse_bool, cfg.ack_sync)
+    if cfg.ack_sync and not cfg.acks:
+        raise s.error("ack_sync", "needs acks = yes")
     cfg.log_level = s.get("log_level", _level, cfg.log_level)
     cfg.hooks = hooks.read_config(s)
     tlsconfig = _tlsconfig(cp, path)
@@ -3148,10 +3296,11 @@ class Parser(object):
     validate.LinkInfo of the last accepted LINK_HDR (None before the first).
     """
 
-    __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen")
+    __slots__ = ("link", "max_snaplen", "tail", "streams", "_fast", "_snaplen")
 
-    def __init__(self, max_snaplen):
+    def __init__(self, max_snaplen, streams=False):
         self.max_snaplen = max_snaplen
+        self.streams = streams    # STREAM messages are welcome (acknowledged delivery offered)
         self.link = None
         self.tail = b""
         self._fast = None
@@ -3172,7 +3321,8 @@ class Parser(object):
         Return (pos, nbytes, event): nbytes is the payload total appended to out;
         event is None (pos is where the incomplete rest starts), the
         validate.LinkInfo of an accepted LINK_HDR, now self.link (pos is after
-        that frame), or a ProtocolError (pos is where the offending frame starts).
+        that frame), a StreamStart (pos is after it), or a ProtocolError (pos is
+        where the offending frame starts).
         """
         fast = self._fast
         snap = self._snaplen
@@ -3194,7 +3344,7 @@ class Parser(object):
                 return pos, nbytes, None
             # The general path: exactly wire.Decoder's and validate's rules.
             t, _, n = unpack(mv, pos)
-            if t > 1:
+            if t > 1 and not (t == wire.STREAM and self.streams):
                 if self.link is None and looks_like_tls(mv[pos:min(end, pos + 6)]):
                     return pos, nbytes, wire.TLSOnPlainError(t)
                 return pos, nbytes, wire.FrameError(
@@ -3207,6 +3357,11 @@ class Parser(object):
             if stop > end:
                 return pos, nbytes, None
             payload = mv[pos + _HDR:stop]
+            if t == wire.STREAM:
+                try:
+                    return stop, nbytes, StreamStart(*wire.decode_stream(payload))
+                except wire.FrameError as e:
+                    return pos, nbytes, e
             if t != LINK_DATA:
                 try:
                     link = validate.check_link_hdr(payload, self.max_snaplen)
@@ -3227,6 +3382,16 @@ class Parser(object):
             pos = stop
 
 
+class StreamStart(object):
+    """A STREAM message: the client's stream identity and its next frame's number."""
+
+    __slots__ = ("stream_id", "first_seq")
+
+    def __init__(self, stream_id, first_seq):
+        self.stream_id = stream_id
+        self.first_seq = first_seq
+
+
 class Connection(object):
     """One admitted TCP or TLS connection of a configured client.
 
@@ -3235,18 +3400,25 @@ class Connection(object):
     """
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
-                 "last_rx", "header_timer")
+                 "last_rx", "header_timer", "frames", "streaming", "skip", "acked_durable",
+                 "wbuf", "ack_due")
 
-    def __init__(self, server, transport, peer, recorder, max_snaplen):
+    def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
         self.transport = transport
         self.peer = peer
         self.recorder = recorder
-        self.parser = Parser(max_snaplen)
+        self.parser = Parser(max_snaplen, streams)
         self.closed = False
         self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
         self.last_rx = time.monotonic()
         self.header_timer = None
+        self.frames = 0            # LINK_DATA frames received
+        self.streaming = False     # the client named its stream: acknowledged delivery
+        self.skip = 0              # frames about to arrive that are stored already
+        self.acked_durable = 0     # recorder.durable when the last ACK was made
+        self.wbuf = bytearray()    # our messages the transport has not taken yet
+        self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
 
     def on_readable(self):
         """Read once into the shared buffer, decode, validate and store."""
@@ -3278,14 +3450,71 @@ class Connection(object):
             out = []
             pos, nbytes, event = parser.consume(mv, pos, end, out)
             if out:
-                server.records(recorder, parser.link, out, nbytes)
+                self.frames += len(out)
+                if self.skip:
+                    nbytes -= self._skip(out)
+                if out:
+                    server.records(self, out, nbytes)
+                    if self.closed:
+                        return
             if event is None:
                 break
             if isinstance(event, wire.ProtocolError):
                 server.reject(self, event)
                 return
+            if isinstance(event, StreamStart):
+                if not server.stream_start(self, event):
+                    return
+                continue
             server.link_header(self, event)
         parser.tail = bytes(mv[pos:end]) if pos < end else b""
+        if self.streaming and recorder.durable != self.acked_durable:
+            server.acknowledge(self)
+
+    def _skip(self, out):
+        """Drop the frames of out that are stored already; return their bytes."""
+        k = min(self.skip, len(out))
+        self.skip -= k
+        self.recorder.counters["duplicates"] += k
+        nbytes = sum(len(p) for p in out[:k])
+        del out[:k]
+        return nbytes
+
+    def send(self, data):
+        """Queue one of our messages (ACK_OFFER, ACK) for the client."""
+        wbuf = self.wbuf
+        if not wbuf:
+            try:
+                n = self.transport.send(data)
+            except OSError:
+                return   # the read side notices and drops the connection
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
+        if len(wbuf) > 4096:
+            return   # a client that reads nothing gets no more (ACKs are cumulative)
+        wbuf += data
+        self.transport.set_writer(self._flush)
+
+    def send_ack(self, seq):
+        """Acknowledge every frame below seq (later, if earlier bytes are still queued)."""
+        if self.wbuf:
+            self.ack_due = seq
+            return
+        self.send(wire.encode_ack(seq))
+
+    def _flush(self):
+        wbuf = self.wbuf
+        try:
+            n = self.transport.send(wbuf)
+        except OSError:
+            n = len(wbuf)   # gone: the reader finds out
+        del wbuf[:n]
+        if not wbuf:
+            self.transport.set_writer(None)
+            if self.ack_due is not None:
+                seq, self.ack_due = self.ack_due, None
+                self.send(wire.encode_ack(seq))
 
     def close(self):
         """Close the transport and let go of buffered bytes and timers."""
@@ -3293,6 +3522,7 @@ class Connection(object):
             self.closed = True
             self.transport.close()
             self.parser.tail = b""
+            self.wbuf = bytearray()
             if self.header_timer is not None:
                 self.header_timer.cancel()
                 self.header_timer = None
@@ -3369,6 +3599,13 @@ class Server(object):
         self._timers = []
 
     # ------------------------------------------------------------ start-up
+    def recover(self):
+        """Cut files an earlier run left open back to what it acknowledged; raise OSError."""
+        for rec in self.recorders:
+            line = rec.recover()
+            if line is not None:
+                _log.warning("%s", line)
+
     def listen(self):
         """Open the listening socket (raise OSError)."""
         cfg = self.cfg
@@ -3437,9 +3674,12 @@ class Server(object):
         except OSError:
             pass
         rec.new_connection()
-        conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen)
+        conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen, self.cfg.acks)
         self.conns[rec.name] = conn
         transport.set_reader(conn.on_readable)
+        if self.cfg.acks:
+            # Upstream clients read and drop what a server says; ours opt in with STREAM.
+            conn.send(wire.encode_ack_offer(wire.ACK_FLAG_SYNC if self.cfg.ack_sync else 0))
         how = ""
         if transport.is_tls:
             self.admission.counters["tls_connect"] += 1
@@ -3461,12 +3701,22 @@ class Server(object):
         """Close a connection and its client's current file."""
         if conn.closed:
             return
-        conn.close()
         rec = conn.recorder
         if self.conns.get(rec.name) is conn:
             del self.conns[rec.name]
         _log.log(level, "%s: disconnected: %s", conn.label, reason)
         rec.close_file("disconnect")
+        if conn.streaming:
+            conn.streaming = False
+            if rec.broken is None and rec.durable != conn.acked_durable:
+                # What the last file got, acknowledged if the client still listens:
+                # it need not send that again.
+                try:
+                    conn.send_ack(rec.checkpoint())
+                except OSError:
+                    pass
+            rec.end_stream()
+        conn.close()
         self.call_hooks("client_disconnected", rec.name)
 
     def reject(self, conn, err):
@@ -3482,10 +3732,12 @@ class Server(object):
         rec.set_link(link)
         self.call_hooks("link_header", rec.name, link)
 
-    def records(self, rec, link, out, nbytes):
-        """Hand validated LINK_DATA payloads to the hooks and the recorder."""
+    def records(self, conn, out, nbytes):
+        """Hand a connection's validated LINK_DATA payloads to the hooks and the recorder."""
+        rec = conn.recorder
         if self.hooks:
             name = rec.name
+            link = conn.parser.link
             for h in tuple(self.hooks):  # hook_failed() may remove one
                 try:
                     for p in out:
@@ -3493,6 +3745,46 @@ class Server(object):
                 except Exception:
                     self.hook_failed(h, "data")
         rec.write(out, nbytes, self.clock.now())
+        if rec.broken is not None and conn.streaming:
+            self.drop(conn, "cannot store: %s; the client keeps the records and sends "
+                      "them again" % rec.broken, 40)
+
+    # ------------------------------------------------------------ acknowledged delivery
+    def stream_start(self, conn, msg):
+        """A client names its stream (STREAM): answer what is stored; False if dropped."""
+        rec = conn.recorder
+        if conn.streaming:
+            self.reject(conn, wire.FrameError("stream-twice", "a second STREAM message"))
+            return False
+        if conn.frames:
+            self.reject(conn, wire.FrameError("stream-late", "STREAM after %d LINK_DATA "
+                                              "frame(s)" % conn.frames))
+            return False
+        skip, gap, start = rec.begin_stream(msg.stream_id, msg.first_seq)
+        conn.streaming = True
+        conn.skip = skip
+        if gap:
+            _log.warning("%s: frames %d to %d never arrived: the client gave them up "
+                         "(queue or spool full, max_age, or it restarted without a spool)",
+                         conn.label, start - gap, start - 1)
+        _log.info("%s: acknowledged stream %s from frame %d%s", conn.label,
+                  msg.stream_id.hex()[:16], msg.first_seq,
+                  ", %d frame(s) stored already are skipped" % skip if skip else "")
+        self.acknowledge(conn)
+        return not conn.closed
+
+    def acknowledge(self, conn):
+        """Write the client's state, then acknowledge what is durable."""
+        rec = conn.recorder
+        try:
+            seq = rec.checkpoint()
+        except OSError as e:
+            self.drop(conn, "cannot write %s: %s; nothing more is acknowledged"
+                      % (rec.state_file.path, e.strerror or e), 40)
+            return
+        rec.counters["acked"] += rec.durable - conn.acked_durable
+        conn.acked_durable = rec.durable
+        conn.send_ack(seq)
 
     def call_hooks(self, method, *args):
         """Call method on every hook; a hook that raises is logged and removed."""
@@ -3524,6 +3816,13 @@ class Server(object):
         now = self.clock.now()
         for rec in self.recorders:
             rec.tick(now)
+        for conn in [c for c in self.conns.values() if c.streaming]:
+            rec = conn.recorder
+            if rec.broken is not None:
+                self.drop(conn, "cannot store: %s; the client keeps the records and sends "
+                          "them again" % rec.broken, 40)
+            elif rec.durable != conn.acked_durable:
+                self.acknowledge(conn)
         idle = self.cfg.idle_timeout
         if idle:
             limit = time.monotonic() - idle
@@ -3571,6 +3870,7 @@ class Server(object):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
             rec.close_file("shutdown")
+            rec.state_file.close()
         self.call_hooks("close")
         self.loop.close()
 
@@ -3646,6 +3946,10 @@ _PEER_METRICS = (
     ("files_closed", "Files closed for any reason"),
     ("dropped", "Accepted records that could not be written"),
     ("write_errors", "Failed trace file creations and writes"),
+    ("acked", "LINK_DATA records acknowledged to the client as stored"),
+    ("duplicates", "Records sent again after a reconnect and skipped: stored already"),
+    ("seq_gap", "Records the client gave up before sending them (a gap in its stream)"),
+    ("cut_back", "Files left open by a crash and cut back to what was acknowledged"),
 )
 
 
@@ -3683,6 +3987,13 @@ def open_server(cfg):
         server = Server(cfg)
     except OSError as e:
         _log.error("cannot start the server hooks: %s", e)
+        return None
+    try:
+        server.recover()
+    except OSError as e:
+        _log.error("cannot recover the files of an earlier run: %s", e)
+        for h in server.hooks:
+            h.close()
         return None
     try:
         server.listen()
@@ -4008,28 +4319,40 @@ time), on link-header change and per connection. A file is opened when the
 first record for it arrives, so no empty files are made. After a write error
 the file is cut back and closed, records are counted as dropped, and a new
 file is tried again after `write_retry` seconds.
+
+While the client's connection delivers an acknowledged stream
+(doc/protocol.md#acknowledged-delivery), `durable` counts the records that are
+in a file (write() returned) and checkpoint() records in the client's state
+file what that covers, before the server acknowledges it. A record that
+cannot be stored then is never dropped: the Recorder reports it (`broken`),
+the server hangs up, and the client sends it again. At start-up, recover()
+cuts the file an earlier process left open back to what it had acknowledged.
 """
 
 import collections
+import os
 
 from osmo_pcap import log, rotation
+from osmo_pcap.server.ackstate import StateFile, StreamState, sync_dir
 from osmo_pcap.server.storage import TraceFile, WriteError
 
 COUNTERS = ("connect", "bytes", "pkts", "link_hdr", "file_rotated", "files_closed",
-            "dropped", "write_errors")
+            "dropped", "write_errors", "acked", "duplicates", "seq_gap", "cut_back")
 
 _log = log.get("server")
 
 
 class FileSettings(collections.namedtuple(
-        "FileSettings", "base_path completed_path mode max_size rule write_buffer write_retry")):
+        "FileSettings", "base_path completed_path mode max_size rule write_buffer write_retry "
+                        "ack_sync")):
     """How every client's trace files are written ([server] keys, validated)."""
 
     @classmethod
     def from_config(cls, cfg):
         """Take the values from a server.config.ServerConfig."""
         return cls(cfg.base_path, cfg.completed_path, cfg.file_permission_mask,
-                   cfg.max_file_size, cfg.rotate_localtime, cfg.write_buffer, cfg.write_retry)
+                   cfg.max_file_size, cfg.rotate_localtime, cfg.write_buffer, cfg.write_retry,
+                   cfg.ack_sync)
 
 
 class Recorder(object):
@@ -4049,6 +4372,18 @@ class Recorder(object):
         self.file = None
         self.last = rotation.LastWrite()
         self.retry_at = None
+        self.stored = 0            # records in closed files (or not kept: store = no)
+        self.state_file = StateFile(files.base_path, name)
+        self.saved = None          # the last StreamState written (or found at start-up)
+        self.stream = None         # the StreamState of the acknowledged stream in progress
+        self.seq_base = 0          # sequence number = durable + seq_base while streaming
+        self.broken = None         # why an acknowledged stream cannot be stored (or None)
+
+    @property
+    def durable(self):
+        """Records written to their file (write() returned), or not kept (store = no)."""
+        f = self.file
+        return self.stored + (f.records - f.pending_records if f is not None else 0)
 
     # ------------------------------------------------------------ events
     def new_connection(self):
@@ -4076,6 +4411,7 @@ class Recorder(object):
         c["bytes"] += nbytes
         t, tm = now.epoch, now.tm
         if not self.store:
+            self.stored += len(out)
             self.last.update(t, tm)
             return
         f = self.file
@@ -4086,7 +4422,7 @@ class Recorder(object):
         if f is None:
             f = self._open(now)
             if f is None:
-                c["dropped"] += len(out)
+                self._not_stored(len(out), "no trace file can be created now")
                 return
         self.last.update(t, tm)
         limit = self.max_size
@@ -4101,12 +4437,12 @@ class Recorder(object):
                 self.close_file("size limit", rotated=True)
                 f = self._open(now)
                 if f is None:
-                    c["dropped"] += len(out) - i
+                    self._not_stored(len(out) - i, "no trace file can be created now")
                     return
             try:
                 f.append(rec, 1)
             except WriteError as e:
-                c["dropped"] += len(out) - i - 1
+                self._not_stored(len(out) - i - 1, "a write failed")
                 self._write_failed(e, t)
                 return
 
@@ -4127,6 +4463,107 @@ class Recorder(object):
         """Close the current file now (SIGUSR1/SIGHUP); the next record opens a new one."""
         if self.file is not None:
             self.close_file(reason, rotated=True)
+
+    def _not_stored(self, n, why):
+        """n accepted records could not be stored: dropped, or, streaming, sent again."""
+        if self.stream is None:
+            self.counters["dropped"] += n
+        elif self.broken is None:
+            self.broken = why
+
+    # ------------------------------------------------------------ acknowledged streams
+    def recover(self):
+        """Start-up: cut the file an earlier process left open back to what it acknowledged.
+
+        Return a line for the log, or None when there was nothing to do.
+        Raise OSError when the file or the state cannot be handled.
+        """
+        st = self.state_file.load()
+        self.saved = st
+        if st is None or not st.file:
+            return None
+        fs = self.files
+        name = st.file
+        note = None
+        for d in (fs.base_path, fs.completed_path):
+            path = os.path.join(d, name) if d else None
+            if path is None or not os.path.isfile(path):
+                continue
+            size = os.path.getsize(path)
+            if size > st.offset:
+                self.counters["cut_back"] += 1
+                if st.offset < TraceFile.MIN_SIZE:
+                    os.unlink(path)
+                    note = "removed it: none of its %d bytes of records was acknowledged" \
+                        % size
+                    path = None
+                else:
+                    os.truncate(path, st.offset)
+                    note = "cut it back from %d to %d bytes: the rest was never " \
+                        "acknowledged, the client sends it again" % (size, st.offset)
+            elif size < st.offset:
+                note = "it has %d bytes, fewer than the %d acknowledged: acknowledged " \
+                    "records were lost, as a power failure can do with ack_sync = no" \
+                    % (size, st.offset)
+            else:
+                note = "complete (%d bytes)" % size
+            if path is not None and d == fs.base_path and fs.completed_path:
+                target = os.path.join(fs.completed_path, name)
+                os.rename(path, target)
+                path = target
+            if path is not None and self.on_file_closed is not None:
+                self.on_file_closed(self.name, path)
+            break
+        st.file, st.offset = "", 0
+        self.state_file.save(st, sync=fs.ack_sync)
+        if note is None:
+            return None
+        return "client %s: %s was left open by an earlier run: %s" % (self.name, name, note)
+
+    def begin_stream(self, stream_id, first_seq):
+        """A connection names its stream; return (skip, gap, start sequence number).
+
+        skip: frames about to arrive that are already stored; gap: frames the
+        client gave up before first_seq (never stored here).
+        """
+        skip = gap = 0
+        start = first_seq
+        saved = self.saved
+        if saved is not None and saved.stream_id == stream_id:
+            if first_seq <= saved.next_seq:
+                skip = saved.next_seq - first_seq
+                start = saved.next_seq
+            else:
+                gap = first_seq - saved.next_seq
+        self.counters["seq_gap"] += gap
+        self.stream = StreamState(stream_id, start)
+        self.seq_base = start - self.durable
+        self.broken = None
+        return skip, gap, start
+
+    def end_stream(self):
+        """The stream's connection is gone."""
+        self.stream = None
+        self.broken = None
+
+    def checkpoint(self):
+        """Make what is durable known on disk; return the sequence number to acknowledge.
+
+        Raise OSError when the state cannot be written (then nothing may be
+        acknowledged).
+        """
+        st = self.stream
+        seq = self.durable + self.seq_base
+        f = self.file
+        sync = self.files.ack_sync
+        if sync and f is not None and f.written:
+            os.fdatasync(f.fd)
+        st.next_seq = seq
+        st.file = os.path.basename(f.path) if f is not None else ""
+        st.offset = f.written if f is not None else 0
+        self.state_file.save(st, sync=sync)
+        self.saved = StreamState(st.stream_id, seq, st.file, st.offset)
+        return seq
 
     # ------------------------------------------------------------ files
     def _open(self, now):
@@ -4149,13 +4586,24 @@ class Recorder(object):
         self.retry_at = None
         self.file = f
         self.last.update(t, now.tm)
+        if self.stream is not None:
+            # Named before anything is written to it: after a crash, whatever the
+            # new file holds beyond this (nothing yet) is cut off.
+            try:
+                if fs.ack_sync:
+                    sync_dir(fs.base_path)
+                self.checkpoint()
+            except OSError as e:
+                self._warn("state", "client %s: cannot write %s: %s" % (
+                    self.name, self.state_file.path, e.strerror or e))
+                self.broken = "its state file cannot be written"
         _log.info("client %s: writing %s", self.name, f.path)
         return f
 
     def _write_failed(self, e, t):
         c = self.counters
         c["write_errors"] += 1
-        c["dropped"] += e.dropped
+        self._not_stored(e.dropped, "a write failed")
         self.retry_at = t + self.files.write_retry
         self._warn("write", "client %s: writing %s failed: %s; %d record(s) dropped, file cut "
                    "back to its last complete record and closed; retrying in %gs"
@@ -4177,7 +4625,14 @@ class Recorder(object):
             return
         self.file = None
         records = f.records
-        path, err = f.close(self.files.completed_path)
+        path, err = f.close(self.files.completed_path, sync=self.stream is not None
+                            and self.files.ack_sync)
+        self.stored += f.records - f.pending_records
+        if self.stream is not None:
+            try:
+                self.checkpoint()
+            except OSError as e:
+                self.broken = "its state file cannot be written: %s" % (e.strerror or e)
         c = self.counters
         c["files_closed"] += 1
         if rotated:
@@ -4185,7 +4640,7 @@ class Recorder(object):
         if err is not None:
             if isinstance(err, WriteError):
                 c["write_errors"] += 1
-                c["dropped"] += err.dropped
+                self._not_stored(err.dropped, "a write failed")
             _log.error("client %s: closing %s: %s", self.name, f.path, err)
         if path is None:
             _log.info("client %s: removed %s (%s; nothing was written)", self.name, f.path,
@@ -4283,6 +4738,7 @@ class TraceFile(object):
 
     __slots__ = ("path", "fd", "header_len", "size", "written", "records", "pending",
                  "pending_records", "buffer_limit")
+    MIN_SIZE = 24   # no trace file is shorter than its header: a pcap one is 24 bytes
 
     def __init__(self, path, fd, header, buffer_limit):
         self.path = path
@@ -4344,8 +4800,10 @@ class TraceFile(object):
             raise WriteError(self.path, e, nrecords)
         self.written += total
 
-    def close(self, completed_path=None):
+    def close(self, completed_path=None, sync=False):
         """Flush, move to completed_path and close; return (final path, error or None).
+
+        With sync, the data is on stable storage (fdatasync) before the move.
 
         A file that never got its header onto disk is removed instead (path
         None). A failed flush or move is returned, not raised: the file is
@@ -4354,7 +4812,11 @@ class TraceFile(object):
         err = None
         try:
             self.flush()
+            if sync and self.written:
+                os.fdatasync(self.fd)
         except WriteError as e:
+            err = e
+        except OSError as e:
             err = e
         path = self.path
         if self.written < self.header_len or self.written == 0:
@@ -6080,17 +6542,28 @@ class Dial(object):
     loop; reason says which step failed ("connect failed: ...", "TLS handshake
     failed: ..."), error is the OSError (a TLSError for the handshake).
     wrap(loop, sock) returns the unstarted transport for a connected socket.
-    The first error (e.g. DNS) is raised by the constructor instead.
+    timeout bounds the whole attempt (connect and handshake): a host that has
+    vanished answers nothing, and TCP alone would retry for minutes. The first
+    error (e.g. DNS) is raised by the constructor instead.
     """
 
     def __init__(self, loop, host, port, source_ip, wrap, on_ready, on_error, timeout=None):
         self.loop = loop
         self.wrap = wrap
         self.on_ready, self.on_error = on_ready, on_error
-        self.timeout = timeout
         self.transport = None
+        self.timer = None
         self.sock = open_socket(host, port, source_ip)
         loop.add_writer(self.sock, self._connected)
+        if timeout:
+            self.timer = loop.call_later(timeout, self._timed_out, timeout)
+
+    def _timed_out(self, timeout):
+        self.timer = None
+        step = "connect" if self.sock is not None else "TLS handshake"
+        self.cancel()
+        self.on_error("%s failed: no answer within %gs" % (step, timeout),
+                      OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT)))
 
     def _connected(self):
         sock = self.sock
@@ -6102,9 +6575,12 @@ class Dial(object):
             return
         self.transport = t = self.wrap(self.loop, sock)
         self.sock = None
-        t.start(self._ready, self._failed, self.timeout)
+        t.start(self._ready, self._failed)
 
     def _ready(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         t, self.transport = self.transport, None
         self.on_ready(t)
 
@@ -6115,6 +6591,9 @@ class Dial(object):
 
     def cancel(self):
         """Give the attempt up; close what it opened."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.sock is not None:
             self.loop.remove(self.sock)
             self.sock.close()
@@ -7219,6 +7698,20 @@ LINK_HDR = 0
 LINK_DATA = 1
 MSG_NAMES = {LINK_HDR: "LINK_HDR", LINK_DATA: "LINK_DATA"}
 
+# Acknowledged delivery (doc/protocol.md#acknowledged-delivery), an extension
+# upstream peers never see: the server offers it, the client opts in.
+ACK_OFFER = 2   # server -> client: version, flags
+STREAM = 3      # client -> server: version, flags, stream id, first sequence number
+ACK = 4         # server -> client: every LINK_DATA below this sequence number is stored
+ACK_VERSION = 1
+ACK_FLAG_SYNC = 0x01                    # ACK_OFFER: acks mean "on stable storage"
+ACK_OFFER_BODY = struct.Struct("!BBH")  # version, flags, reserved
+STREAM_BODY = struct.Struct("!BBH16sQ")  # version, flags, reserved, stream id, first seq
+ACK_BODY = struct.Struct("!Q")
+STREAM_ID_SIZE = 16
+MAX_SEQ = (1 << 63) - 1
+EXT_MAX_PAYLOAD = 64    # the largest extension message a peer accepts
+
 # spec 2.2: u8 type, u8 spare, u16 BE payload length
 FRAME_HDR = struct.Struct("!BBH")
 HEADER_SIZE = 4
@@ -7286,6 +7779,47 @@ def encode_link_data(payload):
 def frame_header(msg_type, length):
     """Return just the 4-byte header, for callers that append the payload themselves."""
     return FRAME_HDR.pack(msg_type, 0, length)
+
+
+def encode_ack_offer(flags=0):
+    """Return the server's ACK_OFFER frame."""
+    return frame_header(ACK_OFFER, ACK_OFFER_BODY.size) + ACK_OFFER_BODY.pack(
+        ACK_VERSION, flags, 0)
+
+
+def encode_stream(stream_id, first_seq):
+    """Return the client's STREAM frame: the next LINK_DATA carries first_seq."""
+    return frame_header(STREAM, STREAM_BODY.size) + STREAM_BODY.pack(
+        ACK_VERSION, 0, 0, stream_id, first_seq)
+
+
+def encode_ack(seq):
+    """Return an ACK frame: every LINK_DATA numbered below seq is stored."""
+    return frame_header(ACK, ACK_BODY.size) + ACK_BODY.pack(seq)
+
+
+def decode_stream(payload):
+    """Return (stream id, first seq) of a STREAM payload; raise FrameError."""
+    if len(payload) < STREAM_BODY.size:
+        raise FrameError("stream-length", "STREAM of %d bytes is shorter than %d"
+                         % (len(payload), STREAM_BODY.size))
+    version, _, _, stream_id, first = STREAM_BODY.unpack_from(payload)
+    if version < 1:
+        raise FrameError("stream-version", "STREAM version %d is not supported" % version)
+    if stream_id == bytes(STREAM_ID_SIZE):
+        raise FrameError("stream-id", "STREAM with an all-zero stream id")
+    if first > MAX_SEQ:
+        raise FrameError("stream-seq", "STREAM first sequence number %d is out of range"
+                         % first)
+    return stream_id, first
+
+
+def frame_offset(buf, count, start=0):
+    """Return the offset just after `count` whole frames of buf from start."""
+    pos = start
+    for _ in range(count):
+        pos += HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
+    return pos
 
 
 def complete_frames(buf, start=0, limit=None):

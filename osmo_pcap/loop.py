@@ -158,18 +158,23 @@ class Loop(object):
             timeout = delay if timeout is None else min(timeout, delay)
         if self._pending_signals:
             timeout = 0
+        get_key = self.selector.get_key
         for key, mask in self.selector.select(timeout):
-            reader, writer = key.data
+            # An earlier callback of this round may have unregistered or replaced
+            # this object (a connection closed, its socket number reused): ask again.
+            try:
+                reader = get_key(key.fileobj).data[0]
+            except (KeyError, ValueError):
+                continue
             if mask & selectors.EVENT_READ and reader:
                 reader()
-            if mask & selectors.EVENT_WRITE and writer:
-                # The reader may have unregistered or changed this object.
+            if mask & selectors.EVENT_WRITE:
                 try:
-                    k = self.selector.get_key(key.fileobj)
+                    writer = get_key(key.fileobj).data[1]
                 except (KeyError, ValueError):
                     continue
-                if k.data[1]:
-                    k.data[1]()
+                if writer:
+                    writer()
         self._run_signals()
         now = self.clock()
         while timers and timers[0].when <= now:

@@ -146,17 +146,28 @@ class Dial(object):
     loop; reason says which step failed ("connect failed: ...", "TLS handshake
     failed: ..."), error is the OSError (a TLSError for the handshake).
     wrap(loop, sock) returns the unstarted transport for a connected socket.
-    The first error (e.g. DNS) is raised by the constructor instead.
+    timeout bounds the whole attempt (connect and handshake): a host that has
+    vanished answers nothing, and TCP alone would retry for minutes. The first
+    error (e.g. DNS) is raised by the constructor instead.
     """
 
     def __init__(self, loop, host, port, source_ip, wrap, on_ready, on_error, timeout=None):
         self.loop = loop
         self.wrap = wrap
         self.on_ready, self.on_error = on_ready, on_error
-        self.timeout = timeout
         self.transport = None
+        self.timer = None
         self.sock = open_socket(host, port, source_ip)
         loop.add_writer(self.sock, self._connected)
+        if timeout:
+            self.timer = loop.call_later(timeout, self._timed_out, timeout)
+
+    def _timed_out(self, timeout):
+        self.timer = None
+        step = "connect" if self.sock is not None else "TLS handshake"
+        self.cancel()
+        self.on_error("%s failed: no answer within %gs" % (step, timeout),
+                      OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT)))
 
     def _connected(self):
         sock = self.sock
@@ -168,9 +179,12 @@ class Dial(object):
             return
         self.transport = t = self.wrap(self.loop, sock)
         self.sock = None
-        t.start(self._ready, self._failed, self.timeout)
+        t.start(self._ready, self._failed)
 
     def _ready(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         t, self.transport = self.transport, None
         self.on_ready(t)
 
@@ -181,6 +195,9 @@ class Dial(object):
 
     def cancel(self):
         """Give the attempt up; close what it opened."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.sock is not None:
             self.loop.remove(self.sock)
             self.sock.close()

@@ -13,6 +13,20 @@ LINK_HDR = 0
 LINK_DATA = 1
 MSG_NAMES = {LINK_HDR: "LINK_HDR", LINK_DATA: "LINK_DATA"}
 
+# Acknowledged delivery (doc/protocol.md#acknowledged-delivery), an extension
+# upstream peers never see: the server offers it, the client opts in.
+ACK_OFFER = 2   # server -> client: version, flags
+STREAM = 3      # client -> server: version, flags, stream id, first sequence number
+ACK = 4         # server -> client: every LINK_DATA below this sequence number is stored
+ACK_VERSION = 1
+ACK_FLAG_SYNC = 0x01                    # ACK_OFFER: acks mean "on stable storage"
+ACK_OFFER_BODY = struct.Struct("!BBH")  # version, flags, reserved
+STREAM_BODY = struct.Struct("!BBH16sQ")  # version, flags, reserved, stream id, first seq
+ACK_BODY = struct.Struct("!Q")
+STREAM_ID_SIZE = 16
+MAX_SEQ = (1 << 63) - 1
+EXT_MAX_PAYLOAD = 64    # the largest extension message a peer accepts
+
 # spec 2.2: u8 type, u8 spare, u16 BE payload length
 FRAME_HDR = struct.Struct("!BBH")
 HEADER_SIZE = 4
@@ -80,6 +94,47 @@ def encode_link_data(payload):
 def frame_header(msg_type, length):
     """Return just the 4-byte header, for callers that append the payload themselves."""
     return FRAME_HDR.pack(msg_type, 0, length)
+
+
+def encode_ack_offer(flags=0):
+    """Return the server's ACK_OFFER frame."""
+    return frame_header(ACK_OFFER, ACK_OFFER_BODY.size) + ACK_OFFER_BODY.pack(
+        ACK_VERSION, flags, 0)
+
+
+def encode_stream(stream_id, first_seq):
+    """Return the client's STREAM frame: the next LINK_DATA carries first_seq."""
+    return frame_header(STREAM, STREAM_BODY.size) + STREAM_BODY.pack(
+        ACK_VERSION, 0, 0, stream_id, first_seq)
+
+
+def encode_ack(seq):
+    """Return an ACK frame: every LINK_DATA numbered below seq is stored."""
+    return frame_header(ACK, ACK_BODY.size) + ACK_BODY.pack(seq)
+
+
+def decode_stream(payload):
+    """Return (stream id, first seq) of a STREAM payload; raise FrameError."""
+    if len(payload) < STREAM_BODY.size:
+        raise FrameError("stream-length", "STREAM of %d bytes is shorter than %d"
+                         % (len(payload), STREAM_BODY.size))
+    version, _, _, stream_id, first = STREAM_BODY.unpack_from(payload)
+    if version < 1:
+        raise FrameError("stream-version", "STREAM version %d is not supported" % version)
+    if stream_id == bytes(STREAM_ID_SIZE):
+        raise FrameError("stream-id", "STREAM with an all-zero stream id")
+    if first > MAX_SEQ:
+        raise FrameError("stream-seq", "STREAM first sequence number %d is out of range"
+                         % first)
+    return stream_id, first
+
+
+def frame_offset(buf, count, start=0):
+    """Return the offset just after `count` whole frames of buf from start."""
+    pos = start
+    for _ in range(count):
+        pos += HEADER_SIZE + ((buf[pos + 2] << 8) | buf[pos + 3])
+    return pos
 
 
 def complete_frames(buf, start=0, limit=None):

@@ -77,10 +77,30 @@ def split_frames(stream):
 
 
 # ---------------------------------------------------------------- client side
+class ClientSocket(socket.socket):
+    """A client's TCP socket that reads what the server says, as real clients do.
+
+    The server of this project offers acknowledged delivery on every connection
+    (ACK_OFFER); upstream clients read and drop it. A socket closed with unread
+    bytes makes the kernel send a reset and throw away what it had not sent
+    yet, so close() reads first: the last frames reach the server.
+    """
+
+    def close(self):
+        if self.fileno() >= 0:
+            try:
+                self.setblocking(False)
+                while self.recv(65536):
+                    pass
+            except OSError:
+                pass
+        socket.socket.close(self)
+
+
 def connect(port, source="127.0.0.1", host="127.0.0.1", timeout=10):
     """Return a TCP socket to the server, bound to the source address (the identity)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
+    s = ClientSocket(family, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.bind((source, 0))
     s.connect((host, port))

@@ -84,7 +84,10 @@ class TempDirTestCase(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="osmo-pcap-test-")
-        self.addCleanup(shutil.rmtree, self.tmp, True)
+        if os.environ.get("OSMO_PCAP_KEEP_TMP"):   # debugging: keep logs and files
+            print("\nkeeping %s" % self.tmp)
+        else:
+            self.addCleanup(shutil.rmtree, self.tmp, True)
 
     def path(self, *parts):
         return os.path.join(self.tmp, *parts)

@@ -191,7 +191,8 @@ def count_packets(path):
 
 def show_files(traces):
     total = 0
-    names = sorted(os.listdir(traces)) if os.path.isdir(traces) else []
+    names = sorted(n for n in os.listdir(traces) if not n.startswith(".")) \
+        if os.path.isdir(traces) else []
     if not names:
         say("no trace files in %s" % traces)
     for name in names:

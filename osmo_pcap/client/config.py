@@ -41,15 +41,20 @@ class ServerEntry(object):
         self.reconnect_min = 1.0
         self.reconnect_max = 30.0
         self.enabled = True
+        self.ack = "auto"      # acknowledged delivery when the server offers it
+        self.ack_timeout = 10.0
+        self.max_age = 0.0     # 0: frames are kept however long an outage lasts
         self.tls = None       # tlsconfig.ClientTLS when tls = yes
 
     def describe(self):
         if self.protocol == "ipip":
             return "%s %s ipip" % (self.name, self.host)
+        ack = "" if self.ack == "auto" else " (no acknowledgements)"
         if self.tls is not None:
-            return "%s %s:%d TLS%s" % (self.name, self.host, self.port,
-                                       "" if self.tls.verify else " (server not verified)")
-        return "%s %s:%d" % (self.name, self.host, self.port)
+            return "%s %s:%d TLS%s%s" % (self.name, self.host, self.port,
+                                         "" if self.tls.verify else " (server not verified)",
+                                         ack)
+        return "%s %s:%d%s" % (self.name, self.host, self.port, ack)
 
 
 class ClientConfig(object):
@@ -128,6 +133,12 @@ def _group(text):
     except KeyError:
         raise ValueError("no such group: %r" % text)
     return text
+
+
+def _duration_or_off(text):
+    if text.strip().lower() in ("off", "no", "0"):
+        return 0.0
+    return _positive_duration(text)
 
 
 def _positive_duration(text):
@@ -225,6 +236,16 @@ def _load_server(cp, section, path, base):
     if s.reconnect_max < s.reconnect_min:
         raise sec.error("reconnect_max", "smaller than reconnect_min")
     s.enabled = sec.get("enabled", parse_bool, s.enabled)
+    s.ack = sec.get("ack", _choice(("auto", "no")), s.ack)
+    s.ack_timeout = sec.get("ack_timeout", _positive_duration, s.ack_timeout)
+    if not 2.0 <= s.ack_timeout <= 3600:
+        raise sec.error("ack_timeout", "must be between 2s and 1h (the server acknowledges "
+                        "at least once a second while data flows)")
+    s.max_age = sec.get("max_age", _duration_or_off, s.max_age)
+    if s.protocol == "ipip":
+        for key in ("ack", "ack_timeout", "max_age"):
+            if sec.has(key):
+                raise sec.error(key, "not available with protocol = ipip")
     if sec.sets_any("tls"):
         # Only TLS configurations load ssl (about 4.5 MB of resident memory).
         from osmo_pcap import tlsconfig

@@ -1,36 +1,65 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Forwarding captured frames to one osmo-pcap server: the Forwarder.
 
-A Forwarder owns a bounded byte queue of complete frames, sends it in large
-non-blocking batches over its transport (plain TCP or TLS, see
-osmo_pcap/transport.py), reconnects with exponential back-off and jitter,
-puts LINK_HDR first on every new connection and, with a spool, keeps what it
-cannot send on disk. The client pushes every change of the link header in
-with set_link_hdr(); nothing here asks for it.
+A Forwarder keeps the stream of frames for its server in order: a bounded
+memory queue of chunks, and behind it, when configured, the spool on disk.
+Every LINK_DATA frame gets the next sequence number of the stream when it is
+accepted; frames that find no room get none and are counted by reason.
+
+On every connection (plain TCP or TLS, see osmo_pcap/transport.py) the
+Forwarder first sends the link header of the oldest frame it still holds.
+A server of this project then offers acknowledged delivery (ACK_OFFER); with
+`ack = auto` the Forwarder names its stream and the sequence number of that
+oldest frame (STREAM) and keeps every frame until the server acknowledges it
+as stored (ACK). After a reconnect it sends again from the first frame not
+acknowledged, and a server that stored part of that already skips it. A
+server that offers nothing within HELLO_WAIT (upstream osmo-pcap) gets the
+plain protocol, byte for byte as upstream clients send it: frames are let go
+once the kernel took them. doc/protocol.md#acknowledged-delivery has the
+messages and the guarantees.
+
+The client pushes every change of the link header in with set_link_hdr();
+frames keep the header they were captured under, and a LINK_HDR frame goes
+out where it changes.
 """
 
 import collections
 import os
 import random
+import time
 
 from osmo_pcap import wire
 from osmo_pcap.client.spool import Spool
 from osmo_pcap.transport import RECV_CHUNK, Dial, PlainTransport, why
-from osmo_pcap.wire import complete_frames
+from osmo_pcap.wire import complete_frames, frame_offset
 
-CHUNK = 256 * 1024        # queue chunks grow up to this before a new one starts
+CHUNK = 256 * 1024        # memory chunks grow up to this before a new one starts
+CHUNK_SPAN = 1.0          # ... and for at most this many seconds (max_age is per chunk)
 SEND_MAX = 1 << 20        # bytes handed to one send() call
 LOSS_LOG_INTERVAL = 10.0
 STABLE_UP = 10.0          # seconds up before the back-off starts again from its minimum
+HELLO_WAIT = 2.0          # how long a new connection waits for the server's ACK_OFFER
+WATCH_INTERVAL = 1.0      # how often acknowledgement time-outs and frame ages are checked
 
 IDLE, CONNECTING, UP, WAITING, STOPPED = "idle", "connecting", "up", "waiting", "stopped"
+# How a connection delivers: still waiting for an offer, acknowledged, or plain.
+HELLO, ACKED, PLAIN = "hello", "acked", "plain"
+
+# Why frames were given up (counters "lost:<reason>", each also in client:queue_err).
+LOSS_REASONS = ("queue_full", "spool_full", "too_old", "exit")
+_LOSS_TEXT = {"queue_full": "queue full", "spool_full": "spool full or failing",
+              "too_old": "older than max_age", "exit": "not delivered at exit"}
 
 
 def new_server_counters():
-    """Per-server counters (spec 5.8 names where upstream has one)."""
-    return {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
-            "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
-            "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0}
+    """Per-server counters (upstream's names where upstream has one)."""
+    c = {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
+         "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
+         "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0,
+         "ack:mode": 0, "ack:acked": 0, "ack:resent": 0, "ack:timeouts": 0}
+    for reason in LOSS_REASONS:
+        c["lost:" + reason] = 0
+    return c
 
 
 def tls_wrapper(tls):
@@ -42,13 +71,37 @@ def tls_wrapper(tls):
     return wrap
 
 
-class Forwarder(object):
-    """One [server NAME] of protocol osmo-pcap: queue, spool, connection, back-off.
+class Chunk(object):
+    """Consecutive LINK_DATA frames captured under one link header.
 
-    dial is transport.Dial or a stand-in with its signature (tests).
+    first_seq numbers the first frame; token is set when the frames came from
+    the spool (committed there once they are delivered); last is when the
+    newest frame was added (monotonic seconds), for max_age.
     """
 
-    def __init__(self, cfg, loop, logger, dial=Dial, rng=random.random):
+    __slots__ = ("data", "hdr", "first_seq", "count", "token", "first", "last")
+
+    def __init__(self, data, hdr, first_seq, count, token=None, now=0.0):
+        self.data = data
+        self.hdr = hdr
+        self.first_seq = first_seq
+        self.count = count
+        self.token = token
+        self.first = self.last = now
+
+    @property
+    def end_seq(self):
+        return self.first_seq + self.count
+
+
+class Forwarder(object):
+    """One [server NAME] of protocol osmo-pcap: its stream, connection and back-off.
+
+    dial is transport.Dial or a stand-in with its signature (tests); clock
+    gives wall-clock seconds (spool file ages).
+    """
+
+    def __init__(self, cfg, loop, logger, dial=Dial, rng=random.random, clock=time.time):
         self.cfg = cfg             # the client.config.ServerEntry
         self.name = cfg.name
         self.loop = loop
@@ -56,25 +109,40 @@ class Forwarder(object):
         self.dial = dial
         self.wrap = PlainTransport if cfg.tls is None else tls_wrapper(cfg.tls)
         self.rng = rng
+        self.clock = clock
         self.link_hdr = None       # the current header, pushed in by set_link_hdr()
         self.counters = new_server_counters()
         self.state = IDLE
+        self.mode = None           # HELLO, ACKED or PLAIN while connected
         self.transport = None
         self.dialing = None
-        self.scratch = bytearray(RECV_CHUNK)
-        self.queue = collections.deque()
+        self.rbuf = bytearray(RECV_CHUNK)
+        self.rtail = bytearray()   # an incomplete message from the server
+        self._out = bytearray()    # LINK_HDR and STREAM not yet taken by the transport
+        self.chunks = collections.deque()
         self.qbytes = 0
-        self.head_off = 0
-        self.from_spool = False      # the queue holds a spool piece
-        self.wire_hdr = None         # last LINK_HDR queued on this connection
+        self.send_idx = 0          # the chunk being sent ...
+        self.send_off = 0          # ... and the offset in it
+        self.sent_hdr = None       # the last LINK_HDR sent on this connection
+        self.acked = 0             # sequence number of the oldest frame not let go
+        self.waiting_since = None  # monotonic time acknowledgements are awaited from
         self.delay = cfg.reconnect_min
         self.up_since = 0.0
         self.timer = None
-        self.lost_unlogged = 0
+        self.hello_timer = None
+        self.watch = None
+        self.lost_unlogged = dict((r, 0) for r in LOSS_REASONS)
         self.loss_timer = None
         self.spool = None
         if cfg.spool_dir:
             self.spool = Spool(os.path.join(cfg.spool_dir, cfg.name), cfg.spool_max, logger)
+            self.stream_id = self.spool.stream_id
+            self.next_seq = self.spool.next_seq_on_disk()
+        else:
+            self.stream_id = os.urandom(wire.STREAM_ID_SIZE)
+            self.next_seq = 0
+        self.acked = self.next_seq   # the oldest frame held (memory, then spool)
+        self.piece = min(1 << 20, cfg.queue_size // 4)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
 
     # -------------------------------------------------------------- state
@@ -82,6 +150,8 @@ class Forwarder(object):
         """Begin connecting (once the link header is known)."""
         if self.state in (IDLE, STOPPED) and self.cfg.enabled:
             self.state = WAITING
+            if self.watch is None:
+                self.watch = self.loop.call_every(WATCH_INTERVAL, self._watch)
             self._attempt()
 
     def _attempt(self):
@@ -92,7 +162,7 @@ class Forwarder(object):
         c = self.cfg
         try:
             self.dialing = self.dial(self.loop, c.host, c.port, c.source_ip, self.wrap,
-                                     self._established, self._dial_failed)
+                                     self._established, self._dial_failed, c.ack_timeout)
         except OSError as e:
             # Synchronous failures (DNS, no route) are retried too.
             self.log.warning("%s: cannot connect: %s", self.prefix, why(e))
@@ -123,12 +193,46 @@ class Forwarder(object):
                           else "server certificate NOT verified (tls_verify = no)")
         else:
             self.log.info("%s: connected", self.prefix)
-        hdr = self.link_hdr
-        self.queue.appendleft(bytearray(wire.encode_link_hdr(hdr)))
-        self.qbytes += len(self.queue[0])
-        self.head_off = 0
-        self.wire_hdr = hdr
+        self.rtail = bytearray()
+        self.send_idx = self.send_off = 0
+        if not self.chunks:
+            self._refill()
+        hdr = self.chunks[0].hdr if self.chunks else self.link_hdr
+        self.sent_hdr = hdr
         transport.set_reader(self._on_readable)
+        # LINK_HDR first, whatever follows: it tells a server that shares its port
+        # with TLS that this is osmo-pcap, and upstream servers expect it.
+        self._out = bytearray(wire.encode_link_hdr(hdr))
+        if self.cfg.ack == "no":
+            self._begin(PLAIN)
+        else:
+            self.mode = HELLO
+            self.hello_timer = self.loop.call_later(HELLO_WAIT, self._hello_timeout)
+            self._send()
+
+    def _hello_timeout(self):
+        self.hello_timer = None
+        if self.mode == HELLO:
+            self.log.info("%s: no offer of acknowledged delivery within %gs: plain "
+                          "protocol (an upstream osmo-pcap server?)", self.prefix, HELLO_WAIT)
+            self._begin(PLAIN)
+
+    def _begin(self, mode):
+        """The connection's mode is settled: start sending the stream."""
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+            self.hello_timer = None
+        self.mode = mode
+        self.counters["ack:mode"] = 1 if mode == ACKED else 0
+        if mode == ACKED:
+            # The stream restarts at the oldest frame held, whatever was given up
+            # before it (the server counts such a gap).
+            first = self.chunks[0].first_seq if self.chunks else self.next_seq
+            self.acked = first
+            self._out += wire.encode_stream(self.stream_id, first)
+            self.waiting_since = None
+            self.log.info("%s: acknowledged delivery, stream from frame %d", self.prefix,
+                          first)
         self._send()
 
     def _lost(self, why_):
@@ -136,227 +240,359 @@ class Forwarder(object):
         was_up = self.state == UP
         if was_up and self.loop.clock() - self.up_since >= STABLE_UP:
             self.delay = self.cfg.reconnect_min   # a server that hangs up at once backs off
+        self._rewind()
         self._close_transport()
         self.counters["server:connected"] = 0
         if was_up:
             self.log.warning("%s: connection lost: %s", self.prefix, why_)
         else:
             self.log.warning("%s: %s", self.prefix, why_)
-        self._requeue_after_loss()
         self._schedule_retry()
 
     def _close_transport(self):
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+            self.hello_timer = None
         if self.dialing is not None:
             self.dialing.cancel()
             self.dialing = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        self.mode = None
+        self.counters["ack:mode"] = 0
+        self.waiting_since = None
 
-    def _requeue_after_loss(self):
-        """Drop the partly sent frame; move or keep the rest for the next connection."""
-        if self.head_off and self.queue:
-            head = self.queue[0]
-            pos = 0
-            while pos < self.head_off:
-                pos += wire.HEADER_SIZE + ((head[pos + 2] << 8) | head[pos + 3])
-            if pos > self.head_off:
-                self._count_lost(1)
-            del head[:pos]
-            self.qbytes -= pos
-            self.head_off = 0
-            if not head:
-                self.queue.popleft()
-        if self.from_spool:
-            self._clear_queue()
-            self.spool.rewind()
-            self.from_spool = False
-        elif self.spool is not None and not self.spool.pending and self.qbytes:
-            data = b"".join(self.queue)
-            self._clear_queue()
-            self.spool.append(self.wire_hdr or self.link_hdr, data)
-        # else: the queue is kept and sent after LINK_HDR on the next connection
+    def _rewind(self):
+        """After a loss: the next connection starts at the oldest frame still held.
 
-    def _clear_queue(self):
-        self.queue.clear()
-        self.qbytes = 0
-        self.head_off = 0
+        Acknowledged mode let nothing go that the server did not confirm; plain
+        mode let go every frame the kernel took whole, and a frame cut in the
+        middle goes out again whole (the server discarded its beginning).
+        """
+        q = self.chunks
+        if q and self.mode == ACKED:
+            head = q[0]
+            done = self.acked - head.first_seq
+            if 0 < done < head.count:
+                self._release_front(head, done, frame_offset(head.data, done))
+            resent = sum(c.count for c in list(q)[:self.send_idx])
+            if self.send_idx < len(q) and self.send_off:
+                resent += complete_frames(q[self.send_idx].data, 0, self.send_off)[1]
+            self.counters["ack:resent"] += resent
+        elif q and self.mode == PLAIN and self.send_off:
+            head = q[0]
+            end, n = complete_frames(head.data, 0, self.send_off)
+            if n:
+                self._release_front(head, n, end)
+        self.send_idx = self.send_off = 0
+
+    def _release_front(self, head, n, nbytes):
+        """Let the first n frames (nbytes) of the head chunk go."""
+        del head.data[:nbytes]
+        head.first_seq += n
+        head.count -= n
+        self.qbytes -= nbytes
+        self.acked = head.first_seq
+        if not head.count:
+            self.chunks.popleft()
+            if head.token is not None:
+                self.spool.commit(head.token)
 
     # -------------------------------------------------------------- data
-    def enqueue(self, data):
-        """Take complete LINK_DATA frames (a batch from one capture round)."""
+    def enqueue(self, data, count):
+        """Take count complete LINK_DATA frames (a batch from one capture round)."""
+        if not count:
+            return
         spool = self.spool
         if spool is not None and (spool.pending or self.state != UP):
-            spool.append(self.link_hdr, data)
+            self._to_spool(data, count)
             return
         room = self.cfg.queue_size - self.qbytes
         n = len(data)
         if n > room:
             if spool is not None:
-                spool.append(self.link_hdr, data)
+                self._to_spool(data, count)
                 return
-            end, _ = complete_frames(data, 0, room)
-            _, dropped = complete_frames(data, end)
-            self._count_lost(dropped)
-            if not end:
+            end, fit = complete_frames(data, 0, room)
+            self._count_lost("queue_full", count - fit)
+            if not fit:
                 return
             data = memoryview(data)[:end]
-            n = end
-        q = self.queue
-        if q and len(q[-1]) < CHUNK:
-            q[-1] += data
+            n, count = end, fit
+        now = self.loop.clock()
+        q = self.chunks
+        tail = q[-1] if q else None
+        # A chunk sent whole (acknowledged mode keeps it until the ACK) never grows.
+        if (tail is not None and tail.token is None and tail.hdr == self.link_hdr
+                and len(tail.data) < CHUNK and len(q) > self.send_idx
+                and now - tail.first < CHUNK_SPAN):
+            tail.data += data
+            tail.count += count
+            tail.last = now
         else:
-            q.append(bytearray(data))
+            q.append(Chunk(bytearray(data), self.link_hdr, self.next_seq, count, None, now))
+        self.next_seq += count
         self.qbytes += n
-        if self.state == UP:
+        if self.state == UP and self.mode != HELLO:
             self._send()
+
+    def _to_spool(self, data, count):
+        before = self.spool.dropped_frames
+        self.spool.append(self.link_hdr, data, self.next_seq, count)
+        self.next_seq += count
+        self._count_lost("spool_full", self.spool.dropped_frames - before)
 
     def set_link_hdr(self, hdr):
         """Take the link header for the frames enqueued from now on.
 
-        Before start() this is just the first header; later a change is
-        announced in order on a live connection, or ends what was queued.
+        Frames keep the header they were captured under: a LINK_HDR frame goes
+        out before the first frame of a new header.
         """
-        old, self.link_hdr = self.link_hdr, hdr
-        if old is None or hdr == old:
-            return
-        if self.state == UP:
-            if self.spool is not None and self.spool.pending:
-                return  # the spool starts a new file with the new header
-            frame = bytearray(wire.encode_link_hdr(hdr))
-            self.queue.append(frame)
-            self.qbytes += len(frame)
-            self.wire_hdr = hdr
-            self._send()
-        elif self.qbytes and not self.from_spool:
-            # Queued frames belong to the old header; they cannot follow the new one.
-            _, n = complete_frames(b"".join(self.queue))
-            self._count_lost(n)
-            self._clear_queue()
+        self.link_hdr = hdr
 
-    def _count_lost(self, n):
-        if not n:
+    def _count_lost(self, reason, n):
+        if n <= 0:
             return
+        self.counters["lost:" + reason] += n
         self.counters["client:queue_err"] += n
-        self.lost_unlogged += n
+        self.lost_unlogged[reason] += n
         if self.loss_timer is None:
             self.loss_timer = self.loop.call_later(0, self._log_loss)
 
     def _log_loss(self):
-        if self.lost_unlogged:
-            self.log.warning("%s: %d packet(s) dropped (queue full or server away)",
-                             self.prefix, self.lost_unlogged)
-            self.lost_unlogged = 0
+        parts = ["%d %s" % (n, _LOSS_TEXT[r]) for r, n in self.lost_unlogged.items() if n]
+        if parts:
+            self.log.warning("%s: packets given up: %s (lost for good; totals in the "
+                             "lost:* counters)", self.prefix, ", ".join(parts))
+            for r in self.lost_unlogged:
+                self.lost_unlogged[r] = 0
             self.loss_timer = self.loop.call_later(LOSS_LOG_INTERVAL, self._log_loss)
         else:
             self.loss_timer = None
 
     def _send(self):
-        """Send as much of the queue as the transport takes; refill from the spool."""
-        q = self.queue
+        """Send what the transport takes: handshake bytes, then the stream in order."""
         t = self.transport
         failed = None
         try:
-            while True:
-                if not q:
-                    if not self._refill():
-                        break
-                    continue
-                head = q[0]
-                with memoryview(head) as mv:
-                    n = t.send(mv[self.head_off:self.head_off + SEND_MAX])
-                if not n:
-                    break
-                self.counters["sent:bytes"] += n
-                self.qbytes -= n
-                self.head_off += n
-                if self.head_off >= len(head):
-                    q.popleft()
-                    self.head_off = 0
+            out = self._out
+            if out:
+                n = t.send(out)
+                del out[:n]
+                if out:
+                    t.set_writer(self._send)
+                    return
+            if self.mode == HELLO:
+                t.set_writer(None)
+                return
+            self._send_stream(t)
         except OSError as e:
             failed = why(e)
         if failed is not None:
             # Outside the except block: its traceback holds the frames that got a
-            # view of the queue head, and _lost() resizes the head.
+            # view of a chunk, and _lost() resizes chunks.
             self.counters["client:write_err"] += 1
             self._lost("send failed: %s" % failed)
             return
-        t.set_writer(self._send if q else None)
+        more = self.send_idx < len(self.chunks) or self._out
+        t.set_writer(self._send if more else None)
+
+    def _send_stream(self, t):
+        q = self.chunks
+        plain = self.mode == PLAIN
+        while True:
+            if self.send_idx >= len(q):
+                if not self._refill():
+                    return
+                continue
+            chunk = q[self.send_idx]
+            if chunk.hdr != self.sent_hdr:
+                # A header change: its LINK_HDR goes out first, in order.
+                self.sent_hdr = chunk.hdr
+                frame = wire.encode_link_hdr(chunk.hdr)
+                n = t.send(frame)
+                if n < len(frame):
+                    self._out += frame[n:]
+                    return
+            data = chunk.data
+            with memoryview(data) as mv:
+                n = t.send(mv[self.send_off:self.send_off + SEND_MAX])
+            if not n:
+                return
+            self.counters["sent:bytes"] += n
+            self.send_off += n
+            if not plain and self.waiting_since is None:
+                self.waiting_since = self.loop.clock()
+            if self.send_off < len(data):
+                continue
+            # the whole chunk is out
+            if plain:
+                self._release_front(chunk, chunk.count, len(data))
+            else:
+                self.send_idx += 1
+            self.send_off = 0
 
     def _refill(self):
-        """Load the next spool piece into the empty queue; return True if loaded."""
+        """Load the next spool piece into memory; return True if one was loaded."""
         spool = self.spool
-        if spool is None:
+        if spool is None or not spool.pending:
             return False
-        if self.from_spool:
-            spool.commit()
-            self.from_spool = False
-        if not spool.pending:
-            return False
-        piece = spool.next_piece()
+        if self.chunks and self.qbytes + self.piece > self.cfg.queue_size:
+            return False   # wait until acknowledgements free memory
+        piece = spool.next_piece(self.piece)
         if piece is None:
             return False
-        hdr, frames = piece
-        if hdr != self.wire_hdr:
-            self.queue.append(bytearray(wire.encode_link_hdr(hdr)))
-            self.qbytes += len(self.queue[-1])
-            self.wire_hdr = hdr
-        self.queue.append(bytearray(frames))
+        hdr, frames, first_seq, count, token = piece
+        if self.chunks and first_seq != self.chunks[-1].end_seq:
+            self.log.error("%s: spool continues at frame %d after %d", self.prefix,
+                           first_seq, self.chunks[-1].end_seq)
+        self.chunks.append(Chunk(bytearray(frames), hdr, first_seq, count, token,
+                                 self.loop.clock()))
         self.qbytes += len(frames)
-        self.from_spool = True
         return True
 
+    # -------------------------------------------------------------- server messages
     def _on_readable(self):
-        """Read and drop what the server sent; a server says nothing in this protocol."""
+        """Read what the server says: ACK_OFFER and ACK (nothing, upstream)."""
         t = self.transport
         failed = None
         try:
-            while True:
-                n = t.recv_into(self.scratch)
+            while t is not None and t is self.transport:
+                n = t.recv_into(self.rbuf)
                 if n is None:
                     return
                 if n == 0:
                     failed = "closed by the server"
                     break
+                if self.mode == PLAIN:
+                    continue  # nothing a server says matters to the plain protocol
+                failed = self._messages(memoryview(self.rbuf)[:n], t)
+                if failed is not None:
+                    break
         except OSError as e:
             failed = "read failed: %s" % why(e)
-        self._lost(failed)
+        if failed is not None and t is self.transport:
+            self._lost(failed)
+
+    def _messages(self, data, t):
+        """Decode server messages; return a reason to hang up, or None."""
+        buf = self.rtail
+        buf += data
+        pos = 0
+        while len(buf) - pos >= wire.HEADER_SIZE and t is self.transport:
+            mtype, _, n = wire.FRAME_HDR.unpack_from(buf, pos)
+            if n > wire.EXT_MAX_PAYLOAD or mtype not in (wire.ACK_OFFER, wire.ACK):
+                return "the server sent message type %d of %d bytes, which this client " \
+                    "does not know" % (mtype, n)
+            if len(buf) - pos < wire.HEADER_SIZE + n:
+                break
+            body = bytes(buf[pos + wire.HEADER_SIZE:pos + wire.HEADER_SIZE + n])
+            pos += wire.HEADER_SIZE + n
+            if mtype == wire.ACK_OFFER:
+                if self.mode == HELLO and len(body) >= wire.ACK_OFFER_BODY.size:
+                    self._begin(ACKED)
+            elif self.mode == ACKED and len(body) >= wire.ACK_BODY.size:
+                why_ = self._acked(wire.ACK_BODY.unpack_from(body)[0])
+                if why_ is not None:
+                    return why_
+            elif self.mode != ACKED:
+                return "the server acknowledged frames before the stream was named"
+        del buf[:pos]
+        return None
+
+    def _acked(self, seq):
+        """The server stored every frame below seq: let them go."""
+        if seq <= self.acked:
+            return None     # nothing new (or an older acknowledgement)
+        q = self.chunks
+        limit = q[min(self.send_idx, len(q) - 1)].end_seq if q else self.acked
+        if seq > limit:
+            return "the server acknowledged frame %d, but only frames below %d were sent" % (
+                seq, limit)
+        self.counters["ack:acked"] += seq - self.acked
+        while self.send_idx > 0 and q[0].end_seq <= seq:
+            chunk = q.popleft()
+            self.qbytes -= len(chunk.data)
+            self.send_idx -= 1
+            if chunk.token is not None:
+                self.spool.commit(chunk.token)
+        self.acked = seq
+        # Time-outs count from the last sign of life, while anything sent awaits its ACK.
+        outstanding = self.send_idx > 0 or self.send_off > 0
+        self.waiting_since = self.loop.clock() if outstanding else None
+        if self.spool is not None and self.spool.pending:
+            self._send()    # freed memory: more of the spool may go out
+        return None
+
+    # -------------------------------------------------------------- time
+    def _watch(self):
+        """Periodic: acknowledgements overdue; during an outage, frames past max_age."""
+        now = self.loop.clock()
+        if (self.mode == ACKED and self.waiting_since is not None
+                and now - self.waiting_since > self.cfg.ack_timeout):
+            self.counters["ack:timeouts"] += 1
+            self._lost("no acknowledgement for %gs (the server or its host is gone?)"
+                       % self.cfg.ack_timeout)
+        if self.cfg.max_age and self.state != UP:
+            self._drop_old(now - self.cfg.max_age, self.clock() - self.cfg.max_age)
+
+    def _drop_old(self, limit, wall_limit):
+        """Give up frames captured before limit (monotonic) / wall_limit (spool files)."""
+        q = self.chunks
+        while q and q[0].last < limit:
+            chunk = q.popleft()
+            self.qbytes -= len(chunk.data)
+            self.acked = chunk.end_seq
+            if chunk.token is not None:
+                self.spool.commit(chunk.token)
+            self._count_lost("too_old", chunk.count)
+        if self.spool is not None and not q:
+            self._count_lost("too_old", self.spool.drop_older_than(wall_limit))
 
     # -------------------------------------------------------------- shutdown
     @property
     def busy(self):
-        """True while data waits to be sent on an established connection."""
-        return self.state == UP and (self.qbytes > 0 or self.from_spool
+        """True while frames wait to be sent or acknowledged on a live connection."""
+        return self.state == UP and (bool(self.chunks) or self.mode == HELLO
+                                     or bool(self._out)
                                      or (self.spool is not None and self.spool.pending)
                                      or self.transport.pending_output > 0)
 
     def stop(self):
-        """Close; put what is left into the spool when there is one."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """Close; keep what is left in the spool, or count it as lost."""
+        for t in (self.timer, self.watch, self.loss_timer):
+            if t is not None:
+                t.cancel()
+        self.timer = self.watch = self.loss_timer = None
+        self._rewind()
         self._close_transport()
         self.counters["server:connected"] = 0
         self.state = STOPPED
-        self._requeue_after_loss()
-        if self.qbytes:
-            data = b"".join(self.queue)
-            self._clear_queue()
+        lost = 0
+        while self.chunks:
+            chunk = self.chunks.popleft()
+            if chunk.token is not None:
+                continue        # still in the spool, not committed
             if self.spool is not None:
-                # older than what the spool holds, but better late than lost
-                self.spool.append(self.wire_hdr or self.link_hdr, data)
+                self.spool.write_file(chunk.hdr, chunk.data, chunk.first_seq)
             else:
-                _, n = complete_frames(data)
-                if n:
-                    self.log.warning("%s: %d packet(s) not sent at exit", self.prefix, n)
-                self.counters["client:queue_err"] += n
+                lost += chunk.count
+        self.qbytes = 0
+        self.send_idx = self.send_off = 0
+        if lost:
+            self.log.warning("%s: %d packet(s) not delivered at exit", self.prefix, lost)
+            self.counters["lost:exit"] += lost
+            self.counters["client:queue_err"] += lost
         if self.spool is not None:
             self.spool.close()
+        self._log_loss()
+        if self.loss_timer is not None:
+            self.loss_timer.cancel()
+            self.loss_timer = None
 
     def queue_figures(self):
         """Return (queued bytes, spool bytes, spool files)."""
         if self.spool is None:
             return self.qbytes, 0, 0
         return self.qbytes, self.spool.total, self.spool.files
-
-

@@ -21,7 +21,7 @@ from osmo_pcap.client import config as clientconfig
 from osmo_pcap.client import libpcap
 from osmo_pcap import daemon, metrics, vtyimport
 from osmo_pcap.ini import ConfigError
-from osmo_pcap.client.forward import UP, Forwarder
+from osmo_pcap.client.forward import LOSS_REASONS, UP, Forwarder
 from osmo_pcap.client.ipip import IpipSender
 from osmo_pcap.client.gprs import GprsFilter
 from osmo_pcap.loop import Loop
@@ -66,6 +66,7 @@ class Client(object):
         self.log = logger or log.get("client")
         self.counters = new_client_counters()
         self.batch = bytearray()
+        self.batch_base = 0        # captured:pkts when the batch was last handed on
         self.max_caplen = clientconfig.MAX_CAPLEN[cfg.file_format]
         self.gprs = GprsFilter(cfg.gprs_ports, self.log) if cfg.gprs_filter else None
         self.filter_expr = build_filter(cfg)
@@ -272,11 +273,14 @@ class Client(object):
 
     # -------------------------------------------------------------- data path
     def flush_batch(self):
-        """Hand the records of this round to every server connection."""
+        """Hand the frames of this round to every server's Forwarder."""
         batch = self.batch
         if batch:
-            for conn in self.forwarders:
-                conn.enqueue(batch)
+            # The sources count each frame they append to the batch.
+            count = self.counters["captured:pkts"] - self.batch_base
+            self.batch_base += count
+            for fwd in self.forwarders:
+                fwd.enqueue(batch, count)
             del batch[:]
 
     def tick(self):
@@ -365,10 +369,13 @@ class Client(object):
                       t["client:queue_err"], t["gprs:dropped"])
         for c in self.forwarders + self.ipip:
             q, sp, files = c.queue_figures()
-            self.log.info("stats: server %s %s, connects %d, queued %d bytes, spool %d bytes "
-                          "in %d file(s), dropped %d", c.name, c.state, c.counters["server:connect"],
-                          q, sp, files, c.counters["client:queue_err"] + (
-                              c.spool.dropped_frames if c.spool is not None else 0))
+            k = c.counters
+            self.log.info("stats: server %s %s%s, connects %d, queued %d bytes, spool %d bytes "
+                          "in %d file(s), dropped %d (%s), acknowledged %d, ack timeouts %d",
+                          c.name, c.state, ", acknowledged mode" if k["ack:mode"] else "",
+                          k["server:connect"], q, sp, files, k["client:queue_err"],
+                          " ".join("%s %d" % (r, k["lost:" + r]) for r in LOSS_REASONS),
+                          k["ack:acked"], k["ack:timeouts"])
 
     def metric_samples(self):
         """Return [(name, type, help, labels, value)] with Prometheus-style names."""
@@ -409,8 +416,23 @@ class Client(object):
             add("server_connected", "gauge", "1 while connected", c["server:connected"],
                 server=conn.name)
             add("server_dropped_packets_total", "counter",
-                "Frames dropped: queue full or server away (client:queue_err)",
+                "Frames given up for any reason (client:queue_err)",
                 c["client:queue_err"], server=conn.name)
+            for reason in LOSS_REASONS:
+                add("server_lost_packets_total", "counter",
+                    "Frames given up, by reason: queue_full, spool_full, too_old, exit",
+                    c["lost:" + reason], server=conn.name, reason=reason)
+            add("server_acknowledged_mode", "gauge",
+                "1 while the connection delivers with acknowledgements", c["ack:mode"],
+                server=conn.name)
+            add("server_acked_packets_total", "counter",
+                "Frames the server acknowledged as stored", c["ack:acked"], server=conn.name)
+            add("server_resent_packets_total", "counter",
+                "Frames sent again after a reconnect (not acknowledged before)",
+                c["ack:resent"], server=conn.name)
+            add("server_ack_timeouts_total", "counter",
+                "Connections given up for want of acknowledgements (ack_timeout)",
+                c["ack:timeouts"], server=conn.name)
             add("server_write_errors_total", "counter", "Send errors", c["client:write_err"],
                 server=conn.name)
             add("server_sent_bytes_total", "counter", "Bytes sent", c["sent:bytes"],

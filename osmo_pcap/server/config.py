@@ -54,6 +54,8 @@ class ServerConfig(object):
         self.stats_interval = 0.0
         self.header_timeout = 60.0
         self.idle_timeout = 0.0
+        self.acks = True        # offer acknowledged delivery (doc/protocol.md)
+        self.ack_sync = False   # fdatasync before acknowledging
         self.log_level = "info"
         self.hooks = None
         self.tls = None  # tlsconfig.ServerTLS when tls_cert is set
@@ -157,6 +159,10 @@ def load(path):
     # spec 11 #7: upstream had no timeouts at all
     cfg.header_timeout = s.get("header_timeout", _duration_or_off, cfg.header_timeout)
     cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
+    cfg.acks = s.get("acks", ini.parse_bool, cfg.acks)
+    cfg.ack_sync = s.get("ack_sync", ini.parse_bool, cfg.ack_sync)
+    if cfg.ack_sync and not cfg.acks:
+        raise s.error("ack_sync", "needs acks = yes")
     cfg.log_level = s.get("log_level", _level, cfg.log_level)
     cfg.hooks = hooks.read_config(s)
     tlsconfig = _tlsconfig(cp, path)

@@ -34,10 +34,11 @@ class Parser(object):
     validate.LinkInfo of the last accepted LINK_HDR (None before the first).
     """
 
-    __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen")
+    __slots__ = ("link", "max_snaplen", "tail", "streams", "_fast", "_snaplen")
 
-    def __init__(self, max_snaplen):
+    def __init__(self, max_snaplen, streams=False):
         self.max_snaplen = max_snaplen
+        self.streams = streams    # STREAM messages are welcome (acknowledged delivery offered)
         self.link = None
         self.tail = b""
         self._fast = None
@@ -58,7 +59,8 @@ class Parser(object):
         Return (pos, nbytes, event): nbytes is the payload total appended to out;
         event is None (pos is where the incomplete rest starts), the
         validate.LinkInfo of an accepted LINK_HDR, now self.link (pos is after
-        that frame), or a ProtocolError (pos is where the offending frame starts).
+        that frame), a StreamStart (pos is after it), or a ProtocolError (pos is
+        where the offending frame starts).
         """
         fast = self._fast
         snap = self._snaplen
@@ -80,7 +82,7 @@ class Parser(object):
                 return pos, nbytes, None
             # The general path: exactly wire.Decoder's and validate's rules.
             t, _, n = unpack(mv, pos)
-            if t > 1:
+            if t > 1 and not (t == wire.STREAM and self.streams):
                 if self.link is None and looks_like_tls(mv[pos:min(end, pos + 6)]):
                     return pos, nbytes, wire.TLSOnPlainError(t)
                 return pos, nbytes, wire.FrameError(
@@ -93,6 +95,11 @@ class Parser(object):
             if stop > end:
                 return pos, nbytes, None
             payload = mv[pos + _HDR:stop]
+            if t == wire.STREAM:
+                try:
+                    return stop, nbytes, StreamStart(*wire.decode_stream(payload))
+                except wire.FrameError as e:
+                    return pos, nbytes, e
             if t != LINK_DATA:
                 try:
                     link = validate.check_link_hdr(payload, self.max_snaplen)
@@ -113,6 +120,16 @@ class Parser(object):
             pos = stop
 
 
+class StreamStart(object):
+    """A STREAM message: the client's stream identity and its next frame's number."""
+
+    __slots__ = ("stream_id", "first_seq")
+
+    def __init__(self, stream_id, first_seq):
+        self.stream_id = stream_id
+        self.first_seq = first_seq
+
+
 class Connection(object):
     """One admitted TCP or TLS connection of a configured client.
 
@@ -121,18 +138,25 @@ class Connection(object):
     """
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
-                 "last_rx", "header_timer")
+                 "last_rx", "header_timer", "frames", "streaming", "skip", "acked_durable",
+                 "wbuf", "ack_due")
 
-    def __init__(self, server, transport, peer, recorder, max_snaplen):
+    def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
         self.transport = transport
         self.peer = peer
         self.recorder = recorder
-        self.parser = Parser(max_snaplen)
+        self.parser = Parser(max_snaplen, streams)
         self.closed = False
         self.label = "client %s (%s)" % (recorder.name, format_peer(peer))
         self.last_rx = time.monotonic()
         self.header_timer = None
+        self.frames = 0            # LINK_DATA frames received
+        self.streaming = False     # the client named its stream: acknowledged delivery
+        self.skip = 0              # frames about to arrive that are stored already
+        self.acked_durable = 0     # recorder.durable when the last ACK was made
+        self.wbuf = bytearray()    # our messages the transport has not taken yet
+        self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
 
     def on_readable(self):
         """Read once into the shared buffer, decode, validate and store."""
@@ -164,14 +188,71 @@ class Connection(object):
             out = []
             pos, nbytes, event = parser.consume(mv, pos, end, out)
             if out:
-                server.records(recorder, parser.link, out, nbytes)
+                self.frames += len(out)
+                if self.skip:
+                    nbytes -= self._skip(out)
+                if out:
+                    server.records(self, out, nbytes)
+                    if self.closed:
+                        return
             if event is None:
                 break
             if isinstance(event, wire.ProtocolError):
                 server.reject(self, event)
                 return
+            if isinstance(event, StreamStart):
+                if not server.stream_start(self, event):
+                    return
+                continue
             server.link_header(self, event)
         parser.tail = bytes(mv[pos:end]) if pos < end else b""
+        if self.streaming and recorder.durable != self.acked_durable:
+            server.acknowledge(self)
+
+    def _skip(self, out):
+        """Drop the frames of out that are stored already; return their bytes."""
+        k = min(self.skip, len(out))
+        self.skip -= k
+        self.recorder.counters["duplicates"] += k
+        nbytes = sum(len(p) for p in out[:k])
+        del out[:k]
+        return nbytes
+
+    def send(self, data):
+        """Queue one of our messages (ACK_OFFER, ACK) for the client."""
+        wbuf = self.wbuf
+        if not wbuf:
+            try:
+                n = self.transport.send(data)
+            except OSError:
+                return   # the read side notices and drops the connection
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
+        if len(wbuf) > 4096:
+            return   # a client that reads nothing gets no more (ACKs are cumulative)
+        wbuf += data
+        self.transport.set_writer(self._flush)
+
+    def send_ack(self, seq):
+        """Acknowledge every frame below seq (later, if earlier bytes are still queued)."""
+        if self.wbuf:
+            self.ack_due = seq
+            return
+        self.send(wire.encode_ack(seq))
+
+    def _flush(self):
+        wbuf = self.wbuf
+        try:
+            n = self.transport.send(wbuf)
+        except OSError:
+            n = len(wbuf)   # gone: the reader finds out
+        del wbuf[:n]
+        if not wbuf:
+            self.transport.set_writer(None)
+            if self.ack_due is not None:
+                seq, self.ack_due = self.ack_due, None
+                self.send(wire.encode_ack(seq))
 
     def close(self):
         """Close the transport and let go of buffered bytes and timers."""
@@ -179,6 +260,7 @@ class Connection(object):
             self.closed = True
             self.transport.close()
             self.parser.tail = b""
+            self.wbuf = bytearray()
             if self.header_timer is not None:
                 self.header_timer.cancel()
                 self.header_timer = None

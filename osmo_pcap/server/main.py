@@ -60,6 +60,13 @@ class Server(object):
         self._timers = []
 
     # ------------------------------------------------------------ start-up
+    def recover(self):
+        """Cut files an earlier run left open back to what it acknowledged; raise OSError."""
+        for rec in self.recorders:
+            line = rec.recover()
+            if line is not None:
+                _log.warning("%s", line)
+
     def listen(self):
         """Open the listening socket (raise OSError)."""
         cfg = self.cfg
@@ -128,9 +135,12 @@ class Server(object):
         except OSError:
             pass
         rec.new_connection()
-        conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen)
+        conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen, self.cfg.acks)
         self.conns[rec.name] = conn
         transport.set_reader(conn.on_readable)
+        if self.cfg.acks:
+            # Upstream clients read and drop what a server says; ours opt in with STREAM.
+            conn.send(wire.encode_ack_offer(wire.ACK_FLAG_SYNC if self.cfg.ack_sync else 0))
         how = ""
         if transport.is_tls:
             self.admission.counters["tls_connect"] += 1
@@ -152,12 +162,22 @@ class Server(object):
         """Close a connection and its client's current file."""
         if conn.closed:
             return
-        conn.close()
         rec = conn.recorder
         if self.conns.get(rec.name) is conn:
             del self.conns[rec.name]
         _log.log(level, "%s: disconnected: %s", conn.label, reason)
         rec.close_file("disconnect")
+        if conn.streaming:
+            conn.streaming = False
+            if rec.broken is None and rec.durable != conn.acked_durable:
+                # What the last file got, acknowledged if the client still listens:
+                # it need not send that again.
+                try:
+                    conn.send_ack(rec.checkpoint())
+                except OSError:
+                    pass
+            rec.end_stream()
+        conn.close()
         self.call_hooks("client_disconnected", rec.name)
 
     def reject(self, conn, err):
@@ -173,10 +193,12 @@ class Server(object):
         rec.set_link(link)
         self.call_hooks("link_header", rec.name, link)
 
-    def records(self, rec, link, out, nbytes):
-        """Hand validated LINK_DATA payloads to the hooks and the recorder."""
+    def records(self, conn, out, nbytes):
+        """Hand a connection's validated LINK_DATA payloads to the hooks and the recorder."""
+        rec = conn.recorder
         if self.hooks:
             name = rec.name
+            link = conn.parser.link
             for h in tuple(self.hooks):  # hook_failed() may remove one
                 try:
                     for p in out:
@@ -184,6 +206,46 @@ class Server(object):
                 except Exception:
                     self.hook_failed(h, "data")
         rec.write(out, nbytes, self.clock.now())
+        if rec.broken is not None and conn.streaming:
+            self.drop(conn, "cannot store: %s; the client keeps the records and sends "
+                      "them again" % rec.broken, 40)
+
+    # ------------------------------------------------------------ acknowledged delivery
+    def stream_start(self, conn, msg):
+        """A client names its stream (STREAM): answer what is stored; False if dropped."""
+        rec = conn.recorder
+        if conn.streaming:
+            self.reject(conn, wire.FrameError("stream-twice", "a second STREAM message"))
+            return False
+        if conn.frames:
+            self.reject(conn, wire.FrameError("stream-late", "STREAM after %d LINK_DATA "
+                                              "frame(s)" % conn.frames))
+            return False
+        skip, gap, start = rec.begin_stream(msg.stream_id, msg.first_seq)
+        conn.streaming = True
+        conn.skip = skip
+        if gap:
+            _log.warning("%s: frames %d to %d never arrived: the client gave them up "
+                         "(queue or spool full, max_age, or it restarted without a spool)",
+                         conn.label, start - gap, start - 1)
+        _log.info("%s: acknowledged stream %s from frame %d%s", conn.label,
+                  msg.stream_id.hex()[:16], msg.first_seq,
+                  ", %d frame(s) stored already are skipped" % skip if skip else "")
+        self.acknowledge(conn)
+        return not conn.closed
+
+    def acknowledge(self, conn):
+        """Write the client's state, then acknowledge what is durable."""
+        rec = conn.recorder
+        try:
+            seq = rec.checkpoint()
+        except OSError as e:
+            self.drop(conn, "cannot write %s: %s; nothing more is acknowledged"
+                      % (rec.state_file.path, e.strerror or e), 40)
+            return
+        rec.counters["acked"] += rec.durable - conn.acked_durable
+        conn.acked_durable = rec.durable
+        conn.send_ack(seq)
 
     def call_hooks(self, method, *args):
         """Call method on every hook; a hook that raises is logged and removed."""
@@ -215,6 +277,13 @@ class Server(object):
         now = self.clock.now()
         for rec in self.recorders:
             rec.tick(now)
+        for conn in [c for c in self.conns.values() if c.streaming]:
+            rec = conn.recorder
+            if rec.broken is not None:
+                self.drop(conn, "cannot store: %s; the client keeps the records and sends "
+                          "them again" % rec.broken, 40)
+            elif rec.durable != conn.acked_durable:
+                self.acknowledge(conn)
         idle = self.cfg.idle_timeout
         if idle:
             limit = time.monotonic() - idle
@@ -262,6 +331,7 @@ class Server(object):
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
             rec.close_file("shutdown")
+            rec.state_file.close()
         self.call_hooks("close")
         self.loop.close()
 
@@ -337,6 +407,10 @@ _PEER_METRICS = (
     ("files_closed", "Files closed for any reason"),
     ("dropped", "Accepted records that could not be written"),
     ("write_errors", "Failed trace file creations and writes"),
+    ("acked", "LINK_DATA records acknowledged to the client as stored"),
+    ("duplicates", "Records sent again after a reconnect and skipped: stored already"),
+    ("seq_gap", "Records the client gave up before sending them (a gap in its stream)"),
+    ("cut_back", "Files left open by a crash and cut back to what was acknowledged"),
 )
 
 
@@ -374,6 +448,13 @@ def open_server(cfg):
         server = Server(cfg)
     except OSError as e:
         _log.error("cannot start the server hooks: %s", e)
+        return None
+    try:
+        server.recover()
+    except OSError as e:
+        _log.error("cannot recover the files of an earlier run: %s", e)
+        for h in server.hooks:
+            h.close()
         return None
     try:
         server.listen()

@@ -81,6 +81,7 @@ class TraceFile(object):
 
     __slots__ = ("path", "fd", "header_len", "size", "written", "records", "pending",
                  "pending_records", "buffer_limit")
+    MIN_SIZE = 24   # no trace file is shorter than its header: a pcap one is 24 bytes
 
     def __init__(self, path, fd, header, buffer_limit):
         self.path = path
@@ -142,8 +143,10 @@ class TraceFile(object):
             raise WriteError(self.path, e, nrecords)
         self.written += total
 
-    def close(self, completed_path=None):
+    def close(self, completed_path=None, sync=False):
         """Flush, move to completed_path and close; return (final path, error or None).
+
+        With sync, the data is on stable storage (fdatasync) before the move.
 
         A file that never got its header onto disk is removed instead (path
         None). A failed flush or move is returned, not raised: the file is
@@ -152,7 +155,11 @@ class TraceFile(object):
         err = None
         try:
             self.flush()
+            if sync and self.written:
+                os.fdatasync(self.fd)
         except WriteError as e:
+            err = e
+        except OSError as e:
             err = e
         path = self.path
         if self.written < self.header_len or self.written == 0:

@@ -131,6 +131,27 @@ class LoopTest(unittest.TestCase):
         self.assertEqual(seen, ["w"])
 
 
+    def test_object_removed_by_an_earlier_callback_of_the_round_is_not_called(self):
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        pairs = [socket.socketpair() for _ in range(2)]
+        for a, b in pairs:
+            self.addCleanup(a.close)
+            self.addCleanup(b.close)
+        called = []
+
+        def reader(i):
+            called.append(i)
+            other = pairs[1 - i][0]
+            lp.remove(other)      # e.g. a connection closed while handling another
+            other.close()
+        for i, (a, b) in enumerate(pairs):
+            lp.add_reader(a, lambda i=i: reader(i))
+            b.send(b"x")          # both readable in the same round
+        lp.run_once(0.1)
+        self.assertEqual(len(called), 1)
+
+
 class TraceNameTest(unittest.TestCase):
     def test_format_and_parse(self):
         tm = (2025, 3, 1, 14, 5, 9)
