@@ -707,7 +707,7 @@ def describe(cfg, out):
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog=PROG, description="Delete and compress old osmo-pcap trace files as "
-        "configured; see the osmo_pcap_clean.py chapter of the README. Exit status: 0 ok, 1 an action failed or "
+        "configured; see doc/clean.md. Exit status: 0 ok, 1 an action failed or "
         "another run is busy, 2 configuration error.")
     ap.add_argument("-c", "--config-file", metavar="FILE", default=DEFAULT_CONFIG,
                     help="configuration file (default: %s in the current directory)"
@@ -1661,7 +1661,7 @@ _SOURCES['osmo_pcap/tracename.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
 
-The server makes them (spec 4.5, with a collision suffix instead of
+The server makes them (doc/protocol.md#file-names, with a collision suffix instead of
 truncation), the cleanup tool parses them. NAME may contain '-': the
 timestamp part is matched from the right, so 'foo' and 'foo-bar' stay apart.
 """

@@ -30,22 +30,22 @@
 #    1485  osmo_pcap/client/ipip.py
 #    1596  osmo_pcap/client/libpcap.py
 #    2047  osmo_pcap/client/main.py
-#    2625  osmo_pcap/client/spool.py
-#    3026  osmo_pcap/daemon.py
-#    3310  osmo_pcap/ini.py
-#    3526  osmo_pcap/log.py
-#    3865  osmo_pcap/loop.py
-#    4069  osmo_pcap/metrics.py
-#    4436  osmo_pcap/pcapfile.py
-#    4632  osmo_pcap/pcapng.py
-#    4984  osmo_pcap/rotation.py
-#    5106  osmo_pcap/tls.py
-#    5601  osmo_pcap/tlsconfig.py
-#    5897  osmo_pcap/transport.py
-#    6140  osmo_pcap/vtyimport.py
-#    7018  osmo_pcap/wire.py
-#    7260  loader: registers the modules above with the import system
-#    7304  start: calls osmo_pcap.client.main.main()
+#    2626  osmo_pcap/client/spool.py
+#    3027  osmo_pcap/daemon.py
+#    3311  osmo_pcap/ini.py
+#    3527  osmo_pcap/log.py
+#    3866  osmo_pcap/loop.py
+#    4070  osmo_pcap/metrics.py
+#    4437  osmo_pcap/pcapfile.py
+#    4633  osmo_pcap/pcapng.py
+#    4985  osmo_pcap/rotation.py
+#    5107  osmo_pcap/tls.py
+#    5602  osmo_pcap/tlsconfig.py
+#    5898  osmo_pcap/transport.py
+#    6141  osmo_pcap/vtyimport.py
+#    7019  osmo_pcap/wire.py
+#    7261  loader: registers the modules above with the import system
+#    7305  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -87,9 +87,9 @@ _SOURCES['osmo_pcap/client/capture.py'] = r'''
 """Capture sources: live devices (reopened when they fail) and a replayed file.
 
 A source turns every packet into one framed record appended to the client's
-batch (a bytearray sent once per capture round): pcap records (spec 2.4.2) or
-pcapng EPBs (spec 2.4.3) with the device's position as interface id. Frames
-are always little-endian, as upstream x86/ARM clients send them (spec 12).
+batch (a bytearray sent once per capture round): pcap records or pcapng EPBs
+(doc/protocol.md#payloads) with the device's position as interface id. Frames
+are always little-endian, as upstream x86/ARM clients send them (doc/protocol.md#byte-order).
 """
 
 import os
@@ -193,7 +193,7 @@ def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
 
 
 def new_device_counters():
-    """Per-device counters (spec 5.8 names)."""
+    """Per-device counters (doc/client.md#counters)."""
     return {"pcap:err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
             "captured:pkts": 0, "captured:bytes": 0, "bpf:too_big": 0, "up": 0}
 
@@ -475,7 +475,7 @@ from osmo_pcap.ini import (ConfigError, Section, check_safe_name, parse_bool, pa
 
 DEFAULT_PATH = "osmo-pcap-client.ini"
 
-# A frame carries at most 65531 payload bytes (spec 2.2, 2.7): the largest
+# A frame carries at most 65531 payload bytes (doc/protocol.md#limits): the largest
 # caplen that fits a pcap record (16-byte header) and a pcapng EPB (36 + pad).
 MAX_CAPLEN = {"pcap": 65531 - 16, "pcapng": 65531 - 36 - 3}
 DEFAULT_SNAPLEN = 9000
@@ -1321,7 +1321,7 @@ class Forwarder(object):
 # ==================== Begin file osmo_pcap/client/gprs.py ====================
 _SOURCES['osmo_pcap/client/gprs.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""GPRS user-data suppressor: drop Gb user-plane frames (spec 5.4, fixes of 11 #35).
+"""GPRS user-data suppressor: drop Gb user-plane frames (doc/client.md#gprs-filter).
 
 A frame is dropped when it is IPv4/UDP carrying NS-UNITDATA whose BSSGP PDU is
 FLOW-CONTROL-BVC(-ACK), or DL/UL-UNITDATA whose LLC-PDU is on a user-data SAPI.
@@ -1343,7 +1343,7 @@ ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_VLAN = (0x8100, 0x88A8, 0x9100)
 IPPROTO_UDP = 17
 
-# spec 5.4 step 4-9
+# doc/client.md#gprs-filter
 NS_PDU_UNITDATA = 0x00
 NS_UNITDATA_HDR = 4          # PDU type, SDU control bits, BVCI (2)
 BSSGP_DL_UNITDATA = 0x00
@@ -2074,7 +2074,7 @@ from osmo_pcap.client.ipip import IpipSender
 from osmo_pcap.client.gprs import GprsFilter
 from osmo_pcap.loop import Loop
 
-PCAP_STATS_INTERVAL = 10.0   # spec 5.7
+PCAP_STATS_INTERVAL = 10.0   # libpcap statistics are polled this often
 READ_FILE_IDLE = 0.02
 
 
@@ -2099,7 +2099,7 @@ def build_filter(cfg):
 
 
 def new_client_counters():
-    """Global counters, upstream names of spec 5.8 plus ours."""
+    """Global counters, upstream's names plus ours (doc/client.md#counters)."""
     return {"captured:pkts": 0, "captured:bytes": 0, "bpf:too_big": 0, "client:no_mem": 0,
             "client:pcap_err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
             "client:too_large": 0}
@@ -2157,7 +2157,8 @@ class Client(object):
                        self.library.layout.describe())
 
     def check_filter(self):
-        """Compile the filter once up front: an invalid one stops start-up (11 #24)."""
+        """Compile the filter once up front: an invalid one stops start-up
+        (doc/protocol.md#diff-filter)."""
         if not self.filter_expr:
             return
         h = libpcap.Handle.open_dead(self.library, libpcap.DLT_EN10MB, self.cfg.snaplen)
@@ -2400,7 +2401,7 @@ class Client(object):
 
     # -------------------------------------------------------------- figures
     def totals(self):
-        """Global counters including the per-server sums (spec 5.8 names)."""
+        """Global counters including the per-server sums (doc/client.md#counters)."""
         out = dict(self.counters)
         conns = self.forwarders + self.ipip
         for key in ("server:connect", "client:queue_err", "client:write_err"):
@@ -3028,7 +3029,7 @@ _SOURCES['osmo_pcap/daemon.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Fit a daemon into a Linux host: detach (-D), pidfile, systemd notifications.
 
-daemonize() detaches the way classic daemons do (spec 8.2, minus upstream's
+daemonize() detaches the way classic daemons do (doc/operations.md#daemonize, minus upstream's
 umask 0 and chdir /tmp). sd_notify() speaks systemd's $NOTIFY_SOCKET datagram
 protocol; start_watchdog() keeps WatchdogSec= satisfied from the event loop.
 Nothing here is needed for a plain foreground run: every call is a no-op when
@@ -4436,7 +4437,7 @@ class MetricsServer(object):
 # ==================== Begin file osmo_pcap/pcapfile.py ====================
 _SOURCES['osmo_pcap/pcapfile.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The classic pcap file format: global header and records (spec 2.4.1/2.4.2).
+"""The classic pcap file format: global header and records (doc/protocol.md#link-hdr-pcap).
 
 Pure functions over bytes; both byte orders, microsecond and nanosecond magic.
 """
@@ -4445,7 +4446,7 @@ import struct
 
 from osmo_pcap.wire import ProtocolError
 
-# spec 2.4.1
+# doc/protocol.md#link-hdr-pcap
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
 GLOBAL_HEADER_SIZE = 24
@@ -4458,7 +4459,7 @@ RECORD = {bo: struct.Struct(bo + "IIII") for bo in "<>"}
 _U32 = {bo: struct.Struct(bo + "I") for bo in "<>"}
 
 # libpcap DLT values that differ from the LINKTYPE written to files
-# (spec 11 #34; values from libpcap's documented DLT/LINKTYPE tables).
+# (doc/protocol.md#diff-linktype-mapping; values from libpcap's documented DLT/LINKTYPE tables).
 _DLT_TO_LINKTYPE = {
     11: 100,   # DLT_ATM_RFC1483 -> LINKTYPE_ATM_RFC1483
     12: 101,   # DLT_RAW (most platforms) -> LINKTYPE_RAW
@@ -4632,9 +4633,9 @@ def complete_prefix(buf, byteorder, offset=GLOBAL_HEADER_SIZE):
 # ==================== Begin file osmo_pcap/pcapng.py ====================
 _SOURCES['osmo_pcap/pcapng.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The pcapng format: SHB, IDB, EPB, ISB and options (spec 2.4.3).
+"""The pcapng format: SHB, IDB, EPB, ISB and options (doc/protocol.md#link-hdr-pcapng).
 
-Encoders reproduce upstream's bytes exactly (spec 2.8); the parser validates
+Encoders reproduce upstream's bytes exactly (doc/protocol.md#example-pcapng); the parser validates
 block framing and options and serves as the project's own pcapng reader.
 """
 
@@ -4643,7 +4644,7 @@ import struct
 from osmo_pcap.wire import ProtocolError
 from osmo_pcap.pcapfile import Record
 
-# spec 2.4.3: block types
+# block types (doc/protocol.md#link-hdr-pcapng)
 BT_SHB = 0x0A0D0D0A
 BT_IDB = 0x00000001
 BT_SPB = 0x00000003
@@ -4670,7 +4671,7 @@ ISB_FILTERACCEPT = 6
 ISB_OSDROP = 7
 ISB_USRDELIV = 8
 
-# upstream's SHB option values (spec 2.4.3), 88 bytes in all
+# upstream's SHB option values (doc/protocol.md#link-hdr-pcapng), 88 bytes in all
 UPSTREAM_SHB_OPTIONS = ((SHB_HARDWARE, b"osmo-pcap hw"), (SHB_OS, b"osmo-pcap os"),
                         (SHB_USERAPPL, b"osmo-pcap userappl"))
 
@@ -4984,7 +4985,7 @@ def iter_blocks(buf):
 # ==================== Begin file osmo_pcap/rotation.py ====================
 _SOURCES['osmo_pcap/rotation.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""When to start a new trace file by wall-clock period (spec 4.6.1).
+"""When to start a new trace file by wall-clock period (doc/protocol.md#rotation).
 
 Times are raw broken-down local-time tuples in the fields of C's struct tm:
 (years since 1900, month 0-11, day 1-31, hour, minute, second). The period
@@ -4995,11 +4996,11 @@ unit-test vectors (some with second 60 or day 0) reproduce exactly.
 import collections
 import time
 
-# spec 4.6.1: field order from coarse to fine; index of each unit's field
+# field order from coarse to fine; index of each unit's field
 UNITS = ("year", "month", "day", "hour", "minute", "second")
 _FIELD = dict((u, i) for i, u in enumerate(UNITS))
-# Largest sensible modulus per unit (spec 4.6.1, validated against the unit
-# being set, which fixes spec 11 #14).
+# Largest sensible modulus per unit, validated against the unit being set
+# (doc/protocol.md#diff-rotate-modulus).
 MAX_MODULUS = {"second": 60, "minute": 60, "hour": 24, "day": 31, "month": 12,
                "year": 4294967295}
 ZERO = (0, 0, 0, 0, 0, 0)
@@ -5087,7 +5088,7 @@ class LastWrite(object):
     """The time of a client's last write, which never moves backwards.
 
     A clock stepped back (NTP, DST fall-back) leaves it where it is, so no
-    rotation happens until the clock is past it again (spec 4.6).
+    rotation happens until the clock is past it again (doc/protocol.md#rotation).
     """
 
     __slots__ = ("epoch", "tm")
@@ -6145,7 +6146,7 @@ _SOURCES['osmo_pcap/vtyimport.py'] = r'''
 The VTY dialect: `!` comment lines, nodes scoped by indentation (`server`,
 `client`, `pcap-store-connection NAME`, libosmocore's `log ...`, `line vty`,
 `stats ...`), `no ...` forms, and keywords that may be abbreviated to any
-unique prefix. Commands are those of spec 4.12 (server) and 5.10 (client).
+unique prefix. Commands are those of doc/migration.md#server-commands and #client-commands.
 The INI goes to stdout; every line that is not mapped one to one is reported
 on stderr with its line number, so an operator can review the few that
 matter.
@@ -7018,7 +7019,7 @@ def main(kind, path, stdout=None, stderr=None):
 # ==================== Begin file osmo_pcap/wire.py ====================
 _SOURCES['osmo_pcap/wire.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The osmo-pcap framing: 4-byte frame header + payload (spec section 2.2/2.3).
+"""The osmo-pcap framing: 4-byte frame header + payload (doc/protocol.md#frame-header).
 
 Encoders build frames; Decoder turns bytes arriving in any split into complete
 messages with bounded memory. Violations raise FrameError (a ProtocolError)
@@ -7027,7 +7028,7 @@ with a stable `code` naming the rule, never a generic exception.
 
 import struct
 
-# spec 2.3: message types
+# doc/protocol.md#message-types
 LINK_HDR = 0
 LINK_DATA = 1
 MSG_NAMES = {LINK_HDR: "LINK_HDR", LINK_DATA: "LINK_DATA"}
@@ -7046,10 +7047,10 @@ STREAM_ID_SIZE = 16
 MAX_SEQ = (1 << 63) - 1
 EXT_MAX_PAYLOAD = 64    # the largest extension message a peer accepts
 
-# spec 2.2: u8 type, u8 spare, u16 BE payload length
+# doc/protocol.md#frame-header: u8 type, u8 spare, u16 BE payload length
 FRAME_HDR = struct.Struct("!BBH")
 HEADER_SIZE = 4
-# spec 2.7: 4 + len <= 65535
+# doc/protocol.md#limits: 4 + len <= 65535
 MAX_FRAME = 65535
 MAX_PAYLOAD = MAX_FRAME - HEADER_SIZE
 

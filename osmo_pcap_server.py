@@ -34,24 +34,24 @@
 #    2172  osmo_pcap/server/ackstate.py
 #    2308  osmo_pcap/server/admission.py
 #    2623  osmo_pcap/server/config.py
-#    2878  osmo_pcap/server/fanout.py
-#    3053  osmo_pcap/server/hooks.py
-#    3261  osmo_pcap/server/ingest.py
-#    3538  osmo_pcap/server/main.py
-#    4069  osmo_pcap/server/oncomplete.py
-#    4310  osmo_pcap/server/recorder.py
-#    4656  osmo_pcap/server/storage.py
-#    4843  osmo_pcap/server/tap.py
-#    5086  osmo_pcap/server/zmtp.py
-#    5521  osmo_pcap/tls.py
-#    6016  osmo_pcap/tlsconfig.py
-#    6312  osmo_pcap/tracename.py
-#    6395  osmo_pcap/transport.py
-#    6638  osmo_pcap/validate.py
-#    6806  osmo_pcap/vtyimport.py
-#    7684  osmo_pcap/wire.py
-#    7926  loader: registers the modules above with the import system
-#    7970  start: calls osmo_pcap.server.main.main()
+#    2880  osmo_pcap/server/fanout.py
+#    3055  osmo_pcap/server/hooks.py
+#    3263  osmo_pcap/server/ingest.py
+#    3540  osmo_pcap/server/main.py
+#    4075  osmo_pcap/server/oncomplete.py
+#    4316  osmo_pcap/server/recorder.py
+#    4662  osmo_pcap/server/storage.py
+#    4849  osmo_pcap/server/tap.py
+#    5092  osmo_pcap/server/zmtp.py
+#    5527  osmo_pcap/tls.py
+#    6022  osmo_pcap/tlsconfig.py
+#    6318  osmo_pcap/tracename.py
+#    6401  osmo_pcap/transport.py
+#    6644  osmo_pcap/validate.py
+#    6812  osmo_pcap/vtyimport.py
+#    7690  osmo_pcap/wire.py
+#    7932  loader: registers the modules above with the import system
+#    7976  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -79,7 +79,7 @@ _SOURCES['osmo_pcap/daemon.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Fit a daemon into a Linux host: detach (-D), pidfile, systemd notifications.
 
-daemonize() detaches the way classic daemons do (spec 8.2, minus upstream's
+daemonize() detaches the way classic daemons do (doc/operations.md#daemonize, minus upstream's
 umask 0 and chdir /tmp). sd_notify() speaks systemd's $NOTIFY_SOCKET datagram
 protocol; start_watchdog() keeps WatchdogSec= satisfied from the event loop.
 Nothing here is needed for a plain foreground run: every call is a no-op when
@@ -1487,7 +1487,7 @@ class MetricsServer(object):
 # ==================== Begin file osmo_pcap/pcapfile.py ====================
 _SOURCES['osmo_pcap/pcapfile.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The classic pcap file format: global header and records (spec 2.4.1/2.4.2).
+"""The classic pcap file format: global header and records (doc/protocol.md#link-hdr-pcap).
 
 Pure functions over bytes; both byte orders, microsecond and nanosecond magic.
 """
@@ -1496,7 +1496,7 @@ import struct
 
 from osmo_pcap.wire import ProtocolError
 
-# spec 2.4.1
+# doc/protocol.md#link-hdr-pcap
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
 GLOBAL_HEADER_SIZE = 24
@@ -1509,7 +1509,7 @@ RECORD = {bo: struct.Struct(bo + "IIII") for bo in "<>"}
 _U32 = {bo: struct.Struct(bo + "I") for bo in "<>"}
 
 # libpcap DLT values that differ from the LINKTYPE written to files
-# (spec 11 #34; values from libpcap's documented DLT/LINKTYPE tables).
+# (doc/protocol.md#diff-linktype-mapping; values from libpcap's documented DLT/LINKTYPE tables).
 _DLT_TO_LINKTYPE = {
     11: 100,   # DLT_ATM_RFC1483 -> LINKTYPE_ATM_RFC1483
     12: 101,   # DLT_RAW (most platforms) -> LINKTYPE_RAW
@@ -1683,9 +1683,9 @@ def complete_prefix(buf, byteorder, offset=GLOBAL_HEADER_SIZE):
 # ==================== Begin file osmo_pcap/pcapng.py ====================
 _SOURCES['osmo_pcap/pcapng.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The pcapng format: SHB, IDB, EPB, ISB and options (spec 2.4.3).
+"""The pcapng format: SHB, IDB, EPB, ISB and options (doc/protocol.md#link-hdr-pcapng).
 
-Encoders reproduce upstream's bytes exactly (spec 2.8); the parser validates
+Encoders reproduce upstream's bytes exactly (doc/protocol.md#example-pcapng); the parser validates
 block framing and options and serves as the project's own pcapng reader.
 """
 
@@ -1694,7 +1694,7 @@ import struct
 from osmo_pcap.wire import ProtocolError
 from osmo_pcap.pcapfile import Record
 
-# spec 2.4.3: block types
+# block types (doc/protocol.md#link-hdr-pcapng)
 BT_SHB = 0x0A0D0D0A
 BT_IDB = 0x00000001
 BT_SPB = 0x00000003
@@ -1721,7 +1721,7 @@ ISB_FILTERACCEPT = 6
 ISB_OSDROP = 7
 ISB_USRDELIV = 8
 
-# upstream's SHB option values (spec 2.4.3), 88 bytes in all
+# upstream's SHB option values (doc/protocol.md#link-hdr-pcapng), 88 bytes in all
 UPSTREAM_SHB_OPTIONS = ((SHB_HARDWARE, b"osmo-pcap hw"), (SHB_OS, b"osmo-pcap os"),
                         (SHB_USERAPPL, b"osmo-pcap userappl"))
 
@@ -2035,7 +2035,7 @@ def iter_blocks(buf):
 # ==================== Begin file osmo_pcap/rotation.py ====================
 _SOURCES['osmo_pcap/rotation.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""When to start a new trace file by wall-clock period (spec 4.6.1).
+"""When to start a new trace file by wall-clock period (doc/protocol.md#rotation).
 
 Times are raw broken-down local-time tuples in the fields of C's struct tm:
 (years since 1900, month 0-11, day 1-31, hour, minute, second). The period
@@ -2046,11 +2046,11 @@ unit-test vectors (some with second 60 or day 0) reproduce exactly.
 import collections
 import time
 
-# spec 4.6.1: field order from coarse to fine; index of each unit's field
+# field order from coarse to fine; index of each unit's field
 UNITS = ("year", "month", "day", "hour", "minute", "second")
 _FIELD = dict((u, i) for i, u in enumerate(UNITS))
-# Largest sensible modulus per unit (spec 4.6.1, validated against the unit
-# being set, which fixes spec 11 #14).
+# Largest sensible modulus per unit, validated against the unit being set
+# (doc/protocol.md#diff-rotate-modulus).
 MAX_MODULUS = {"second": 60, "minute": 60, "hour": 24, "day": 31, "month": 12,
                "year": 4294967295}
 ZERO = (0, 0, 0, 0, 0, 0)
@@ -2138,7 +2138,7 @@ class LastWrite(object):
     """The time of a client's last write, which never moves backwards.
 
     A clock stepped back (NTP, DST fall-back) leaves it where it is, so no
-    rotation happens until the clock is past it again (spec 4.6).
+    rotation happens until the clock is past it again (doc/protocol.md#rotation).
     """
 
     __slots__ = ("epoch", "tm")
@@ -2626,8 +2626,9 @@ _SOURCES['osmo_pcap/server/config.py'] = r'''
 """The server's INI configuration: [server] and one [client NAME] per client.
 
 load() reads and validates a file and returns a ServerConfig; every mistake
-becomes one ConfigError naming the file, section and key (spec 4.12 commands
-map to the keys documented in doc/server.md).
+becomes one ConfigError naming the file, section and key. The keys are
+documented in doc/server.md; upstream's commands map to them as
+doc/migration.md#server-commands shows.
 """
 
 import errno
@@ -2641,7 +2642,7 @@ from osmo_pcap.ini import ConfigError
 from osmo_pcap.validate import DEFAULT_MAX_SNAPLEN, MAX_SNAPLEN_LIMIT
 
 DEFAULT_PORT = 54321
-DEFAULT_MAX_FILE_SIZE = 1 << 30  # spec 4.12: 1073741824
+DEFAULT_MAX_FILE_SIZE = 1 << 30  # 1 GiB, as upstream
 DEFAULT_MODE = 0o440
 CLIENT_PREFIX = "client "
 ANY = "any"  # ip = any: the entry is chosen by the certificate identity (doc/tls.md)
@@ -2780,7 +2781,7 @@ def load(path):
     if not 0.1 <= cfg.write_retry <= 3600:
         raise s.error("write_retry", "must be between 100ms and 1h")
     cfg.stats_interval = s.get("stats_interval", _duration_or_off, cfg.stats_interval)
-    # spec 11 #7: upstream had no timeouts at all
+    # upstream had no timeouts at all (doc/protocol.md#diff-timeouts)
     cfg.header_timeout = s.get("header_timeout", _duration_or_off, cfg.header_timeout)
     cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
     cfg.acks = s.get("acks", ini.parse_bool, cfg.acks)
@@ -2794,7 +2795,7 @@ def load(path):
         cfg.tls = tlsconfig.read_server_tls(s)
     s.finish()
 
-    # [log] and [metrics] are shared with the client (doc/ops.md)
+    # [log] and [metrics] are shared with the client (doc/operations.md#logging, #metrics)
     cfg.log = log.read_config(ini.Section(cp, "log", path))
     if not cp.has_option("log", "level"):
         cfg.log.level = cfg.log_level  # [server] log_level, kept as an alias
@@ -2839,7 +2840,8 @@ def check_dirs(cfg):
 
     Both must be writable directories, and a file must be movable from one
     to the other with rename(2): a cross-filesystem setup is refused here
-    instead of failing at the first rotation (spec 4.7).
+    instead of failing at the first rotation
+    (doc/protocol.md#diff-completed-path).
     """
     for key in ("base_path", "completed_path"):
         d = getattr(cfg, key)
@@ -3065,7 +3067,7 @@ The interface the server calls on every hook object returned by create():
   close()                           the server is shutting down (after the last file_closed)
 
 Hooks (keys of [server], see doc/hooks.md): zmq_publish (ZeroMQ PUB with
-upstream's topics, spec 4.10), tap_listen and tap_listen_NAME (live pcapng
+upstream's topics, doc/hooks.md#zeromq), tap_listen and tap_listen_NAME (live pcapng
 over TCP), on_complete (a command per closed file).
 """
 
@@ -3216,7 +3218,7 @@ def _listening(key, host, port, factory, *args, **kw):
 
 
 class ZmqHook(object):
-    """Publish the server's events and data with upstream's topics (spec 4.10)."""
+    """Publish the server's events and data with upstream's topics (doc/hooks.md#zeromq)."""
 
     def __init__(self, publisher):
         self.pub = publisher
@@ -3540,10 +3542,14 @@ _SOURCES['osmo_pcap/server/main.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """osmo_pcap_server.py: receive clients' capture streams and write trace files.
 
-One thread, one selectors loop (spec 4). Each connection is matched to a
-configured client by its source address (spec 4.2), its frames are decoded
-and validated (ingest), and a Recorder per client writes, rotates, closes and
-moves its files. Signals only set flags; the loop does the work.
+One thread, one selectors loop (doc/server.md#behaviour). Admission
+(admission.py) matches each accepted connection to a configured client, by its
+source address and, with TLS, its certificate (doc/protocol.md#server-connection),
+and hands it over ready; ingest decodes and validates its frames; a Recorder
+per client writes, rotates, closes and moves its files, and acknowledges what
+is stored to clients that ask for it (doc/protocol.md#acknowledged-delivery).
+This module keeps the data flow, shutdown and metrics. Signals only set
+flags; the loop does the work.
 """
 
 import argparse
@@ -3925,7 +3931,7 @@ class Server(object):
         return out
 
     def log_stats(self):
-        """Log the counters (stats_interval, SIGUSR2) in upstream's names (spec 4.11)."""
+        """Log the counters (stats_interval, SIGUSR2) in upstream's names (doc/server.md#counters)."""
         counters = dict(self.admission.counters, **self.counters)
         parts = ["server:%s=%d" % (k, v) for k, v in sorted(counters.items())]
         tot = dict((k, sum(r.counters[k] for r in self.recorders)) for k in COUNTERS)
@@ -4019,7 +4025,7 @@ def detach(server, args):
 def run(server):
     """Run the loop until SIGTERM/SIGINT, then shut down in order."""
     # Thousands of memoryview slices per read wake the cyclic collector for
-    # nothing (perf-notes): raise its threshold.
+    # nothing (HACKING.md#perf-gc): raise its threshold.
     gc.set_threshold(100000, 50, 50)
     server.start()
     log.schedule_flush(server.loop)
@@ -4313,8 +4319,8 @@ _SOURCES['osmo_pcap/server/recorder.py'] = r'''
 """One configured client's trace files: when to open, rotate, close and retry.
 
 A Recorder receives the validated records of its client's connection and
-writes them into the current TraceFile, rotating by size (spec 4.6 step 1),
-by wall-clock period (4.6.1, also on a timer so quiet clients' files close on
+writes them into the current TraceFile, rotating (doc/protocol.md#rotation) by
+size, by wall-clock period (also on a timer, so quiet clients' files close on
 time), on link-header change and per connection. A file is opened when the
 first record for it arrives, so no empty files are made. After a write error
 the file is cut back and closed, records are counted as dropped, and a new
@@ -4387,13 +4393,13 @@ class Recorder(object):
 
     # ------------------------------------------------------------ events
     def new_connection(self):
-        """A new connection starts: close the file, forget the link header (spec 4.3)."""
+        """A new connection starts: close the file, forget the link header."""
         self.counters["connect"] += 1
         self.close_file("new connection")
         self.link = None
 
     def set_link(self, link):
-        """Take a validated LINK_HDR; a different header starts a new file (spec 4.4)."""
+        """Take a validated LINK_HDR; a different header starts a new file."""
         self.counters["link_hdr"] += 1
         if self.link is not None and self.link.header == link.header:
             return
@@ -4659,11 +4665,11 @@ _SOURCES['osmo_pcap/server/storage.py'] = r'''
 """Trace files being written: exclusive create, lock, buffered writes, close and move.
 
 A TraceFile is created with O_EXCL under a name from tracename.format_name,
-adding -1, -2, ... when that name exists (never truncating anything; spec 11
-#8), and holds flock(LOCK_EX) until it is closed, so the cleanup tool can tell
-files being written apart. Records are buffered and written in batches; a
+adding -1, -2, ... when that name exists (never truncating anything:
+doc/protocol.md#diff-file-collisions), and holds flock(LOCK_EX) until it is
+closed, so the cleanup tool can tell files being written apart. Records are buffered and written in batches; a
 failed write truncates the file back to the last complete record, so the file
-stays readable (spec 11 #9).
+stays readable (doc/protocol.md#write-errors).
 """
 
 import errno
@@ -4717,8 +4723,8 @@ def create_exclusive(base_path, client, st, ext, mode, other_dirs=()):
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # The umask must not narrow the configured mode (spec 4.5 step 5
-            # depended on it); the lock does not depend on write permission.
+            # The umask must not narrow the configured mode (upstream's did:
+            # doc/protocol.md#diff-file-mode); the lock needs no write permission.
             os.fchmod(fd, mode)
         except OSError:
             os.close(fd)
@@ -6314,7 +6320,7 @@ _SOURCES['osmo_pcap/tracename.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
 
-The server makes them (spec 4.5, with a collision suffix instead of
+The server makes them (doc/protocol.md#file-names, with a collision suffix instead of
 truncation), the cleanup tool parses them. NAME may contain '-': the
 timestamp part is matched from the right, so 'foo' and 'foo-bar' stay apart.
 """
@@ -6638,7 +6644,7 @@ def looks_like_tls(first_bytes):
 # ==================== Begin file osmo_pcap/validate.py ====================
 _SOURCES['osmo_pcap/validate.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Validation of received messages (spec 2.7, with the stricter checks of 11 #10).
+"""Validation of received messages (doc/protocol.md#validation).
 
 check_link_hdr() turns a LINK_HDR payload into a LinkInfo, or raises
 ValidationError. LinkInfo.check_data(payload) validates one LINK_DATA payload
@@ -6650,7 +6656,7 @@ from osmo_pcap import pcapfile, pcapng
 from osmo_pcap.wire import ProtocolError
 
 DEFAULT_MAX_SNAPLEN = 9000
-# A frame carries at most 65531 payload bytes (spec 2.2), so larger snaplens
+# A frame carries at most 65531 payload bytes (doc/protocol.md#limits), so larger snaplens
 # cannot occur on the wire; max_snaplen is capped accordingly by configs.
 MAX_SNAPLEN_LIMIT = 262144
 
@@ -6811,7 +6817,7 @@ _SOURCES['osmo_pcap/vtyimport.py'] = r'''
 The VTY dialect: `!` comment lines, nodes scoped by indentation (`server`,
 `client`, `pcap-store-connection NAME`, libosmocore's `log ...`, `line vty`,
 `stats ...`), `no ...` forms, and keywords that may be abbreviated to any
-unique prefix. Commands are those of spec 4.12 (server) and 5.10 (client).
+unique prefix. Commands are those of doc/migration.md#server-commands and #client-commands.
 The INI goes to stdout; every line that is not mapped one to one is reported
 on stderr with its line number, so an operator can review the few that
 matter.
@@ -7684,7 +7690,7 @@ def main(kind, path, stdout=None, stderr=None):
 # ==================== Begin file osmo_pcap/wire.py ====================
 _SOURCES['osmo_pcap/wire.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The osmo-pcap framing: 4-byte frame header + payload (spec section 2.2/2.3).
+"""The osmo-pcap framing: 4-byte frame header + payload (doc/protocol.md#frame-header).
 
 Encoders build frames; Decoder turns bytes arriving in any split into complete
 messages with bounded memory. Violations raise FrameError (a ProtocolError)
@@ -7693,7 +7699,7 @@ with a stable `code` naming the rule, never a generic exception.
 
 import struct
 
-# spec 2.3: message types
+# doc/protocol.md#message-types
 LINK_HDR = 0
 LINK_DATA = 1
 MSG_NAMES = {LINK_HDR: "LINK_HDR", LINK_DATA: "LINK_DATA"}
@@ -7712,10 +7718,10 @@ STREAM_ID_SIZE = 16
 MAX_SEQ = (1 << 63) - 1
 EXT_MAX_PAYLOAD = 64    # the largest extension message a peer accepts
 
-# spec 2.2: u8 type, u8 spare, u16 BE payload length
+# doc/protocol.md#frame-header: u8 type, u8 spare, u16 BE payload length
 FRAME_HDR = struct.Struct("!BBH")
 HEADER_SIZE = 4
-# spec 2.7: 4 + len <= 65535
+# doc/protocol.md#limits: 4 + len <= 65535
 MAX_FRAME = 65535
 MAX_PAYLOAD = MAX_FRAME - HEADER_SIZE
 

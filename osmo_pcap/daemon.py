@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Fit a daemon into a Linux host: detach (-D), pidfile, systemd notifications.
 
-daemonize() detaches the way classic daemons do (spec 8.2, minus upstream's
+daemonize() detaches the way classic daemons do (doc/operations.md#daemonize, minus upstream's
 umask 0 and chdir /tmp). sd_notify() speaks systemd's $NOTIFY_SOCKET datagram
 protocol; start_watchdog() keeps WatchdogSec= satisfied from the event loop.
 Nothing here is needed for a plain foreground run: every call is a no-op when

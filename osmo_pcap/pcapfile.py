@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The classic pcap file format: global header and records (spec 2.4.1/2.4.2).
+"""The classic pcap file format: global header and records (doc/protocol.md#link-hdr-pcap).
 
 Pure functions over bytes; both byte orders, microsecond and nanosecond magic.
 """
@@ -8,7 +8,7 @@ import struct
 
 from osmo_pcap.wire import ProtocolError
 
-# spec 2.4.1
+# doc/protocol.md#link-hdr-pcap
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
 GLOBAL_HEADER_SIZE = 24
@@ -21,7 +21,7 @@ RECORD = {bo: struct.Struct(bo + "IIII") for bo in "<>"}
 _U32 = {bo: struct.Struct(bo + "I") for bo in "<>"}
 
 # libpcap DLT values that differ from the LINKTYPE written to files
-# (spec 11 #34; values from libpcap's documented DLT/LINKTYPE tables).
+# (doc/protocol.md#diff-linktype-mapping; values from libpcap's documented DLT/LINKTYPE tables).
 _DLT_TO_LINKTYPE = {
     11: 100,   # DLT_ATM_RFC1483 -> LINKTYPE_ATM_RFC1483
     12: 101,   # DLT_RAW (most platforms) -> LINKTYPE_RAW

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The pcapng format: SHB, IDB, EPB, ISB and options (spec 2.4.3).
+"""The pcapng format: SHB, IDB, EPB, ISB and options (doc/protocol.md#link-hdr-pcapng).
 
-Encoders reproduce upstream's bytes exactly (spec 2.8); the parser validates
+Encoders reproduce upstream's bytes exactly (doc/protocol.md#example-pcapng); the parser validates
 block framing and options and serves as the project's own pcapng reader.
 """
 
@@ -10,7 +10,7 @@ import struct
 from osmo_pcap.wire import ProtocolError
 from osmo_pcap.pcapfile import Record
 
-# spec 2.4.3: block types
+# block types (doc/protocol.md#link-hdr-pcapng)
 BT_SHB = 0x0A0D0D0A
 BT_IDB = 0x00000001
 BT_SPB = 0x00000003
@@ -37,7 +37,7 @@ ISB_FILTERACCEPT = 6
 ISB_OSDROP = 7
 ISB_USRDELIV = 8
 
-# upstream's SHB option values (spec 2.4.3), 88 bytes in all
+# upstream's SHB option values (doc/protocol.md#link-hdr-pcapng), 88 bytes in all
 UPSTREAM_SHB_OPTIONS = ((SHB_HARDWARE, b"osmo-pcap hw"), (SHB_OS, b"osmo-pcap os"),
                         (SHB_USERAPPL, b"osmo-pcap userappl"))
 

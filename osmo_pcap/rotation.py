@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""When to start a new trace file by wall-clock period (spec 4.6.1).
+"""When to start a new trace file by wall-clock period (doc/protocol.md#rotation).
 
 Times are raw broken-down local-time tuples in the fields of C's struct tm:
 (years since 1900, month 0-11, day 1-31, hour, minute, second). The period
@@ -10,11 +10,11 @@ unit-test vectors (some with second 60 or day 0) reproduce exactly.
 import collections
 import time
 
-# spec 4.6.1: field order from coarse to fine; index of each unit's field
+# field order from coarse to fine; index of each unit's field
 UNITS = ("year", "month", "day", "hour", "minute", "second")
 _FIELD = dict((u, i) for i, u in enumerate(UNITS))
-# Largest sensible modulus per unit (spec 4.6.1, validated against the unit
-# being set, which fixes spec 11 #14).
+# Largest sensible modulus per unit, validated against the unit being set
+# (doc/protocol.md#diff-rotate-modulus).
 MAX_MODULUS = {"second": 60, "minute": 60, "hour": 24, "day": 31, "month": 12,
                "year": 4294967295}
 ZERO = (0, 0, 0, 0, 0, 0)
@@ -102,7 +102,7 @@ class LastWrite(object):
     """The time of a client's last write, which never moves backwards.
 
     A clock stepped back (NTP, DST fall-back) leaves it where it is, so no
-    rotation happens until the clock is past it again (spec 4.6).
+    rotation happens until the clock is past it again (doc/protocol.md#rotation).
     """
 
     __slots__ = ("epoch", "tm")

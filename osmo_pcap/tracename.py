@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
 
-The server makes them (spec 4.5, with a collision suffix instead of
+The server makes them (doc/protocol.md#file-names, with a collision suffix instead of
 truncation), the cleanup tool parses them. NAME may contain '-': the
 timestamp part is matched from the right, so 'foo' and 'foo-bar' stay apart.
 """

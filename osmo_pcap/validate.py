@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Validation of received messages (spec 2.7, with the stricter checks of 11 #10).
+"""Validation of received messages (doc/protocol.md#validation).
 
 check_link_hdr() turns a LINK_HDR payload into a LinkInfo, or raises
 ValidationError. LinkInfo.check_data(payload) validates one LINK_DATA payload
@@ -11,7 +11,7 @@ from osmo_pcap import pcapfile, pcapng
 from osmo_pcap.wire import ProtocolError
 
 DEFAULT_MAX_SNAPLEN = 9000
-# A frame carries at most 65531 payload bytes (spec 2.2), so larger snaplens
+# A frame carries at most 65531 payload bytes (doc/protocol.md#limits), so larger snaplens
 # cannot occur on the wire; max_snaplen is capped accordingly by configs.
 MAX_SNAPLEN_LIMIT = 262144
 

@@ -4,7 +4,7 @@
 The VTY dialect: `!` comment lines, nodes scoped by indentation (`server`,
 `client`, `pcap-store-connection NAME`, libosmocore's `log ...`, `line vty`,
 `stats ...`), `no ...` forms, and keywords that may be abbreviated to any
-unique prefix. Commands are those of spec 4.12 (server) and 5.10 (client).
+unique prefix. Commands are those of doc/migration.md#server-commands and #client-commands.
 The INI goes to stdout; every line that is not mapped one to one is reported
 on stderr with its line number, so an operator can review the few that
 matter.

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The osmo-pcap framing: 4-byte frame header + payload (spec section 2.2/2.3).
+"""The osmo-pcap framing: 4-byte frame header + payload (doc/protocol.md#frame-header).
 
 Encoders build frames; Decoder turns bytes arriving in any split into complete
 messages with bounded memory. Violations raise FrameError (a ProtocolError)
@@ -8,7 +8,7 @@ with a stable `code` naming the rule, never a generic exception.
 
 import struct
 
-# spec 2.3: message types
+# doc/protocol.md#message-types
 LINK_HDR = 0
 LINK_DATA = 1
 MSG_NAMES = {LINK_HDR: "LINK_HDR", LINK_DATA: "LINK_DATA"}
@@ -27,10 +27,10 @@ STREAM_ID_SIZE = 16
 MAX_SEQ = (1 << 63) - 1
 EXT_MAX_PAYLOAD = 64    # the largest extension message a peer accepts
 
-# spec 2.2: u8 type, u8 spare, u16 BE payload length
+# doc/protocol.md#frame-header: u8 type, u8 spare, u16 BE payload length
 FRAME_HDR = struct.Struct("!BBH")
 HEADER_SIZE = 4
-# spec 2.7: 4 + len <= 65535
+# doc/protocol.md#limits: 4 + len <= 65535
 MAX_FRAME = 65535
 MAX_PAYLOAD = MAX_FRAME - HEADER_SIZE
 

@@ -33,13 +33,12 @@ SOURCE_FILES = ("Makefile",)
 # Chapters renamed while osmo_pcap/ was being refactored elsewhere: a comment
 # there may still name the old file (CITATIONS.txt lists each place). Noted,
 # not failed; drop an entry once no source names it any more.
-RENAMED = {"doc/" + "ops.md": "doc/operations.md", "doc/" + "32bit.md": "doc/platforms.md"}
 # Citations of material that is not part of the repository. Built from pieces
 # so that this file does not match them itself.
 FOREIGN = re.compile(r"\bspec (?:section )?[0-9]|\b11 #[0-9]|" + "perf" + "-notes|"
                      + r"\.\./shared/|/work/" + "shared")
 FOREIGN_SCOPE = ("README.md", "HACKING.md", "doc", "contrib", "tools", "tests", "mk", ".ci",
-                 "Makefile")
+                 "Makefile", "osmo_pcap", "bench")
 
 _LINK = re.compile(r"\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)\)")
 _ID = re.compile(r"<a id=\"([^\"]+)\"></a>")
@@ -141,11 +140,7 @@ def check_citations(errors, notes):
                 where = "%s:%d: %s%s" % (rel(path), n, name, "#" + frag if frag else "")
                 dest = os.path.join(ROOT, name)
                 if not os.path.exists(dest):
-                    if name in RENAMED and rel(path).startswith("osmo_pcap" + os.sep):
-                        notes.append("%s: now %s (osmo_pcap/ is refactored elsewhere)"
-                                     % (where, RENAMED[name]))
-                    else:
-                        errors.append("%s: no such file" % where)
+                    errors.append("%s: no such file" % where)
                 elif frag and frag not in anchors(dest):
                     errors.append("%s: no such anchor" % where)
 

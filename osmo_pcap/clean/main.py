@@ -302,7 +302,7 @@ def describe(cfg, out):
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog=PROG, description="Delete and compress old osmo-pcap trace files as "
-        "configured; see the osmo_pcap_clean.py chapter of the README. Exit status: 0 ok, 1 an action failed or "
+        "configured; see doc/clean.md. Exit status: 0 ok, 1 an action failed or "
         "another run is busy, 2 configuration error.")
     ap.add_argument("-c", "--config-file", metavar="FILE", default=DEFAULT_CONFIG,
                     help="configuration file (default: %s in the current directory)"

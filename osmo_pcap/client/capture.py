@@ -2,9 +2,9 @@
 """Capture sources: live devices (reopened when they fail) and a replayed file.
 
 A source turns every packet into one framed record appended to the client's
-batch (a bytearray sent once per capture round): pcap records (spec 2.4.2) or
-pcapng EPBs (spec 2.4.3) with the device's position as interface id. Frames
-are always little-endian, as upstream x86/ARM clients send them (spec 12).
+batch (a bytearray sent once per capture round): pcap records or pcapng EPBs
+(doc/protocol.md#payloads) with the device's position as interface id. Frames
+are always little-endian, as upstream x86/ARM clients send them (doc/protocol.md#byte-order).
 """
 
 import os
@@ -108,7 +108,7 @@ def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
 
 
 def new_device_counters():
-    """Per-device counters (spec 5.8 names)."""
+    """Per-device counters (doc/client.md#counters)."""
     return {"pcap:err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
             "captured:pkts": 0, "captured:bytes": 0, "bpf:too_big": 0, "up": 0}
 

@@ -17,7 +17,7 @@ from osmo_pcap.ini import (ConfigError, Section, check_safe_name, parse_bool, pa
 
 DEFAULT_PATH = "osmo-pcap-client.ini"
 
-# A frame carries at most 65531 payload bytes (spec 2.2, 2.7): the largest
+# A frame carries at most 65531 payload bytes (doc/protocol.md#limits): the largest
 # caplen that fits a pcap record (16-byte header) and a pcapng EPB (36 + pad).
 MAX_CAPLEN = {"pcap": 65531 - 16, "pcapng": 65531 - 36 - 3}
 DEFAULT_SNAPLEN = 9000

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""GPRS user-data suppressor: drop Gb user-plane frames (spec 5.4, fixes of 11 #35).
+"""GPRS user-data suppressor: drop Gb user-plane frames (doc/client.md#gprs-filter).
 
 A frame is dropped when it is IPv4/UDP carrying NS-UNITDATA whose BSSGP PDU is
 FLOW-CONTROL-BVC(-ACK), or DL/UL-UNITDATA whose LLC-PDU is on a user-data SAPI.
@@ -21,7 +21,7 @@ ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_VLAN = (0x8100, 0x88A8, 0x9100)
 IPPROTO_UDP = 17
 
-# spec 5.4 step 4-9
+# doc/client.md#gprs-filter
 NS_PDU_UNITDATA = 0x00
 NS_UNITDATA_HDR = 4          # PDU type, SDU control bits, BVCI (2)
 BSSGP_DL_UNITDATA = 0x00

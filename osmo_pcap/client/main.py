@@ -26,7 +26,7 @@ from osmo_pcap.client.ipip import IpipSender
 from osmo_pcap.client.gprs import GprsFilter
 from osmo_pcap.loop import Loop
 
-PCAP_STATS_INTERVAL = 10.0   # spec 5.7
+PCAP_STATS_INTERVAL = 10.0   # libpcap statistics are polled this often
 READ_FILE_IDLE = 0.02
 
 
@@ -51,7 +51,7 @@ def build_filter(cfg):
 
 
 def new_client_counters():
-    """Global counters, upstream names of spec 5.8 plus ours."""
+    """Global counters, upstream's names plus ours (doc/client.md#counters)."""
     return {"captured:pkts": 0, "captured:bytes": 0, "bpf:too_big": 0, "client:no_mem": 0,
             "client:pcap_err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
             "client:too_large": 0}
@@ -109,7 +109,8 @@ class Client(object):
                        self.library.layout.describe())
 
     def check_filter(self):
-        """Compile the filter once up front: an invalid one stops start-up (11 #24)."""
+        """Compile the filter once up front: an invalid one stops start-up
+        (doc/protocol.md#diff-filter)."""
         if not self.filter_expr:
             return
         h = libpcap.Handle.open_dead(self.library, libpcap.DLT_EN10MB, self.cfg.snaplen)
@@ -352,7 +353,7 @@ class Client(object):
 
     # -------------------------------------------------------------- figures
     def totals(self):
-        """Global counters including the per-server sums (spec 5.8 names)."""
+        """Global counters including the per-server sums (doc/client.md#counters)."""
         out = dict(self.counters)
         conns = self.forwarders + self.ipip
         for key in ("server:connect", "client:queue_err", "client:write_err"):

@@ -2,8 +2,9 @@
 """The server's INI configuration: [server] and one [client NAME] per client.
 
 load() reads and validates a file and returns a ServerConfig; every mistake
-becomes one ConfigError naming the file, section and key (spec 4.12 commands
-map to the keys documented in doc/server.md).
+becomes one ConfigError naming the file, section and key. The keys are
+documented in doc/server.md; upstream's commands map to them as
+doc/migration.md#server-commands shows.
 """
 
 import errno
@@ -17,7 +18,7 @@ from osmo_pcap.ini import ConfigError
 from osmo_pcap.validate import DEFAULT_MAX_SNAPLEN, MAX_SNAPLEN_LIMIT
 
 DEFAULT_PORT = 54321
-DEFAULT_MAX_FILE_SIZE = 1 << 30  # spec 4.12: 1073741824
+DEFAULT_MAX_FILE_SIZE = 1 << 30  # 1 GiB, as upstream
 DEFAULT_MODE = 0o440
 CLIENT_PREFIX = "client "
 ANY = "any"  # ip = any: the entry is chosen by the certificate identity (doc/tls.md)
@@ -156,7 +157,7 @@ def load(path):
     if not 0.1 <= cfg.write_retry <= 3600:
         raise s.error("write_retry", "must be between 100ms and 1h")
     cfg.stats_interval = s.get("stats_interval", _duration_or_off, cfg.stats_interval)
-    # spec 11 #7: upstream had no timeouts at all
+    # upstream had no timeouts at all (doc/protocol.md#diff-timeouts)
     cfg.header_timeout = s.get("header_timeout", _duration_or_off, cfg.header_timeout)
     cfg.idle_timeout = s.get("idle_timeout", _duration_or_off, cfg.idle_timeout)
     cfg.acks = s.get("acks", ini.parse_bool, cfg.acks)
@@ -170,7 +171,7 @@ def load(path):
         cfg.tls = tlsconfig.read_server_tls(s)
     s.finish()
 
-    # [log] and [metrics] are shared with the client (doc/ops.md)
+    # [log] and [metrics] are shared with the client (doc/operations.md#logging, #metrics)
     cfg.log = log.read_config(ini.Section(cp, "log", path))
     if not cp.has_option("log", "level"):
         cfg.log.level = cfg.log_level  # [server] log_level, kept as an alias
@@ -215,7 +216,8 @@ def check_dirs(cfg):
 
     Both must be writable directories, and a file must be movable from one
     to the other with rename(2): a cross-filesystem setup is refused here
-    instead of failing at the first rotation (spec 4.7).
+    instead of failing at the first rotation
+    (doc/protocol.md#diff-completed-path).
     """
     for key in ("base_path", "completed_path"):
         d = getattr(cfg, key)

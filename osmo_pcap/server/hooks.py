@@ -11,7 +11,7 @@ The interface the server calls on every hook object returned by create():
   close()                           the server is shutting down (after the last file_closed)
 
 Hooks (keys of [server], see doc/hooks.md): zmq_publish (ZeroMQ PUB with
-upstream's topics, spec 4.10), tap_listen and tap_listen_NAME (live pcapng
+upstream's topics, doc/hooks.md#zeromq), tap_listen and tap_listen_NAME (live pcapng
 over TCP), on_complete (a command per closed file).
 """
 
@@ -162,7 +162,7 @@ def _listening(key, host, port, factory, *args, **kw):
 
 
 class ZmqHook(object):
-    """Publish the server's events and data with upstream's topics (spec 4.10)."""
+    """Publish the server's events and data with upstream's topics (doc/hooks.md#zeromq)."""
 
     def __init__(self, publisher):
         self.pub = publisher

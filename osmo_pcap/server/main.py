@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """osmo_pcap_server.py: receive clients' capture streams and write trace files.
 
-One thread, one selectors loop (spec 4). Each connection is matched to a
-configured client by its source address (spec 4.2), its frames are decoded
-and validated (ingest), and a Recorder per client writes, rotates, closes and
-moves its files. Signals only set flags; the loop does the work.
+One thread, one selectors loop (doc/server.md#behaviour). Admission
+(admission.py) matches each accepted connection to a configured client, by its
+source address and, with TLS, its certificate (doc/protocol.md#server-connection),
+and hands it over ready; ingest decodes and validates its frames; a Recorder
+per client writes, rotates, closes and moves its files, and acknowledges what
+is stored to clients that ask for it (doc/protocol.md#acknowledged-delivery).
+This module keeps the data flow, shutdown and metrics. Signals only set
+flags; the loop does the work.
 """
 
 import argparse
@@ -386,7 +390,7 @@ class Server(object):
         return out
 
     def log_stats(self):
-        """Log the counters (stats_interval, SIGUSR2) in upstream's names (spec 4.11)."""
+        """Log the counters (stats_interval, SIGUSR2) in upstream's names (doc/server.md#counters)."""
         counters = dict(self.admission.counters, **self.counters)
         parts = ["server:%s=%d" % (k, v) for k, v in sorted(counters.items())]
         tot = dict((k, sum(r.counters[k] for r in self.recorders)) for k in COUNTERS)
@@ -480,7 +484,7 @@ def detach(server, args):
 def run(server):
     """Run the loop until SIGTERM/SIGINT, then shut down in order."""
     # Thousands of memoryview slices per read wake the cyclic collector for
-    # nothing (perf-notes): raise its threshold.
+    # nothing (HACKING.md#perf-gc): raise its threshold.
     gc.set_threshold(100000, 50, 50)
     server.start()
     log.schedule_flush(server.loop)

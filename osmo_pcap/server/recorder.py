@@ -2,8 +2,8 @@
 """One configured client's trace files: when to open, rotate, close and retry.
 
 A Recorder receives the validated records of its client's connection and
-writes them into the current TraceFile, rotating by size (spec 4.6 step 1),
-by wall-clock period (4.6.1, also on a timer so quiet clients' files close on
+writes them into the current TraceFile, rotating (doc/protocol.md#rotation) by
+size, by wall-clock period (also on a timer, so quiet clients' files close on
 time), on link-header change and per connection. A file is opened when the
 first record for it arrives, so no empty files are made. After a write error
 the file is cut back and closed, records are counted as dropped, and a new
@@ -76,13 +76,13 @@ class Recorder(object):
 
     # ------------------------------------------------------------ events
     def new_connection(self):
-        """A new connection starts: close the file, forget the link header (spec 4.3)."""
+        """A new connection starts: close the file, forget the link header."""
         self.counters["connect"] += 1
         self.close_file("new connection")
         self.link = None
 
     def set_link(self, link):
-        """Take a validated LINK_HDR; a different header starts a new file (spec 4.4)."""
+        """Take a validated LINK_HDR; a different header starts a new file."""
         self.counters["link_hdr"] += 1
         if self.link is not None and self.link.header == link.header:
             return

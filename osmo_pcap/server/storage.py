@@ -2,11 +2,11 @@
 """Trace files being written: exclusive create, lock, buffered writes, close and move.
 
 A TraceFile is created with O_EXCL under a name from tracename.format_name,
-adding -1, -2, ... when that name exists (never truncating anything; spec 11
-#8), and holds flock(LOCK_EX) until it is closed, so the cleanup tool can tell
-files being written apart. Records are buffered and written in batches; a
+adding -1, -2, ... when that name exists (never truncating anything:
+doc/protocol.md#diff-file-collisions), and holds flock(LOCK_EX) until it is
+closed, so the cleanup tool can tell files being written apart. Records are buffered and written in batches; a
 failed write truncates the file back to the last complete record, so the file
-stays readable (spec 11 #9).
+stays readable (doc/protocol.md#write-errors).
 """
 
 import errno
@@ -60,8 +60,8 @@ def create_exclusive(base_path, client, st, ext, mode, other_dirs=()):
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # The umask must not narrow the configured mode (spec 4.5 step 5
-            # depended on it); the lock does not depend on write permission.
+            # The umask must not narrow the configured mode (upstream's did:
+            # doc/protocol.md#diff-file-mode); the lock needs no write permission.
             os.fchmod(fd, mode)
         except OSError:
             os.close(fd)
