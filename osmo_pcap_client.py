@@ -26,26 +26,26 @@
 #      84  osmo_pcap/client/capture.py
 #     457  osmo_pcap/client/config.py
 #     718  osmo_pcap/client/forward.py
-#    1321  osmo_pcap/client/gprs.py
-#    1485  osmo_pcap/client/ipip.py
-#    1596  osmo_pcap/client/libpcap.py
-#    2047  osmo_pcap/client/main.py
-#    2626  osmo_pcap/client/spool.py
-#    3027  osmo_pcap/daemon.py
-#    3311  osmo_pcap/ini.py
-#    3527  osmo_pcap/log.py
-#    3866  osmo_pcap/loop.py
-#    4070  osmo_pcap/metrics.py
-#    4437  osmo_pcap/pcapfile.py
-#    4633  osmo_pcap/pcapng.py
-#    4985  osmo_pcap/rotation.py
-#    5107  osmo_pcap/tls.py
-#    5602  osmo_pcap/tlsconfig.py
-#    5898  osmo_pcap/transport.py
-#    6141  osmo_pcap/vtyimport.py
-#    7019  osmo_pcap/wire.py
-#    7261  loader: registers the modules above with the import system
-#    7305  start: calls osmo_pcap.client.main.main()
+#    1327  osmo_pcap/client/gprs.py
+#    1491  osmo_pcap/client/ipip.py
+#    1602  osmo_pcap/client/libpcap.py
+#    2053  osmo_pcap/client/main.py
+#    2632  osmo_pcap/client/spool.py
+#    3033  osmo_pcap/daemon.py
+#    3317  osmo_pcap/ini.py
+#    3533  osmo_pcap/log.py
+#    3872  osmo_pcap/loop.py
+#    4076  osmo_pcap/metrics.py
+#    4443  osmo_pcap/pcapfile.py
+#    4639  osmo_pcap/pcapng.py
+#    4991  osmo_pcap/rotation.py
+#    5113  osmo_pcap/tls.py
+#    5608  osmo_pcap/tlsconfig.py
+#    5904  osmo_pcap/transport.py
+#    6147  osmo_pcap/vtyimport.py
+#    7025  osmo_pcap/wire.py
+#    7267  loader: registers the modules above with the import system
+#    7311  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -861,6 +861,7 @@ class Forwarder(object):
             self.stream_id = os.urandom(wire.STREAM_ID_SIZE)
             self.next_seq = 0
         self.acked = self.next_seq   # the oldest frame held (memory, then spool)
+        self.send_seq = 0            # acknowledged mode: the number the server expects next
         self.piece = min(1 << 20, cfg.queue_size // 4)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
 
@@ -947,7 +948,7 @@ class Forwarder(object):
             # The stream restarts at the oldest frame held, whatever was given up
             # before it (the server counts such a gap).
             first = self.chunks[0].first_seq if self.chunks else self.next_seq
-            self.acked = first
+            self.acked = self.send_seq = first
             self._out += wire.encode_stream(self.stream_id, first)
             self.waiting_since = None
             self.log.info("%s: acknowledged delivery, stream from frame %d", self.prefix,
@@ -1126,14 +1127,21 @@ class Forwarder(object):
                     return
                 continue
             chunk = q[self.send_idx]
-            if chunk.hdr != self.sent_hdr:
-                # A header change: its LINK_HDR goes out first, in order.
-                self.sent_hdr = chunk.hdr
-                frame = wire.encode_link_hdr(chunk.hdr)
-                n = t.send(frame)
-                if n < len(frame):
-                    self._out += frame[n:]
-                    return
+            if not self.send_off:
+                # Before a chunk: a header change needs its LINK_HDR, frames given up
+                # in between (the spool overflowed) a STREAM naming the next number.
+                frame = b""
+                if chunk.hdr != self.sent_hdr:
+                    self.sent_hdr = chunk.hdr
+                    frame = wire.encode_link_hdr(chunk.hdr)
+                if not plain and chunk.first_seq != self.send_seq:
+                    self.send_seq = chunk.first_seq
+                    frame += wire.encode_stream(self.stream_id, chunk.first_seq)
+                if frame:
+                    n = t.send(frame)
+                    if n < len(frame):
+                        self._out += frame[n:]
+                        return
             data = chunk.data
             with memoryview(data) as mv:
                 n = t.send(mv[self.send_off:self.send_off + SEND_MAX])
@@ -1150,6 +1158,7 @@ class Forwarder(object):
                 self._release_front(chunk, chunk.count, len(data))
             else:
                 self.send_idx += 1
+                self.send_seq = chunk.end_seq
             self.send_off = 0
 
     def _refill(self):
@@ -1163,9 +1172,6 @@ class Forwarder(object):
         if piece is None:
             return False
         hdr, frames, first_seq, count, token = piece
-        if self.chunks and first_seq != self.chunks[-1].end_seq:
-            self.log.error("%s: spool continues at frame %d after %d", self.prefix,
-                           first_seq, self.chunks[-1].end_seq)
         self.chunks.append(Chunk(bytearray(frames), hdr, first_seq, count, token,
                                  self.loop.clock()))
         self.qbytes += len(frames)

@@ -37,21 +37,21 @@
 #    2880  osmo_pcap/server/fanout.py
 #    3055  osmo_pcap/server/hooks.py
 #    3263  osmo_pcap/server/ingest.py
-#    3540  osmo_pcap/server/main.py
-#    4075  osmo_pcap/server/oncomplete.py
-#    4316  osmo_pcap/server/recorder.py
-#    4662  osmo_pcap/server/storage.py
-#    4849  osmo_pcap/server/tap.py
-#    5092  osmo_pcap/server/zmtp.py
-#    5527  osmo_pcap/tls.py
-#    6022  osmo_pcap/tlsconfig.py
-#    6318  osmo_pcap/tracename.py
-#    6401  osmo_pcap/transport.py
-#    6644  osmo_pcap/validate.py
-#    6812  osmo_pcap/vtyimport.py
-#    7690  osmo_pcap/wire.py
-#    7932  loader: registers the modules above with the import system
-#    7976  start: calls osmo_pcap.server.main.main()
+#    3548  osmo_pcap/server/main.py
+#    4102  osmo_pcap/server/oncomplete.py
+#    4343  osmo_pcap/server/recorder.py
+#    4705  osmo_pcap/server/storage.py
+#    4892  osmo_pcap/server/tap.py
+#    5135  osmo_pcap/server/zmtp.py
+#    5570  osmo_pcap/tls.py
+#    6065  osmo_pcap/tlsconfig.py
+#    6361  osmo_pcap/tracename.py
+#    6444  osmo_pcap/transport.py
+#    6687  osmo_pcap/validate.py
+#    6855  osmo_pcap/vtyimport.py
+#    7733  osmo_pcap/wire.py
+#    7975  loader: registers the modules above with the import system
+#    8019  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -3402,8 +3402,8 @@ class Connection(object):
     """
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
-                 "last_rx", "header_timer", "frames", "streaming", "skip", "acked_durable",
-                 "wbuf", "ack_due")
+                 "last_rx", "header_timer", "frames", "streaming", "next_in", "want",
+                 "acked_durable", "wbuf", "ack_due")
 
     def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
@@ -3417,7 +3417,9 @@ class Connection(object):
         self.header_timer = None
         self.frames = 0            # LINK_DATA frames received
         self.streaming = False     # the client named its stream: acknowledged delivery
-        self.skip = 0              # frames about to arrive that are stored already
+        # While streaming: the number of the next frame to arrive, and of the next
+        # frame not stored yet; frames below `want` arrive again after a reconnect.
+        self.next_in = self.want = 0
         self.acked_durable = 0     # recorder.durable when the last ACK was made
         self.wbuf = bytearray()    # our messages the transport has not taken yet
         self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
@@ -3453,8 +3455,8 @@ class Connection(object):
             pos, nbytes, event = parser.consume(mv, pos, end, out)
             if out:
                 self.frames += len(out)
-                if self.skip:
-                    nbytes -= self._skip(out)
+                if self.streaming:
+                    nbytes -= self._number(out)
                 if out:
                     server.records(self, out, nbytes)
                     if self.closed:
@@ -3473,10 +3475,16 @@ class Connection(object):
         if self.streaming and recorder.durable != self.acked_durable:
             server.acknowledge(self)
 
-    def _skip(self, out):
-        """Drop the frames of out that are stored already; return their bytes."""
-        k = min(self.skip, len(out))
-        self.skip -= k
+    def _number(self, out):
+        """Number the frames of out; drop those stored already; return their bytes."""
+        n = len(out)
+        k = self.want - self.next_in
+        self.next_in += n
+        if k <= 0:
+            self.want += n
+            return 0
+        k = min(k, n)
+        self.want += n - k
         self.recorder.counters["duplicates"] += k
         nbytes = sum(len(p) for p in out[:k])
         del out[:k]
@@ -3760,24 +3768,43 @@ class Server(object):
         """A client names its stream (STREAM): answer what is stored; False if dropped."""
         rec = conn.recorder
         if conn.streaming:
-            self.reject(conn, wire.FrameError("stream-twice", "a second STREAM message"))
-            return False
+            return self._stream_jump(conn, msg)
         if conn.frames:
             self.reject(conn, wire.FrameError("stream-late", "STREAM after %d LINK_DATA "
                                               "frame(s)" % conn.frames))
             return False
         skip, gap, start = rec.begin_stream(msg.stream_id, msg.first_seq)
         conn.streaming = True
-        conn.skip = skip
+        conn.next_in, conn.want = msg.first_seq, start
         if gap:
-            _log.warning("%s: frames %d to %d never arrived: the client gave them up "
-                         "(queue or spool full, max_age, or it restarted without a spool)",
-                         conn.label, start - gap, start - 1)
+            self._gap_log(conn, start - gap, start - 1)
         _log.info("%s: acknowledged stream %s from frame %d%s", conn.label,
                   msg.stream_id.hex()[:16], msg.first_seq,
                   ", %d frame(s) stored already are skipped" % skip if skip else "")
         self.acknowledge(conn)
         return not conn.closed
+
+    def _stream_jump(self, conn, msg):
+        """A STREAM during the stream: the client gave frames up; the next one is later."""
+        rec = conn.recorder
+        if msg.stream_id != rec.stream.stream_id or msg.first_seq < conn.next_in:
+            self.reject(conn, wire.FrameError(
+                "stream-twice", "a second STREAM that does not continue the stream (frame "
+                "%d of %s after frame %d of %s)" % (msg.first_seq, msg.stream_id.hex()[:16],
+                                                  conn.next_in, rec.stream.stream_id.hex()[:16])))
+            return False
+        conn.next_in = msg.first_seq
+        if msg.first_seq > conn.want:
+            gap = msg.first_seq - conn.want
+            rec.jump(gap)
+            self._gap_log(conn, conn.want, msg.first_seq - 1)
+            conn.want = msg.first_seq
+        return True
+
+    def _gap_log(self, conn, first, last):
+        _log.warning("%s: frames %d to %d never arrived: the client gave them up (queue or "
+                     "spool full, max_age, or it restarted without a spool)",
+                     conn.label, first, last)
 
     def acknowledge(self, conn):
         """Write the client's state, then acknowledge what is durable."""
@@ -4383,6 +4410,7 @@ class Recorder(object):
         self.saved = None          # the last StreamState written (or found at start-up)
         self.stream = None         # the StreamState of the acknowledged stream in progress
         self.seq_base = 0          # sequence number = durable + seq_base while streaming
+        self.jumps = collections.deque()   # (durable count, gap) not applied yet
         self.broken = None         # why an acknowledged stream cannot be stored (or None)
 
     @property
@@ -4544,12 +4572,24 @@ class Recorder(object):
         self.counters["seq_gap"] += gap
         self.stream = StreamState(stream_id, start)
         self.seq_base = start - self.durable
+        self.jumps = collections.deque()
         self.broken = None
         return skip, gap, start
+
+    def jump(self, gap):
+        """The client gave up the next gap frames of its stream (a STREAM mid-way).
+
+        The numbers move on once the records received before are durable: an ACK
+        must never cover a record that is only in the write buffer.
+        """
+        self.counters["seq_gap"] += gap
+        f = self.file
+        self.jumps.append((self.durable + (f.pending_records if f is not None else 0), gap))
 
     def end_stream(self):
         """The stream's connection is gone."""
         self.stream = None
+        self.jumps.clear()
         self.broken = None
 
     def checkpoint(self):
@@ -4559,7 +4599,10 @@ class Recorder(object):
         acknowledged).
         """
         st = self.stream
-        seq = self.durable + self.seq_base
+        durable = self.durable
+        while self.jumps and durable >= self.jumps[0][0]:
+            self.seq_base += self.jumps.popleft()[1]
+        seq = durable + self.seq_base
         f = self.file
         sync = self.files.ack_sync
         if sync and f is not None and f.written:

@@ -66,6 +66,7 @@ class Recorder(object):
         self.saved = None          # the last StreamState written (or found at start-up)
         self.stream = None         # the StreamState of the acknowledged stream in progress
         self.seq_base = 0          # sequence number = durable + seq_base while streaming
+        self.jumps = collections.deque()   # (durable count, gap) not applied yet
         self.broken = None         # why an acknowledged stream cannot be stored (or None)
 
     @property
@@ -227,12 +228,24 @@ class Recorder(object):
         self.counters["seq_gap"] += gap
         self.stream = StreamState(stream_id, start)
         self.seq_base = start - self.durable
+        self.jumps = collections.deque()
         self.broken = None
         return skip, gap, start
+
+    def jump(self, gap):
+        """The client gave up the next gap frames of its stream (a STREAM mid-way).
+
+        The numbers move on once the records received before are durable: an ACK
+        must never cover a record that is only in the write buffer.
+        """
+        self.counters["seq_gap"] += gap
+        f = self.file
+        self.jumps.append((self.durable + (f.pending_records if f is not None else 0), gap))
 
     def end_stream(self):
         """The stream's connection is gone."""
         self.stream = None
+        self.jumps.clear()
         self.broken = None
 
     def checkpoint(self):
@@ -242,7 +255,10 @@ class Recorder(object):
         acknowledged).
         """
         st = self.stream
-        seq = self.durable + self.seq_base
+        durable = self.durable
+        while self.jumps and durable >= self.jumps[0][0]:
+            self.seq_base += self.jumps.popleft()[1]
+        seq = durable + self.seq_base
         f = self.file
         sync = self.files.ack_sync
         if sync and f is not None and f.written:

@@ -117,7 +117,7 @@ class AckServerTest(support.TempDirTestCase):
             ("stream-length", peer.pcap_hdr() + peer.raw_frame(wire.STREAM, b"\x01" * 10)),
             ("stream-version", peer.pcap_hdr() + stream(version=0)),
             ("stream-seq", peer.pcap_hdr() + stream(first=1 << 63)),
-            ("stream-twice", peer.pcap_hdr() + stream() + stream()),
+            ("stream-twice", peer.pcap_hdr() + stream(first=5) + stream(first=0)),
             ("stream-late", peer.pcap_hdr() + peer.pcap_data(0) + stream()),
         ]
         sent = 0
@@ -137,6 +137,32 @@ class AckServerTest(support.TempDirTestCase):
         good_files = [f for f in srv.files() if "-good-" in f]
         self.assertEqual(len(good_files), 1)   # never split by the hostile peer
         self.assertEqual(len(peer.file_records(good_files[0])), sent)
+
+    def test_a_stream_that_jumps_forward_counts_the_gap(self):
+        srv = self.server()
+        s = peer.connect(srv.port)
+        self.addCleanup(s.close)
+        s.sendall(peer.pcap_hdr() + stream(first=0)
+                  + b"".join(peer.pcap_data(i) for i in range(10))
+                  + stream(first=20) + b"".join(peer.pcap_data(i) for i in range(20, 30)))
+        self.assertIn(30, acked(read_messages(s, lambda m: 30 in acked(m))))
+        srv.wait_log("frames 10 to 19 never arrived")
+        # backwards, or another identity: refused
+        s.sendall(stream(first=25))
+        self.assertTrue(peer.wait_closed(s))
+        srv.wait_log("protocol violation [stream-twice]")
+        t = peer.connect(srv.port)
+        self.addCleanup(t.close)
+        t.sendall(peer.pcap_hdr() + stream(first=30) + peer.pcap_data(30)
+                  + stream(sid=bytes(range(2, 18)), first=31))
+        self.assertTrue(peer.wait_closed(t))
+        srv.wait_log("protocol violation [stream-twice]", 2)
+        srv.signal(signal.SIGUSR2)
+        srv.wait_log("stats good: ")
+        self.assertRegex(srv.log(), r"stats good: .*peer:seq_gap=10 ")
+        srv.stop()
+        got = [seq(r.data) for f in srv.files() for r in peer.file_records(f)]
+        self.assertEqual(got, list(range(10)) + list(range(20, 31)))
 
     def test_stream_on_a_server_without_acks_is_an_unknown_type(self):
         srv = self.server("acks = no\n")
