@@ -69,8 +69,31 @@ def script_cmd(program, *args):
     return [sys.executable, SCRIPTS[program]] + list(args)
 
 
+_PORTS = os.environ.get("OSMO_PCAP_PORT_RANGE")   # "FIRST-LAST", set by tools/runtests.sh
+_next_port = [None]
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1", kind=socket.SOCK_STREAM):
-    """Return a port that was free a moment ago on host."""
+    """Return a port that was free a moment ago on host.
+
+    With OSMO_PCAP_PORT_RANGE, from that range only, in turn: suites of several
+    interpreters that run at the same time never pick the same port (the range
+    lies below the kernel's ephemeral ports, which it hands out itself).
+    """
+    if _PORTS:
+        first, last = (int(x) for x in _PORTS.split("-"))
+        for _ in range(last - first + 1):
+            port = _next_port[0] or first
+            _next_port[0] = port + 1 if port < last else first
+            s = socket.socket(family, kind)
+            try:
+                s.bind((host, port))
+                return port
+            except OSError:
+                continue
+            finally:
+                s.close()
+        raise RuntimeError("no free port in %s" % _PORTS)
     s = socket.socket(family, kind)
     try:
         s.bind((host, 0))
