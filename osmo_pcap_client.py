@@ -26,26 +26,26 @@
 #      84  osmo_pcap/client/capture.py
 #     457  osmo_pcap/client/config.py
 #     718  osmo_pcap/client/forward.py
-#    1327  osmo_pcap/client/gprs.py
-#    1491  osmo_pcap/client/ipip.py
-#    1602  osmo_pcap/client/libpcap.py
-#    2053  osmo_pcap/client/main.py
-#    2632  osmo_pcap/client/spool.py
-#    3033  osmo_pcap/daemon.py
-#    3317  osmo_pcap/ini.py
-#    3533  osmo_pcap/log.py
-#    3872  osmo_pcap/loop.py
-#    4076  osmo_pcap/metrics.py
-#    4443  osmo_pcap/pcapfile.py
-#    4639  osmo_pcap/pcapng.py
-#    4991  osmo_pcap/rotation.py
-#    5113  osmo_pcap/tls.py
-#    5608  osmo_pcap/tlsconfig.py
-#    5904  osmo_pcap/transport.py
-#    6147  osmo_pcap/vtyimport.py
-#    7025  osmo_pcap/wire.py
-#    7267  loader: registers the modules above with the import system
-#    7311  start: calls osmo_pcap.client.main.main()
+#    1334  osmo_pcap/client/gprs.py
+#    1498  osmo_pcap/client/ipip.py
+#    1609  osmo_pcap/client/libpcap.py
+#    2060  osmo_pcap/client/main.py
+#    2639  osmo_pcap/client/spool.py
+#    3040  osmo_pcap/daemon.py
+#    3324  osmo_pcap/ini.py
+#    3540  osmo_pcap/log.py
+#    3879  osmo_pcap/loop.py
+#    4083  osmo_pcap/metrics.py
+#    4450  osmo_pcap/pcapfile.py
+#    4646  osmo_pcap/pcapng.py
+#    4998  osmo_pcap/rotation.py
+#    5120  osmo_pcap/tls.py
+#    5615  osmo_pcap/tlsconfig.py
+#    5911  osmo_pcap/transport.py
+#    6154  osmo_pcap/vtyimport.py
+#    7032  osmo_pcap/wire.py
+#    7274  loader: registers the modules above with the import system
+#    7318  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -1231,17 +1231,24 @@ class Forwarder(object):
         if seq <= self.acked:
             return None     # nothing new (or an older acknowledgement)
         q = self.chunks
-        limit = q[min(self.send_idx, len(q) - 1)].end_seq if q else self.acked
-        if seq > limit:
-            return "the server acknowledged frame %d, but only frames below %d were sent" % (
-                seq, limit)
+        if not q or seq > q[-1].end_seq:
+            return "the server acknowledged frame %d, but this client holds only frames " \
+                "below %d" % (seq, q[-1].end_seq if q else self.acked)
         self.counters["ack:acked"] += seq - self.acked
-        while self.send_idx > 0 and q[0].end_seq <= seq:
+        # Chunks sent whole, and chunks not started on this connection (the server
+        # had them from an earlier one: frames stored but not acknowledged before a
+        # crash), go; the sender names the next frame with a STREAM where it skips.
+        while q and q[0].end_seq <= seq and (self.send_idx > 0 or not self.send_off):
             chunk = q.popleft()
             self.qbytes -= len(chunk.data)
-            self.send_idx -= 1
+            if self.send_idx:
+                self.send_idx -= 1
             if chunk.token is not None:
                 self.spool.commit(chunk.token)
+        if q and not self.send_idx and not self.send_off and q[0].first_seq < seq:
+            head = q[0]
+            n = seq - head.first_seq
+            self._release_front(head, n, frame_offset(head.data, n))
         self.acked = seq
         # Time-outs count from the last sign of life, while anything sent awaits its ACK.
         outstanding = self.send_idx > 0 or self.send_off > 0

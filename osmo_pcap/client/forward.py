@@ -512,17 +512,24 @@ class Forwarder(object):
         if seq <= self.acked:
             return None     # nothing new (or an older acknowledgement)
         q = self.chunks
-        limit = q[min(self.send_idx, len(q) - 1)].end_seq if q else self.acked
-        if seq > limit:
-            return "the server acknowledged frame %d, but only frames below %d were sent" % (
-                seq, limit)
+        if not q or seq > q[-1].end_seq:
+            return "the server acknowledged frame %d, but this client holds only frames " \
+                "below %d" % (seq, q[-1].end_seq if q else self.acked)
         self.counters["ack:acked"] += seq - self.acked
-        while self.send_idx > 0 and q[0].end_seq <= seq:
+        # Chunks sent whole, and chunks not started on this connection (the server
+        # had them from an earlier one: frames stored but not acknowledged before a
+        # crash), go; the sender names the next frame with a STREAM where it skips.
+        while q and q[0].end_seq <= seq and (self.send_idx > 0 or not self.send_off):
             chunk = q.popleft()
             self.qbytes -= len(chunk.data)
-            self.send_idx -= 1
+            if self.send_idx:
+                self.send_idx -= 1
             if chunk.token is not None:
                 self.spool.commit(chunk.token)
+        if q and not self.send_idx and not self.send_off and q[0].first_seq < seq:
+            head = q[0]
+            n = seq - head.first_seq
+            self._release_front(head, n, frame_offset(head.data, n))
         self.acked = seq
         # Time-outs count from the last sign of life, while anything sent awaits its ACK.
         outstanding = self.send_idx > 0 or self.send_off > 0
