@@ -6020,7 +6020,7 @@ def client_section_reader(server, section):
 # ==================== Begin file osmo_pcap/tracename.py ====================
 _SOURCES['osmo_pcap/tracename.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
+"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz|.zst].
 
 The server makes them (spec 4.5, with a collision suffix instead of
 truncation), the cleanup tool parses them. NAME may contain '-': the
@@ -6031,11 +6031,11 @@ import re
 import time
 
 EXTENSIONS = ("pcap", "pcapng")
-COMPRESSED = ("gz", "bz2", "xz")
+COMPRESSED = ("gz", "bz2", "xz", "zst")
 
 _NAME_RE = re.compile(
     r"^trace-(?P<client>.+)-(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,5}))?"
-    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz))?$")
+    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz|zst))?$")
 
 
 def format_name(client, tm, ext, seq=0):
