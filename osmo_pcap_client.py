@@ -30,22 +30,22 @@
 #    1498  osmo_pcap/client/ipip.py
 #    1609  osmo_pcap/client/libpcap.py
 #    2060  osmo_pcap/client/main.py
-#    2639  osmo_pcap/client/spool.py
-#    3040  osmo_pcap/daemon.py
-#    3324  osmo_pcap/ini.py
-#    3540  osmo_pcap/log.py
-#    3879  osmo_pcap/loop.py
-#    4083  osmo_pcap/metrics.py
-#    4450  osmo_pcap/pcapfile.py
-#    4646  osmo_pcap/pcapng.py
-#    4998  osmo_pcap/rotation.py
-#    5120  osmo_pcap/tls.py
-#    5615  osmo_pcap/tlsconfig.py
-#    5911  osmo_pcap/transport.py
-#    6154  osmo_pcap/vtyimport.py
-#    7032  osmo_pcap/wire.py
-#    7274  loader: registers the modules above with the import system
-#    7318  start: calls osmo_pcap.client.main.main()
+#    2645  osmo_pcap/client/spool.py
+#    3046  osmo_pcap/daemon.py
+#    3330  osmo_pcap/ini.py
+#    3546  osmo_pcap/log.py
+#    3885  osmo_pcap/loop.py
+#    4089  osmo_pcap/metrics.py
+#    4456  osmo_pcap/pcapfile.py
+#    4652  osmo_pcap/pcapng.py
+#    5004  osmo_pcap/rotation.py
+#    5126  osmo_pcap/tls.py
+#    5626  osmo_pcap/tlsconfig.py
+#    5922  osmo_pcap/transport.py
+#    6165  osmo_pcap/vtyimport.py
+#    7043  osmo_pcap/wire.py
+#    7285  loader: registers the modules above with the import system
+#    7329  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -2583,12 +2583,14 @@ def run(cfg, args):
         print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
         return 1
     client = Client(cfg)
+    endpoints = []  # the metrics endpoint, closed at the end (not left to the finalizer)
 
     def detach():
         try:
             if cfg.metrics:
-                metrics.MetricsServer(client.loop, cfg.metrics, client.metric_samples,
-                                      program="client", log=log.get("metrics")).start()
+                endpoints.append(metrics.MetricsServer(
+                    client.loop, cfg.metrics, client.metric_samples, program="client",
+                    log=log.get("metrics")).start())
             if args.daemonize:
                 daemon.daemonize(pidfile=args.pidfile)
             elif args.pidfile:
@@ -2599,6 +2601,8 @@ def run(cfg, args):
         client.start(detach)
     except StartupError as e:
         client.log.error("%s", e)
+        for ep in endpoints:
+            ep.close()
         client.close()
         return 1
     log.schedule_flush(client.loop)
@@ -2607,6 +2611,8 @@ def run(cfg, args):
     try:
         client.loop.run()
     finally:
+        for ep in endpoints:
+            ep.close()
         client.close()
     return client.exit_status
 
@@ -5148,8 +5154,13 @@ _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST
 _ALERT_RE = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_ALERT_(.*)$")
 
 
-def describe_ssl_error(exc):
-    """Return a TLSError with a readable reason for an ssl or socket exception."""
+def describe_ssl_error(exc, established=False):
+    """Return a TLSError with a readable reason for an ssl or socket exception.
+
+    established: the handshake is done. A peer that completed a handshake speaks
+    TLS, so a record the layer rejects then (RECORD_LAYER_FAILURE from OpenSSL 3.6
+    on, a bad length...) is a protocol error, not a "does not speak TLS" peer.
+    """
     if isinstance(exc, TLSError):
         return exc
     detail = getattr(exc, "verify_message", None)
@@ -5165,7 +5176,7 @@ def describe_ssl_error(exc):
         return TLSError(VERIFY, "certificate verification failed")
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return TLSError(VERIFY, "the peer presented no certificate, but one is required")
-    if reason in _NOT_TLS_REASONS:
+    if reason in _NOT_TLS_REASONS and not established:
         return TLSError(NOT_TLS, "the peer does not speak TLS (%s)" % text)
     m = _ALERT_RE.match(reason)
     if m:
@@ -5254,7 +5265,7 @@ class TLSSession(object):
                 got = 0
             except (ssl.SSLError, ssl.CertificateError) as e:
                 # TLS 1.3: a server that refuses our certificate says so only now.
-                err = describe_ssl_error(e)
+                err = describe_ssl_error(e, established=True)
                 if not total:
                     raise err
                 self._deferred = err  # deliver the data first
@@ -5282,7 +5293,7 @@ class TLSSession(object):
         try:
             n = self.ssl.write(memoryview(data)[:WRITE_CHUNK])
         except ssl.SSLError as e:
-            raise describe_ssl_error(e)
+            raise describe_ssl_error(e, established=True)
         self.flush()
         return n
 

@@ -38,20 +38,20 @@
 #    3055  osmo_pcap/server/hooks.py
 #    3263  osmo_pcap/server/ingest.py
 #    3548  osmo_pcap/server/main.py
-#    4102  osmo_pcap/server/oncomplete.py
-#    4343  osmo_pcap/server/recorder.py
-#    4705  osmo_pcap/server/storage.py
-#    4892  osmo_pcap/server/tap.py
-#    5135  osmo_pcap/server/zmtp.py
-#    5570  osmo_pcap/tls.py
-#    6065  osmo_pcap/tlsconfig.py
-#    6361  osmo_pcap/tracename.py
-#    6444  osmo_pcap/transport.py
-#    6687  osmo_pcap/validate.py
-#    6855  osmo_pcap/vtyimport.py
-#    7733  osmo_pcap/wire.py
-#    7975  loader: registers the modules above with the import system
-#    8019  start: calls osmo_pcap.server.main.main()
+#    4116  osmo_pcap/server/oncomplete.py
+#    4357  osmo_pcap/server/recorder.py
+#    4719  osmo_pcap/server/storage.py
+#    4906  osmo_pcap/server/tap.py
+#    5149  osmo_pcap/server/zmtp.py
+#    5584  osmo_pcap/tls.py
+#    6084  osmo_pcap/tlsconfig.py
+#    6380  osmo_pcap/tracename.py
+#    6463  osmo_pcap/transport.py
+#    6706  osmo_pcap/validate.py
+#    6874  osmo_pcap/vtyimport.py
+#    7752  osmo_pcap/wire.py
+#    7994  loader: registers the modules above with the import system
+#    8038  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -4039,14 +4039,24 @@ def open_server(cfg):
 
 
 def detach(server, args):
-    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure."""
+    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure.
+
+    Return the metrics endpoint (None without [metrics]) for the caller to close.
+    """
+    endpoint = None
     if server.cfg.metrics:
-        metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
-                              program="server", log=log.get("metrics")).start()
-    if args.daemonize:
-        daemon.daemonize(pidfile=args.pidfile)
-    elif args.pidfile:
-        daemon.own_pidfile(args.pidfile)
+        endpoint = metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
+                                         program="server", log=log.get("metrics")).start()
+    try:
+        if args.daemonize:
+            daemon.daemonize(pidfile=args.pidfile)
+        elif args.pidfile:
+            daemon.own_pidfile(args.pidfile)
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
+    return endpoint
 
 
 def run(server):
@@ -4090,11 +4100,15 @@ def main(argv=None):
     if server is None:
         return 1
     try:
-        detach(server, args)
+        endpoint = detach(server, args)
     except (metrics.MetricsError, daemon.DaemonError) as e:
         _log.error("%s", e)
         return 1
-    run(server)
+    try:
+        run(server)
+    finally:
+        if endpoint is not None:  # its listening socket, not left to the finalizer
+            endpoint.close()
     return 0
 '''
 # ==================== End file osmo_pcap/server/main.py ======================
@@ -5598,8 +5612,13 @@ _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST
 _ALERT_RE = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_ALERT_(.*)$")
 
 
-def describe_ssl_error(exc):
-    """Return a TLSError with a readable reason for an ssl or socket exception."""
+def describe_ssl_error(exc, established=False):
+    """Return a TLSError with a readable reason for an ssl or socket exception.
+
+    established: the handshake is done. A peer that completed a handshake speaks
+    TLS, so a record the layer rejects then (RECORD_LAYER_FAILURE from OpenSSL 3.6
+    on, a bad length...) is a protocol error, not a "does not speak TLS" peer.
+    """
     if isinstance(exc, TLSError):
         return exc
     detail = getattr(exc, "verify_message", None)
@@ -5615,7 +5634,7 @@ def describe_ssl_error(exc):
         return TLSError(VERIFY, "certificate verification failed")
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return TLSError(VERIFY, "the peer presented no certificate, but one is required")
-    if reason in _NOT_TLS_REASONS:
+    if reason in _NOT_TLS_REASONS and not established:
         return TLSError(NOT_TLS, "the peer does not speak TLS (%s)" % text)
     m = _ALERT_RE.match(reason)
     if m:
@@ -5704,7 +5723,7 @@ class TLSSession(object):
                 got = 0
             except (ssl.SSLError, ssl.CertificateError) as e:
                 # TLS 1.3: a server that refuses our certificate says so only now.
-                err = describe_ssl_error(e)
+                err = describe_ssl_error(e, established=True)
                 if not total:
                     raise err
                 self._deferred = err  # deliver the data first
@@ -5732,7 +5751,7 @@ class TLSSession(object):
         try:
             n = self.ssl.write(memoryview(data)[:WRITE_CHUNK])
         except ssl.SSLError as e:
-            raise describe_ssl_error(e)
+            raise describe_ssl_error(e, established=True)
         self.flush()
         return n
 
@@ -6361,7 +6380,7 @@ def read_client_entry_tls(section, client_name, server_tls=None, any_ip=False):
 # ==================== Begin file osmo_pcap/tracename.py ====================
 _SOURCES['osmo_pcap/tracename.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
+"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz|.zst].
 
 The server makes them (doc/protocol.md#file-names, with a collision suffix instead of
 truncation), the cleanup tool parses them. NAME may contain '-': the
@@ -6372,11 +6391,11 @@ import re
 import time
 
 EXTENSIONS = ("pcap", "pcapng")
-COMPRESSED = ("gz", "bz2", "xz")
+COMPRESSED = ("gz", "bz2", "xz", "zst")
 
 _NAME_RE = re.compile(
     r"^trace-(?P<client>.+)-(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,5}))?"
-    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz))?$")
+    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz|zst))?$")
 
 
 def format_name(client, tm, ext, seq=0):

@@ -50,7 +50,12 @@ def require_root():
 
 
 def data_file(name):
-    with open(os.path.join(DATA, name), "rb") as f:
+    return read_bytes(os.path.join(DATA, name))
+
+
+def read_bytes(path):
+    """Return a file's content (closing it: no ResourceWarning)."""
+    with open(path, "rb") as f:
         return f.read()
 
 
@@ -126,6 +131,21 @@ def tshark_packets(path, fields=("frame.time_epoch", "frame.len", "frame.cap_len
     return [line.split("\t") for line in out.splitlines() if line.strip()]
 
 
+def epoch_text(value):
+    """Return tshark's frame.time_epoch as "SECONDS.NNNNNNNNN".
+
+    tshark up to 4.4 prints the number itself; 4.6's JSON output gives an ISO 8601
+    UTC date ("2023-11-14T22:13:20.000001000Z") for the same field.
+    """
+    import calendar
+    import re
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z$", value)
+    if not m:
+        return value
+    sec = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))
+    return "%d.%s" % (sec, (m.group(7) or "").ljust(9, "0"))
+
+
 def tshark_read(path):
     """Return [(epoch string, len, caplen, bytes, interface id)] per packet, read by tshark."""
     import json
@@ -136,8 +156,9 @@ def tshark_read(path):
         layers = entry["_source"]["layers"]
         frame = layers["frame"]
         raw = layers.get("frame_raw", [""])[0]
-        pkts.append((frame["frame.time_epoch"], int(frame["frame.len"]), int(frame["frame.cap_len"]),
-                     bytes.fromhex(raw), int(frame.get("frame.interface_id", 0))))
+        pkts.append((epoch_text(frame["frame.time_epoch"]), int(frame["frame.len"]),
+                     int(frame["frame.cap_len"]), bytes.fromhex(raw),
+                     int(frame.get("frame.interface_id", 0))))
     return pkts
 
 

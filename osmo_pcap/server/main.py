@@ -490,14 +490,24 @@ def open_server(cfg):
 
 
 def detach(server, args):
-    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure."""
+    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure.
+
+    Return the metrics endpoint (None without [metrics]) for the caller to close.
+    """
+    endpoint = None
     if server.cfg.metrics:
-        metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
-                              program="server", log=log.get("metrics")).start()
-    if args.daemonize:
-        daemon.daemonize(pidfile=args.pidfile)
-    elif args.pidfile:
-        daemon.own_pidfile(args.pidfile)
+        endpoint = metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
+                                         program="server", log=log.get("metrics")).start()
+    try:
+        if args.daemonize:
+            daemon.daemonize(pidfile=args.pidfile)
+        elif args.pidfile:
+            daemon.own_pidfile(args.pidfile)
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
+    return endpoint
 
 
 def run(server):
@@ -541,9 +551,13 @@ def main(argv=None):
     if server is None:
         return 1
     try:
-        detach(server, args)
+        endpoint = detach(server, args)
     except (metrics.MetricsError, daemon.DaemonError) as e:
         _log.error("%s", e)
         return 1
-    run(server)
+    try:
+        run(server)
+    finally:
+        if endpoint is not None:  # its listening socket, not left to the finalizer
+            endpoint.close()
     return 0
