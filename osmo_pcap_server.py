@@ -32,26 +32,26 @@
 #    2035  osmo_pcap/rotation.py
 #    2157  osmo_pcap/server/__init__.py
 #    2172  osmo_pcap/server/ackstate.py
-#    2308  osmo_pcap/server/admission.py
-#    2623  osmo_pcap/server/config.py
-#    2880  osmo_pcap/server/fanout.py
-#    3055  osmo_pcap/server/hooks.py
-#    3263  osmo_pcap/server/ingest.py
-#    3548  osmo_pcap/server/main.py
-#    4116  osmo_pcap/server/oncomplete.py
-#    4357  osmo_pcap/server/recorder.py
-#    4719  osmo_pcap/server/storage.py
-#    4906  osmo_pcap/server/tap.py
-#    5149  osmo_pcap/server/zmtp.py
-#    5584  osmo_pcap/tls.py
-#    6084  osmo_pcap/tlsconfig.py
-#    6380  osmo_pcap/tracename.py
-#    6463  osmo_pcap/transport.py
-#    6706  osmo_pcap/validate.py
-#    6874  osmo_pcap/vtyimport.py
-#    7752  osmo_pcap/wire.py
-#    7994  loader: registers the modules above with the import system
-#    8038  start: calls osmo_pcap.server.main.main()
+#    2312  osmo_pcap/server/admission.py
+#    2627  osmo_pcap/server/config.py
+#    2884  osmo_pcap/server/fanout.py
+#    3059  osmo_pcap/server/hooks.py
+#    3267  osmo_pcap/server/ingest.py
+#    3552  osmo_pcap/server/main.py
+#    4120  osmo_pcap/server/oncomplete.py
+#    4361  osmo_pcap/server/recorder.py
+#    4726  osmo_pcap/server/storage.py
+#    4913  osmo_pcap/server/tap.py
+#    5156  osmo_pcap/server/zmtp.py
+#    5591  osmo_pcap/tls.py
+#    6091  osmo_pcap/tlsconfig.py
+#    6387  osmo_pcap/tracename.py
+#    6470  osmo_pcap/transport.py
+#    6713  osmo_pcap/validate.py
+#    6881  osmo_pcap/vtyimport.py
+#    7759  osmo_pcap/wire.py
+#    8001  loader: registers the modules above with the import system
+#    8045  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -2232,7 +2232,7 @@ class StateFile(object):
         self.dir = os.path.join(base_path, STATE_DIR)
         self.path = os.path.join(self.dir, client + SUFFIX)
         self.fd = -1
-        self.counter = 0
+        self.counter = None     # known after load(); save() loads first if needed
 
     def _open(self):
         if self.fd < 0:
@@ -2249,6 +2249,7 @@ class StateFile(object):
             with open(self.path, "rb") as f:
                 data = f.read(2 * SLOT)
         except FileNotFoundError:
+            self.counter = 0
             return None
         best = None
         for i in range(2):
@@ -2264,6 +2265,7 @@ class StateFile(object):
             if best is None or counter > best[0]:
                 best = (counter, StreamState(sid, seq, name, off))
         if best is None:
+            self.counter = 0
             return None
         self.counter = best[0]
         return best[1]
@@ -2273,6 +2275,8 @@ class StateFile(object):
 
         Raise OSError.
         """
+        if self.counter is None:
+            self.load()     # go on from the counter on disk, or this write loses
         fd = self._open()
         self.counter += 1
         name = state.file.encode("utf-8")[:MAX_NAME]
@@ -4538,17 +4542,20 @@ class Recorder(object):
             if path is None or not os.path.isfile(path):
                 continue
             size = os.path.getsize(path)
-            if size > st.offset:
+            if min(size, st.offset) < TraceFile.MIN_SIZE:
+                # Not even a header was acknowledged (or is left): nothing to keep.
+                self.counters["cut_back"] += size > st.offset
+                os.unlink(path)
+                note = "removed it: none of its %d bytes was acknowledged" % size \
+                    if st.offset < TraceFile.MIN_SIZE else \
+                    "removed it: it has %d bytes, fewer than the %d acknowledged, as a " \
+                    "power failure can do with ack_sync = no" % (size, st.offset)
+                path = None
+            elif size > st.offset:
                 self.counters["cut_back"] += 1
-                if st.offset < TraceFile.MIN_SIZE:
-                    os.unlink(path)
-                    note = "removed it: none of its %d bytes of records was acknowledged" \
-                        % size
-                    path = None
-                else:
-                    os.truncate(path, st.offset)
-                    note = "cut it back from %d to %d bytes: the rest was never " \
-                        "acknowledged, the client sends it again" % (size, st.offset)
+                os.truncate(path, st.offset)
+                note = "cut it back from %d to %d bytes: the rest was never " \
+                    "acknowledged, the client sends it again" % (size, st.offset)
             elif size < st.offset:
                 note = "it has %d bytes, fewer than the %d acknowledged: acknowledged " \
                     "records were lost, as a power failure can do with ack_sync = no" \

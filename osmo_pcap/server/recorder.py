@@ -180,17 +180,20 @@ class Recorder(object):
             if path is None or not os.path.isfile(path):
                 continue
             size = os.path.getsize(path)
-            if size > st.offset:
+            if min(size, st.offset) < TraceFile.MIN_SIZE:
+                # Not even a header was acknowledged (or is left): nothing to keep.
+                self.counters["cut_back"] += size > st.offset
+                os.unlink(path)
+                note = "removed it: none of its %d bytes was acknowledged" % size \
+                    if st.offset < TraceFile.MIN_SIZE else \
+                    "removed it: it has %d bytes, fewer than the %d acknowledged, as a " \
+                    "power failure can do with ack_sync = no" % (size, st.offset)
+                path = None
+            elif size > st.offset:
                 self.counters["cut_back"] += 1
-                if st.offset < TraceFile.MIN_SIZE:
-                    os.unlink(path)
-                    note = "removed it: none of its %d bytes of records was acknowledged" \
-                        % size
-                    path = None
-                else:
-                    os.truncate(path, st.offset)
-                    note = "cut it back from %d to %d bytes: the rest was never " \
-                        "acknowledged, the client sends it again" % (size, st.offset)
+                os.truncate(path, st.offset)
+                note = "cut it back from %d to %d bytes: the rest was never " \
+                    "acknowledged, the client sends it again" % (size, st.offset)
             elif size < st.offset:
                 note = "it has %d bytes, fewer than the %d acknowledged: acknowledged " \
                     "records were lost, as a power failure can do with ack_sync = no" \
