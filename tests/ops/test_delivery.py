@@ -104,7 +104,7 @@ class DeliveryTest(Harness):
             time.sleep(0.02)
 
     # ------------------------------------------------------------ checking
-    def check_stored(self, slot, count, captured_drops=0):
+    def check_stored(self, slot, count, captured_drops=0, client=None):
         """Every number 0..count-1 exactly once, in order across the files.
 
         captured_drops: packets the client's kernel dropped before capture (pcap
@@ -117,11 +117,14 @@ class DeliveryTest(Harness):
             twice = len(got) - len(set(got))
             notes = [l for l in self.server_logs(slot).splitlines() if "stream " in l
                      or "left open" in l or "never arrived" in l]
+            if client is not None:
+                notes += [l for l in client.text().splitlines()
+                          if "server %s " % slot.name in l and "stats" not in l]
             self.fail(self.msg("server %s: %d stored, %d missing (first %s; the capture "
                                "dropped %d), %d twice, in order: %s\n%s"
                                % (slot.name, len(got), len(missing), missing[:5],
                                   captured_drops, twice, got == sorted(got),
-                                  "\n".join(notes[-40:]))))
+                                  "\n".join(notes[-80:]))))
         files = self.trace_files(slot.base)
         merged = self.path("merged-%s.pcap" % slot.name)
         p = support.run(["mergecap", "-a", "-F", "pcap", "-w", merged] + files)
@@ -216,7 +219,7 @@ class DeliveryTest(Harness):
             s.proc.stop()
             client = fast if s.name.startswith("fast") else slow
             stored[s.name] = self.check_stored(
-                s, fast_n if client is fast else slow_n, drops[client])
+                s, fast_n if client is fast else slow_n, drops[client], client)
         # The servers of one client hold the same packets, whatever their schedules.
         self.assertEqual(stored["fast-spool"], stored["fast-memory"])
         self.assertEqual(stored["slow-spool"], stored["slow-memory"])
