@@ -23,29 +23,29 @@
 # Contents (line numbers in this file):
 #      55  osmo_pcap/__init__.py
 #      71  osmo_pcap/client/__init__.py
-#      84  osmo_pcap/client/capture.py
-#     457  osmo_pcap/client/config.py
-#     718  osmo_pcap/client/forward.py
-#    1334  osmo_pcap/client/gprs.py
-#    1498  osmo_pcap/client/ipip.py
-#    1609  osmo_pcap/client/libpcap.py
-#    2060  osmo_pcap/client/main.py
-#    2645  osmo_pcap/client/spool.py
-#    3046  osmo_pcap/daemon.py
-#    3330  osmo_pcap/ini.py
-#    3546  osmo_pcap/log.py
-#    3885  osmo_pcap/loop.py
-#    4089  osmo_pcap/metrics.py
-#    4456  osmo_pcap/pcapfile.py
-#    4652  osmo_pcap/pcapng.py
-#    5004  osmo_pcap/rotation.py
-#    5126  osmo_pcap/tls.py
-#    5626  osmo_pcap/tlsconfig.py
-#    5922  osmo_pcap/transport.py
-#    6165  osmo_pcap/vtyimport.py
-#    7043  osmo_pcap/wire.py
-#    7285  loader: registers the modules above with the import system
-#    7329  start: calls osmo_pcap.client.main.main()
+#      85  osmo_pcap/client/capture.py
+#     458  osmo_pcap/client/config.py
+#     719  osmo_pcap/client/forward.py
+#    1335  osmo_pcap/client/gprs.py
+#    1499  osmo_pcap/client/ipip.py
+#    1610  osmo_pcap/client/libpcap.py
+#    2061  osmo_pcap/client/main.py
+#    2646  osmo_pcap/client/spool.py
+#    3047  osmo_pcap/daemon.py
+#    3331  osmo_pcap/ini.py
+#    3547  osmo_pcap/log.py
+#    3886  osmo_pcap/loop.py
+#    4090  osmo_pcap/metrics.py
+#    4457  osmo_pcap/pcapfile.py
+#    4653  osmo_pcap/pcapng.py
+#    5005  osmo_pcap/rotation.py
+#    5127  osmo_pcap/tls.py
+#    5627  osmo_pcap/tlsconfig.py
+#    5923  osmo_pcap/transport.py
+#    6166  osmo_pcap/vtyimport.py
+#    7044  osmo_pcap/wire.py
+#    7286  loader: registers the modules above with the import system
+#    7330  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -75,8 +75,9 @@ _SOURCES['osmo_pcap/client/__init__.py'] = r'''
 
 main (command line and the Client that wires the rest), config ([client] and
 [server NAME]), libpcap (the ctypes binding), capture (devices and files to
-framed records), gprs (the GPRS user-data filter), forward (one stream per
-server: queue, reconnect, transport), spool (what a stream keeps on disk).
+framed records), gprs (the GPRS user-data filter), forward (one Forwarder per
+server: the numbered stream, connection, acknowledged delivery), spool (the
+part of a stream kept on disk), ipip (protocol = ipip).
 """
 '''
 # ==================== End file osmo_pcap/client/__init__.py ======================

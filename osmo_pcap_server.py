@@ -31,27 +31,27 @@
 #    1683  osmo_pcap/pcapng.py
 #    2035  osmo_pcap/rotation.py
 #    2157  osmo_pcap/server/__init__.py
-#    2172  osmo_pcap/server/ackstate.py
-#    2312  osmo_pcap/server/admission.py
-#    2627  osmo_pcap/server/config.py
-#    2884  osmo_pcap/server/fanout.py
-#    3059  osmo_pcap/server/hooks.py
-#    3267  osmo_pcap/server/ingest.py
-#    3552  osmo_pcap/server/main.py
-#    4120  osmo_pcap/server/oncomplete.py
-#    4361  osmo_pcap/server/recorder.py
-#    4726  osmo_pcap/server/storage.py
-#    4913  osmo_pcap/server/tap.py
-#    5156  osmo_pcap/server/zmtp.py
-#    5591  osmo_pcap/tls.py
-#    6091  osmo_pcap/tlsconfig.py
-#    6387  osmo_pcap/tracename.py
-#    6470  osmo_pcap/transport.py
-#    6713  osmo_pcap/validate.py
-#    6881  osmo_pcap/vtyimport.py
-#    7759  osmo_pcap/wire.py
-#    8001  loader: registers the modules above with the import system
-#    8045  start: calls osmo_pcap.server.main.main()
+#    2175  osmo_pcap/server/ackstate.py
+#    2315  osmo_pcap/server/admission.py
+#    2630  osmo_pcap/server/config.py
+#    2887  osmo_pcap/server/fanout.py
+#    3062  osmo_pcap/server/hooks.py
+#    3270  osmo_pcap/server/ingest.py
+#    3555  osmo_pcap/server/main.py
+#    4123  osmo_pcap/server/oncomplete.py
+#    4364  osmo_pcap/server/recorder.py
+#    4729  osmo_pcap/server/storage.py
+#    4916  osmo_pcap/server/tap.py
+#    5159  osmo_pcap/server/zmtp.py
+#    5594  osmo_pcap/tls.py
+#    6094  osmo_pcap/tlsconfig.py
+#    6390  osmo_pcap/tracename.py
+#    6473  osmo_pcap/transport.py
+#    6716  osmo_pcap/validate.py
+#    6884  osmo_pcap/vtyimport.py
+#    7762  osmo_pcap/wire.py
+#    8004  loader: registers the modules above with the import system
+#    8048  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -2159,9 +2159,12 @@ _SOURCES['osmo_pcap/server/__init__.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """The central server, osmo_pcap_server.py: receive client streams, store trace files.
 
-main (command line and the Server: data, shutdown, metrics), config ([server]
-and [client NAME]), ingest (decode and validate one stream), recorder (one
-client's files and rotation), storage (one trace file on disk), and the hooks
+main (command line and the Server: data, acknowledgements, shutdown, metrics),
+config ([server] and [client NAME]), admission (accepted sockets to admitted
+connections: client entry, TLS, pending limits), ingest (decode and validate
+one stream), recorder (one client's files, rotation, what is durable), ackstate
+(the stream state kept for acknowledged delivery), storage (one trace file on
+disk), and the hooks
 that see the stream too: hooks (their config and fan-out), tap (live pcapng
 over TCP), zmtp (ZeroMQ publisher), fanout (bounded subscriber queues),
 oncomplete (a command per closed file).
