@@ -80,7 +80,7 @@ def read_config(section):
     c.tap_queue_max = section.get("tap_queue_max", _queue_size, c.tap_queue_max)
     c.tap_tls = section.get("tap_tls", ini.parse_bool, False)
     # tap_tls_ca is read with the certificate (tlsconfig.read_tap_tls); here only its use.
-    if section.raw("tap_tls_ca") is not None and not c.tap_tls:
+    if section.get("tap_tls_ca") is not None and not c.tap_tls:
         raise section.error("tap_tls_ca", "only used with tap_tls = yes")
     if c.tap_tls and not (c.tap_listen or any(k.startswith(TAP_PREFIX) for k in section.keys())):
         raise section.error("tap_tls", "no tap to protect: set tap_listen or tap_listen_NAME")
