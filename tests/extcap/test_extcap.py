@@ -224,6 +224,7 @@ class ExtcapTLSTest(ExtcapBase):
 
     def test_tls_tap(self):
         from tests import pki
+        support.require_tool("openssl")   # tests/pki.py makes the certificates
         certs = pki.shared_pki()
         self.start_server("tap_tls = yes\ntap_tls_ca = %s\ntls_cert = %s\ntls_key = %s\n"
                           % ((certs["ca"],) + certs["server"]))

@@ -126,11 +126,16 @@ class ManPagesTest(support.TempDirTestCase):
             self.assertTrue(text.startswith('.\\" SPDX-License-Identifier: AGPL-3.0-or-later\n'))
 
     def test_man_renders_every_page_without_warnings(self):
+        man = support.require_tool("man")
         for path in [page_path(p) for p in PROGRAMS] + [ini_page_path()]:
             text, warnings, rc = render(path)
             self.assertEqual((rc, warnings), (0, ""), path)
             self.assertIn("NAME", text)
             self.assertNotIn("\\f", text)          # no escape left unrendered
+            # and exactly as an operator would, in the C locale
+            env = dict(os.environ, LC_ALL="C", LANG="C", MANPAGER="cat", PAGER="cat")
+            p = support.run([man, "--warnings", "-l", path], env=env, check=False)
+            self.assertEqual((p.returncode, p.stderr), (0, ""), path)
 
     def test_every_option_of_help_is_in_the_page(self):
         for prog in PROGRAMS:

@@ -93,6 +93,7 @@ class ConfigTest(support.TempDirTestCase):
     def test_tap_tls_keys(self):
         from osmo_pcap.server import config as serverconfig
         from tests import pki
+        support.require_tool("openssl")   # tests/pki.py makes the certificates
         certs = pki.shared_pki()
         os.makedirs(self.path("base"), exist_ok=True)
 

@@ -441,6 +441,7 @@ class TapRequestTest(unittest.TestCase):
     def test_tls_tap(self):
         import ssl
         from tests import pki
+        support.require_tool("openssl")   # tests/pki.py makes the certificates
         certs = pki.shared_pki()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*certs["server"])
