@@ -75,6 +75,8 @@ def parser_of(module_name):
     try:
         mod.parse_args([])
     except _Captured as c:
+        if hasattr(c.parser, "color"):
+            c.parser.color = False      # Python 3.14+: no ANSI colours from a terminal
         return c.parser
     finally:
         argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args = saved
@@ -300,7 +302,7 @@ def program_page(program):
     out = header(name, section, "osmo-pcap" if section == 1 else "System Administration")
     out += [".SH NAME", "%s \\- %s" % (name, esc(about["purpose"].rstrip(".")[0].lower()
                                                  + about["purpose"].rstrip(".")[1:]))]
-    usage = parser.format_usage().strip()
+    usage = re.sub(r"\x1b\[[0-9;]*m", "", parser.format_usage()).strip()
     usage = re.sub(r"^usage:\s*\S+\s*", "", usage)
     out += [".SH SYNOPSIS", ".B %s" % name, esc(" ".join(usage.split())).replace("-", "\\-")]
     out += [".SH DESCRIPTION"] + para(first_paragraph(text))
