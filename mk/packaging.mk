@@ -3,8 +3,9 @@
 #   make deb              dist/osmo-pcap-python_VERSION_all.deb (dpkg-buildpackage, lintian)
 #   make rpm              dist/osmo-pcap-python-VERSION-1.noarch.rpm (rpmbuild)
 #   make test-packaging   build both once, then: the .deb installed, upgraded and purged
-#                         in a fresh Debian chroot, the .rpm's files and requirements, pip
-#                         and pipx into fresh virtualenvs (root; HACKING.md#test-packaging)
+#                         in fresh bookworm and trixie chroots, the .rpm's files and
+#                         requirements, pip and pipx into fresh virtualenvs (root;
+#                         HACKING.md#test-packaging)
 
 .PHONY: deb rpm test-packaging
 
