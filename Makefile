@@ -1,21 +1,28 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-# osmo-pcap for Python. `make` builds the three standalone scripts from osmo_pcap/.
+# osmo-pcap for Python. `make` builds the four standalone scripts from osmo_pcap/
+# and the man pages in man/ (tools/manpages.py).
 
 PYTHON ?= python3
 
-.PHONY: all scripts check test test-deps bench clean-build
+.PHONY: all scripts manpages check test test-deps bench clean-build
 
-all: scripts
+all: scripts manpages
 
 # Always run: the bundler is fast, deterministic and rewrites only what changed, and
 # file times say nothing reliable after a checkout or a merge.
 scripts:
 	$(PYTHON) tools/bundle.py
 
-# Static checks, no network: stale scripts, CPython 3.6 grammar, compilation on 3.6,
-# SPDX lines; the documentation's size, links and anchors (tools/docs.py).
+# The man pages from doc/*.md and the programs' --help (deterministic, like the scripts).
+manpages: scripts
+	$(PYTHON) tools/manpages.py
+
+# Static checks, no network: stale scripts and man pages, CPython 3.6 grammar,
+# compilation on 3.6, SPDX lines; the documentation's size, links and anchors
+# (tools/docs.py).
 check:
 	$(PYTHON) tools/bundle.py --check
+	$(PYTHON) tools/manpages.py --check
 	$(PYTHON) tools/check.py
 	$(PYTHON) tools/docs.py
 

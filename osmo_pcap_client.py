@@ -41,11 +41,11 @@
 #    5005  osmo_pcap/rotation.py
 #    5127  osmo_pcap/tls.py
 #    5627  osmo_pcap/tlsconfig.py
-#    5923  osmo_pcap/transport.py
-#    6166  osmo_pcap/vtyimport.py
-#    7044  osmo_pcap/wire.py
-#    7286  loader: registers the modules above with the import system
-#    7330  start: calls osmo_pcap.client.main.main()
+#    5947  osmo_pcap/transport.py
+#    6190  osmo_pcap/vtyimport.py
+#    7068  osmo_pcap/wire.py
+#    7310  loader: registers the modules above with the import system
+#    7354  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -5632,6 +5632,7 @@ _SOURCES['osmo_pcap/tlsconfig.py'] = r'''
 read_client_tls()        a client's [server NAME] section -> ClientTLS or None
 read_server_tls()        the server's [server] section    -> ServerTLS or None
 read_client_entry_tls()  a server's client entry          -> ClientEntryTLS
+read_tap_tls()           the server's [server] section    -> ssl context of the live tap
 
 The results are plain values (an ssl.SSLContext holds the loaded files);
 the programs build their tls.TLSTransport objects from them. The config
@@ -5895,6 +5896,29 @@ def read_server_tls(section):
                 raise section.error(k, "only used with tls_client_auth = optional or "
                                     "required")
     return ServerTLS(ctx, client_auth, timeout)
+
+
+def read_tap_tls(section):
+    """Return the server-side ssl context of the live tap (tap_tls = yes).
+
+    The tap presents the [server] certificate (tls_cert, tls_key) with the same
+    tls_min_version and tls_ciphers; with tap_tls_ca every viewer must present a
+    certificate issued by that CA (doc/hooks.md#tap-tls).
+    """
+    path = _path_parser(section)
+    cert = section.get("tls_cert", path)
+    key = section.get("tls_key", path)
+    ca = section.get("tap_tls_ca", path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _set_min_version(section, ctx, section.get("tls_min_version", _choice(MIN_VERSIONS), "1.2"))
+    _set_ciphers(section, ctx, section.get("tls_ciphers"))
+    if hasattr(ctx, "num_tickets"):
+        ctx.num_tickets = 0
+    _load_cert_chain(section, ctx, cert, key)
+    if ca:
+        _load_ca(section, "tap_tls_ca", ctx, ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 def read_client_entry_tls(section, client_name, server_tls=None, any_ip=False):

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
 # Operations targets, included by the Makefile:
-#   make install [PREFIX=/usr/local] [DESTDIR=]   programs, configs, units, init scripts, manual
+#   make install [PREFIX=/usr/local] [DESTDIR=]   programs, configs, units, init scripts, manual,
+#                [EXTCAPDIR=...]                 man pages; with EXTCAPDIR, the Wireshark extcap link
 #   make demo                                     server + client on loopback (as root)
 #   make test-ops [PY=python3.X]                  the operations tests on their own
 
@@ -12,6 +13,9 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DOCDIR ?= $(PREFIX)/share/doc/osmo-pcap
 CONFDIR ?= /etc/osmo-pcap
 INITDIR ?= /etc/init.d
+MANDIR ?= $(PREFIX)/share/man
+# Wireshark's extcap folder (`tshark -G folders`); empty: no link (doc/wireshark.md#install).
+EXTCAPDIR ?=
 INSTALL ?= install
 
 # contrib/ files name the default locations (/usr/local/bin/osmo-pcap-NAME,
@@ -35,7 +39,7 @@ install: all
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(INITDIR) $(DESTDIR)$(DOCDIR)/examples
 	$(INSTALL) -m 0644 contrib/osmo-pcap.sysusers $(DESTDIR)$(SYSUSERSDIR)/osmo-pcap.conf
-	@for p in client server clean; do \
+	@for p in client server clean extcap; do \
 		echo "install osmo_pcap_$$p.py -> $(DESTDIR)$(BINDIR)/osmo-pcap-$$p"; \
 		$(INSTALL) -m 0755 osmo_pcap_$$p.py $(DESTDIR)$(BINDIR)/osmo-pcap-$$p || exit 1; \
 	done
@@ -66,6 +70,23 @@ install: all
 		echo "install $$f -> $(DESTDIR)$(DOCDIR)/examples/ (copy to /etc/cron.d/ to use it)"; \
 		$(OPS_SED) $$f > $(DESTDIR)$(DOCDIR)/examples/$${f##*/} || exit 1; \
 	done
+	@for f in contrib/*.bat; do \
+		[ -e "$$f" ] || continue; \
+		echo "install $$f -> $(DESTDIR)$(DOCDIR)/examples/ (Windows: doc/wireshark.md)"; \
+		$(INSTALL) -m 0644 $$f $(DESTDIR)$(DOCDIR)/examples/$${f##*/} || exit 1; \
+	done
+	@for f in man/*.[1-8]; do \
+		[ -e "$$f" ] || continue; \
+		d=$(DESTDIR)$(MANDIR)/man$${f##*.}; t=$$d/$${f##*/}; \
+		echo "install $$f -> $$t"; \
+		$(INSTALL) -d $$d && $(OPS_SED) $$f > $$t.tmp && chmod 0644 $$t.tmp && \
+		mv $$t.tmp $$t || exit 1; \
+	done
+	@if [ -n "$(EXTCAPDIR)" ]; then \
+		echo "link $(DESTDIR)$(EXTCAPDIR)/osmo-pcap-extcap -> $(BINDIR)/osmo-pcap-extcap"; \
+		$(INSTALL) -d $(DESTDIR)$(EXTCAPDIR) && \
+		ln -sfn $(BINDIR)/osmo-pcap-extcap $(DESTDIR)$(EXTCAPDIR)/osmo-pcap-extcap || exit 1; \
+	fi
 	@for f in $(MANUAL); do \
 		t=$(DESTDIR)$(DOCDIR)/$${f##*/}; \
 		echo "install $$f -> $$t"; \

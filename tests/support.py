@@ -22,6 +22,7 @@ SCRIPTS = {
     "client": os.path.join(REPO, "osmo_pcap_client.py"),
     "server": os.path.join(REPO, "osmo_pcap_server.py"),
     "clean": os.path.join(REPO, "osmo_pcap_clean.py"),
+    "extcap": os.path.join(REPO, "osmo_pcap_extcap.py"),
 }
 
 

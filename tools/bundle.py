@@ -22,7 +22,7 @@ and a table of contents giving the line of each module's "Begin file"
 marker, of the loader and of the start code at the end of the file.
 
 Usage: bundle.py [--check] [--out-dir DIR] [PROGRAM ...]
-PROGRAM is client, server or clean (default: all three).
+PROGRAM is client, server, clean or extcap (default: all four).
 """
 
 import argparse
@@ -37,6 +37,7 @@ PROGRAMS = {
     "client": ("osmo_pcap_client.py", "osmo_pcap.client.main"),
     "server": ("osmo_pcap_server.py", "osmo_pcap.server.main"),
     "clean": ("osmo_pcap_clean.py", "osmo_pcap.clean.main"),
+    "extcap": ("osmo_pcap_extcap.py", "osmo_pcap.extcap.main"),
 }
 # What the header of each generated script tells a host administrator: the
 # program's purpose and usage synopsis (tests/shared/test_bundle.py compares
@@ -62,6 +63,16 @@ ABOUT = {
         "purpose": "Delete and compress old osmo-pcap trace files as configured.",
         "usage": "osmo_pcap_clean.py [-h] [-c FILE] [-n] [-v] [--check-config] [-V]",
         "manual": "clean.md",
+    },
+    "extcap": {
+        "title": "the Wireshark extcap",
+        "purpose": "Show an osmo-pcap server's capture clients as Wireshark interfaces.",
+        "usage": ("osmo_pcap_extcap.py [-h] [-V] [-c FILE] [--check-config] [--list] "
+                  "[--extcap-interfaces] [--extcap-version [VERSION]] "
+                  "[--extcap-interface IFACE] [--extcap-dlts] [--extcap-config] [--capture] "
+                  "[--fifo PATH] [--extcap-capture-filter FILTER] [--tap HOST:PORT] [--tls] "
+                  "[--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE] [--tls-hostname NAME]"),
+        "manual": "wireshark.md",
     },
 }
 CONFDIR = "/etc/osmo-pcap"                     # mk/ops.mk CONFDIR
@@ -191,10 +202,11 @@ def version():
 def wrap(text, width=76, indent=""):
     """Return text as comment lines of at most width characters.
 
-    A bracketed option group such as "[--pidfile FILE]" is never split.
+    A bracketed option group such as "[--pidfile FILE]" (or "[--opt [VALUE]]") is
+    never split.
     """
     out, line = [], ""
-    for word in re.findall(r"\[[^\]]*\]|\S+", text):
+    for word in re.findall(r"\[(?:[^\[\]]|\[[^\]]*\])*\]|\S+", text):
         if line and len(indent) + len(line) + 1 + len(word) > width:
             out.append("# " + indent + line)
             line = word
@@ -294,7 +306,8 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="do not write; fail if a committed script differs from a fresh build")
     ap.add_argument("--out-dir", default=ROOT, help="where to write the scripts")
-    ap.add_argument("programs", nargs="*", help="client, server or clean (default: all)")
+    ap.add_argument("programs", nargs="*",
+                    help="client, server, clean or extcap (default: all)")
     args = ap.parse_args()
     for program in args.programs:
         if program not in PROGRAMS:

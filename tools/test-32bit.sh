@@ -170,8 +170,9 @@ install_tree() {
     local dst=$1/opt/osmo-pcap
     rm -rf --one-file-system "$dst"
     mkdir -p "$dst"
-    cp -p osmo_pcap_client.py osmo_pcap_server.py osmo_pcap_clean.py "$dst/"
-    cp -rp osmo_pcap tests contrib doc mk .ci Makefile README.md "$dst/"   # tests read these too
+    cp -p osmo_pcap_*.py "$dst/"                      # the four generated programs
+    cp -rp osmo_pcap tests contrib doc man mk .ci debian rpm pyproject.toml Makefile README.md \
+        "$dst/"                                      # tests read these too
     mkdir -p "$dst/tools/chroot32"
     cp -p tools/*.py "$dst/tools/"                   # tests/shared/test_bundle.py uses them
     cp -p tools/chroot32/unit.py "$dst/tools/chroot32/"

@@ -6,7 +6,7 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 pkgs=""
 missing() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" || pkgs="$pkgs $1"; }
-for p in libpcap0.8 tcpdump tshark openssl iproute2 procps systemd; do missing "$p"; done
+for p in libpcap0.8 tcpdump tshark openssl iproute2 procps systemd man-db; do missing "$p"; done
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "test-deps: need root to install:$pkgs" >&2; exit 1
@@ -14,7 +14,7 @@ if [ -n "$pkgs" ]; then
     apt-get update -q
     apt-get install -y -q --no-install-recommends $pkgs
 fi
-echo "test-deps: libpcap, tcpdump, tshark, openssl and iproute2 present"
+echo "test-deps: libpcap, tcpdump, tshark, openssl, iproute2 and man present"
 # pyzmq: a test-only ZeroMQ SUB peer, in its own virtualenv outside the repo
 # (never a runtime dependency); tests/zmtp_peers.py looks for it there.
 zmq_venv="${OSMO_PCAP_ZMQ_VENV:-/var/tmp/osmo-pcap-venv}"

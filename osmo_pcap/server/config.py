@@ -169,6 +169,11 @@ def load(path):
     tlsconfig = _tlsconfig(cp, path)
     if tlsconfig is not None:
         cfg.tls = tlsconfig.read_server_tls(s)
+    if cfg.hooks.tap_tls:
+        if cfg.tls is None:
+            raise s.error("tap_tls", "needs tls_cert (and tls_key): the tap uses the server "
+                          "certificate (doc/hooks.md#tap-tls)")
+        cfg.hooks.tap_tls_context = tlsconfig.read_tap_tls(s)
     s.finish()
 
     # [log] and [metrics] are shared with the client (doc/operations.md#logging, #metrics)

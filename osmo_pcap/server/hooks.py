@@ -44,6 +44,8 @@ class HooksConfig(object):
         self.tap_listen = None              # (host, port)
         self.tap_clients = {}               # client name -> (host, port)
         self.tap_queue_max = DEFAULT_QUEUE_MAX
+        self.tap_tls = False                # tap listeners speak TLS (doc/hooks.md#tap-tls)
+        self.tap_tls_context = None         # set by the config reader from tls_cert/tap_tls_ca
         self.on_complete = None             # argv template
         self.on_complete_max_running = oncomplete.DEFAULT_MAX_RUNNING
         self.on_complete_timeout = oncomplete.DEFAULT_TIMEOUT
@@ -76,6 +78,12 @@ def read_config(section):
     c.zmq_queue_max = section.get("zmq_queue_max", _queue_size, c.zmq_queue_max)
     c.tap_listen = section.get("tap_listen", ini.parse_host_port)
     c.tap_queue_max = section.get("tap_queue_max", _queue_size, c.tap_queue_max)
+    c.tap_tls = section.get("tap_tls", ini.parse_bool, False)
+    # tap_tls_ca is read with the certificate (tlsconfig.read_tap_tls); here only its use.
+    if section.get("tap_tls_ca") is not None and not c.tap_tls:
+        raise section.error("tap_tls_ca", "only used with tap_tls = yes")
+    if c.tap_tls and not (c.tap_listen or any(k.startswith(TAP_PREFIX) for k in section.keys())):
+        raise section.error("tap_tls", "no tap to protect: set tap_listen or tap_listen_NAME")
     for key in section.keys():
         if key.startswith(TAP_PREFIX):
             name = key[len(TAP_PREFIX):]
@@ -119,10 +127,12 @@ def _check_program(section, program):
         raise section.error("on_complete", "%s is not an executable program" % program)
 
 
-def create(cfg, loop, server_name="osmo-pcap"):
+def create(cfg, loop, server_name="osmo-pcap", clients=None):
     """Return the list of hook objects for config, registered with loop.
 
-    A listening socket that cannot be opened raises OSError naming the key.
+    clients: the configured client names (the tap lists them and streams one
+    on request). A listening socket that cannot be opened raises OSError
+    naming the key.
     """
     if cfg is None or not cfg.enabled():
         return []
@@ -137,10 +147,12 @@ def create(cfg, loop, server_name="osmo-pcap"):
         if cfg.tap_listen:
             host, port = cfg.tap_listen
             hooks.append(_listening("tap_listen", host, port, tap.Tap, loop, host, port,
-                                    queue_max=cfg.tap_queue_max))
+                                    queue_max=cfg.tap_queue_max, clients=clients,
+                                    tls_context=cfg.tap_tls_context))
         for name, (host, port) in sorted(cfg.tap_clients.items()):
             hooks.append(_listening(TAP_PREFIX + name, host, port, tap.Tap, loop, host, port,
-                                    queue_max=cfg.tap_queue_max, only=name))
+                                    queue_max=cfg.tap_queue_max, only=name, clients=clients,
+                                    tls_context=cfg.tap_tls_context))
     except OSError:
         for h in hooks:
             h.close()

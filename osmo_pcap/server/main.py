@@ -46,7 +46,7 @@ class Server(object):
         self.cfg = cfg
         self.loop = loop or Loop()
         self.clock = clock or LocalClock()
-        self.hooks = hooks.create(cfg.hooks, self.loop)
+        self.hooks = hooks.create(cfg.hooks, self.loop, clients=[c.name for c in cfg.clients])
         self.counters = {"hook_errors": 0}
         limiter = log.RateLimiter(10.0)
         files = FileSettings.from_config(cfg)

@@ -13,6 +13,7 @@ import unittest
 from tests import support
 
 from osmo_pcap.clean import config as cleanconfig
+from osmo_pcap.extcap import config as extcapconfig
 from osmo_pcap.client import config as clientconfig
 from osmo_pcap.server import config as serverconfig
 from osmo_pcap.client import main as _client
@@ -105,10 +106,12 @@ class InitScriptTest(unittest.TestCase):
 # ---------------------------------------------------------------- INI examples
 
 DOC = os.path.join(support.REPO, "doc")
-LOADERS = {"server": serverconfig.load, "client": clientconfig.load, "clean": cleanconfig.read}
+LOADERS = {"server": serverconfig.load, "client": clientconfig.load, "clean": cleanconfig.read,
+           "extcap": extcapconfig.read}
 # doc chapter -> the example INI its key tables describe (None: decided per heading)
 DOC_INI = {"server.md": ("server",), "hooks.md": ("server",), "client.md": ("client",),
-           "clean.md": ("clean",), "operations.md": ("server", "client"), "tls.md": None}
+           "clean.md": ("clean",), "operations.md": ("server", "client"), "tls.md": None,
+           "wireshark.md": ("extcap",)}
 # the section a table describes when no `[section]` precedes it
 DOC_DEFAULT_SECTION = {"hooks.md": "server"}
 _SECTION_LINE = re.compile(r"^(;\s?)?\[([^\]]+)\]\s*$")
@@ -277,7 +280,7 @@ class ExampleKeysTest(support.TempDirTestCase):
                     load(ini)
                 except ConfigError as e:
                     self.assertNotIn("unknown", str(e), "%s:%d" % (path, n))
-                    self.assertTrue(key.startswith("tls") or key == "on_complete",
+                    self.assertTrue(key.startswith(("tls", "tap_tls")) or key == "on_complete",
                                     "%s:%d: %s" % (path, n, e))
 
     def test_uncommented_defaults_change_nothing(self):

@@ -14,7 +14,8 @@ from tests import support
 sys.path.insert(0, os.path.join(support.REPO, "tools"))
 import docs  # noqa: E402  (tools/docs.py: the link and anchor rules)
 
-SCRIPTS = ("osmo_pcap_client.py", "osmo_pcap_server.py", "osmo_pcap_clean.py")
+SCRIPTS = ("osmo_pcap_client.py", "osmo_pcap_server.py", "osmo_pcap_clean.py",
+           "osmo_pcap_extcap.py")
 
 
 class InstallTest(support.TempDirTestCase):
@@ -29,7 +30,7 @@ class InstallTest(support.TempDirTestCase):
     def test_install_and_reinstall(self):
         self.make_install("PREFIX=/usr")
         root = self.tmp
-        for name in ("client", "server", "clean"):
+        for name in ("client", "server", "clean", "extcap"):
             path = os.path.join(root, "usr/bin/osmo-pcap-" + name)
             self.assertTrue(os.access(path, os.X_OK), path)
             self.assertTrue(filecmp.cmp(path, os.path.join(support.REPO,
@@ -53,6 +54,20 @@ class InstallTest(support.TempDirTestCase):
             with open(path) as f:
                 self.assertIn("\nDAEMON=/usr/bin/%s\n" % script, f.read())
         self.assertTrue(os.path.exists(os.path.join(root, "usr/share/doc/osmo-pcap/LICENSE")))
+        # the man pages, their paths rewritten like the units'
+        pages = sorted(os.path.relpath(p, root) for p in
+                       glob.glob(os.path.join(root, "usr/share/man/man*/*")))
+        self.assertEqual(pages, ["usr/share/man/man1/osmo-pcap-extcap.1",
+                                 "usr/share/man/man5/osmo-pcap.ini.5",
+                                 "usr/share/man/man8/osmo-pcap-clean.8",
+                                 "usr/share/man/man8/osmo-pcap-client.8",
+                                 "usr/share/man/man8/osmo-pcap-server.8"])
+        with open(os.path.join(root, "usr/share/man/man8/osmo-pcap-server.8")) as f:
+            text = f.read()
+        self.assertIn("\\fI/usr/share/doc/osmo-pcap/server.md\\fR", text)
+        self.assertNotIn("/usr/local", text)
+        # no extcap link unless EXTCAPDIR names Wireshark's folder
+        self.assertEqual(glob.glob(os.path.join(root, "usr/lib/*/wireshark")), [])
         sysusers = os.path.join(root, "usr/lib/sysusers.d/osmo-pcap.conf")
         self.assertTrue(os.path.exists(sysusers))
         tool = shutil.which("systemd-sysusers")
@@ -121,6 +136,11 @@ class InstallTest(support.TempDirTestCase):
             for uri in " ".join(uris).split():
                 self.assertTrue(uri.startswith("file:/usr/share/doc/osmo-pcap/"), uri)
                 self.assertTrue(os.path.exists(self.tmp + uri[len("file:"):]), uri)
+
+    def test_extcap_link(self):
+        self.make_install("PREFIX=/usr", "EXTCAPDIR=/usr/lib/x86_64-linux-gnu/wireshark/extcap")
+        link = os.path.join(self.tmp, "usr/lib/x86_64-linux-gnu/wireshark/extcap/osmo-pcap-extcap")
+        self.assertEqual(os.readlink(link), "/usr/bin/osmo-pcap-extcap")
 
     def test_default_prefix(self):
         self.make_install()

@@ -4,6 +4,7 @@
 
 import os
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -88,6 +89,40 @@ class ConfigTest(support.TempDirTestCase):
             with self.assertRaises(ini.ConfigError) as e:
                 self.read(text)
             self.assertEqual(e.exception.key, key, text)
+
+    def test_tap_tls_keys(self):
+        from osmo_pcap.server import config as serverconfig
+        from tests import pki
+        support.require_tool("openssl")   # tests/pki.py makes the certificates
+        certs = pki.shared_pki()
+        os.makedirs(self.path("base"), exist_ok=True)
+
+        def load(text):
+            path = self.path("server.ini")
+            with open(path, "w") as f:
+                f.write("[server]\nbase_path = base\n" + text + "\n")
+            return serverconfig.load(path)
+
+        tls = "tls_cert = %s\ntls_key = %s\n" % certs["server"]
+        for text, key, why in [
+                ("tap_listen = 5000\ntap_tls = yes", "tap_tls", "needs tls_cert"),
+                ("tap_tls = yes\n" + tls, "tap_tls", "no tap to protect"),
+                ("tap_listen = 5000\ntap_tls_ca = %s\n%s" % (certs["ca"], tls), "tap_tls_ca",
+                 "only used with tap_tls = yes"),
+                ("tap_listen = 5000\ntap_tls = yes\ntap_tls_ca = %s\n%s"
+                 % (certs["empty"], tls), "tap_tls_ca", "no PEM certificate"),
+                ("tap_listen = 5000\ntap_tls = maybe\n" + tls, "tap_tls", "yes or no")]:
+            with self.assertRaises(ini.ConfigError) as e:
+                load(text)
+            self.assertEqual(e.exception.key, key, text)
+            self.assertIn(why, str(e.exception))
+        cfg = load("tap_listen_bts1 = 5000\ntap_tls = yes\ntap_tls_ca = %s\n%s"
+                   % (certs["ca"], tls))
+        self.assertTrue(cfg.hooks.tap_tls)
+        self.assertEqual(cfg.hooks.tap_tls_context.verify_mode, ssl.CERT_REQUIRED)
+        cfg = load("tap_listen = 5000\ntap_tls = yes\n" + tls)
+        self.assertEqual(cfg.hooks.tap_tls_context.verify_mode, ssl.CERT_NONE)
+        self.assertIsNone(load("tap_listen = 5000\n").hooks.tap_tls_context)
 
     def test_busy_port_raises_oserror_naming_the_key(self):
         busy = socket.socket()

@@ -161,7 +161,7 @@ class ConversionTest(unittest.TestCase):
 
     def test_interface_that_cannot_be_described_is_skipped(self):
         t = self.quiet_tap()
-        self.assertIsNone(t._tap_id(("x", 1 << 20, 200, 6)))
+        self.assertIsNone(t._tap_id(("x", 1 << 20, 200, 6), "x"))
         self.assertEqual(t._idbs, [])
 
 
@@ -171,6 +171,7 @@ class Sink(object):
     def __init__(self):
         self.out = bytearray()
         self.limit = 1 << 20
+        self.want = None        # streams every client, like a viewer that asked nothing
 
     def push(self, data):
         self.out += data
@@ -317,6 +318,181 @@ class TapTest(unittest.TestCase):
         wait_for(self.loop, lambda: extra.eof, also=extra.pump)
         c.close()
         wait_for(self.loop, lambda: not t.consumers)
+
+
+
+def sections(data):
+    """Split a pcapng stream into its sections: [(comments, idbs, packets)].
+
+    packets are (interface label, data) in stream order."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        bo = pcapng.shb_byteorder(data, pos)
+        if bo is not None:
+            _, total, opts = pcapng.parse_shb(data, pos)
+            comments = [v.decode() for c, v in opts if c == pcapng.OPT_COMMENT]
+            out.append((comments, [], []))
+            pos += total
+            continue
+        btype, total = pcapng.check_block(data, pos, "<")
+        idbs, pkts = out[-1][1], out[-1][2]
+        if btype == pcapng.BT_IDB:
+            idbs.append(pcapng.parse_idb(data, pos, "<", total))
+        elif btype == pcapng.BT_EPB:
+            if_id, _, caplen, _, off = pcapng.parse_epb(data, pos, "<", total)
+            pkts.append((idbs[if_id].name, bytes(data[off:off + caplen])))
+        pos += total
+    return out
+
+
+class TapRequestTest(unittest.TestCase):
+    """CLIENTS and STREAM requests (doc/hooks.md#tap-requests)."""
+
+    setUp = TapTest.setUp
+    make_tap = TapTest.make_tap
+    consumer = TapTest.consumer
+    feed = TapTest.feed
+    drain = TapTest.drain
+
+    def ask(self, t, line, **kw):
+        """Connect, send line and wait for the answer's section to arrive."""
+        c = self.consumer(t, **kw)
+        c.sock.sendall(line)
+        wait_for(self.loop, lambda: b"osmo-pcap-tap/1 " in c.data or c.eof, also=c.pump)
+        return c
+
+    def test_clients_lists_the_configured_clients_then_closes(self):
+        t = self.make_tap(clients=["bts1", "gw", "bsc", "idle"])
+        t.client_connected("bts1", ("192.0.2.21", 40000))
+        t.client_connected("gw", ("2001:db8::1", 40001))
+        t.client_disconnected("gw")
+        t.link_header("bts1", PCAP_US)
+        c = self.ask(t, b"CLIENTS\n")
+        wait_for(self.loop, lambda: c.eof, also=c.pump)
+        secs = sections(bytes(c.data))
+        self.assertEqual(len(secs), 2)
+        self.assertEqual([i.name for i in secs[0][1]], ["bts1"])   # the ordinary start
+        self.assertEqual(secs[1], (["osmo-pcap-tap/1 OK CLIENTS",
+                                    "client bsc disconnected",
+                                    "client bts1 connected 192.0.2.21:40000",
+                                    "client gw disconnected",
+                                    "client idle disconnected"], [], []))
+        self.assertEqual(t.consumers, {})
+
+    def test_stream_one_client_renumbers_its_interfaces(self):
+        t = self.make_tap(clients=["bts1", "gw", "bsc"])
+        evs = events()
+        self.feed(t, evs[:4])           # every interface is known before the request
+        c = self.ask(t, b"stream bsc\r\n")
+        self.feed(t, evs[4:])
+        self.drain(t, [c])
+        secs = sections(bytes(c.data))
+        self.assertEqual(len(secs), 2)
+        comments, idbs, pkts = secs[1]
+        self.assertEqual(comments, ["osmo-pcap-tap/1 OK STREAM bsc"])
+        self.assertEqual([(i.name, i.linktype, i.tsresol) for i in idbs],
+                         [("bsc:eth0", 1, 6), ("bsc:tun0", 101, 9)])
+        self.assertEqual(pkts, [(e[3][1], e[3][2]) for e in evs[4:] if e[0] == "bsc"])
+        # tshark reads the reply section as a capture of its own
+        tshark = support.require_tool("tshark")
+        start = bytes(c.data).index(tap.reply_shb("OK STREAM bsc"))
+        p = subprocess.run([tshark, "-n", "-r", "-", "-T", "fields",
+                            "-e", "frame.interface_name"], input=bytes(c.data)[start:],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.decode().split(), [e[3][1] for e in evs[4:] if e[0] == "bsc"])
+
+    def test_stream_one_client_before_it_connects(self):
+        t = self.make_tap(clients=["bts1", "gw", "bsc"])
+        c = self.ask(t, b"STREAM gw\n")
+        other = self.ask(t, b"STREAM *\n")
+        evs = events()
+        self.feed(t, evs)
+        self.drain(t, [c, other])
+        comments, idbs, pkts = sections(bytes(c.data))[-1]
+        self.assertEqual([i.name for i in idbs], ["gw"])      # sent before its first packet
+        self.assertEqual(pkts, [(e[3][1], e[3][2]) for e in evs if e[0] == "gw"])
+        comments, idbs, pkts = sections(bytes(other.data))[-1]
+        self.assertEqual(comments, ["osmo-pcap-tap/1 OK STREAM *"])
+        self.assertEqual(len(idbs), 4)
+        self.assertEqual(pkts, [(e[3][1], e[3][2]) for e in evs])
+
+    def test_refusals_answer_and_close(self):
+        t = self.make_tap(clients=["bts1"], only=None)
+        single = self.make_tap(clients=["bts1", "gw"], only="gw")
+        cases = [(t, b"STREAM nosuch\n", "ERROR no client nosuch in the server's configuration "
+                  "(clients: bts1)"),
+                 (t, b"DANCE\n", "ERROR unknown request 'DANCE' (expected CLIENTS, STREAM "
+                  "NAME or STREAM *)"),
+                 (t, b"x" * 300, "ERROR request line longer than 256 bytes"),
+                 (t, b"\x16\x03\x01\x02\x00\x01\x00", "ERROR this tap speaks plain TCP "
+                  "(tap_tls = no), the viewer started a TLS handshake"),
+                 (single, b"STREAM bts1\n", "ERROR this listener streams client gw only")]
+        for tp, line, want in cases:
+            c = self.ask(tp, line)
+            wait_for(self.loop, lambda: c.eof, also=c.pump)
+            self.assertEqual(sections(bytes(c.data))[-1][0], ["osmo-pcap-tap/1 " + want])
+        c = self.ask(single, b"CLIENTS\n")
+        wait_for(self.loop, lambda: c.eof, also=c.pump)
+        self.assertEqual(sections(bytes(c.data))[-1][0], ["osmo-pcap-tap/1 OK CLIENTS",
+                                                          "client gw disconnected"])
+
+    def test_tls_tap(self):
+        import ssl
+        from tests import pki
+        support.require_tool("openssl")   # tests/pki.py makes the certificates
+        certs = pki.shared_pki()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*certs["server"])
+        ctx.load_verify_locations(certs["ca"])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        t = self.make_tap(clients=["bts1", "gw", "bsc"], tls_context=ctx)
+
+        def viewer(cert):
+            cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            cctx.load_verify_locations(certs["ca"])
+            if cert:
+                cctx.load_cert_chain(*certs[cert])
+            raw = socket.create_connection(("127.0.0.1", t.port))
+            raw.setblocking(False)
+            s = cctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+            self.addCleanup(s.close)
+            return s
+
+        def talk(s, request, until):
+            data = bytearray()
+            state = {"hs": False, "sent": False, "eof": False}
+
+            def step():
+                try:
+                    if not state["hs"]:
+                        s.do_handshake()
+                        state["hs"] = True
+                    if not state["sent"]:
+                        s.sendall(request)
+                        state["sent"] = True
+                    while True:
+                        d = s.recv(65536)
+                        if not d:
+                            state["eof"] = True
+                            return
+                        data.extend(d)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+                except (ssl.SSLError, OSError):
+                    state["eof"] = True
+            wait_for(self.loop, lambda: state["eof"] or until(data), also=step)
+            return data, state["eof"]
+
+        data, _ = talk(viewer("client1"), b"STREAM bts1\n",
+                       lambda d: b"OK STREAM bts1" in d)
+        self.assertIn(b"OK STREAM bts1", data)
+        data, eof = talk(viewer(None), b"CLIENTS\n", lambda d: False)
+        self.assertTrue(eof)
+        self.assertNotIn(b"OK CLIENTS", data)     # no certificate: no stream at all
+        wait_for(self.loop, lambda: not t._pending)
+        self.assertEqual(len(t.consumers), 1)
 
 
 if __name__ == "__main__":

@@ -51,9 +51,11 @@ class BundleTest(support.TempDirTestCase):
         client = embedded(bundle.build("client"))
         server = embedded(bundle.build("server"))
         clean = embedded(bundle.build("clean"))
+        extcap = embedded(bundle.build("extcap"))
         # each script carries its own program's subpackage and none of the others'
-        for name, mods in (("client", client), ("server", server), ("clean", clean)):
-            for other in ("client", "server", "clean"):
+        for name, mods in (("client", client), ("server", server), ("clean", clean),
+                           ("extcap", extcap)):
+            for other in ("client", "server", "clean", "extcap"):
                 owned = [m for m in mods if m.startswith("osmo_pcap/%s/" % other)]
                 if other == name:
                     self.assertIn("osmo_pcap/%s/main.py" % other, owned)
@@ -61,6 +63,9 @@ class BundleTest(support.TempDirTestCase):
                     self.assertEqual(owned, [], "%s script embeds %s" % (name, owned))
         self.assertNotIn("osmo_pcap/client/libpcap.py", server)
         self.assertNotIn("osmo_pcap/tls.py", clean)
+        # the extcap speaks to the tap with the ssl module directly: no event loop
+        self.assertNotIn("osmo_pcap/loop.py", extcap)
+        self.assertNotIn("osmo_pcap/tls.py", extcap)
 
     def test_runs_alone_in_an_empty_directory(self):
         from osmo_pcap import __version__
