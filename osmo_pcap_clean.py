@@ -28,10 +28,10 @@
 #     779  osmo_pcap/clean/plan.py
 #    1002  osmo_pcap/clean/tracedir.py
 #    1104  osmo_pcap/ini.py
-#    1320  osmo_pcap/log.py
-#    1659  osmo_pcap/tracename.py
-#    1742  loader: registers the modules above with the import system
-#    1786  start: calls osmo_pcap.clean.main.main()
+#    1351  osmo_pcap/log.py
+#    1716  osmo_pcap/tracename.py
+#    1799  loader: registers the modules above with the import system
+#    1843  start: calls osmo_pcap.clean.main.main()
 
 import sys
 
@@ -1112,6 +1112,7 @@ know; anything else in a section is an error (a typo must not be ignored).
 """
 
 import configparser
+import difflib
 import os
 import re
 
@@ -1305,8 +1306,38 @@ class Section(object):
         """Raise ConfigError for the first key that no get() asked for."""
         for key in sorted(self._items):
             if key not in self._known:
-                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
+                raise ConfigError(unknown_key_message(key, self._known),
                                   self.path, self.name, key)
+
+
+# Beyond this many known keys an unknown one names only the likely ones: a line
+# listing thirty keys hides the one the user meant.
+LIST_KNOWN_MAX = 8
+
+
+def suggest(word, choices):
+    """Return the choices that look like a misspelling of word, best first."""
+    choices = sorted(choices)
+    found = difflib.get_close_matches(word, choices, n=3, cutoff=0.75)
+    if not found:
+        low = word.lower().replace("-", "_")
+        found = [c for c in choices if c.lower() == low]
+    if not found and len(word) >= 4:
+        # a part of the key: 'rotate' for rotate_localtime
+        low = word.lower().replace("-", "_")
+        found = [c for c in choices if low in c.lower()][:3]
+    return found
+
+
+def unknown_key_message(key, known):
+    """'unknown key; did you mean max_file_size?' (or the short list of keys)."""
+    likely = suggest(key, known)
+    if likely:
+        return "unknown key; did you mean %s?" % " or ".join(likely)
+    if len(known) <= LIST_KNOWN_MAX:
+        return "unknown key (known here: %s)" % ", ".join(sorted(known))
+    return "unknown key (not one of the %d keys of this section; the manual's key " \
+        "table lists them)" % len(known)
 
 
 def resolve_path(base_dir, value):
@@ -1626,6 +1657,32 @@ def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=No
     if fallback:
         logger.warning(fallback)
     return logger
+
+
+def configure_daemon(cfg, program, daemonize, env=None, syslog_address=None, stream=None):
+    """configure() for a daemon started with or without -D; return a note or None.
+
+    -D connects stderr to /dev/null once detached, so `target = stderr` (the
+    default) would lose every line: the log goes to syslog instead, and the
+    returned note says so (doc/operations.md#daemonize). Without a usable
+    syslog socket that is a ConfigError naming [log] target.
+    """
+    note = None
+    if daemonize and cfg.target == "stderr":
+        address = syslog_address or SYSLOG_ADDRESS
+        try:
+            _probe_syslog(address)
+        except OSError as e:
+            raise ConfigError("-D detaches from stderr, and the syslog socket %s is unusable "
+                              "(%s): set target = file (and file = PATH)"
+                              % (address, e.strerror or e), None, "log", "target")
+        cfg = LogConfig(cfg.level, "syslog", cfg.file, cfg.timestamps)
+        note = ("-D: logging to syslog (facility daemon), because stderr is closed once "
+                "detached; [log] target chooses another place")
+    logger = configure(cfg, program, env, syslog_address, stream)
+    if note:
+        logger.info("%s", note)
+    return note
 
 
 def reopen():

@@ -67,6 +67,7 @@ class Recorder(object):
         self.stream = None         # the StreamState of the acknowledged stream in progress
         self.seq_base = 0          # sequence number = durable + seq_base while streaming
         self.broken = None         # why an acknowledged stream cannot be stored (or None)
+        self.last_packet = None    # wall-clock time of the last record received
 
     @property
     def durable(self):
@@ -99,6 +100,7 @@ class Recorder(object):
         c["pkts"] += len(out)
         c["bytes"] += nbytes
         t, tm = now.epoch, now.tm
+        self.last_packet = t
         if not self.store:
             self.stored += len(out)
             self.last.update(t, tm)

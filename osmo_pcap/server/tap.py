@@ -109,6 +109,8 @@ class Tap(object):
         self._full_logged = False
         self._refuse_log = log.RateLimiter(10.0)
         self.dropped_unmapped = 0
+        self.dropped = 0        # packets not queued for a consumer (its queue was full)
+        self.connections = 0    # consumers accepted since start
         loop.add_reader(self.sock, self._accept)
         what = "client %s" % only if only else "all clients"
         self.log.info("tap: streaming %s as pcapng to connections on %s", what,
@@ -132,6 +134,7 @@ class Tap(object):
                 continue
             s = fanout.Sender(self.loop, conn, self.queue_max, self._send_failed)
             self.consumers[s] = name
+            self.connections += 1
             # The stream's start is never dropped, whatever the limit.
             s.push(b"".join([SHB] + self._idbs))
             self.loop.add_reader(conn, lambda s=s: self._readable(s))
@@ -222,6 +225,7 @@ class Tap(object):
         for s in self.consumers:
             if len(s.out) + size > s.limit:
                 s.drop(size)
+                self.dropped += 1
             else:
                 s.push(epb)
 

@@ -135,7 +135,7 @@ class ServerTest(DaemonTestCase):
             t, "osmo_pcap_server_no_client_total") == 1 else None)(self.scrape(mport)),
             "the unknown connection in the metrics")
         self.assertEqual(self.metric(text, "osmo_pcap_server_connect_total"), 1)
-        self.assertIsNotNone(self.metric(text, "osmo_pcap_process_start_time_seconds"))
+        self.assertIsNotNone(self.metric(text, "process_start_time_seconds"))
 
         log = self.path("server.log")
         os.rename(log, log + ".1")
@@ -168,7 +168,7 @@ class ClientTest(DaemonTestCase):
         pid, pidfile = self.start_daemon("client", config, env)
         self.assertIn("STATUS=", notify.expect("READY=1"))
         text = self.scrape(mport)
-        self.assertIsNotNone(self.metric(text, "osmo_pcap_process_start_time_seconds"))
+        self.assertIsNotNone(self.metric(text, "process_start_time_seconds"))
         os.kill(pid, signal.SIGTERM)
         self.assertEqual(notify.expect("STOPPING=1"), "STOPPING=1")
         wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
