@@ -2202,7 +2202,7 @@ def exclusion_filter(peers):
     does not resolve cannot stop the capture (doc/client.md#detect-loop).
     """
     parts = []
-    for proto, addr, port in sorted(set(peers)):
+    for proto, addr, port in sorted(set(peers), key=lambda p: (p[1], p[2], p[0])):
         if proto == "ipip":
             parts.append("not (host %s and ip proto 4)" % addr)
         else:

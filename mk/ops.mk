@@ -66,6 +66,11 @@ install: all
 		echo "install $$f -> $(DESTDIR)$(DOCDIR)/examples/ (copy to /etc/cron.d/ to use it)"; \
 		$(OPS_SED) $$f > $(DESTDIR)$(DOCDIR)/examples/$${f##*/} || exit 1; \
 	done
+	@for f in contrib/*.json; do \
+		[ -e "$$f" ] || continue; \
+		echo "install $$f -> $(DESTDIR)$(DOCDIR)/examples/ (import it into Grafana)"; \
+		$(INSTALL) -m 0644 $$f $(DESTDIR)$(DOCDIR)/examples/$${f##*/} || exit 1; \
+	done
 	@for f in $(MANUAL); do \
 		t=$(DESTDIR)$(DOCDIR)/$${f##*/}; \
 		echo "install $$f -> $$t"; \

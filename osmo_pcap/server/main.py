@@ -443,7 +443,7 @@ class Server(object):
             out.append("client %s: %s, %s, %s" % (
                 rec.name, "connected from %s" % format_peer(conn.peer) if conn is not None
                 else "not connected",
-                "writing %s (%d bytes)" % (f.path, f.size) if f is not None else "no open file",
+                "open file %s (%d bytes)" % (f.path, f.size) if f is not None else "no open file",
                 "last packet %s ago" % daemon.format_duration(now - rec.last_packet)
                 if rec.last_packet is not None else "no packet yet"))
         for name, kind, _, labels, value in hooks.metric_samples(self.hooks):

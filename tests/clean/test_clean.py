@@ -238,11 +238,27 @@ class ExitStatusTest(CleanCase):
         self.assertIn("osmo_pcap_clean.py", p.stdout)
         p = support.run(support.script_cmd("clean", "-h"))
         self.assertIn("--dry-run", p.stdout)
-        self.config("[clean]\npaths = d\n[client bts1]\nmax_files = 100\n",
+        self.config("[clean]\npaths = d e\n[client bts1]\nmax_files = 100\n",
                     "osmo-pcap-clean.ini")
+        # a directory that does not exist is named, with the key (and never created)
+        p = support.run(support.script_cmd("clean", "--check-config"), cwd=self.tmp,
+                        check=False)
+        self.assertEqual((p.returncode, p.stdout), (2, ""))
+        self.assertEqual(p.stderr.splitlines(), [
+            "osmo_pcap_clean.py: %s [clean] paths: %s does not exist"
+            % ("osmo-pcap-clean.ini", self.path(n)) for n in ("d", "e")])
+        self.assertFalse(os.path.exists(self.path("d")))
+        os.mkdir(self.path("d"))
+        with open(self.path("e"), "w"):
+            pass
+        p = support.run(support.script_cmd("clean", "--check-config"), cwd=self.tmp,
+                        check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("[clean] paths: %s is not a directory" % self.path("e"), p.stderr)
+        os.unlink(self.path("e"))
+        os.mkdir(self.path("e"))
         p = support.run(support.script_cmd("clean", "--check-config"), cwd=self.tmp)
         self.assertIn("client bts1: max_age=off max_files=100", p.stdout)
-        self.assertFalse(os.path.exists(self.path("d")))
 
 
 class LockTest(CleanCase):

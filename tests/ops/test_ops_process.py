@@ -132,9 +132,9 @@ class ServerTest(DaemonTestCase):
         # 127.0.0.1 is no configured client: counted as such in the metrics.
         socket.create_connection(("127.0.0.1", port), timeout=20).close()
         text = wait_for(lambda: (lambda t: t if self.metric(
-            t, "osmo_pcap_server_no_client_total") == 1 else None)(self.scrape(mport)),
-            "the unknown connection in the metrics")
-        self.assertEqual(self.metric(text, "osmo_pcap_server_connect_total"), 1)
+            t, 'osmo_pcap_server_refused_connections_total{reason="no_client"}') == 1
+            else None)(self.scrape(mport)), "the unknown connection in the metrics")
+        self.assertEqual(self.metric(text, "osmo_pcap_server_connections_total"), 1)
         self.assertIsNotNone(self.metric(text, "process_start_time_seconds"))
 
         log = self.path("server.log")
@@ -213,9 +213,9 @@ class TrafficMetricsTest(DaemonTestCase):
             self.addCleanup(p.kill)
             if notify:
                 notify.expect("READY=1")
-        peer = 'osmo_pcap_peer_pkts_total{client="lo"}'
+        peer = 'osmo_pcap_server_client_packets_total{client="lo"}'
         wait_for(lambda: self.metric(self.scrape(sm),
-                                     'osmo_pcap_peer_connected{client="lo"}') == 1,
+                                     'osmo_pcap_server_client_connected{client="lo"}') == 1,
                  "the client's connection")
         self.assertEqual(demo.send_traffic(udp, self.SENT), self.SENT)
         wait_for(lambda: self.metric(self.scrape(sm), peer) == self.SENT,
@@ -223,8 +223,8 @@ class TrafficMetricsTest(DaemonTestCase):
         client = self.scrape(cm)
         self.assertEqual(self.metric(client, "osmo_pcap_client_captured_packets_total"),
                          self.SENT)
-        self.assertEqual(self.metric(client, 'osmo_pcap_client_server_dropped_packets_total'
-                                             '{server="s"}'), 0)
+        self.assertEqual(self.metric(client, 'osmo_pcap_client_server_lost_packets_total'
+                                             '{reason="queue_full",server="s"}'), 0)
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
             self.assertEqual(p.wait(timeout=30), 0)

@@ -16,7 +16,7 @@ client entries apart. The test PKI comes from tests/pki.py (openssl).
   handshake, a silent peer, plaintext and a foreign certificate from addresses
   of no entry, a server certificate that does not carry tls_hostname (the
   client refuses and says why), and an `ip = any` entry chosen by the
-  certificate identity. Each refusal is counted (SIGUSR2 stats line and
+  certificate identity. Each refusal is counted (SIGUSR1 stats line and
   /metrics) and logged with its reason.
 - A TLS ClientHello to a server without TLS; start-up errors (--check-config).
 """
@@ -145,9 +145,9 @@ class E2ETestCase(support.TempDirTestCase):
         self.assertEqual(proc.stop(), 0, proc.text())
 
     def server_stats(self, srv):
-        """SIGUSR2; return the server-wide counters of the logged stats line."""
+        """SIGUSR1; return the server-wide counters of the logged stats line."""
         n = srv.log().count("stats server:")
-        srv.signal(signal.SIGUSR2)
+        srv.signal(signal.SIGUSR1)
         log = srv.wait_log("stats server:", n + 1)
         line = [l for l in log.splitlines() if "stats server:" in l][-1]
         return dict((k, int(v)) for k, v in re.findall(r"server:(\S+?)=(\d+)", line))
