@@ -30,23 +30,23 @@
 #    1554  osmo_pcap/client/ipip.py
 #    1705  osmo_pcap/client/libpcap.py
 #    2156  osmo_pcap/client/main.py
-#    2955  osmo_pcap/client/privileges.py
-#    3127  osmo_pcap/client/spool.py
-#    3528  osmo_pcap/daemon.py
-#    3853  osmo_pcap/ini.py
-#    4100  osmo_pcap/log.py
-#    4465  osmo_pcap/loop.py
-#    4669  osmo_pcap/metrics.py
-#    5056  osmo_pcap/pcapfile.py
-#    5252  osmo_pcap/pcapng.py
-#    5604  osmo_pcap/rotation.py
-#    5726  osmo_pcap/tls.py
-#    6221  osmo_pcap/tlsconfig.py
-#    6517  osmo_pcap/transport.py
-#    6760  osmo_pcap/vtyimport.py
-#    7747  osmo_pcap/wire.py
-#    7989  loader: registers the modules above with the import system
-#    8033  start: calls osmo_pcap.client.main.main()
+#    2956  osmo_pcap/client/privileges.py
+#    3128  osmo_pcap/client/spool.py
+#    3529  osmo_pcap/daemon.py
+#    3854  osmo_pcap/ini.py
+#    4101  osmo_pcap/log.py
+#    4466  osmo_pcap/loop.py
+#    4670  osmo_pcap/metrics.py
+#    5057  osmo_pcap/pcapfile.py
+#    5253  osmo_pcap/pcapng.py
+#    5605  osmo_pcap/rotation.py
+#    5727  osmo_pcap/tls.py
+#    6222  osmo_pcap/tlsconfig.py
+#    6518  osmo_pcap/transport.py
+#    6761  osmo_pcap/vtyimport.py
+#    7748  osmo_pcap/wire.py
+#    7990  loader: registers the modules above with the import system
+#    8034  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -2436,6 +2436,7 @@ class Client(object):
         self.log_stats()
         for dev in self.sources:
             self.log.info("status: %s", dev.describe_state())
+        self.report_state()   # systemd's STATUS= line too
 
     def on_rotate_signal(self, signum):
         # The server cuts its trace files on SIGUSR2; a client has none, so a

@@ -38,20 +38,20 @@
 #    3173  osmo_pcap/server/hooks.py
 #    3421  osmo_pcap/server/ingest.py
 #    3698  osmo_pcap/server/main.py
-#    4319  osmo_pcap/server/oncomplete.py
-#    4569  osmo_pcap/server/recorder.py
-#    4917  osmo_pcap/server/storage.py
-#    5104  osmo_pcap/server/tap.py
-#    5351  osmo_pcap/server/zmtp.py
-#    5786  osmo_pcap/tls.py
-#    6281  osmo_pcap/tlsconfig.py
-#    6577  osmo_pcap/tracename.py
-#    6660  osmo_pcap/transport.py
-#    6903  osmo_pcap/validate.py
-#    7071  osmo_pcap/vtyimport.py
-#    8058  osmo_pcap/wire.py
-#    8300  loader: registers the modules above with the import system
-#    8344  start: calls osmo_pcap.server.main.main()
+#    4320  osmo_pcap/server/oncomplete.py
+#    4570  osmo_pcap/server/recorder.py
+#    4918  osmo_pcap/server/storage.py
+#    5105  osmo_pcap/server/tap.py
+#    5352  osmo_pcap/server/zmtp.py
+#    5787  osmo_pcap/tls.py
+#    6282  osmo_pcap/tlsconfig.py
+#    6578  osmo_pcap/tracename.py
+#    6661  osmo_pcap/transport.py
+#    6904  osmo_pcap/validate.py
+#    7072  osmo_pcap/vtyimport.py
+#    8059  osmo_pcap/wire.py
+#    8301  loader: registers the modules above with the import system
+#    8345  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -4021,6 +4021,7 @@ class Server(object):
         self.log_stats()
         for line in self.status_lines():
             _log.info("status: %s", line)
+        self.report_status()   # systemd's STATUS= line too
 
     def _on_stop_signal(self, signum):
         if not self.stopping:

@@ -45,6 +45,17 @@ def require_tool(name):
     return path
 
 
+# make test-deps unpacks Debian's prometheus package here (promtool only, no service)
+PROMTOOL_DIR = os.environ.get("OSMO_PCAP_PROMTOOL_DIR", "/var/tmp/osmo-pcap-promtool")
+
+
+def require_promtool():
+    """Return the path of Prometheus' promtool, or skip (fail under CI)."""
+    path = shutil.which("promtool") or os.path.join(PROMTOOL_DIR, "usr", "bin", "promtool")
+    need(os.access(path, os.X_OK), "promtool is not installed (make test-deps)")
+    return path
+
+
 def require_root():
     need(os.geteuid() == 0, "needs root (network namespaces, raw sockets)")
 

@@ -279,6 +279,7 @@ class Client(object):
         self.log_stats()
         for dev in self.sources:
             self.log.info("status: %s", dev.describe_state())
+        self.report_state()   # systemd's STATUS= line too
 
     def on_rotate_signal(self, signum):
         # The server cuts its trace files on SIGUSR2; a client has none, so a

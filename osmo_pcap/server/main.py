@@ -322,6 +322,7 @@ class Server(object):
         self.log_stats()
         for line in self.status_lines():
             _log.info("status: %s", line)
+        self.report_status()   # systemd's STATUS= line too
 
     def _on_stop_signal(self, signum):
         if not self.stopping:

@@ -230,13 +230,18 @@ class Connections(ServerTest):
         srv.wait_log("(disconnect;")
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
             text = r.read().decode()
-        for line in ('osmo_pcap_peer_pkts_total{client="c"} 3',
-                     'osmo_pcap_server_bytes_total 348',
-                     'osmo_pcap_server_rejected_total{reason="pcap-record-short"} 1',
+        for line in ('osmo_pcap_server_client_packets_total{client="c"} 3',
+                     'osmo_pcap_server_client_received_bytes_total{client="c"} 348',
+                     'osmo_pcap_server_client_rejected_connections_total{client="c",'
+                     'reason="pcap-record-short"} 1',
                      'osmo_pcap_server_clients_connected 0',
-                     'osmo_pcap_server_files_closed_total 1'):
+                     'osmo_pcap_server_client_files_closed_total{client="c"} 1'):
             self.assertIn(line + "\n", text)
-        self.assertIn("# TYPE osmo_pcap_server_pkts_total counter", text)
+        self.assertIn("# TYPE osmo_pcap_server_client_packets_total counter", text)
+        # Prometheus' own linter has nothing to say about the names, types and help
+        p = support.run([support.require_promtool(), "check", "metrics"], input=text,
+                        check=False)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
         self.stop()
 
     def test_header_and_idle_timeouts(self):
