@@ -1642,7 +1642,7 @@ class IpipSender(object):
         self.timer = None
         self.counters["server:connect"] += 1
         try:
-            addr = socket.getaddrinfo(self.cfg.host, 0, socket.AF_INET, socket.SOCK_RAW)[0][4][0]
+            addr = socket.getaddrinfo(self.cfg.host, None, socket.AF_INET)[0][4][0]
             self.sock.connect((addr, 0))
         except OSError as e:
             if self.loop is None:

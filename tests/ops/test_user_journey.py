@@ -344,6 +344,26 @@ class CommandLineTest(support.TempDirTestCase):
                 self.assert_one_error(self.check_config(prog, ini),
                                       [ini, "Permission denied"])
 
+    def test_misspelt_key_gets_the_likely_one(self):
+        """One line in the same form from all three programs, naming the key the user
+        wrote and the one meant (not the whole list of keys)."""
+        typos = {"server": ("max_filesize = 1G", "max_file_size"),
+                 "client": ("snaplne = 100", "snaplen"),
+                 "clean": ("max-age = 10d", "max_age")}
+        for prog, (line, meant) in sorted(typos.items()):
+            ini = self.write("%s-typo.ini" % prog, with_line(prog, line))
+            for args in (["--check-config"], []):
+                p = support.run(support.script_cmd(prog, "-c", ini, *args), check=False,
+                                cwd=self.tmp, timeout=30)
+                self.assertEqual(p.stderr, "osmo_pcap_%s.py: %s [%s] %s: unknown key; did you "
+                                 "mean %s?\n" % (prog, ini, MAIN[prog], line.split(" =")[0],
+                                                  meant), args)
+            # nothing close: no list of thirty keys either
+            ini = self.write("%s-far.ini" % prog, with_line(prog, "zzz_qqq = 1"))
+            p = self.check_config(prog, ini)
+            self.assertEqual(len(p.stderr.splitlines()), 1)
+            self.assertLess(len(p.stderr), 200, p.stderr)
+
     def test_daemons_refuse_to_start_with_a_mistake(self):
         # Without --check-config the daemons stop with status 1 (documented), the
         # cleanup tool with 2; one line either way.
