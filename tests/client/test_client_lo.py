@@ -323,6 +323,9 @@ class LoopbackTest(Harness):
         c = self.start_client(client_ini(filt="udp port %d" % udp, servers=(
             ("main", port, "queue_size = 64K\n"),)), wait="capturing")
         self.wait_log(c, "connect failed")
+        # when the next attempt comes is part of the message
+        self.assertRegex(c.text(), r"connect failed: Connection refused; next attempt in "
+                                   r"\d+\.\ds")
         self.send_udp(udp, range(0, 50))          # queued in memory while the server is away
         srv = self.start_server(port)
         self.wait_log(c, "connected")

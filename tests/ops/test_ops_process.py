@@ -148,6 +148,39 @@ class ServerTest(DaemonTestCase):
         wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
 
 
+    def test_daemonize_never_loses_the_log(self):
+        """-D with [log] left at its default (stderr, closed once detached): the log
+        goes to syslog; without a usable /dev/log the start is refused, naming the key."""
+        wired("server")
+        os.mkdir(self.path("traces"))
+        config = self.path("server.ini")
+        with open(config, "w") as f:
+            f.write("[server]\nlisten = 127.0.0.1\nport = %d\nbase_path = traces\n"
+                    % support.free_port())
+        pidfile = self.path("server.pid")
+        p = support.run(support.script_cmd("server", "-c", config, "-D", "--pidfile", pidfile),
+                        timeout=60, check=False)
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.connect("/dev/log")
+            s.close()
+            syslog = True
+        except OSError:
+            syslog = False
+        if not syslog:
+            self.assertEqual(p.returncode, 1)
+            self.assertEqual(p.stderr.splitlines(), [
+                "osmo_pcap_server.py: [log] target: -D detaches from stderr, and the syslog "
+                "socket /dev/log is unusable (%s): set target = file (and file = PATH)"
+                % p.stderr.split("(", 1)[1].split(")", 1)[0]])
+            self.assertFalse(os.path.exists(pidfile))
+            return
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        pid = int(read(pidfile))
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
+
+
 class ClientTest(DaemonTestCase):
 
     def test_daemon_notify_metrics(self):
@@ -282,7 +315,11 @@ class InitScriptTest(DaemonTestCase):
         self.assertEqual(sh("start").returncode, 0)  # already running: kept
         self.assertEqual(int(read(pidfile)), pid)
         self.assertEqual(sh("reload").returncode, 0)
-        wait_for(lambda: "SIGHUP" in read(self.path("server.log")), "SIGHUP in the log")
+        wait_for(lambda: "SIGHUP: log file reopened" in read(self.path("server.log")),
+                 "SIGHUP in the log")
+        self.assertEqual(sh("rotate").returncode, 0)
+        wait_for(lambda: "SIGUSR2: rotating all files" in read(self.path("server.log")),
+                 "SIGUSR2 in the log")
         p = sh("stop")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertFalse(os.path.exists(pidfile))
