@@ -151,7 +151,7 @@ class Recorder(object):
             self._write_failed(e, now.epoch)
 
     def rotate(self, reason):
-        """Close the current file now (SIGUSR1/SIGHUP); the next record opens a new one."""
+        """Close the current file now (SIGUSR2); the next record opens a new one."""
         if self.file is not None:
             self.close_file(reason, rotated=True)
 

@@ -99,9 +99,13 @@ class ServerTest(DaemonTestCase):
     def test_imported_config_daemon_notify_metrics_hup(self):
         wired("server")
         p = support.run(support.script_cmd("server", "--import-vty",
-                                           os.path.join(VTY, "server.cfg")))
+                                           os.path.join(VTY, "server.cfg")), check=False)
         with open(os.path.join(VTY, "server.ini")) as f:
             self.assertEqual(p.stdout, f.read())
+        # /var/lib/osmo-pcap does not exist here: the translation cannot start as it is
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("osmo_pcap_server.py: - [server] base_path: /var/lib/osmo-pcap is not an "
+                      "existing directory\n", p.stderr)
         # Adapt the imported file to this machine: directories, ports, a log file.
         os.mkdir(self.path("traces"))
         os.mkdir(self.path("done"))
