@@ -495,11 +495,11 @@ class NegativeMatrixTest(E2ETestCase):
             self.assertGreaterEqual(stats.get(key, 0), least, (key, stats))
         text = urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=10).read()
         text = text.decode()
-        m = re.search(r'(?m)^osmo_pcap_server_refused_total\{reason="tls_timeout"\} (\d+)',
-                      text)
+        m = re.search(r'(?m)^osmo_pcap_server_refused_connections_total'
+                      r'\{reason="tls_timeout"\} (\d+)', text)
         self.assertTrue(m, text)
         self.assertGreaterEqual(int(m.group(1)), 1)
-        self.assertRegex(text, r"(?m)^osmo_pcap_server_tls_connect_total [2-9]")
+        self.assertRegex(text, r"(?m)^osmo_pcap_server_tls_connections_total [2-9]")
 
         # The client that cannot verify the server name says so and never sends.
         bad = clients["badname"]
