@@ -292,6 +292,11 @@ class LoopbackTest(Harness):
         c.p.send_signal(signal.SIGUSR1)
         self.wait_log(c, "stats: server main up")
         self.wait_log(c, "status: device lo: capturing")
+        # the server's rotation signal changes nothing here; SIGHUP neither
+        c.p.send_signal(signal.SIGUSR2)
+        self.wait_log(c, "SIGUSR2: the client writes no trace files; nothing to rotate")
+        c.p.send_signal(signal.SIGHUP)
+        self.wait_log(c, "SIGHUP: no log file to reopen")
         self.assertEqual(c.stop(), 0)
 
     def test_detect_loop(self):
