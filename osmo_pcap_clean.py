@@ -25,13 +25,13 @@
 #      69  osmo_pcap/clean/compress.py
 #     243  osmo_pcap/clean/config.py
 #     404  osmo_pcap/clean/main.py
-#     912  osmo_pcap/clean/plan.py
-#    1135  osmo_pcap/clean/tracedir.py
-#    1237  osmo_pcap/ini.py
-#    1484  osmo_pcap/log.py
-#    1849  osmo_pcap/tracename.py
-#    1932  loader: registers the modules above with the import system
-#    1976  start: calls osmo_pcap.clean.main.main()
+#     918  osmo_pcap/clean/plan.py
+#    1141  osmo_pcap/clean/tracedir.py
+#    1243  osmo_pcap/ini.py
+#    1490  osmo_pcap/log.py
+#    1855  osmo_pcap/tracename.py
+#    1938  loader: registers the modules above with the import system
+#    1982  start: calls osmo_pcap.clean.main.main()
 
 import sys
 
@@ -831,11 +831,17 @@ def _isatty(stream):
 
 
 def _write_err(report, text):
-    report.progress.clear()
+    """Write a line to stderr from a signal handler.
+
+    os.write, not sys.stderr: the handler may run while the run itself is in
+    the middle of a write to sys.stderr, and a buffered stream refuses a
+    reentrant call.
+    """
+    shown, report.progress.shown = report.progress.shown, 0
+    data = ("\r%s\r" % (" " * shown) if shown else "") + text + "\n"
     try:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
+        os.write(2, data.encode("utf-8", "replace"))
+    except OSError:
         pass
 
 

@@ -56,6 +56,25 @@ def require_promtool():
     return path
 
 
+def can_capture(device="lo"):
+    """Return None if libpcap opens device here, else why not (e.g. under qemu-user,
+    where the ethtool ioctl libpcap needs is not implemented)."""
+    from osmo_pcap.client import libpcap
+    try:
+        h, _ = libpcap.Handle.open_live(libpcap.load(), device, 100)
+    except libpcap.LibpcapError as e:
+        return str(e)
+    h.close()
+    return None
+
+
+def require_capture(device="lo"):
+    """Skip (fail under CI) unless root can open device with libpcap here."""
+    require_root()
+    why = can_capture(device)
+    need(why is None, "cannot capture on %s here: %s" % (device, why))
+
+
 def require_root():
     need(os.geteuid() == 0, "needs root (network namespaces, raw sockets)")
 

@@ -426,11 +426,17 @@ def _isatty(stream):
 
 
 def _write_err(report, text):
-    report.progress.clear()
+    """Write a line to stderr from a signal handler.
+
+    os.write, not sys.stderr: the handler may run while the run itself is in
+    the middle of a write to sys.stderr, and a buffered stream refuses a
+    reentrant call.
+    """
+    shown, report.progress.shown = report.progress.shown, 0
+    data = ("\r%s\r" % (" " * shown) if shown else "") + text + "\n"
     try:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
+        os.write(2, data.encode("utf-8", "replace"))
+    except OSError:
         pass
 
 

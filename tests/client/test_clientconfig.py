@@ -137,6 +137,7 @@ protocol = ipip
 
 class CommandLineTest(ConfigTest):
     def test_check_config_ok(self):
+        support.require_capture("lo")   # --check-config opens the device
         path = self.write("[client]\ndevices = lo\nfilter = udp port 23000\n"
                           "[server main]\nhost = 127.0.0.1\nport = 5000\n")
         p = support.run(support.script_cmd("client", "-c", path, "--check-config"))

@@ -58,10 +58,16 @@ class Notify(object):
         self.sock.settimeout(20)
         testcase.addCleanup(self.sock.close)
 
-    def expect(self, prefix):
-        """Return the first message starting with prefix (skipping watchdog pings)."""
+    def expect(self, prefix, limit=20.0):
+        """Return the first message starting with prefix (skipping watchdog pings and
+        STATUS= updates), within limit seconds; a hang guard, not a timing assertion."""
+        end = time.monotonic() + limit
         while True:
-            msg = self.sock.recv(4096).decode()
+            self.sock.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                msg = self.sock.recv(4096).decode()
+            except socket.timeout:
+                raise AssertionError("no %s message within %gs" % (prefix, limit))
             if msg.startswith(prefix):
                 return msg
 
@@ -189,7 +195,7 @@ class ClientTest(DaemonTestCase):
 
     def test_daemon_notify_metrics(self):
         wired("client")
-        support.require_root()
+        support.require_capture("lo")   # READY=1 waits for the device
         sys.path.insert(0, os.path.join(support.REPO, "tools"))
         import demo
         support.need(demo.have_libpcap(), "libpcap is not installed")

@@ -306,7 +306,10 @@ class CommandLineTest(support.TempDirTestCase):
                 self.assertRegex(out, r"(^|[\s,\[])%s\b" % re.escape(opt), (prog, opt))
 
     def test_contrib_examples_check_ok(self):
+        capture = os.geteuid() == 0 and support.can_capture("lo") is None
         for prog in PROGRAMS:
+            if prog == "client" and not capture:
+                continue  # --check-config opens the device: checked below
             with open(os.path.join(support.REPO, "contrib", "osmo-pcap-%s.ini" % prog)) as f:
                 text = f.read().replace("/var/lib/osmo-pcap", self.path("base"))
             # --check-config opens the client's devices: use one this host has
@@ -315,6 +318,7 @@ class CommandLineTest(support.TempDirTestCase):
             self.assertEqual((p.returncode, p.stderr), (0, ""), prog)
             self.assertTrue(p.stdout.startswith("config OK: %s: " % self.path(prog + ".ini")),
                             p.stdout)
+        support.require_capture("lo")
 
     def test_mistakes_give_one_line_and_status_2(self):
         for prog in PROGRAMS:
