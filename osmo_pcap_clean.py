@@ -23,15 +23,15 @@
 #      41  osmo_pcap/__init__.py
 #      57  osmo_pcap/clean/__init__.py
 #      69  osmo_pcap/clean/compress.py
-#     243  osmo_pcap/clean/config.py
-#     404  osmo_pcap/clean/main.py
-#     918  osmo_pcap/clean/plan.py
-#    1141  osmo_pcap/clean/tracedir.py
-#    1243  osmo_pcap/ini.py
-#    1490  osmo_pcap/log.py
-#    1855  osmo_pcap/tracename.py
-#    1938  loader: registers the modules above with the import system
-#    1982  start: calls osmo_pcap.clean.main.main()
+#     251  osmo_pcap/clean/config.py
+#     429  osmo_pcap/clean/main.py
+#     943  osmo_pcap/clean/plan.py
+#    1166  osmo_pcap/clean/tracedir.py
+#    1268  osmo_pcap/ini.py
+#    1515  osmo_pcap/log.py
+#    1880  osmo_pcap/tracename.py
+#    1963  loader: registers the modules above with the import system
+#    2007  start: calls osmo_pcap.clean.main.main()
 
 import sys
 
@@ -61,7 +61,7 @@ _SOURCES['osmo_pcap/clean/__init__.py'] = r'''
 
 main (command line), config ([clean] and [client NAME] rules), plan (pure
 selection of what to do with each file), tracedir (listing a trace directory),
-compress (atomic streaming gzip/bz2/xz).
+compress (atomic streaming gzip/bz2/xz, zstd on CPython 3.14+).
 """
 '''
 # ==================== End file osmo_pcap/clean/__init__.py ======================
@@ -69,20 +69,21 @@ compress (atomic streaming gzip/bz2/xz).
 # ==================== Begin file osmo_pcap/clean/compress.py ====================
 _SOURCES['osmo_pcap/clean/compress.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Atomic, streaming compression of one file into NAME.gz, NAME.bz2 or NAME.xz.
+"""Atomic, streaming compression of one file into NAME.gz, NAME.bz2, NAME.xz or NAME.zst.
 
 The compressed data goes into a hidden temporary file in the same directory,
 which is fsynced and then renamed to the final name; only then is the
 original removed. So the final name only ever holds a complete file, and an
 interrupted run leaves the original plus, at worst, a temporary file that
 is_temp_name() recognises and the next run removes. Memory use is bounded by
-CHUNK, whatever the file size.
+CHUNK, whatever the file size. zstd uses compression.zstd (CPython 3.14+);
+config.parse_method() refuses it on an older interpreter.
 """
 
 import errno
 import os
 
-SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
+SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz", "zstd": "zst"}
 TMP_PREFIX = ".osmo-pcap-clean."
 TMP_SUFFIX = ".tmp"
 CHUNK = 1 << 20
@@ -120,6 +121,9 @@ def _writer(method, raw, level, name, mtime):
     if method == "xz":
         import lzma
         return lzma.LZMAFile(raw, "wb", preset=level)
+    if method == "zstd":
+        from compression import zstd
+        return zstd.ZstdFile(raw, "wb", level=level)
     raise ValueError("unknown compression method %r" % method)
 
 
@@ -134,6 +138,9 @@ def open_reader(path, method):
     if method == "xz":
         import lzma
         return lzma.open(path, "rb")
+    if method == "zstd":
+        from compression import zstd
+        return zstd.open(path, "rb")
     raise ValueError("unknown compression method %r" % method)
 
 
@@ -151,7 +158,8 @@ def same_content(src, compressed_path, method):
                     return True
     except Exception as e:
         # corrupt or truncated data raises EOFError, OSError without errno,
-        # lzma.LZMAError...: all mean "not the same"; a real I/O error propagates
+        # lzma.LZMAError, zstd.ZstdError...: all mean "not the same"; a real I/O
+        # error propagates
         if isinstance(e, OSError) and e.errno is not None:
             raise
         return False
@@ -252,6 +260,7 @@ section and key. Keys and defaults are documented in doc/clean.md.
 import os
 import re
 import shlex
+import sys
 
 from osmo_pcap import ini
 from osmo_pcap.clean.plan import METHODS, Policy
@@ -262,7 +271,10 @@ LOCK_NAME = ".osmo-pcap-clean.lock"
 # keys that only make sense once, for the whole run
 GLOBAL_ONLY = ("paths", "min_free", "lock_file")
 # python modules behind each method: a build without one is a config error
-_MODULES = {"gzip": "gzip", "bz2": "bz2", "xz": "lzma"}
+_MODULES = {"gzip": "gzip", "bz2": "bz2", "xz": "lzma", "zstd": "compression.zstd"}
+# compress_level: 1 to 9 for gzip, bz2 and xz; zstd goes on to 22
+MAX_LEVEL = {"zstd": 22}
+ZSTD_SINCE = (3, 14)
 
 
 class CleanConfig(object):
@@ -309,11 +321,19 @@ def parse_min_free(text):
     return ("bytes", n) if n else None
 
 
-def parse_method(text):
-    """Return one of gzip, bz2, xz, none; fail if this Python lacks the module."""
+def parse_method(text, version=None):
+    """Return one of gzip, bz2, xz, zstd, none; fail if this Python lacks the module.
+
+    version: the interpreter's (major, minor), for tests; sys.version_info when None.
+    """
     t = text.strip().lower()
     if t not in METHODS:
         raise ValueError("expected one of %s, got %r" % (" | ".join(METHODS), text))
+    version = tuple(version or sys.version_info[:2])
+    if t == "zstd" and version < ZSTD_SINCE:
+        raise ValueError("zstd needs Python %d.%d or later (its compression.zstd module); "
+                         "this is Python %d.%d: choose gzip, bz2 or xz, or run the cleanup "
+                         "tool with python3.14 or newer" % (ZSTD_SINCE + version[:2]))
     if t in _MODULES:
         try:
             __import__(_MODULES[t])
@@ -330,8 +350,13 @@ def _policy(sec, base):
     p.max_files = sec.get("max_files", parse_count, p.max_files)
     p.compress_after = sec.get("compress_after", parse_count, p.compress_after)
     p.compress = sec.get("compress", parse_method, p.compress)
-    p.compress_level = sec.get("compress_level", lambda t: ini.parse_int(t, 1, 9),
+    p.compress_level = sec.get("compress_level", lambda t: ini.parse_int(t, 1, 22),
                                p.compress_level)
+    top = MAX_LEVEL.get(p.compress, 9)
+    if p.compress != "none" and p.compress_level > top:
+        raise sec.error("compress_level" if sec.has("compress_level") else "compress",
+                        "compress_level %d is above the maximum %d for %s (only zstd goes "
+                        "up to 22)" % (p.compress_level, top, p.compress))
     return p
 
 
@@ -938,7 +963,7 @@ it still counts in the totals. Deletions are returned oldest first, each with th
 
 # the rules in the order they are applied (a deletion names the first that chose it)
 RULES = ("max_age", "max_files", "max_bytes", "min_free")
-METHODS = ("gzip", "bz2", "xz", "none")
+METHODS = ("gzip", "bz2", "xz", "zstd", "none")
 
 
 class Policy(object):
@@ -979,7 +1004,7 @@ class FoundTrace(object):
 
     time: epoch seconds (from the name, else mtime); seq: collision suffix;
     size: bytes (budgets); usage: bytes on disk (freed space); dev: the
-    filesystem; compression: None or "gz"/"bz2"/"xz"; locked: in use.
+    filesystem; compression: None or "gz"/"bz2"/"xz"/"zst"; locked: in use.
     """
 
     __slots__ = ("path", "dir", "client", "time", "seq", "size", "usage", "dev",
@@ -1855,7 +1880,7 @@ def schedule_flush(loop):
 # ==================== Begin file osmo_pcap/tracename.py ====================
 _SOURCES['osmo_pcap/tracename.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
+"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz|.zst].
 
 The server makes them (doc/protocol.md#file-names, with a collision suffix instead of
 truncation), the cleanup tool parses them. NAME may contain '-': the
@@ -1866,11 +1891,11 @@ import re
 import time
 
 EXTENSIONS = ("pcap", "pcapng")
-COMPRESSED = ("gz", "bz2", "xz")
+COMPRESSED = ("gz", "bz2", "xz", "zst")
 
 _NAME_RE = re.compile(
     r"^trace-(?P<client>.+)-(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,5}))?"
-    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz))?$")
+    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz|zst))?$")
 
 
 def format_name(client, tm, ext, seq=0):

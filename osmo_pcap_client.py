@@ -23,30 +23,30 @@
 # Contents (line numbers in this file):
 #      56  osmo_pcap/__init__.py
 #      72  osmo_pcap/client/__init__.py
-#      85  osmo_pcap/client/capture.py
-#     484  osmo_pcap/client/config.py
-#     745  osmo_pcap/client/forward.py
-#    1390  osmo_pcap/client/gprs.py
-#    1554  osmo_pcap/client/ipip.py
-#    1705  osmo_pcap/client/libpcap.py
-#    2156  osmo_pcap/client/main.py
-#    2956  osmo_pcap/client/privileges.py
-#    3128  osmo_pcap/client/spool.py
-#    3529  osmo_pcap/daemon.py
-#    3854  osmo_pcap/ini.py
-#    4101  osmo_pcap/log.py
-#    4466  osmo_pcap/loop.py
-#    4670  osmo_pcap/metrics.py
-#    5057  osmo_pcap/pcapfile.py
-#    5253  osmo_pcap/pcapng.py
-#    5605  osmo_pcap/rotation.py
-#    5727  osmo_pcap/tls.py
-#    6222  osmo_pcap/tlsconfig.py
-#    6518  osmo_pcap/transport.py
-#    6761  osmo_pcap/vtyimport.py
-#    7748  osmo_pcap/wire.py
-#    7990  loader: registers the modules above with the import system
-#    8034  start: calls osmo_pcap.client.main.main()
+#      86  osmo_pcap/client/capture.py
+#     485  osmo_pcap/client/config.py
+#     746  osmo_pcap/client/forward.py
+#    1404  osmo_pcap/client/gprs.py
+#    1568  osmo_pcap/client/ipip.py
+#    1719  osmo_pcap/client/libpcap.py
+#    2170  osmo_pcap/client/main.py
+#    2976  osmo_pcap/client/privileges.py
+#    3148  osmo_pcap/client/spool.py
+#    3549  osmo_pcap/daemon.py
+#    3874  osmo_pcap/ini.py
+#    4121  osmo_pcap/log.py
+#    4486  osmo_pcap/loop.py
+#    4690  osmo_pcap/metrics.py
+#    5077  osmo_pcap/pcapfile.py
+#    5273  osmo_pcap/pcapng.py
+#    5625  osmo_pcap/rotation.py
+#    5747  osmo_pcap/tls.py
+#    6247  osmo_pcap/tlsconfig.py
+#    6543  osmo_pcap/transport.py
+#    6786  osmo_pcap/vtyimport.py
+#    7773  osmo_pcap/wire.py
+#    8015  loader: registers the modules above with the import system
+#    8059  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -76,8 +76,9 @@ _SOURCES['osmo_pcap/client/__init__.py'] = r'''
 
 main (command line and the Client that wires the rest), config ([client] and
 [server NAME]), libpcap (the ctypes binding), capture (devices and files to
-framed records), gprs (the GPRS user-data filter), forward (one stream per
-server: queue, reconnect, transport), spool (what a stream keeps on disk).
+framed records), gprs (the GPRS user-data filter), forward (one Forwarder per
+server: the numbered stream, connection, acknowledged delivery), spool (the
+part of a stream kept on disk), ipip (protocol = ipip).
 """
 '''
 # ==================== End file osmo_pcap/client/__init__.py ======================
@@ -903,6 +904,7 @@ class Forwarder(object):
             self.stream_id = os.urandom(wire.STREAM_ID_SIZE)
             self.next_seq = 0
         self.acked = self.next_seq   # the oldest frame held (memory, then spool)
+        self.send_seq = 0            # acknowledged mode: the number the server expects next
         self.piece = min(1 << 20, cfg.queue_size // 4)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
         self.address = None        # the address last dialled (host resolved)
@@ -1008,7 +1010,7 @@ class Forwarder(object):
             # The stream restarts at the oldest frame held, whatever was given up
             # before it (the server counts such a gap).
             first = self.chunks[0].first_seq if self.chunks else self.next_seq
-            self.acked = first
+            self.acked = self.send_seq = first
             self._out += wire.encode_stream(self.stream_id, first)
             self.waiting_since = None
             self.log.info("%s: acknowledged delivery, stream from frame %d", self.prefix,
@@ -1189,14 +1191,21 @@ class Forwarder(object):
                     return
                 continue
             chunk = q[self.send_idx]
-            if chunk.hdr != self.sent_hdr:
-                # A header change: its LINK_HDR goes out first, in order.
-                self.sent_hdr = chunk.hdr
-                frame = wire.encode_link_hdr(chunk.hdr)
-                n = t.send(frame)
-                if n < len(frame):
-                    self._out += frame[n:]
-                    return
+            if not self.send_off:
+                # Before a chunk: a header change needs its LINK_HDR, frames given up
+                # in between (the spool overflowed) a STREAM naming the next number.
+                frame = b""
+                if chunk.hdr != self.sent_hdr:
+                    self.sent_hdr = chunk.hdr
+                    frame = wire.encode_link_hdr(chunk.hdr)
+                if not plain and chunk.first_seq != self.send_seq:
+                    self.send_seq = chunk.first_seq
+                    frame += wire.encode_stream(self.stream_id, chunk.first_seq)
+                if frame:
+                    n = t.send(frame)
+                    if n < len(frame):
+                        self._out += frame[n:]
+                        return
             data = chunk.data
             with memoryview(data) as mv:
                 n = t.send(mv[self.send_off:self.send_off + SEND_MAX])
@@ -1214,6 +1223,7 @@ class Forwarder(object):
                 self._release_front(chunk, chunk.count, len(data))
             else:
                 self.send_idx += 1
+                self.send_seq = chunk.end_seq
             self.send_off = 0
 
     def _refill(self):
@@ -1227,9 +1237,6 @@ class Forwarder(object):
         if piece is None:
             return False
         hdr, frames, first_seq, count, token = piece
-        if self.chunks and first_seq != self.chunks[-1].end_seq:
-            self.log.error("%s: spool continues at frame %d after %d", self.prefix,
-                           first_seq, self.chunks[-1].end_seq)
         self.chunks.append(Chunk(bytearray(frames), hdr, first_seq, count, token,
                                  self.loop.clock()))
         self.qbytes += len(frames)
@@ -1289,17 +1296,24 @@ class Forwarder(object):
         if seq <= self.acked:
             return None     # nothing new (or an older acknowledgement)
         q = self.chunks
-        limit = q[min(self.send_idx, len(q) - 1)].end_seq if q else self.acked
-        if seq > limit:
-            return "the server acknowledged frame %d, but only frames below %d were sent" % (
-                seq, limit)
+        if not q or seq > q[-1].end_seq:
+            return "the server acknowledged frame %d, but this client holds only frames " \
+                "below %d" % (seq, q[-1].end_seq if q else self.acked)
         self.counters["ack:acked"] += seq - self.acked
-        while self.send_idx > 0 and q[0].end_seq <= seq:
+        # Chunks sent whole, and chunks not started on this connection (the server
+        # had them from an earlier one: frames stored but not acknowledged before a
+        # crash), go; the sender names the next frame with a STREAM where it skips.
+        while q and q[0].end_seq <= seq and (self.send_idx > 0 or not self.send_off):
             chunk = q.popleft()
             self.qbytes -= len(chunk.data)
-            self.send_idx -= 1
+            if self.send_idx:
+                self.send_idx -= 1
             if chunk.token is not None:
                 self.spool.commit(chunk.token)
+        if q and not self.send_idx and not self.send_off and q[0].first_seq < seq:
+            head = q[0]
+            n = seq - head.first_seq
+            self._release_front(head, n, frame_offset(head.data, n))
         self.acked = seq
         # Time-outs count from the last sign of life, while anything sent awaits its ACK.
         outstanding = self.send_idx > 0 or self.send_off > 0
@@ -2898,12 +2912,14 @@ def run(cfg, args):
     if note and sys.stderr.isatty():
         print("osmo_pcap_client.py: %s" % note, file=sys.stderr)
     client = Client(cfg)
+    endpoints = []  # the metrics endpoint, closed at the end (not left to the finalizer)
 
     def detach():
         try:
             if cfg.metrics:
-                metrics.MetricsServer(client.loop, cfg.metrics, client.metric_samples,
-                                      program="client", log=log.get("metrics")).start()
+                endpoints.append(metrics.MetricsServer(
+                    client.loop, cfg.metrics, client.metric_samples, program="client",
+                    log=log.get("metrics")).start())
             if args.daemonize:
                 daemon.daemonize(pidfile=args.pidfile)
             elif args.pidfile:
@@ -2914,6 +2930,8 @@ def run(cfg, args):
         client.start(detach)
     except StartupError as e:
         client.log.error("%s", e)
+        for ep in endpoints:
+            ep.close()
         client.close()
         return 1
     log.schedule_flush(client.loop)
@@ -2923,6 +2941,8 @@ def run(cfg, args):
     try:
         client.loop.run()
     finally:
+        for ep in endpoints:
+            ep.close()
         client.close()
     return client.exit_status
 
@@ -5755,8 +5775,13 @@ _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST
 _ALERT_RE = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_ALERT_(.*)$")
 
 
-def describe_ssl_error(exc):
-    """Return a TLSError with a readable reason for an ssl or socket exception."""
+def describe_ssl_error(exc, established=False):
+    """Return a TLSError with a readable reason for an ssl or socket exception.
+
+    established: the handshake is done. A peer that completed a handshake speaks
+    TLS, so a record the layer rejects then (RECORD_LAYER_FAILURE from OpenSSL 3.6
+    on, a bad length...) is a protocol error, not a "does not speak TLS" peer.
+    """
     if isinstance(exc, TLSError):
         return exc
     detail = getattr(exc, "verify_message", None)
@@ -5772,7 +5797,7 @@ def describe_ssl_error(exc):
         return TLSError(VERIFY, "certificate verification failed")
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return TLSError(VERIFY, "the peer presented no certificate, but one is required")
-    if reason in _NOT_TLS_REASONS:
+    if reason in _NOT_TLS_REASONS and not established:
         return TLSError(NOT_TLS, "the peer does not speak TLS (%s)" % text)
     m = _ALERT_RE.match(reason)
     if m:
@@ -5861,7 +5886,7 @@ class TLSSession(object):
                 got = 0
             except (ssl.SSLError, ssl.CertificateError) as e:
                 # TLS 1.3: a server that refuses our certificate says so only now.
-                err = describe_ssl_error(e)
+                err = describe_ssl_error(e, established=True)
                 if not total:
                     raise err
                 self._deferred = err  # deliver the data first
@@ -5889,7 +5914,7 @@ class TLSSession(object):
         try:
             n = self.ssl.write(memoryview(data)[:WRITE_CHUNK])
         except ssl.SSLError as e:
-            raise describe_ssl_error(e)
+            raise describe_ssl_error(e, established=True)
         self.flush()
         return n
 

@@ -31,27 +31,27 @@
 #    1801  osmo_pcap/pcapng.py
 #    2153  osmo_pcap/rotation.py
 #    2275  osmo_pcap/server/__init__.py
-#    2290  osmo_pcap/server/ackstate.py
-#    2426  osmo_pcap/server/admission.py
-#    2741  osmo_pcap/server/config.py
-#    2998  osmo_pcap/server/fanout.py
-#    3173  osmo_pcap/server/hooks.py
-#    3421  osmo_pcap/server/ingest.py
-#    3698  osmo_pcap/server/main.py
-#    4320  osmo_pcap/server/oncomplete.py
-#    4570  osmo_pcap/server/recorder.py
-#    4918  osmo_pcap/server/storage.py
-#    5105  osmo_pcap/server/tap.py
-#    5352  osmo_pcap/server/zmtp.py
-#    5787  osmo_pcap/tls.py
-#    6282  osmo_pcap/tlsconfig.py
-#    6578  osmo_pcap/tracename.py
-#    6661  osmo_pcap/transport.py
-#    6904  osmo_pcap/validate.py
-#    7072  osmo_pcap/vtyimport.py
-#    8059  osmo_pcap/wire.py
-#    8301  loader: registers the modules above with the import system
-#    8345  start: calls osmo_pcap.server.main.main()
+#    2293  osmo_pcap/server/ackstate.py
+#    2433  osmo_pcap/server/admission.py
+#    2748  osmo_pcap/server/config.py
+#    3005  osmo_pcap/server/fanout.py
+#    3180  osmo_pcap/server/hooks.py
+#    3428  osmo_pcap/server/ingest.py
+#    3713  osmo_pcap/server/main.py
+#    4368  osmo_pcap/server/oncomplete.py
+#    4618  osmo_pcap/server/recorder.py
+#    4985  osmo_pcap/server/storage.py
+#    5172  osmo_pcap/server/tap.py
+#    5419  osmo_pcap/server/zmtp.py
+#    5854  osmo_pcap/tls.py
+#    6354  osmo_pcap/tlsconfig.py
+#    6650  osmo_pcap/tracename.py
+#    6733  osmo_pcap/transport.py
+#    6976  osmo_pcap/validate.py
+#    7144  osmo_pcap/vtyimport.py
+#    8131  osmo_pcap/wire.py
+#    8373  loader: registers the modules above with the import system
+#    8417  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -2277,9 +2277,12 @@ _SOURCES['osmo_pcap/server/__init__.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
 """The central server, osmo_pcap_server.py: receive client streams, store trace files.
 
-main (command line and the Server: data, shutdown, metrics), config ([server]
-and [client NAME]), ingest (decode and validate one stream), recorder (one
-client's files and rotation), storage (one trace file on disk), and the hooks
+main (command line and the Server: data, acknowledgements, shutdown, metrics),
+config ([server] and [client NAME]), admission (accepted sockets to admitted
+connections: client entry, TLS, pending limits), ingest (decode and validate
+one stream), recorder (one client's files, rotation, what is durable), ackstate
+(the stream state kept for acknowledged delivery), storage (one trace file on
+disk), and the hooks
 that see the stream too: hooks (their config and fan-out), tap (live pcapng
 over TCP), zmtp (ZeroMQ publisher), fanout (bounded subscriber queues),
 oncomplete (a command per closed file).
@@ -2350,7 +2353,7 @@ class StateFile(object):
         self.dir = os.path.join(base_path, STATE_DIR)
         self.path = os.path.join(self.dir, client + SUFFIX)
         self.fd = -1
-        self.counter = 0
+        self.counter = None     # known after load(); save() loads first if needed
 
     def _open(self):
         if self.fd < 0:
@@ -2367,6 +2370,7 @@ class StateFile(object):
             with open(self.path, "rb") as f:
                 data = f.read(2 * SLOT)
         except FileNotFoundError:
+            self.counter = 0
             return None
         best = None
         for i in range(2):
@@ -2382,6 +2386,7 @@ class StateFile(object):
             if best is None or counter > best[0]:
                 best = (counter, StreamState(sid, seq, name, off))
         if best is None:
+            self.counter = 0
             return None
         self.counter = best[0]
         return best[1]
@@ -2391,6 +2396,8 @@ class StateFile(object):
 
         Raise OSError.
         """
+        if self.counter is None:
+            self.load()     # go on from the counter on disk, or this write loses
         fd = self._open()
         self.counter += 1
         name = state.file.encode("utf-8")[:MAX_NAME]
@@ -3560,8 +3567,8 @@ class Connection(object):
     """
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
-                 "last_rx", "header_timer", "frames", "streaming", "skip", "acked_durable",
-                 "wbuf", "ack_due")
+                 "last_rx", "header_timer", "frames", "streaming", "next_in", "want",
+                 "acked_durable", "wbuf", "ack_due")
 
     def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
@@ -3575,7 +3582,9 @@ class Connection(object):
         self.header_timer = None
         self.frames = 0            # LINK_DATA frames received
         self.streaming = False     # the client named its stream: acknowledged delivery
-        self.skip = 0              # frames about to arrive that are stored already
+        # While streaming: the number of the next frame to arrive, and of the next
+        # frame not stored yet; frames below `want` arrive again after a reconnect.
+        self.next_in = self.want = 0
         self.acked_durable = 0     # recorder.durable when the last ACK was made
         self.wbuf = bytearray()    # our messages the transport has not taken yet
         self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
@@ -3611,8 +3620,8 @@ class Connection(object):
             pos, nbytes, event = parser.consume(mv, pos, end, out)
             if out:
                 self.frames += len(out)
-                if self.skip:
-                    nbytes -= self._skip(out)
+                if self.streaming:
+                    nbytes -= self._number(out)
                 if out:
                     server.records(self, out, nbytes)
                     if self.closed:
@@ -3631,10 +3640,16 @@ class Connection(object):
         if self.streaming and recorder.durable != self.acked_durable:
             server.acknowledge(self)
 
-    def _skip(self, out):
-        """Drop the frames of out that are stored already; return their bytes."""
-        k = min(self.skip, len(out))
-        self.skip -= k
+    def _number(self, out):
+        """Number the frames of out; drop those stored already; return their bytes."""
+        n = len(out)
+        k = self.want - self.next_in
+        self.next_in += n
+        if k <= 0:
+            self.want += n
+            return 0
+        k = min(k, n)
+        self.want += n - k
         self.recorder.counters["duplicates"] += k
         nbytes = sum(len(p) for p in out[:k])
         del out[:k]
@@ -3926,24 +3941,43 @@ class Server(object):
         """A client names its stream (STREAM): answer what is stored; False if dropped."""
         rec = conn.recorder
         if conn.streaming:
-            self.reject(conn, wire.FrameError("stream-twice", "a second STREAM message"))
-            return False
+            return self._stream_jump(conn, msg)
         if conn.frames:
             self.reject(conn, wire.FrameError("stream-late", "STREAM after %d LINK_DATA "
                                               "frame(s)" % conn.frames))
             return False
         skip, gap, start = rec.begin_stream(msg.stream_id, msg.first_seq)
         conn.streaming = True
-        conn.skip = skip
+        conn.next_in, conn.want = msg.first_seq, start
         if gap:
-            _log.warning("%s: frames %d to %d never arrived: the client gave them up "
-                         "(queue or spool full, max_age, or it restarted without a spool)",
-                         conn.label, start - gap, start - 1)
+            self._gap_log(conn, start - gap, start - 1)
         _log.info("%s: acknowledged stream %s from frame %d%s", conn.label,
                   msg.stream_id.hex()[:16], msg.first_seq,
                   ", %d frame(s) stored already are skipped" % skip if skip else "")
         self.acknowledge(conn)
         return not conn.closed
+
+    def _stream_jump(self, conn, msg):
+        """A STREAM during the stream: the client gave frames up; the next one is later."""
+        rec = conn.recorder
+        if msg.stream_id != rec.stream.stream_id or msg.first_seq < conn.next_in:
+            self.reject(conn, wire.FrameError(
+                "stream-twice", "a second STREAM that does not continue the stream (frame "
+                "%d of %s after frame %d of %s)" % (msg.first_seq, msg.stream_id.hex()[:16],
+                                                  conn.next_in, rec.stream.stream_id.hex()[:16])))
+            return False
+        conn.next_in = msg.first_seq
+        if msg.first_seq > conn.want:
+            gap = msg.first_seq - conn.want
+            rec.jump(gap)
+            self._gap_log(conn, conn.want, msg.first_seq - 1)
+            conn.want = msg.first_seq
+        return True
+
+    def _gap_log(self, conn, first, last):
+        _log.warning("%s: frames %d to %d never arrived: the client gave them up (queue or "
+                     "spool full, max_age, or it restarted without a spool)",
+                     conn.label, first, last)
 
     def acknowledge(self, conn):
         """Write the client's state, then acknowledge what is durable."""
@@ -4255,14 +4289,24 @@ def open_server(cfg):
 
 
 def detach(server, args):
-    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure."""
+    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure.
+
+    Return the metrics endpoint (None without [metrics]) for the caller to close.
+    """
+    endpoint = None
     if server.cfg.metrics:
-        metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
-                              program="server", log=log.get("metrics")).start()
-    if args.daemonize:
-        daemon.daemonize(pidfile=args.pidfile)
-    elif args.pidfile:
-        daemon.own_pidfile(args.pidfile)
+        endpoint = metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
+                                         program="server", log=log.get("metrics")).start()
+    try:
+        if args.daemonize:
+            daemon.daemonize(pidfile=args.pidfile)
+        elif args.pidfile:
+            daemon.own_pidfile(args.pidfile)
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
+    return endpoint
 
 
 def run(server):
@@ -4308,11 +4352,15 @@ def main(argv=None):
     if server is None:
         return 1
     try:
-        detach(server, args)
+        endpoint = detach(server, args)
     except (metrics.MetricsError, daemon.DaemonError) as e:
         _log.error("%s", e)
         return 1
-    run(server)
+    try:
+        run(server)
+    finally:
+        if endpoint is not None:  # its listening socket, not left to the finalizer
+            endpoint.close()
     return 0
 '''
 # ==================== End file osmo_pcap/server/main.py ======================
@@ -4637,6 +4685,7 @@ class Recorder(object):
         self.saved = None          # the last StreamState written (or found at start-up)
         self.stream = None         # the StreamState of the acknowledged stream in progress
         self.seq_base = 0          # sequence number = durable + seq_base while streaming
+        self.jumps = collections.deque()   # (durable count, gap) not applied yet
         self.broken = None         # why an acknowledged stream cannot be stored (or None)
         self.last_packet = None    # wall-clock time of the last record received
 
@@ -4752,17 +4801,20 @@ class Recorder(object):
             if path is None or not os.path.isfile(path):
                 continue
             size = os.path.getsize(path)
-            if size > st.offset:
+            if min(size, st.offset) < TraceFile.MIN_SIZE:
+                # Not even a header was acknowledged (or is left): nothing to keep.
+                self.counters["cut_back"] += size > st.offset
+                os.unlink(path)
+                note = "removed it: none of its %d bytes was acknowledged" % size \
+                    if st.offset < TraceFile.MIN_SIZE else \
+                    "removed it: it has %d bytes, fewer than the %d acknowledged, as a " \
+                    "power failure can do with ack_sync = no" % (size, st.offset)
+                path = None
+            elif size > st.offset:
                 self.counters["cut_back"] += 1
-                if st.offset < TraceFile.MIN_SIZE:
-                    os.unlink(path)
-                    note = "removed it: none of its %d bytes of records was acknowledged" \
-                        % size
-                    path = None
-                else:
-                    os.truncate(path, st.offset)
-                    note = "cut it back from %d to %d bytes: the rest was never " \
-                        "acknowledged, the client sends it again" % (size, st.offset)
+                os.truncate(path, st.offset)
+                note = "cut it back from %d to %d bytes: the rest was never " \
+                    "acknowledged, the client sends it again" % (size, st.offset)
             elif size < st.offset:
                 note = "it has %d bytes, fewer than the %d acknowledged: acknowledged " \
                     "records were lost, as a power failure can do with ack_sync = no" \
@@ -4800,12 +4852,24 @@ class Recorder(object):
         self.counters["seq_gap"] += gap
         self.stream = StreamState(stream_id, start)
         self.seq_base = start - self.durable
+        self.jumps = collections.deque()
         self.broken = None
         return skip, gap, start
+
+    def jump(self, gap):
+        """The client gave up the next gap frames of its stream (a STREAM mid-way).
+
+        The numbers move on once the records received before are durable: an ACK
+        must never cover a record that is only in the write buffer.
+        """
+        self.counters["seq_gap"] += gap
+        f = self.file
+        self.jumps.append((self.durable + (f.pending_records if f is not None else 0), gap))
 
     def end_stream(self):
         """The stream's connection is gone."""
         self.stream = None
+        self.jumps.clear()
         self.broken = None
 
     def checkpoint(self):
@@ -4815,7 +4879,10 @@ class Recorder(object):
         acknowledged).
         """
         st = self.stream
-        seq = self.durable + self.seq_base
+        durable = self.durable
+        while self.jumps and durable >= self.jumps[0][0]:
+            self.seq_base += self.jumps.popleft()[1]
+        seq = durable + self.seq_base
         f = self.file
         sync = self.files.ack_sync
         if sync and f is not None and f.written:
@@ -5815,8 +5882,13 @@ _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST
 _ALERT_RE = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_ALERT_(.*)$")
 
 
-def describe_ssl_error(exc):
-    """Return a TLSError with a readable reason for an ssl or socket exception."""
+def describe_ssl_error(exc, established=False):
+    """Return a TLSError with a readable reason for an ssl or socket exception.
+
+    established: the handshake is done. A peer that completed a handshake speaks
+    TLS, so a record the layer rejects then (RECORD_LAYER_FAILURE from OpenSSL 3.6
+    on, a bad length...) is a protocol error, not a "does not speak TLS" peer.
+    """
     if isinstance(exc, TLSError):
         return exc
     detail = getattr(exc, "verify_message", None)
@@ -5832,7 +5904,7 @@ def describe_ssl_error(exc):
         return TLSError(VERIFY, "certificate verification failed")
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return TLSError(VERIFY, "the peer presented no certificate, but one is required")
-    if reason in _NOT_TLS_REASONS:
+    if reason in _NOT_TLS_REASONS and not established:
         return TLSError(NOT_TLS, "the peer does not speak TLS (%s)" % text)
     m = _ALERT_RE.match(reason)
     if m:
@@ -5921,7 +5993,7 @@ class TLSSession(object):
                 got = 0
             except (ssl.SSLError, ssl.CertificateError) as e:
                 # TLS 1.3: a server that refuses our certificate says so only now.
-                err = describe_ssl_error(e)
+                err = describe_ssl_error(e, established=True)
                 if not total:
                     raise err
                 self._deferred = err  # deliver the data first
@@ -5949,7 +6021,7 @@ class TLSSession(object):
         try:
             n = self.ssl.write(memoryview(data)[:WRITE_CHUNK])
         except ssl.SSLError as e:
-            raise describe_ssl_error(e)
+            raise describe_ssl_error(e, established=True)
         self.flush()
         return n
 
@@ -6578,7 +6650,7 @@ def read_client_entry_tls(section, client_name, server_tls=None, any_ip=False):
 # ==================== Begin file osmo_pcap/tracename.py ====================
 _SOURCES['osmo_pcap/tracename.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
+"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz|.zst].
 
 The server makes them (doc/protocol.md#file-names, with a collision suffix instead of
 truncation), the cleanup tool parses them. NAME may contain '-': the
@@ -6589,11 +6661,11 @@ import re
 import time
 
 EXTENSIONS = ("pcap", "pcapng")
-COMPRESSED = ("gz", "bz2", "xz")
+COMPRESSED = ("gz", "bz2", "xz", "zst")
 
 _NAME_RE = re.compile(
     r"^trace-(?P<client>.+)-(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,5}))?"
-    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz))?$")
+    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz|zst))?$")
 
 
 def format_name(client, tm, ext, seq=0):

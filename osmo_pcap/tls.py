@@ -27,8 +27,13 @@ _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST
 _ALERT_RE = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_ALERT_(.*)$")
 
 
-def describe_ssl_error(exc):
-    """Return a TLSError with a readable reason for an ssl or socket exception."""
+def describe_ssl_error(exc, established=False):
+    """Return a TLSError with a readable reason for an ssl or socket exception.
+
+    established: the handshake is done. A peer that completed a handshake speaks
+    TLS, so a record the layer rejects then (RECORD_LAYER_FAILURE from OpenSSL 3.6
+    on, a bad length...) is a protocol error, not a "does not speak TLS" peer.
+    """
     if isinstance(exc, TLSError):
         return exc
     detail = getattr(exc, "verify_message", None)
@@ -44,7 +49,7 @@ def describe_ssl_error(exc):
         return TLSError(VERIFY, "certificate verification failed")
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return TLSError(VERIFY, "the peer presented no certificate, but one is required")
-    if reason in _NOT_TLS_REASONS:
+    if reason in _NOT_TLS_REASONS and not established:
         return TLSError(NOT_TLS, "the peer does not speak TLS (%s)" % text)
     m = _ALERT_RE.match(reason)
     if m:
@@ -133,7 +138,7 @@ class TLSSession(object):
                 got = 0
             except (ssl.SSLError, ssl.CertificateError) as e:
                 # TLS 1.3: a server that refuses our certificate says so only now.
-                err = describe_ssl_error(e)
+                err = describe_ssl_error(e, established=True)
                 if not total:
                     raise err
                 self._deferred = err  # deliver the data first
@@ -161,7 +166,7 @@ class TLSSession(object):
         try:
             n = self.ssl.write(memoryview(data)[:WRITE_CHUNK])
         except ssl.SSLError as e:
-            raise describe_ssl_error(e)
+            raise describe_ssl_error(e, established=True)
         self.flush()
         return n
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz].
+"""Trace file names: trace-NAME-YYYYMMDD_HHMMSS[-N].pcap|.pcapng[.gz|.bz2|.xz|.zst].
 
 The server makes them (doc/protocol.md#file-names, with a collision suffix instead of
 truncation), the cleanup tool parses them. NAME may contain '-': the
@@ -10,11 +10,11 @@ import re
 import time
 
 EXTENSIONS = ("pcap", "pcapng")
-COMPRESSED = ("gz", "bz2", "xz")
+COMPRESSED = ("gz", "bz2", "xz", "zst")
 
 _NAME_RE = re.compile(
     r"^trace-(?P<client>.+)-(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,5}))?"
-    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz))?$")
+    r"\.(?P<ext>pcapng|pcap)(?:\.(?P<comp>gz|bz2|xz|zst))?$")
 
 
 def format_name(client, tm, ext, seq=0):

@@ -5,8 +5,12 @@ Usage: python tests/run.py [-v] [-k PATTERN] [AREA | TEST_MODULE ...]
 AREA is a folder of tests/ (shared, client, server, clean, ops): all its tests.
 TEST_MODULE is area.test_name (or tests/area/test_name.py).
 The last line is exactly "N passed, N failed" (", N skipped" when any).
+With OSMO_PCAP_UNRAISABLE_LOG set (tools/test-next.sh, with tools/next/ on
+PYTHONPATH), what any process wrote to that file during a test (a warning in a
+finalizer, an exception in a thread) is an error of that test.
 """
 
+import gc
 import os
 import sys
 import time
@@ -15,6 +19,51 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+
+
+class UnraisableLog(object):
+    """Entries that tools/next/sitecustomize.py appends to OSMO_PCAP_UNRAISABLE_LOG."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = os.path.getsize(path) if os.path.exists(path) else 0
+        self.site = sys.modules.get("sitecustomize")
+        if getattr(self.site, "LOG", None) != path:
+            self.site = None
+
+    def set_context(self, name):
+        if self.site is not None:
+            self.site.CONTEXT = name
+
+    def new_entries(self):
+        """Return the text appended since the last call ("" if none)."""
+        gc.collect()  # finalizers of this process run now, inside the test
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return ""
+        self.offset += len(data)
+        return data.decode("utf-8", "replace")
+
+
+def result_class(unraisable):
+    class Result(unittest.TextTestResult):
+        def startTest(self, test):
+            unraisable.set_context(test.id())
+            super(Result, self).startTest(test)
+
+        def stopTest(self, test):
+            super(Result, self).stopTest(test)
+            unraisable.set_context(None)
+            text = unraisable.new_entries()
+            if text:
+                self.errors.append((test, "warnings or exceptions that could not be raised "
+                                    "(" + unraisable.path + "):\n" + text))
+                self.stream.write("U")
+                self.stream.flush()
+    return Result
 
 
 def main(argv):
@@ -50,8 +99,16 @@ def main(argv):
     print("Python %s (%s)" % (sys.version.split()[0], sys.executable))
     sys.stdout.flush()
     start = time.time()
-    result = unittest.TextTestRunner(verbosity=verbosity, stream=sys.stdout).run(suite)
+    log = os.environ.get("OSMO_PCAP_UNRAISABLE_LOG")
+    unraisable = UnraisableLog(log) if log else None
+    runner = unittest.TextTestRunner(verbosity=verbosity, stream=sys.stdout,
+                                     resultclass=result_class(unraisable) if log else None)
+    result = runner.run(suite)
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    late = unraisable.new_entries() if unraisable else ""
+    if late:
+        print("warnings or exceptions that could not be raised, after the tests:\n" + late)
+        failed += late.count("==== unraisable ")
     skipped = len(result.skipped)
     # A skipped module or class is reported as a skip without being "run".
     passed = max(0, result.testsRun - failed - skipped)

@@ -80,7 +80,12 @@ def require_root():
 
 
 def data_file(name):
-    with open(os.path.join(DATA, name), "rb") as f:
+    return read_bytes(os.path.join(DATA, name))
+
+
+def read_bytes(path):
+    """Return a file's content (closing it: no ResourceWarning)."""
+    with open(path, "rb") as f:
         return f.read()
 
 
@@ -99,8 +104,31 @@ def script_cmd(program, *args):
     return [sys.executable, SCRIPTS[program]] + list(args)
 
 
+_PORTS = os.environ.get("OSMO_PCAP_PORT_RANGE")   # "FIRST-LAST", set by tools/runtests.sh
+_next_port = [None]
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1", kind=socket.SOCK_STREAM):
-    """Return a port that was free a moment ago on host."""
+    """Return a port that was free a moment ago on host.
+
+    With OSMO_PCAP_PORT_RANGE, from that range only, in turn: suites of several
+    interpreters that run at the same time never pick the same port (the range
+    lies below the kernel's ephemeral ports, which it hands out itself).
+    """
+    if _PORTS:
+        first, last = (int(x) for x in _PORTS.split("-"))
+        for _ in range(last - first + 1):
+            port = _next_port[0] or first
+            _next_port[0] = port + 1 if port < last else first
+            s = socket.socket(family, kind)
+            try:
+                s.bind((host, port))
+                return port
+            except OSError:
+                continue
+            finally:
+                s.close()
+        raise RuntimeError("no free port in %s" % _PORTS)
     s = socket.socket(family, kind)
     try:
         s.bind((host, 0))
@@ -133,6 +161,21 @@ def tshark_packets(path, fields=("frame.time_epoch", "frame.len", "frame.cap_len
     return [line.split("\t") for line in out.splitlines() if line.strip()]
 
 
+def epoch_text(value):
+    """Return tshark's frame.time_epoch as "SECONDS.NNNNNNNNN".
+
+    tshark up to 4.4 prints the number itself; 4.6's JSON output gives an ISO 8601
+    UTC date ("2023-11-14T22:13:20.000001000Z") for the same field.
+    """
+    import calendar
+    import re
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z$", value)
+    if not m:
+        return value
+    sec = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))
+    return "%d.%s" % (sec, (m.group(7) or "").ljust(9, "0"))
+
+
 def tshark_read(path):
     """Return [(epoch string, len, caplen, bytes, interface id)] per packet, read by tshark."""
     import json
@@ -143,8 +186,9 @@ def tshark_read(path):
         layers = entry["_source"]["layers"]
         frame = layers["frame"]
         raw = layers.get("frame_raw", [""])[0]
-        pkts.append((frame["frame.time_epoch"], int(frame["frame.len"]), int(frame["frame.cap_len"]),
-                     bytes.fromhex(raw), int(frame.get("frame.interface_id", 0))))
+        pkts.append((epoch_text(frame["frame.time_epoch"]), int(frame["frame.len"]),
+                     int(frame["frame.cap_len"]), bytes.fromhex(raw),
+                     int(frame.get("frame.interface_id", 0))))
     return pkts
 
 

@@ -3,5 +3,5 @@
 
 main (command line), config ([clean] and [client NAME] rules), plan (pure
 selection of what to do with each file), tracedir (listing a trace directory),
-compress (atomic streaming gzip/bz2/xz).
+compress (atomic streaming gzip/bz2/xz, zstd on CPython 3.14+).
 """

@@ -1,18 +1,19 @@
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""Atomic, streaming compression of one file into NAME.gz, NAME.bz2 or NAME.xz.
+"""Atomic, streaming compression of one file into NAME.gz, NAME.bz2, NAME.xz or NAME.zst.
 
 The compressed data goes into a hidden temporary file in the same directory,
 which is fsynced and then renamed to the final name; only then is the
 original removed. So the final name only ever holds a complete file, and an
 interrupted run leaves the original plus, at worst, a temporary file that
 is_temp_name() recognises and the next run removes. Memory use is bounded by
-CHUNK, whatever the file size.
+CHUNK, whatever the file size. zstd uses compression.zstd (CPython 3.14+);
+config.parse_method() refuses it on an older interpreter.
 """
 
 import errno
 import os
 
-SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
+SUFFIX = {"gzip": "gz", "bz2": "bz2", "xz": "xz", "zstd": "zst"}
 TMP_PREFIX = ".osmo-pcap-clean."
 TMP_SUFFIX = ".tmp"
 CHUNK = 1 << 20
@@ -50,6 +51,9 @@ def _writer(method, raw, level, name, mtime):
     if method == "xz":
         import lzma
         return lzma.LZMAFile(raw, "wb", preset=level)
+    if method == "zstd":
+        from compression import zstd
+        return zstd.ZstdFile(raw, "wb", level=level)
     raise ValueError("unknown compression method %r" % method)
 
 
@@ -64,6 +68,9 @@ def open_reader(path, method):
     if method == "xz":
         import lzma
         return lzma.open(path, "rb")
+    if method == "zstd":
+        from compression import zstd
+        return zstd.open(path, "rb")
     raise ValueError("unknown compression method %r" % method)
 
 
@@ -81,7 +88,8 @@ def same_content(src, compressed_path, method):
                     return True
     except Exception as e:
         # corrupt or truncated data raises EOFError, OSError without errno,
-        # lzma.LZMAError...: all mean "not the same"; a real I/O error propagates
+        # lzma.LZMAError, zstd.ZstdError...: all mean "not the same"; a real I/O
+        # error propagates
         if isinstance(e, OSError) and e.errno is not None:
             raise
         return False

@@ -8,6 +8,7 @@ section and key. Keys and defaults are documented in doc/clean.md.
 import os
 import re
 import shlex
+import sys
 
 from osmo_pcap import ini
 from osmo_pcap.clean.plan import METHODS, Policy
@@ -18,7 +19,10 @@ LOCK_NAME = ".osmo-pcap-clean.lock"
 # keys that only make sense once, for the whole run
 GLOBAL_ONLY = ("paths", "min_free", "lock_file")
 # python modules behind each method: a build without one is a config error
-_MODULES = {"gzip": "gzip", "bz2": "bz2", "xz": "lzma"}
+_MODULES = {"gzip": "gzip", "bz2": "bz2", "xz": "lzma", "zstd": "compression.zstd"}
+# compress_level: 1 to 9 for gzip, bz2 and xz; zstd goes on to 22
+MAX_LEVEL = {"zstd": 22}
+ZSTD_SINCE = (3, 14)
 
 
 class CleanConfig(object):
@@ -65,11 +69,19 @@ def parse_min_free(text):
     return ("bytes", n) if n else None
 
 
-def parse_method(text):
-    """Return one of gzip, bz2, xz, none; fail if this Python lacks the module."""
+def parse_method(text, version=None):
+    """Return one of gzip, bz2, xz, zstd, none; fail if this Python lacks the module.
+
+    version: the interpreter's (major, minor), for tests; sys.version_info when None.
+    """
     t = text.strip().lower()
     if t not in METHODS:
         raise ValueError("expected one of %s, got %r" % (" | ".join(METHODS), text))
+    version = tuple(version or sys.version_info[:2])
+    if t == "zstd" and version < ZSTD_SINCE:
+        raise ValueError("zstd needs Python %d.%d or later (its compression.zstd module); "
+                         "this is Python %d.%d: choose gzip, bz2 or xz, or run the cleanup "
+                         "tool with python3.14 or newer" % (ZSTD_SINCE + version[:2]))
     if t in _MODULES:
         try:
             __import__(_MODULES[t])
@@ -86,8 +98,13 @@ def _policy(sec, base):
     p.max_files = sec.get("max_files", parse_count, p.max_files)
     p.compress_after = sec.get("compress_after", parse_count, p.compress_after)
     p.compress = sec.get("compress", parse_method, p.compress)
-    p.compress_level = sec.get("compress_level", lambda t: ini.parse_int(t, 1, 9),
+    p.compress_level = sec.get("compress_level", lambda t: ini.parse_int(t, 1, 22),
                                p.compress_level)
+    top = MAX_LEVEL.get(p.compress, 9)
+    if p.compress != "none" and p.compress_level > top:
+        raise sec.error("compress_level" if sec.has("compress_level") else "compress",
+                        "compress_level %d is above the maximum %d for %s (only zstd goes "
+                        "up to 22)" % (p.compress_level, top, p.compress))
     return p
 
 

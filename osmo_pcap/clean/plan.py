@@ -19,7 +19,7 @@ it still counts in the totals. Deletions are returned oldest first, each with th
 
 # the rules in the order they are applied (a deletion names the first that chose it)
 RULES = ("max_age", "max_files", "max_bytes", "min_free")
-METHODS = ("gzip", "bz2", "xz", "none")
+METHODS = ("gzip", "bz2", "xz", "zstd", "none")
 
 
 class Policy(object):
@@ -60,7 +60,7 @@ class FoundTrace(object):
 
     time: epoch seconds (from the name, else mtime); seq: collision suffix;
     size: bytes (budgets); usage: bytes on disk (freed space); dev: the
-    filesystem; compression: None or "gz"/"bz2"/"xz"; locked: in use.
+    filesystem; compression: None or "gz"/"bz2"/"xz"/"zst"; locked: in use.
     """
 
     __slots__ = ("path", "dir", "client", "time", "seq", "size", "usage", "dev",

@@ -157,6 +157,7 @@ class Forwarder(object):
             self.stream_id = os.urandom(wire.STREAM_ID_SIZE)
             self.next_seq = 0
         self.acked = self.next_seq   # the oldest frame held (memory, then spool)
+        self.send_seq = 0            # acknowledged mode: the number the server expects next
         self.piece = min(1 << 20, cfg.queue_size // 4)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
         self.address = None        # the address last dialled (host resolved)
@@ -262,7 +263,7 @@ class Forwarder(object):
             # The stream restarts at the oldest frame held, whatever was given up
             # before it (the server counts such a gap).
             first = self.chunks[0].first_seq if self.chunks else self.next_seq
-            self.acked = first
+            self.acked = self.send_seq = first
             self._out += wire.encode_stream(self.stream_id, first)
             self.waiting_since = None
             self.log.info("%s: acknowledged delivery, stream from frame %d", self.prefix,
@@ -443,14 +444,21 @@ class Forwarder(object):
                     return
                 continue
             chunk = q[self.send_idx]
-            if chunk.hdr != self.sent_hdr:
-                # A header change: its LINK_HDR goes out first, in order.
-                self.sent_hdr = chunk.hdr
-                frame = wire.encode_link_hdr(chunk.hdr)
-                n = t.send(frame)
-                if n < len(frame):
-                    self._out += frame[n:]
-                    return
+            if not self.send_off:
+                # Before a chunk: a header change needs its LINK_HDR, frames given up
+                # in between (the spool overflowed) a STREAM naming the next number.
+                frame = b""
+                if chunk.hdr != self.sent_hdr:
+                    self.sent_hdr = chunk.hdr
+                    frame = wire.encode_link_hdr(chunk.hdr)
+                if not plain and chunk.first_seq != self.send_seq:
+                    self.send_seq = chunk.first_seq
+                    frame += wire.encode_stream(self.stream_id, chunk.first_seq)
+                if frame:
+                    n = t.send(frame)
+                    if n < len(frame):
+                        self._out += frame[n:]
+                        return
             data = chunk.data
             with memoryview(data) as mv:
                 n = t.send(mv[self.send_off:self.send_off + SEND_MAX])
@@ -468,6 +476,7 @@ class Forwarder(object):
                 self._release_front(chunk, chunk.count, len(data))
             else:
                 self.send_idx += 1
+                self.send_seq = chunk.end_seq
             self.send_off = 0
 
     def _refill(self):
@@ -481,9 +490,6 @@ class Forwarder(object):
         if piece is None:
             return False
         hdr, frames, first_seq, count, token = piece
-        if self.chunks and first_seq != self.chunks[-1].end_seq:
-            self.log.error("%s: spool continues at frame %d after %d", self.prefix,
-                           first_seq, self.chunks[-1].end_seq)
         self.chunks.append(Chunk(bytearray(frames), hdr, first_seq, count, token,
                                  self.loop.clock()))
         self.qbytes += len(frames)
@@ -543,17 +549,24 @@ class Forwarder(object):
         if seq <= self.acked:
             return None     # nothing new (or an older acknowledgement)
         q = self.chunks
-        limit = q[min(self.send_idx, len(q) - 1)].end_seq if q else self.acked
-        if seq > limit:
-            return "the server acknowledged frame %d, but only frames below %d were sent" % (
-                seq, limit)
+        if not q or seq > q[-1].end_seq:
+            return "the server acknowledged frame %d, but this client holds only frames " \
+                "below %d" % (seq, q[-1].end_seq if q else self.acked)
         self.counters["ack:acked"] += seq - self.acked
-        while self.send_idx > 0 and q[0].end_seq <= seq:
+        # Chunks sent whole, and chunks not started on this connection (the server
+        # had them from an earlier one: frames stored but not acknowledged before a
+        # crash), go; the sender names the next frame with a STREAM where it skips.
+        while q and q[0].end_seq <= seq and (self.send_idx > 0 or not self.send_off):
             chunk = q.popleft()
             self.qbytes -= len(chunk.data)
-            self.send_idx -= 1
+            if self.send_idx:
+                self.send_idx -= 1
             if chunk.token is not None:
                 self.spool.commit(chunk.token)
+        if q and not self.send_idx and not self.send_off and q[0].first_seq < seq:
+            head = q[0]
+            n = seq - head.first_seq
+            self._release_front(head, n, frame_offset(head.data, n))
         self.acked = seq
         # Time-outs count from the last sign of life, while anything sent awaits its ACK.
         outstanding = self.send_idx > 0 or self.send_off > 0

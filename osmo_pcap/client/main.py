@@ -741,12 +741,14 @@ def run(cfg, args):
     if note and sys.stderr.isatty():
         print("osmo_pcap_client.py: %s" % note, file=sys.stderr)
     client = Client(cfg)
+    endpoints = []  # the metrics endpoint, closed at the end (not left to the finalizer)
 
     def detach():
         try:
             if cfg.metrics:
-                metrics.MetricsServer(client.loop, cfg.metrics, client.metric_samples,
-                                      program="client", log=log.get("metrics")).start()
+                endpoints.append(metrics.MetricsServer(
+                    client.loop, cfg.metrics, client.metric_samples, program="client",
+                    log=log.get("metrics")).start())
             if args.daemonize:
                 daemon.daemonize(pidfile=args.pidfile)
             elif args.pidfile:
@@ -757,6 +759,8 @@ def run(cfg, args):
         client.start(detach)
     except StartupError as e:
         client.log.error("%s", e)
+        for ep in endpoints:
+            ep.close()
         client.close()
         return 1
     log.schedule_flush(client.loop)
@@ -766,6 +770,8 @@ def run(cfg, args):
     try:
         client.loop.run()
     finally:
+        for ep in endpoints:
+            ep.close()
         client.close()
     return client.exit_status
 

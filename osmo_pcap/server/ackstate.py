@@ -59,7 +59,7 @@ class StateFile(object):
         self.dir = os.path.join(base_path, STATE_DIR)
         self.path = os.path.join(self.dir, client + SUFFIX)
         self.fd = -1
-        self.counter = 0
+        self.counter = None     # known after load(); save() loads first if needed
 
     def _open(self):
         if self.fd < 0:
@@ -76,6 +76,7 @@ class StateFile(object):
             with open(self.path, "rb") as f:
                 data = f.read(2 * SLOT)
         except FileNotFoundError:
+            self.counter = 0
             return None
         best = None
         for i in range(2):
@@ -91,6 +92,7 @@ class StateFile(object):
             if best is None or counter > best[0]:
                 best = (counter, StreamState(sid, seq, name, off))
         if best is None:
+            self.counter = 0
             return None
         self.counter = best[0]
         return best[1]
@@ -100,6 +102,8 @@ class StateFile(object):
 
         Raise OSError.
         """
+        if self.counter is None:
+            self.load()     # go on from the counter on disk, or this write loses
         fd = self._open()
         self.counter += 1
         name = state.file.encode("utf-8")[:MAX_NAME]

@@ -138,8 +138,8 @@ class Connection(object):
     """
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
-                 "last_rx", "header_timer", "frames", "streaming", "skip", "acked_durable",
-                 "wbuf", "ack_due")
+                 "last_rx", "header_timer", "frames", "streaming", "next_in", "want",
+                 "acked_durable", "wbuf", "ack_due")
 
     def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
@@ -153,7 +153,9 @@ class Connection(object):
         self.header_timer = None
         self.frames = 0            # LINK_DATA frames received
         self.streaming = False     # the client named its stream: acknowledged delivery
-        self.skip = 0              # frames about to arrive that are stored already
+        # While streaming: the number of the next frame to arrive, and of the next
+        # frame not stored yet; frames below `want` arrive again after a reconnect.
+        self.next_in = self.want = 0
         self.acked_durable = 0     # recorder.durable when the last ACK was made
         self.wbuf = bytearray()    # our messages the transport has not taken yet
         self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
@@ -189,8 +191,8 @@ class Connection(object):
             pos, nbytes, event = parser.consume(mv, pos, end, out)
             if out:
                 self.frames += len(out)
-                if self.skip:
-                    nbytes -= self._skip(out)
+                if self.streaming:
+                    nbytes -= self._number(out)
                 if out:
                     server.records(self, out, nbytes)
                     if self.closed:
@@ -209,10 +211,16 @@ class Connection(object):
         if self.streaming and recorder.durable != self.acked_durable:
             server.acknowledge(self)
 
-    def _skip(self, out):
-        """Drop the frames of out that are stored already; return their bytes."""
-        k = min(self.skip, len(out))
-        self.skip -= k
+    def _number(self, out):
+        """Number the frames of out; drop those stored already; return their bytes."""
+        n = len(out)
+        k = self.want - self.next_in
+        self.next_in += n
+        if k <= 0:
+            self.want += n
+            return 0
+        k = min(k, n)
+        self.want += n - k
         self.recorder.counters["duplicates"] += k
         nbytes = sum(len(p) for p in out[:k])
         del out[:k]

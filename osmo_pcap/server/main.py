@@ -227,24 +227,43 @@ class Server(object):
         """A client names its stream (STREAM): answer what is stored; False if dropped."""
         rec = conn.recorder
         if conn.streaming:
-            self.reject(conn, wire.FrameError("stream-twice", "a second STREAM message"))
-            return False
+            return self._stream_jump(conn, msg)
         if conn.frames:
             self.reject(conn, wire.FrameError("stream-late", "STREAM after %d LINK_DATA "
                                               "frame(s)" % conn.frames))
             return False
         skip, gap, start = rec.begin_stream(msg.stream_id, msg.first_seq)
         conn.streaming = True
-        conn.skip = skip
+        conn.next_in, conn.want = msg.first_seq, start
         if gap:
-            _log.warning("%s: frames %d to %d never arrived: the client gave them up "
-                         "(queue or spool full, max_age, or it restarted without a spool)",
-                         conn.label, start - gap, start - 1)
+            self._gap_log(conn, start - gap, start - 1)
         _log.info("%s: acknowledged stream %s from frame %d%s", conn.label,
                   msg.stream_id.hex()[:16], msg.first_seq,
                   ", %d frame(s) stored already are skipped" % skip if skip else "")
         self.acknowledge(conn)
         return not conn.closed
+
+    def _stream_jump(self, conn, msg):
+        """A STREAM during the stream: the client gave frames up; the next one is later."""
+        rec = conn.recorder
+        if msg.stream_id != rec.stream.stream_id or msg.first_seq < conn.next_in:
+            self.reject(conn, wire.FrameError(
+                "stream-twice", "a second STREAM that does not continue the stream (frame "
+                "%d of %s after frame %d of %s)" % (msg.first_seq, msg.stream_id.hex()[:16],
+                                                  conn.next_in, rec.stream.stream_id.hex()[:16])))
+            return False
+        conn.next_in = msg.first_seq
+        if msg.first_seq > conn.want:
+            gap = msg.first_seq - conn.want
+            rec.jump(gap)
+            self._gap_log(conn, conn.want, msg.first_seq - 1)
+            conn.want = msg.first_seq
+        return True
+
+    def _gap_log(self, conn, first, last):
+        _log.warning("%s: frames %d to %d never arrived: the client gave them up (queue or "
+                     "spool full, max_age, or it restarted without a spool)",
+                     conn.label, first, last)
 
     def acknowledge(self, conn):
         """Write the client's state, then acknowledge what is durable."""
@@ -556,14 +575,24 @@ def open_server(cfg):
 
 
 def detach(server, args):
-    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure."""
+    """Start the metrics endpoint, then daemonize or write the pidfile; raise on failure.
+
+    Return the metrics endpoint (None without [metrics]) for the caller to close.
+    """
+    endpoint = None
     if server.cfg.metrics:
-        metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
-                              program="server", log=log.get("metrics")).start()
-    if args.daemonize:
-        daemon.daemonize(pidfile=args.pidfile)
-    elif args.pidfile:
-        daemon.own_pidfile(args.pidfile)
+        endpoint = metrics.MetricsServer(server.loop, server.cfg.metrics, server.metric_samples,
+                                         program="server", log=log.get("metrics")).start()
+    try:
+        if args.daemonize:
+            daemon.daemonize(pidfile=args.pidfile)
+        elif args.pidfile:
+            daemon.own_pidfile(args.pidfile)
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
+    return endpoint
 
 
 def run(server):
@@ -609,9 +638,13 @@ def main(argv=None):
     if server is None:
         return 1
     try:
-        detach(server, args)
+        endpoint = detach(server, args)
     except (metrics.MetricsError, daemon.DaemonError) as e:
         _log.error("%s", e)
         return 1
-    run(server)
+    try:
+        run(server)
+    finally:
+        if endpoint is not None:  # its listening socket, not left to the finalizer
+            endpoint.close()
     return 0

@@ -66,6 +66,7 @@ class Recorder(object):
         self.saved = None          # the last StreamState written (or found at start-up)
         self.stream = None         # the StreamState of the acknowledged stream in progress
         self.seq_base = 0          # sequence number = durable + seq_base while streaming
+        self.jumps = collections.deque()   # (durable count, gap) not applied yet
         self.broken = None         # why an acknowledged stream cannot be stored (or None)
         self.last_packet = None    # wall-clock time of the last record received
 
@@ -181,17 +182,20 @@ class Recorder(object):
             if path is None or not os.path.isfile(path):
                 continue
             size = os.path.getsize(path)
-            if size > st.offset:
+            if min(size, st.offset) < TraceFile.MIN_SIZE:
+                # Not even a header was acknowledged (or is left): nothing to keep.
+                self.counters["cut_back"] += size > st.offset
+                os.unlink(path)
+                note = "removed it: none of its %d bytes was acknowledged" % size \
+                    if st.offset < TraceFile.MIN_SIZE else \
+                    "removed it: it has %d bytes, fewer than the %d acknowledged, as a " \
+                    "power failure can do with ack_sync = no" % (size, st.offset)
+                path = None
+            elif size > st.offset:
                 self.counters["cut_back"] += 1
-                if st.offset < TraceFile.MIN_SIZE:
-                    os.unlink(path)
-                    note = "removed it: none of its %d bytes of records was acknowledged" \
-                        % size
-                    path = None
-                else:
-                    os.truncate(path, st.offset)
-                    note = "cut it back from %d to %d bytes: the rest was never " \
-                        "acknowledged, the client sends it again" % (size, st.offset)
+                os.truncate(path, st.offset)
+                note = "cut it back from %d to %d bytes: the rest was never " \
+                    "acknowledged, the client sends it again" % (size, st.offset)
             elif size < st.offset:
                 note = "it has %d bytes, fewer than the %d acknowledged: acknowledged " \
                     "records were lost, as a power failure can do with ack_sync = no" \
@@ -229,12 +233,24 @@ class Recorder(object):
         self.counters["seq_gap"] += gap
         self.stream = StreamState(stream_id, start)
         self.seq_base = start - self.durable
+        self.jumps = collections.deque()
         self.broken = None
         return skip, gap, start
+
+    def jump(self, gap):
+        """The client gave up the next gap frames of its stream (a STREAM mid-way).
+
+        The numbers move on once the records received before are durable: an ACK
+        must never cover a record that is only in the write buffer.
+        """
+        self.counters["seq_gap"] += gap
+        f = self.file
+        self.jumps.append((self.durable + (f.pending_records if f is not None else 0), gap))
 
     def end_stream(self):
         """The stream's connection is gone."""
         self.stream = None
+        self.jumps.clear()
         self.broken = None
 
     def checkpoint(self):
@@ -244,7 +260,10 @@ class Recorder(object):
         acknowledged).
         """
         st = self.stream
-        seq = self.durable + self.seq_base
+        durable = self.durable
+        while self.jumps and durable >= self.jumps[0][0]:
+            self.seq_base += self.jumps.popleft()[1]
+        seq = durable + self.seq_base
         f = self.file
         sync = self.files.ack_sync
         if sync and f is not None and f.written:

@@ -270,6 +270,7 @@ class LockTest(CleanCase):
         def release():
             p.stdin.close()
             p.wait(30)
+            p.stdout.close()
         self.addCleanup(release)
         self.assertEqual(p.stdout.readline().strip(), "locked")
         return release

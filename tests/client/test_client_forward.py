@@ -417,6 +417,38 @@ class AcknowledgedTest(ForwarderCase):
         t.say(wire.encode_ack(50))
         self.assertFalse(c.spool.pending)
 
+    def test_spool_overflow_while_sending_names_the_next_frame(self):
+        c = self.conn(spool_dir=self.tmp, queue_size=65536, spool_max=1 << 20)
+        c.start()
+        for i in range(0, 9000, 100):             # capture rounds, away: ~0.9 MB spooled
+            c.enqueue(*batch(range(i, i + 100)))
+        t = FakeDial.instances[-1].succeed(window=0)
+        t.say(wire.encode_ack_offer())
+        t.window = 40000                          # a slow server: the spool is being read
+        c._send()
+        for i in range(9000, 25000, 100):         # the spool overflows meanwhile
+            c.enqueue(*batch(range(i, i + 100)))
+        for _ in range(10000):
+            if not c.busy:
+                break
+            sent = seqs_any(t.sent)
+            t.say(wire.encode_ack(sent[-1] + 1))
+            t.window = 40000
+            c._send()
+        msgs = decode_any(t.sent)
+        streams = [(i, int.from_bytes(p[-8:], "big")) for i, (m, p) in enumerate(msgs)
+                   if m == wire.STREAM]
+        self.assertEqual(len(streams), 2, streams)
+        got = seqs_any(t.sent)
+        lost = c.counters["lost:spool_full"]
+        self.assertGreater(lost, 0)
+        # after the second STREAM the numbers continue at the frame it names
+        gap_at = streams[1][1]
+        self.assertEqual(len(got) + lost, 25000)
+        self.assertEqual(got, sorted(got))
+        self.assertEqual(sorted(set(range(25000)) - set(got)),
+                         list(range(gap_at - lost, gap_at)))
+
     def test_max_age_gives_up_old_frames_while_away(self):
         c = self.conn(max_age=30.0)
         c.enqueue(*batch(range(5)))
@@ -439,6 +471,8 @@ def decode_any(stream):
     pos = 0
     while pos + 4 <= len(stream):
         t, _, n = wire.FRAME_HDR.unpack_from(stream, pos)
+        if pos + 4 + n > len(stream):
+            break                       # the rest is still to come
         out.append((t, bytes(stream[pos + 4:pos + 4 + n])))
         pos += 4 + n
     return out

@@ -4,6 +4,7 @@ back with tshark. Also holds the process harness the namespace tests reuse."""
 
 import glob
 import os
+import re
 import signal
 import socket
 import struct
@@ -242,8 +243,12 @@ class LoopbackTest(Harness):
                 self.assertEqual(int(flen), 14 + 20 + 8 + sizes[i])
                 self.assertTrue(t0 - 1 <= float(ts) <= t1 + 1, ts)
         self.assertIn("captured 100 pkts", c.text())
-        # PACKET_IGNORE_OUTGOING on lo: each packet enters the ring once, not twice
-        self.assertIn("pcap recv 100 ", c.text())
+        # PACKET_IGNORE_OUTGOING on lo: each packet enters the ring once, not twice.
+        # The kernel counts whatever reached the socket before pcap_setfilter()
+        # attached the filter too: another process's loopback traffic in those few
+        # milliseconds adds to the figure (seen: 102, 164). Twice is 200.
+        recv = [int(m) for m in re.findall(r"pcap recv (\d+) ", c.text())]
+        self.assertTrue(recv and 100 <= recv[-1] < 200, c.text())
 
     def test_ipv6_server(self):
         if not socket.has_ipv6:

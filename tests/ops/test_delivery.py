@@ -13,15 +13,19 @@ message.
 
 import os
 import random
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
-from tests import support
+from tests import netns, peer, support
 from tests import pki as pkimod
-from tests.client.test_client_lo import Harness, client_ini
+from tests.client.test_client_lo import Harness, client_ini, seq_of
+from osmo_pcap import wire
 
 WAIT = 60.0
 DOWN_TIMES = (0.0, 1.25, 2.5, 3.75, 5.0)   # each restart delay once per server, shuffled
@@ -100,24 +104,42 @@ class DeliveryTest(Harness):
             time.sleep(0.02)
 
     # ------------------------------------------------------------ checking
-    def check_stored(self, slot, count):
-        """Every number 0..count-1 exactly once, in order across the files."""
+    def check_stored(self, slot, count, captured_drops=0, client=None):
+        """Every number 0..count-1 exactly once, in order across the files.
+
+        captured_drops: packets the client's kernel dropped before capture (pcap
+        drop + ifdrop); that many may be missing, never more. Return the numbers.
+        """
         got = self.quick_seqs(slot.base)
-        if got != list(range(count)):
-            missing = sorted(set(range(count)) - set(got))
+        missing = sorted(set(range(count)) - set(got))
+        if got != sorted(set(got)) or len(missing) != captured_drops or len(got) + len(
+                missing) != count:
             twice = len(got) - len(set(got))
-            self.fail(self.msg("server %s: %d stored, %d missing (first %s), %d twice, "
-                               "in order: %s" % (slot.name, len(got), len(missing),
-                                                 missing[:5], twice, got == sorted(got))))
+            notes = [l for l in self.server_logs(slot).splitlines() if "stream " in l
+                     or "left open" in l or "never arrived" in l]
+            if client is not None:
+                notes += [l for l in client.text().splitlines()
+                          if "server %s " % slot.name in l and "stats" not in l]
+            self.fail(self.msg("server %s: %d stored, %d missing (first %s; the capture "
+                               "dropped %d), %d twice, in order: %s\n%s"
+                               % (slot.name, len(got), len(missing), missing[:5],
+                                  captured_drops, twice, got == sorted(got),
+                                  "\n".join(notes[-80:]))))
         files = self.trace_files(slot.base)
         merged = self.path("merged-%s.pcap" % slot.name)
         p = support.run(["mergecap", "-a", "-F", "pcap", "-w", merged] + files)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         p = support.run(["capinfos", "-c", "-M", "-T", merged])
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertEqual(int(p.stdout.split()[-1]), count, p.stdout)
+        self.assertEqual(int(p.stdout.split()[-1]), len(got), p.stdout)
         os.unlink(merged)
-        return files
+        return got
+
+    def capture_drops(self, client):
+        """pcap drop + ifdrop of the client's last stats line."""
+        last = [l for l in client.text().splitlines() if "stats: captured " in l][-1]
+        m = re.search(r" drop (\d+) ifdrop (\d+),", last)
+        return int(m.group(1)) + int(m.group(2))
 
     def wait_delivered(self, client, names):
         """Until the client reports every named server's queue and spool empty."""
@@ -164,7 +186,7 @@ class DeliveryTest(Harness):
             self.start(s)
         common = "ack_timeout = 5s\n"
         fast = self.start_client(client_ini(
-            filt="udp dst port %d" % fast_udp, servers=(
+            filt="udp dst port %d" % fast_udp, extra="buffer_size = 64M\n", servers=(
                 ("fast-spool", fast_spool.port, common + "spool_dir = %s\n"
                  % self.path("spool-fast")),
                 ("fast-memory", fast_mem.port, common + "queue_size = 96M\n"))))
@@ -186,18 +208,106 @@ class DeliveryTest(Harness):
             self.assertEqual(out.split()[-1], str(fast_n if g is gens[0] else slow_n))
         self.wait_delivered(fast, ["fast-spool", "fast-memory"])
         self.wait_delivered(slow, ["slow-spool", "slow-memory", "slow-tls"])
+        drops = {}
         for c in (fast, slow):
             self.assertEqual(c.stop(), 0)
-            self.assertNotIn(" drop 1", c.text())
+            drops[c] = self.capture_drops(c)   # 0 on a quiet machine; never a delivery loss
             self.assertEqual(set(self.lost_counters(c).values()), {0}, c.text()[-2000:])
+        stored = {}
         for s in slots:
             self.assertEqual(s.kills, 5)
             s.proc.stop()
-            self.check_stored(s, fast_n if s.name.startswith("fast") else slow_n)
+            client = fast if s.name.startswith("fast") else slow
+            stored[s.name] = self.check_stored(
+                s, fast_n if client is fast else slow_n, drops[client], client)
+        # The servers of one client hold the same packets, whatever their schedules.
+        self.assertEqual(stored["fast-spool"], stored["fast-memory"])
+        self.assertEqual(stored["slow-spool"], stored["slow-memory"])
+        self.assertEqual(stored["slow-spool"], stored["slow-tls"])
         # The restarts really had work to do: files left open by the kills were checked
         # against the state (and cut back where they held what was not acknowledged).
         fast_logs = "".join(self.server_logs(s) for s in (fast_spool, fast_mem))
         self.assertIn("was left open by an earlier run", fast_logs)
+
+    def test_server_host_vanishing_is_noticed_and_nothing_lost(self):
+        # The server in a namespace behind a veth; its side of the link goes down:
+        # no FIN, no reset, just silence, as when a host loses power or network.
+        netns.require_netns()
+        ns = netns.add_ns(self, "v")
+        host_if, srv_if = netns.veth(self, None, "10.79.0.1/24", ns, "10.79.0.2/24",
+                                     prefix="d")
+        port, udp = support.free_port(), support.free_port()
+        self.sink(udp)
+        srv = self.start_server(port, client_ip="10.79.0.1", listen="10.79.0.2", ns=ns)
+        c = self.start_client(client_ini(filt="udp dst port %d" % udp, servers=(
+            ("far", port, "ack_timeout = 3s\n"),)).replace("host = 127.0.0.1",
+                                                           "host = 10.79.0.2"),
+            wait="acknowledged delivery")
+        count = 400 * 14
+        gen = self.generator(udp, 400, count)
+        time.sleep(2)
+        netns.exec_in(ns, ["ip", "link", "set", srv_if, "down"])
+        vanished = time.monotonic()
+        self.wait_log(c, "no acknowledgement for 3s")
+        noticed = time.monotonic() - vanished
+        time.sleep(4)                      # reconnects time out meanwhile
+        netns.exec_in(ns, ["ip", "link", "set", srv_if, "up"])
+        out, _ = gen.communicate(timeout=WAIT)
+        self.assertEqual(out.split()[-1], str(count))
+        self.wait_delivered(c, ["far"])
+        self.assertEqual(c.stop(), 0)
+        srv.stop()
+        self.assertLess(noticed, 3 + 2 * 1.0 + 1, "noticed after %.1fs" % noticed)
+        self.assertGreaterEqual(c.text().count("connected"), 2)
+        self.assertEqual(self.lost_counters(c), {"far": 0})
+        self.check_stored(srv_slot(srv), count, self.capture_drops(c))
+
+    def test_overflow_during_a_long_outage_is_counted_exactly(self):
+        port_spool, port_mem, udp = support.free_port(), support.free_port(), support.free_port()
+        self.sink(udp)
+        c = self.start_client(client_ini(filt="udp dst port %d" % udp, servers=(
+            ("tight-spool", port_spool, "queue_size = 64K\nspool_dir = %s\nspool_max = 1M\n"
+             % self.path("spool")),
+            ("tight-memory", port_mem, "queue_size = 64K\n"))), wait="capturing")
+        count = 30000                      # about 3.6 MB of frames: far beyond either bound
+        gen = self.generator(udp, 20000, count)
+        out, _ = gen.communicate(timeout=WAIT)
+        self.assertEqual(out.split()[-1], str(count))
+        srvs = [self.start_server(p, base=self.path("srv-%d" % p)) for p in (port_spool, port_mem)]
+        self.wait_delivered(c, ["tight-spool", "tight-memory"])
+        self.assertEqual(c.stop(), 0)
+        self.assertNotIn(" drop 1", c.text())
+        counted = self.lost_counters(c)
+        for name, srv in zip(("tight-spool", "tight-memory"), srvs):
+            srv.stop()
+            got = self.quick_seqs(srv.base)
+            self.assertEqual(len(got), len(set(got)), name)
+            self.assertEqual(got, sorted(got), name)
+            missing = count - len(got)
+            logged = sum(int(n) for line in c.text().splitlines()
+                         if "server %s " % name in line and "packets given up: " in line
+                         for n in re.findall(r"(\d+) [a-z]", line.split("given up: ", 1)[1]))
+            self.assertGreater(missing, 0, name)
+            self.assertEqual((counted[name], logged), (missing, missing), name)
+
+    def test_toward_a_server_that_never_offers_the_bytes_are_upstreams(self):
+        # Two silent listeners stand for upstream servers (they never send a byte).
+        # With ack = auto the client waits for an offer, then sends exactly what it
+        # sends with ack = no: upstream's protocol, nothing else.
+        udp = support.free_port()
+        self.sink(udp)
+        listeners = [SilentServer(self) for _ in range(2)]
+        c = self.start_client(client_ini(filt="udp dst port %d" % udp, servers=(
+            ("auto", listeners[0].port, ""), ("plain", listeners[1].port, "ack = no\n"))),
+            wait="no offer of acknowledged delivery")
+        self.send_udp(udp, range(200))
+        self.wait_until(lambda: all(len(l.seqs()) == 200 for l in listeners), "200 packets")
+        self.assertEqual(c.stop(), 0)
+        auto, plain = (bytes(l.received) for l in listeners)
+        self.assertEqual(auto, plain)
+        types = [t for t, _ in peer.split_frames(auto)]
+        self.assertEqual(types, [0] + [1] * 200)
+        self.assertEqual(listeners[0].seqs(), list(range(200)))
 
     def server_logs(self, slot):
         """Every log of every run of the slot's server."""
@@ -209,6 +319,39 @@ class DeliveryTest(Harness):
                 if "port %d," % slot.port in text:
                     out.append(text)
         return "".join(out)
+
+
+class SilentServer(object):
+    """A TCP listener that records what one client sends and never says a word."""
+
+    def __init__(self, test):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.received = bytearray()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.sock.close)
+
+    def _run(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.received += data
+
+    def seqs(self):
+        data = bytes(self.received)
+        end = wire.complete_frames(data)[0]
+        return [seq_of(p) for t, p in peer.split_frames(data[:end]) if t == wire.LINK_DATA]
+
+
+def srv_slot(proc):
+    """A Slot view of a harness server process, for check_stored()."""
+    return Slot("far", proc.port, proc.base, "", ())
 
 
 if __name__ == "__main__":

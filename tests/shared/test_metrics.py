@@ -132,7 +132,10 @@ class ServeTest(unittest.TestCase):
             with urllib.request.urlopen(req, timeout=20) as r:
                 return r.status, dict(r.headers), r.read().decode()
         except urllib.error.HTTPError as e:
-            body = e.read().decode()
+            try:
+                body = e.read().decode()
+            finally:
+                e.close()  # else a ResourceWarning when it is collected
             return e.code, dict(e.headers), body
 
     def raw(self, data, shutdown=False):

@@ -73,7 +73,7 @@ class ReadersTest(support.TempDirTestCase):
                 self.check_tshark(path, lambda i: ns)
                 self.check_tcpdump(path, lambda i: ns)
                 # and our own reader agrees
-                recs = list(pcapfile.iter_records(open(path, "rb").read()))
+                recs = list(pcapfile.iter_records(support.read_bytes(path)))
                 self.assertEqual([r.data for r in recs], [p[2] for p in PACKETS])
 
     def test_pcapng_files(self):
@@ -87,13 +87,13 @@ class ReadersTest(support.TempDirTestCase):
                 self.assertEqual(ifs, [0, 1, 0, 1])
                 # tcpdump reads pcapng with a single link type
                 self.check_tcpdump(path, ns_of)
-                pkts = list(pcapng.iter_packets(open(path, "rb").read()))
+                pkts = list(pcapng.iter_packets(support.read_bytes(path)))
                 self.assertEqual([p.data for p in pkts], [p[2] for p in PACKETS])
 
     def test_golden_files_read_by_both(self):
         for name in ("c-0.4.1-server-file.pcap", "c-0.8-pcapng-server-file.pcapng"):
             path = os.path.join(support.DATA, name)
-            data = open(path, "rb").read()
+            data = support.read_bytes(path)
             ours = (list(pcapfile.iter_records(data)) if name.endswith(".pcap")
                     else list(pcapng.iter_packets(data)))
             theirs = support.tshark_read(path)

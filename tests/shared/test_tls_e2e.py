@@ -493,7 +493,8 @@ class NegativeMatrixTest(E2ETestCase):
                            ("tls_timeout", 1), ("no_data", 1), ("tls_connect", 2),
                            ("no_client", 1)):
             self.assertGreaterEqual(stats.get(key, 0), least, (key, stats))
-        text = urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=10).read()
+        with urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=10) as r:
+            text = r.read()
         text = text.decode()
         m = re.search(r'(?m)^osmo_pcap_server_refused_connections_total'
                       r'\{reason="tls_timeout"\} (\d+)', text)
