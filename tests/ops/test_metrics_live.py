@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import unittest
 import urllib.request
 
 from tests import peer, support
@@ -211,3 +212,24 @@ class LiveMetricsTest(support.TempDirTestCase):
             f.write("\n".join(rules) + "\n")
         p = support.run([self.promtool, "check", "rules", path], check=False)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
+class ManualNamesTest(unittest.TestCase):
+    """Every metric the manual names anywhere is a row of the one table."""
+
+    def test_names_in_the_manual_are_in_the_table(self):
+        import glob
+        table = documented()
+        for path in sorted(glob.glob(os.path.join(support.REPO, "doc", "*.md")) +
+                           [os.path.join(support.REPO, "README.md")]):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            for name in sorted(set(re.findall(r"\b((?:osmo_pcap|process)_[a-z_]*[a-z])\b",
+                                              text))):
+                if name.startswith(("osmo_pcap_client_py", "osmo_pcap_server_py",
+                                    "osmo_pcap_clean")) or \
+                        name in ("osmo_pcap_server", "osmo_pcap_client"):
+                    continue   # program and script names
+                self.assertTrue(name in table or any(n.startswith(name + "_") for n in table),
+                                "%s names %s, which is not in the metric table"
+                                % (os.path.basename(path), name))
