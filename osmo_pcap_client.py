@@ -21,31 +21,32 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      55  osmo_pcap/__init__.py
-#      71  osmo_pcap/client/__init__.py
-#      85  osmo_pcap/client/capture.py
-#     458  osmo_pcap/client/config.py
-#     719  osmo_pcap/client/forward.py
-#    1335  osmo_pcap/client/gprs.py
-#    1499  osmo_pcap/client/ipip.py
-#    1610  osmo_pcap/client/libpcap.py
-#    2061  osmo_pcap/client/main.py
-#    2646  osmo_pcap/client/spool.py
-#    3047  osmo_pcap/daemon.py
-#    3331  osmo_pcap/ini.py
-#    3547  osmo_pcap/log.py
-#    3886  osmo_pcap/loop.py
-#    4090  osmo_pcap/metrics.py
-#    4457  osmo_pcap/pcapfile.py
-#    4653  osmo_pcap/pcapng.py
-#    5005  osmo_pcap/rotation.py
-#    5127  osmo_pcap/tls.py
-#    5627  osmo_pcap/tlsconfig.py
-#    5947  osmo_pcap/transport.py
-#    6190  osmo_pcap/vtyimport.py
-#    7068  osmo_pcap/wire.py
-#    7310  loader: registers the modules above with the import system
-#    7354  start: calls osmo_pcap.client.main.main()
+#      56  osmo_pcap/__init__.py
+#      72  osmo_pcap/client/__init__.py
+#      86  osmo_pcap/client/capture.py
+#     485  osmo_pcap/client/config.py
+#     746  osmo_pcap/client/forward.py
+#    1404  osmo_pcap/client/gprs.py
+#    1568  osmo_pcap/client/ipip.py
+#    1719  osmo_pcap/client/libpcap.py
+#    2170  osmo_pcap/client/main.py
+#    2976  osmo_pcap/client/privileges.py
+#    3148  osmo_pcap/client/spool.py
+#    3549  osmo_pcap/daemon.py
+#    3874  osmo_pcap/ini.py
+#    4121  osmo_pcap/log.py
+#    4486  osmo_pcap/loop.py
+#    4690  osmo_pcap/metrics.py
+#    5077  osmo_pcap/pcapfile.py
+#    5273  osmo_pcap/pcapng.py
+#    5625  osmo_pcap/rotation.py
+#    5747  osmo_pcap/tls.py
+#    6247  osmo_pcap/tlsconfig.py
+#    6567  osmo_pcap/transport.py
+#    6810  osmo_pcap/vtyimport.py
+#    7797  osmo_pcap/wire.py
+#    8039  loader: registers the modules above with the import system
+#    8083  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -212,6 +213,7 @@ class Source(object):
         self.counters = new_device_counters()
         self.prefix = "device %s" % name
         self.dispatch_max = client.cfg.dispatch_max
+        self.opens = 0
 
     def linktype(self):
         return pcapfile.dlt_to_linktype(self.dlt)
@@ -262,6 +264,7 @@ class Device(Source):
         self.last_stats = None
         self.failures = 0
         self.last_why = None
+        self.waiting_why = None    # why the device is not capturing now (STATUS=)
         self.refused_dlt = None
 
     def open(self, fatal=False):
@@ -288,7 +291,9 @@ class Device(Source):
             if not c.accept_dlt(self, dlt):
                 h.close()
                 self.refused_dlt = dlt
+                self.waiting_why = "link type %d differs from the stream's" % dlt
                 self._schedule_retry()
+                c.device_changed()
                 return False
             self._ignore_outgoing(h)
         except libpcap.LibpcapError as e:
@@ -305,12 +310,15 @@ class Device(Source):
             self.ifindex = None
         self.last_stats = None
         self.counters["up"] = 1
+        self.opens += 1
         c.log.info("%s: capturing (%s, link type %d)", self.prefix, h.datalink_name(),
                    self.linktype())
         self.refused_dlt = None
+        self.waiting_why = None
         if self.fd >= 0:
             c.loop.add_reader(self.fd, self.on_readable)
         self.poll_stats()
+        c.device_changed()
         return True
 
     def _ignore_outgoing(self, h):
@@ -330,11 +338,13 @@ class Device(Source):
         # A device that stays broken (down, absent) logs its reason once, then
         # every 60th attempt; a new reason is logged at once.
         self.failures += 1
+        self.waiting_why = why
         if why != self.last_why or self.failures % 60 == 0:
             self.last_why = why
             self.client.log.error("%s: %s; retrying every %gs", self.prefix, why,
                                   self.client.cfg.reopen_interval)
         self._schedule_retry()
+        self.client.device_changed()
 
     def _schedule_retry(self):
         if self.retry is None and not self.client.stopping:
@@ -353,6 +363,17 @@ class Device(Source):
         if self.retry is not None:
             self.retry.cancel()
             self.retry = None
+
+    def describe_state(self):
+        """One line for the status report (SIGUSR1)."""
+        c = self.counters
+        if self.handle is not None:
+            state = "capturing"
+        else:
+            state = "waiting: %s" % (self.waiting_why or "not open yet")
+        return "%s: %s; captured %d, pcap recv %d drop %d ifdrop %d, errors %d, opened %d " \
+            "time(s)" % (self.prefix, state, c["captured:pkts"], c["pcap:recv"], c["pcap:drop"],
+                         c["pcap:ifdrop"], c["pcap:err"], self.opens)
 
     def fail(self, why):
         """The open handle broke: count, close, reopen later."""
@@ -431,7 +452,13 @@ class FileSource(Source):
                 raise
         self._attach(h)
         self.counters["up"] = 1
+        self.opens += 1
         return h
+
+    def describe_state(self):
+        return "%s: %s, %d packet(s) read" % (
+            self.prefix, "finished" if self.finished else "replaying",
+            self.counters["captured:pkts"])
 
     def run_round(self):
         if self.handle is None or self.finished:
@@ -746,6 +773,7 @@ out where it changes.
 import collections
 import os
 import random
+import socket
 import time
 
 from osmo_pcap import wire
@@ -776,10 +804,24 @@ def new_server_counters():
     c = {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
          "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
          "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0,
-         "ack:mode": 0, "ack:acked": 0, "ack:resent": 0, "ack:timeouts": 0}
+         "ack:mode": 0, "ack:acked": 0, "ack:resent": 0, "ack:timeouts": 0,
+         "sent:pkts": 0}
     for reason in LOSS_REASONS:
         c["lost:" + reason] = 0
     return c
+
+
+def resolve(host, port):
+    """Return the address to dial for host (a name or an address); raise OSError."""
+    info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    addr = info[4]
+    if info[0] == socket.AF_INET6 and len(addr) > 3 and addr[3]:
+        return host   # a scoped IPv6 address: its zone only survives as text
+    return addr[0]
+
+
+def _secs(delay):
+    return "%.1fs" % delay
 
 
 def tls_wrapper(tls):
@@ -865,6 +907,11 @@ class Forwarder(object):
         self.send_seq = 0            # acknowledged mode: the number the server expects next
         self.piece = min(1 << 20, cfg.queue_size // 4)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
+        self.address = None        # the address last dialled (host resolved)
+        # on_address(forwarder, address) runs before each connection attempt, with
+        # the address about to be dialled: the client keeps its own traffic out of
+        # the capture with it (detect_loop).
+        self.on_address = None
 
     # -------------------------------------------------------------- state
     def start(self):
@@ -882,12 +929,24 @@ class Forwarder(object):
         self.counters["server:connect"] += 1
         c = self.cfg
         try:
-            self.dialing = self.dial(self.loop, c.host, c.port, c.source_ip, self.wrap,
+            # Resolved here, once per attempt: the address dialled is the one the
+            # capture excludes, also when a name has several addresses.
+            host = resolve(c.host, c.port)
+        except OSError as e:
+            self.log.warning("%s: cannot resolve %s: %s; next attempt in %s", self.prefix,
+                             c.host, why(e), _secs(self._schedule_retry()))
+            return
+        if host != self.address:
+            self.address = host
+            if self.on_address is not None:
+                self.on_address(self, host)
+        try:
+            self.dialing = self.dial(self.loop, host, c.port, c.source_ip, self.wrap,
                                      self._established, self._dial_failed, c.ack_timeout)
         except OSError as e:
-            # Synchronous failures (DNS, no route) are retried too.
-            self.log.warning("%s: cannot connect: %s", self.prefix, why(e))
-            self._schedule_retry()
+            # Synchronous failures (no route, bad source_ip) are retried too.
+            self.log.warning("%s: cannot connect: %s; next attempt in %s", self.prefix,
+                             why(e), _secs(self._schedule_retry()))
             return
         self.state = CONNECTING
 
@@ -896,10 +955,12 @@ class Forwarder(object):
         self._lost(reason)
 
     def _schedule_retry(self):
+        """Plan the next attempt; return its delay in seconds."""
         self.state = WAITING
         delay = self.delay * (0.75 + 0.5 * self.rng())
         self.delay = min(self.delay * 2, self.cfg.reconnect_max)
         self.timer = self.loop.call_later(delay, self._attempt)
+        return delay
 
     def _established(self, transport):
         self.dialing = None
@@ -964,11 +1025,12 @@ class Forwarder(object):
         self._rewind()
         self._close_transport()
         self.counters["server:connected"] = 0
+        delay = _secs(self._schedule_retry())
         if was_up:
-            self.log.warning("%s: connection lost: %s", self.prefix, why_)
+            self.log.warning("%s: connection lost: %s; reconnecting in %s", self.prefix,
+                             why_, delay)
         else:
-            self.log.warning("%s: %s", self.prefix, why_)
-        self._schedule_retry()
+            self.log.warning("%s: %s; next attempt in %s", self.prefix, why_, delay)
 
     def _close_transport(self):
         if self.hello_timer is not None:
@@ -1005,6 +1067,7 @@ class Forwarder(object):
             head = q[0]
             end, n = complete_frames(head.data, 0, self.send_off)
             if n:
+                self.counters["sent:pkts"] += n
                 self._release_front(head, n, end)
         self.send_idx = self.send_off = 0
 
@@ -1156,6 +1219,7 @@ class Forwarder(object):
                 continue
             # the whole chunk is out
             if plain:
+                self.counters["sent:pkts"] += chunk.count
                 self._release_front(chunk, chunk.count, len(data))
             else:
                 self.send_idx += 1
@@ -1323,6 +1387,11 @@ class Forwarder(object):
         if self.loss_timer is not None:
             self.loss_timer.cancel()
             self.loss_timer = None
+
+    @property
+    def delivered(self):
+        """Frames delivered: acknowledged, or (plain protocol) taken whole by the kernel."""
+        return self.counters["ack:acked"] + self.counters["sent:pkts"]
 
     def queue_figures(self):
         """Return (queued bytes, spool bytes, spool files)."""
@@ -1508,7 +1577,7 @@ not IPv4, or that the raw socket cannot take now, are counted.
 
 import socket
 
-from osmo_pcap.client.forward import IDLE, STOPPED, UP, new_server_counters
+from osmo_pcap.client.forward import IDLE, STOPPED, UP, WAITING, new_server_counters
 from osmo_pcap.transport import why
 
 ETHERTYPE_IPV4 = 0x0800
@@ -1548,31 +1617,58 @@ def ipv4_offset(linktype, data, caplen):
 
 
 class IpipSender(object):
-    """protocol = ipip: each IPv4 packet as the payload of one IP-in-IP datagram."""
+    """protocol = ipip: each IPv4 packet as the payload of one IP-in-IP datagram.
 
-    def __init__(self, cfg, logger):
+    The raw socket is opened at start-up (it needs CAP_NET_RAW); a host name
+    that does not resolve yet is retried, so DNS need not be up at boot.
+    """
+
+    def __init__(self, cfg, logger, loop=None):
         self.cfg = cfg             # the client.config.ServerEntry
         self.name = cfg.name
         self.log = logger
+        self.loop = loop
         self.counters = new_server_counters()
         self.sock = None
         self.state = IDLE
         self.spool = None          # never: datagrams are sent at once or counted
         self.prefix = "server %s (%s ipip)" % (cfg.name, cfg.host)
+        self.address = None
+        self.on_address = None     # as Forwarder.on_address (detect_loop)
+        self.timer = None
+        self.delay = cfg.reconnect_min
 
     def start(self):
         if not self.cfg.enabled:
             return
         try:
-            self.counters["server:connect"] += 1
             s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
             s.setblocking(False)
             if self.cfg.source_ip:
                 s.bind((self.cfg.source_ip, 0))
-            s.connect((self.cfg.host, 0))
         except OSError as e:
             raise OSError("%s: cannot open the raw IPIP socket: %s" % (self.prefix, why(e)))
         self.sock = s
+        self.state = WAITING
+        self._connect()
+
+    def _connect(self):
+        self.timer = None
+        self.counters["server:connect"] += 1
+        try:
+            addr = socket.getaddrinfo(self.cfg.host, None, socket.AF_INET)[0][4][0]
+            self.sock.connect((addr, 0))
+        except OSError as e:
+            if self.loop is None:
+                raise OSError("%s: %s" % (self.prefix, why(e)))
+            self.log.warning("%s: cannot resolve or reach %s: %s; next attempt in %.1fs",
+                             self.prefix, self.cfg.host, why(e), self.delay)
+            self.timer = self.loop.call_later(self.delay, self._connect)
+            self.delay = min(self.delay * 2, self.cfg.reconnect_max)
+            return
+        self.address = addr
+        if self.on_address is not None:
+            self.on_address(self, addr)
         self.state = UP
         self.counters["server:connected"] = 1
 
@@ -1582,16 +1678,25 @@ class IpipSender(object):
         if off < 0:
             self.counters["ipip:skipped"] += 1
             return
+        if self.state != UP:
+            self.counters["client:write_err"] += 1
+            return
         try:
             self.sock.send(data[off:caplen])
             self.counters["ipip:sent"] += 1
+            self.counters["sent:pkts"] += 1
         except (BlockingIOError, InterruptedError):
+            # the socket buffer is full: given up, as a full queue
+            self.counters["lost:queue_full"] += 1
             self.counters["client:queue_err"] += 1
         except OSError:
             # e.g. unreachable for a moment: count, never log per packet
             self.counters["client:write_err"] += 1
 
     def stop(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -1601,6 +1706,10 @@ class IpipSender(object):
     @property
     def busy(self):
         return False
+
+    @property
+    def delivered(self):
+        return self.counters["sent:pkts"]
 
     def queue_figures(self):
         return 0, 0, 0
@@ -2074,6 +2183,7 @@ import grp
 import os
 import pwd
 import signal
+import socket
 import sys
 
 from osmo_pcap import __version__, COPYRIGHT
@@ -2082,13 +2192,15 @@ from osmo_pcap.client import capture
 from osmo_pcap.client import config as clientconfig
 from osmo_pcap.client import libpcap
 from osmo_pcap import daemon, metrics, vtyimport
-from osmo_pcap.ini import ConfigError
+from osmo_pcap.ini import ConfigError, suggest
 from osmo_pcap.client.forward import LOSS_REASONS, UP, Forwarder
 from osmo_pcap.client.ipip import IpipSender
 from osmo_pcap.client.gprs import GprsFilter
+from osmo_pcap.client import privileges
 from osmo_pcap.loop import Loop
 
-PCAP_STATS_INTERVAL = 10.0   # libpcap statistics are polled this often
+PCAP_STATS_INTERVAL = 10.0   # libpcap statistics are polled this often (and when read)
+STATUS_INTERVAL = 10.0       # systemd's STATUS= line is refreshed this often
 READ_FILE_IDLE = 0.02
 
 
@@ -2096,20 +2208,29 @@ class StartupError(Exception):
     """A problem that stops start-up; str() is the message for the user."""
 
 
-def build_filter(cfg):
-    """Return the effective filter: the user's, minus our own traffic (detect_loop)."""
+def exclusion_filter(peers):
+    """Return the filter text that leaves out our own traffic (detect_loop).
+
+    peers: [(protocol, address, port)] of the servers connected to or being
+    dialled, by address: a host name never reaches libpcap, so a name that
+    does not resolve cannot stop the capture (doc/client.md#detect-loop).
+    """
     parts = []
-    if cfg.detect_loop:
-        for s in cfg.servers:
-            if s.protocol == "ipip":
-                parts.append("not (host %s and ip proto 4)" % s.host)
-            else:
-                parts.append("not (host %s and tcp port %d)" % (s.host, s.port))
-    if not parts:
-        return cfg.filter   # unchanged, so the pcapng if_filter matches upstream's
-    if cfg.filter:
-        parts.insert(0, "(%s)" % cfg.filter)
+    for proto, addr, port in sorted(set(peers), key=lambda p: (p[1], p[2], p[0])):
+        if proto == "ipip":
+            parts.append("not (host %s and ip proto 4)" % addr)
+        else:
+            parts.append("not (host %s and tcp port %d)" % (addr, port))
     return " and ".join(parts)
+
+
+def combine_filters(user, exclusion):
+    """Return the filter installed in libpcap: the user's and the exclusion."""
+    if not exclusion:
+        return user
+    if user:
+        return "(%s) and %s" % (user, exclusion)
+    return exclusion
 
 
 def new_client_counters():
@@ -2131,7 +2252,8 @@ class Client(object):
         self.batch_base = 0        # captured:pkts when the batch was last handed on
         self.max_caplen = clientconfig.MAX_CAPLEN[cfg.file_format]
         self.gprs = GprsFilter(cfg.gprs_ports, self.log) if cfg.gprs_filter else None
-        self.filter_expr = build_filter(cfg)
+        self.peers = {}            # server name -> (protocol, address, port) (detect_loop)
+        self.filter_expr = cfg.filter   # what live handles have installed
         self.library = None
         self.sources = []
         self.file_source = None
@@ -2144,6 +2266,10 @@ class Client(object):
         self.stopping = False
         self.exit_status = 0
         self.tick_interval = cfg.capture_timeout
+        self.ready = False         # READY=1 sent: every device captured at least once
+        self.started_at = self.loop.clock()
+        self.stats_rates = daemon.RateMeter(self.loop.clock)
+        self.status_rates = daemon.RateMeter(self.loop.clock)
 
     # -------------------------------------------------------------- start-up
     def start(self, detach=None):
@@ -2173,13 +2299,17 @@ class Client(object):
     def check_filter(self):
         """Compile the filter once up front: an invalid one stops start-up
         (doc/protocol.md#diff-filter)."""
-        if not self.filter_expr:
+        if not self.cfg.filter:
             return
         h = libpcap.Handle.open_dead(self.library, libpcap.DLT_EN10MB, self.cfg.snaplen)
         try:
-            h.check_filter(self.filter_expr)
+            h.check_filter(self.cfg.filter)
         except libpcap.LibpcapError as e:
-            raise StartupError("%s [client] filter: %s" % (self.cfg.path, e))
+            hint = ""
+            if "unknown host" in str(e):
+                hint = " (libpcap resolves host names when it compiles the filter, so " \
+                       "DNS must answer at start-up; write addresses to avoid that)"
+            raise StartupError("%s[client] filter: %s%s" % (_at(self.cfg), e, hint))
         finally:
             h.close()
 
@@ -2188,7 +2318,8 @@ class Client(object):
             if not s.enabled:
                 self.log.info("server %s: enabled = no, not connecting", s.name)
             elif s.protocol == "ipip":
-                sender = IpipSender(s, self.log)
+                sender = IpipSender(s, self.log, self.loop)
+                sender.on_address = self.peer_address
                 try:
                     sender.start()
                 except OSError as e:
@@ -2196,10 +2327,36 @@ class Client(object):
                 self.ipip.append(sender)
             else:
                 try:
-                    self.forwarders.append(Forwarder(s, self.loop, self.log))
+                    fwd = Forwarder(s, self.loop, self.log)
                 except OSError as e:
                     raise StartupError("%s [server %s] spool_dir: %s" % (
                         self.cfg.path, s.name, e.strerror or e))
+                fwd.on_address = self.peer_address
+                self.forwarders.append(fwd)
+
+    # -------------------------------------------------------------- detect_loop
+    def peer_address(self, conn, address):
+        """A connection is about to use address: keep its traffic out of the capture.
+
+        Only the BPF program of the open handles changes; the link header (and
+        its pcapng if_filter, the configured filter) stays, so a reconnect
+        starts no new trace file.
+        """
+        if not self.cfg.detect_loop:
+            return
+        cfg = conn.cfg
+        self.peers[conn.name] = (cfg.protocol, address, cfg.port or 0)
+        expr = combine_filters(self.cfg.filter, exclusion_filter(self.peers.values()))
+        if expr == self.filter_expr:
+            return
+        self.filter_expr = expr
+        self.log.info("detect_loop: capture filter now %r", expr)
+        for dev in self.sources:
+            if dev.handle is not None and dev is not self.file_source:
+                try:
+                    dev.handle.set_filter(expr)
+                except libpcap.LibpcapError as e:
+                    self.log.error("%s: %s", dev.prefix, e)
 
     def open_sources(self):
         """Open the capture file or every device; absent devices are retried later."""
@@ -2235,6 +2392,7 @@ class Client(object):
                     self.tick_interval = min(self.tick_interval, req)
 
     def drop_privileges(self):
+        """Switch to user/group, keeping CAP_NET_RAW to reopen devices (privileges.py)."""
         cfg = self.cfg
         if not cfg.user and not cfg.group:
             return
@@ -2247,14 +2405,16 @@ class Client(object):
             for conn in self.forwarders:
                 if conn.spool is not None:
                     _chown_tree(conn.spool.dir, uid if uid is not None else -1, gid)
-            os.setgroups([])
-            os.setgid(gid)
-            if uid is not None:
-                os.setuid(uid)
-        except (OSError, KeyError) as e:
+            warnings = privileges.switch_user(uid, gid)
+        except (OSError, KeyError, privileges.PrivilegeError) as e:
             raise StartupError("cannot drop privileges to user %s group %s: %s"
                                % (cfg.user, cfg.group, e))
-        self.log.info("running as user %s group %s", cfg.user or os.getuid(), cfg.group or gid)
+        for w in warnings:
+            self.log.warning("%s", w)
+        kept = privileges.current().get("CapEff", 0) if uid is not None else None
+        self.log.info("running as user %s group %s%s", cfg.user or os.getuid(),
+                      cfg.group or gid, "" if kept is None else
+                      ", keeping %s to reopen devices" % privileges.describe(kept))
 
     def start_connections(self):
         self.started = True
@@ -2270,13 +2430,33 @@ class Client(object):
             loop.call_every(PCAP_STATS_INTERVAL, self.poll_stats)
         if self.cfg.stats_interval > 0:
             loop.call_every(self.cfg.stats_interval, self.log_stats)
-        loop.on_signal(signal.SIGUSR2, lambda signum: self.log_stats())
-        # The server rotates on SIGUSR1; a client has no files, so a stray
-        # SIGUSR1 (e.g. sent to every osmo-pcap process) only logs the counters.
-        loop.on_signal(signal.SIGUSR1, lambda signum: self.log_stats())
+        if daemon.status_wanted():
+            loop.call_every(STATUS_INTERVAL, self.report_state)
+        # The signals of all three programs (doc/operations.md#signals).
+        loop.on_signal(signal.SIGUSR1, self.on_status_signal)
+        loop.on_signal(signal.SIGUSR2, self.on_rotate_signal)
         loop.on_signal(signal.SIGTERM, self.on_stop_signal)
         loop.on_signal(signal.SIGINT, self.on_stop_signal)
-        loop.on_signal(signal.SIGHUP, lambda signum: log.reopen())
+        loop.on_signal(signal.SIGHUP, self.on_hup_signal)
+
+    def on_hup_signal(self, signum):
+        if log.reopen():
+            self.log.info("SIGHUP: log file reopened")
+        else:
+            self.log.info("SIGHUP: no log file to reopen")
+
+    def on_status_signal(self, signum):
+        self.log.info("SIGUSR1: status")
+        self.log_stats()
+        for dev in self.sources:
+            self.log.info("status: %s", dev.describe_state())
+        self.report_state()   # systemd's STATUS= line too
+
+    def on_rotate_signal(self, signum):
+        # The server cuts its trace files on SIGUSR2; a client has none, so a
+        # SIGUSR2 sent to every osmo-pcap process changes nothing here.
+        self.log.info("SIGUSR2: the client writes no trace files; nothing to rotate "
+                      "(SIGUSR1 logs the status)")
 
     # -------------------------------------------------------------- link header
     def _encode_header(self, snaplen, devices):
@@ -2285,8 +2465,11 @@ class Client(object):
             return pcapfile.encode_global_header(snaplen, pcapfile.dlt_to_linktype(devices[0][1]))
         parts = [pcapng.encode_shb()]
         for name, dlt in devices:
+            # if_filter is the configured filter, not the installed one: the
+            # detect_loop exclusion changes with the connected addresses, and a
+            # new header would start a new trace file on every reconnect.
             parts.append(pcapng.encode_idb(pcapfile.dlt_to_linktype(dlt), snaplen,
-                                           if_name=name, if_filter=self.filter_expr))
+                                           if_name=name, if_filter=self.cfg.filter))
         return b"".join(parts)
 
     def _device_dlts(self):
@@ -2413,6 +2596,57 @@ class Client(object):
             src.close()
         self.loop.close()
 
+    # -------------------------------------------------------------- readiness
+    def device_changed(self):
+        """A device opened or failed: tell systemd (READY=1 once all capture)."""
+        if not self.started or self.stopping:
+            return
+        self.report_state()
+
+    def waiting_devices(self):
+        return [d for d in self.sources if d.handle is None and d is not self.file_source]
+
+    def report_state(self):
+        """Send READY=1 once every device captures, and the STATUS= line."""
+        text = self.status_text()
+        if not self.ready and not self.waiting_devices() and self.started:
+            self.ready = True
+            if self.file_source is None:
+                self.log.info("all %d device(s) capturing", len(self.sources))
+            daemon.notify_ready(text)
+        else:
+            daemon.notify_status(text)
+
+    def status_text(self):
+        """One line for systemd: what waits and why, then the rates."""
+        waiting = self.waiting_devices()
+        parts = []
+        for d in waiting:
+            parts.append("waiting for device %s (%s; retrying every %gs)"
+                         % (d.name, d.waiting_why or "not open yet", self.cfg.reopen_interval))
+        capturing = [d.name for d in self.sources if d.handle is not None]
+        if self.file_source is not None:
+            head = "replaying %s" % self.file_source.path
+        elif capturing:
+            head = "capturing on %s" % " ".join(capturing)
+        else:
+            head = "capturing on no device"
+        conns = self.forwarders + self.ipip
+        r = self.status_rates.rates(self._rate_values())
+        line = "%s: %s pkts/s captured, %s pkts/s forwarded" % (
+            head, _rate(r["captured"]), _rate(r["forwarded"]))
+        for c in conns:
+            q, sp, _ = c.queue_figures()
+            line += "; server %s %s%s, queue %s%s" % (
+                c.name, c.state, " (acknowledged)" if c.counters["ack:mode"] else "",
+                human_bytes(q), ", spool %s" % human_bytes(sp) if c.spool is not None else "")
+        return "; ".join(parts + [line])
+
+    def _rate_values(self):
+        return {"captured": self.counters["captured:pkts"],
+                "bytes": self.counters["captured:bytes"],
+                "forwarded": sum(c.delivered for c in self.forwarders + self.ipip)}
+
     # -------------------------------------------------------------- figures
     def totals(self):
         """Global counters including the per-server sums (doc/client.md#counters)."""
@@ -2423,98 +2657,130 @@ class Client(object):
         out["gprs:dropped"] = self.gprs.dropped if self.gprs else 0
         return out
 
+    def fresh_stats(self):
+        """Fold libpcap's current statistics in (they are polled every 10 s otherwise)."""
+        for dev in self.sources:
+            if dev is not self.file_source:
+                dev.poll_stats()
+
     def log_stats(self):
+        self.fresh_stats()
         t = self.totals()
+        r = self.stats_rates.rates(self._rate_values())
         self.log.info("stats: captured %d pkts %d bytes, too_big %d, pcap recv %d drop %d "
-                      "ifdrop %d, pcap_err %d, queue_err %d, gprs dropped %d",
+                      "ifdrop %d, pcap_err %d, queue_err %d, gprs dropped %d; %s pkts/s "
+                      "%s/s captured, %s pkts/s forwarded over %s, uptime %s",
                       t["captured:pkts"], t["captured:bytes"], t["bpf:too_big"], t["pcap:recv"],
                       t["pcap:drop"], t["pcap:ifdrop"], t["client:pcap_err"],
-                      t["client:queue_err"], t["gprs:dropped"])
+                      t["client:queue_err"], t["gprs:dropped"], _rate(r["captured"]),
+                      human_bytes(r["bytes"]), _rate(r["forwarded"]),
+                      daemon.format_duration(r["interval"]),
+                      daemon.format_duration(self.loop.clock() - self.started_at))
         for c in self.forwarders + self.ipip:
             q, sp, files = c.queue_figures()
             k = c.counters
             self.log.info("stats: server %s %s%s, connects %d, queued %d bytes, spool %d bytes "
-                          "in %d file(s), dropped %d (%s), acknowledged %d, ack timeouts %d",
+                          "in %d file(s), dropped %d (%s), acknowledged %d, ack timeouts %d, "
+                          "forwarded %d",
                           c.name, c.state, ", acknowledged mode" if k["ack:mode"] else "",
                           k["server:connect"], q, sp, files, k["client:queue_err"],
-                          " ".join("%s %d" % (r, k["lost:" + r]) for r in LOSS_REASONS),
-                          k["ack:acked"], k["ack:timeouts"])
+                          " ".join("%s %d" % (r_, k["lost:" + r_]) for r_ in LOSS_REASONS),
+                          k["ack:acked"], k["ack:timeouts"], c.delivered)
 
     def metric_samples(self):
-        """Return [(name, type, help, labels, value)] with Prometheus-style names."""
+        """Return [(name, type, help, labels, value)] (doc/operations.md#metrics)."""
+        self.fresh_stats()
         t = self.totals()
         out = []
 
         def add(name, kind, text, value, **labels):
             out.append(("osmo_pcap_client_" + name, kind, text, labels, value))
 
-        add("captured_packets_total", "counter", "Frames handed to the servers", t["captured:pkts"])
-        add("captured_bytes_total", "counter", "Captured bytes handed to the servers",
-            t["captured:bytes"])
+        add("captured_packets_total", "counter",
+            "Frames captured and handed to the servers, after the filters (captured:pkts)",
+            t["captured:pkts"])
+        add("captured_bytes_total", "counter",
+            "Captured bytes (caplen) of those frames (captured:bytes)", t["captured:bytes"])
         add("truncated_packets_total", "counter", "Frames cut by snaplen (bpf:too_big)",
             t["bpf:too_big"])
         add("cut_packets_total", "counter", "read_file records cut to snaplen",
             t["client:too_large"])
         add("gprs_dropped_packets_total", "counter", "Frames dropped by gprs_filter",
             t["gprs:dropped"])
-        add("pcap_errors_total", "counter", "libpcap read and stats errors", t["client:pcap_err"])
+        add("devices_waiting", "gauge", "Configured devices not capturing now",
+            len(self.waiting_devices()))
         for dev in self.sources:
             c = dev.counters
-            add("device_up", "gauge", "1 while the device is capturing", c["up"], device=dev.name)
-            add("pcap_received_total", "counter", "libpcap ps_recv", c["pcap:recv"],
-                device=dev.name)
-            add("pcap_dropped_total", "counter", "libpcap ps_drop (kernel buffer full)",
-                c["pcap:drop"], device=dev.name)
-            add("pcap_ifdropped_total", "counter", "libpcap ps_ifdrop", c["pcap:ifdrop"],
-                device=dev.name)
-            add("device_errors_total", "counter", "libpcap errors on the device", c["pcap:err"],
-                device=dev.name)
+            lab = {"device": dev.name}
+            add("device_up", "gauge", "1 while the device is capturing", c["up"], **lab)
             add("device_captured_packets_total", "counter", "Frames captured on the device",
-                c["captured:pkts"], device=dev.name)
+                c["captured:pkts"], **lab)
+            add("device_received_packets_total", "counter",
+                "Packets the kernel passed the filter (libpcap ps_recv, pcap:recv)",
+                c["pcap:recv"], **lab)
+            add("device_dropped_packets_total", "counter",
+                "Packets dropped for want of room in the kernel buffer (ps_drop, pcap:drop)",
+                c["pcap:drop"], **lab)
+            add("device_interface_dropped_packets_total", "counter",
+                "Packets dropped by the interface or its driver (ps_ifdrop, pcap:ifdrop)",
+                c["pcap:ifdrop"], **lab)
+            add("device_errors_total", "counter", "libpcap errors on the device (pcap:err)",
+                c["pcap:err"], **lab)
+            add("device_opens_total", "counter", "Times the device was opened", dev.opens,
+                **lab)
         for conn in self.forwarders + self.ipip:
             c = conn.counters
             q, sp, files = conn.queue_figures()
-            add("server_connects_total", "counter", "Connection attempts",
-                c["server:connect"], server=conn.name)
-            add("server_connected", "gauge", "1 while connected", c["server:connected"],
-                server=conn.name)
-            add("server_dropped_packets_total", "counter",
-                "Frames given up for any reason (client:queue_err)",
-                c["client:queue_err"], server=conn.name)
+            lab = {"server": conn.name}
+            add("server_connection_attempts_total", "counter", "Connection attempts "
+                "(server:connect)", c["server:connect"], **lab)
+            add("server_connected", "gauge", "1 while connected", c["server:connected"], **lab)
             for reason in LOSS_REASONS:
                 add("server_lost_packets_total", "counter",
-                    "Frames given up, by reason: queue_full, spool_full, too_old, exit",
-                    c["lost:" + reason], server=conn.name, reason=reason)
-            add("server_acknowledged_mode", "gauge",
-                "1 while the connection delivers with acknowledgements", c["ack:mode"],
-                server=conn.name)
-            add("server_acked_packets_total", "counter",
-                "Frames the server acknowledged as stored", c["ack:acked"], server=conn.name)
-            add("server_resent_packets_total", "counter",
-                "Frames sent again after a reconnect (not acknowledged before)",
-                c["ack:resent"], server=conn.name)
-            add("server_ack_timeouts_total", "counter",
-                "Connections given up for want of acknowledgements (ack_timeout)",
-                c["ack:timeouts"], server=conn.name)
-            add("server_write_errors_total", "counter", "Send errors", c["client:write_err"],
-                server=conn.name)
-            add("server_sent_bytes_total", "counter", "Bytes sent", c["sent:bytes"],
-                server=conn.name)
-            add("server_queue_bytes", "gauge", "Bytes waiting in memory", q, server=conn.name)
-            add("server_queue_limit_bytes", "gauge", "queue_size", conn.cfg.queue_size,
-                server=conn.name)
-            spool = conn.spool
-            if spool is not None:
-                add("server_spool_bytes", "gauge", "Bytes waiting in the spool", sp,
-                    server=conn.name)
-                add("server_spool_files", "gauge", "Spool files", files, server=conn.name)
-                add("server_spool_dropped_packets_total", "counter",
-                    "Spooled frames dropped beyond spool_max or on errors",
-                    spool.dropped_frames, server=conn.name)
+                    "Frames given up, by reason: queue_full, spool_full, too_old, exit "
+                    "(their sum is client:queue_err)", c["lost:" + reason], reason=reason,
+                    **lab)
+            add("server_forwarded_packets_total", "counter",
+                "Frames delivered: acknowledged by the server, or (plain protocol, ipip) "
+                "taken by the kernel", conn.delivered, **lab)
+            add("server_write_errors_total", "counter", "Send errors (client:write_err)",
+                c["client:write_err"], **lab)
+            add("server_sent_bytes_total", "counter", "Bytes sent, framing included",
+                c["sent:bytes"], **lab)
             if conn.cfg.protocol == "ipip":
                 add("server_ipip_skipped_packets_total", "counter",
-                    "Frames not sent over IPIP (not IPv4)", c["ipip:skipped"], server=conn.name)
+                    "Frames not sent over IPIP (not IPv4)", c["ipip:skipped"], **lab)
+                continue
+            add("server_acknowledged_mode", "gauge",
+                "1 while the connection delivers with acknowledgements", c["ack:mode"], **lab)
+            add("server_acknowledged_packets_total", "counter",
+                "Frames the server acknowledged as stored", c["ack:acked"], **lab)
+            add("server_resent_packets_total", "counter",
+                "Frames sent again after a reconnect (not acknowledged before)",
+                c["ack:resent"], **lab)
+            add("server_ack_timeouts_total", "counter",
+                "Connections given up for want of acknowledgements (ack_timeout)",
+                c["ack:timeouts"], **lab)
+            add("server_queue_bytes", "gauge", "Bytes waiting in memory", q, **lab)
+            add("server_queue_limit_bytes", "gauge", "queue_size", conn.cfg.queue_size, **lab)
+            if conn.spool is not None:
+                add("server_spool_bytes", "gauge", "Bytes waiting in the spool", sp, **lab)
+                add("server_spool_files", "gauge", "Spool files", files, **lab)
+                add("server_spool_limit_bytes", "gauge", "spool_max", conn.cfg.spool_max,
+                    **lab)
         return out
+
+
+def human_bytes(n):
+    """Return a byte count (or rate) as a short text: 512 B, 1.5 kB, 12.0 MB."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1000.0
+
+
+def _rate(value):
+    return "%.1f" % value if value < 100 else "%d" % value
 
 
 def _chown_tree(path, uid, gid):
@@ -2563,26 +2829,88 @@ def libpcap_info(config_path):
     return 0
 
 
-def check_config(cfg):
-    """--check-config: validate what can be validated without capturing."""
+def _at(cfg):
+    return "%s " % cfg.path if cfg.path else ""
+
+
+def device_problems(cfg, library):
+    """Return one line per configured device this process cannot capture on now.
+
+    Each device is opened and activated as start-up does, with the
+    privileges the client keeps after `user =` (CAP_NET_RAW), then closed.
+    """
+    out = []
+    if cfg.read_file:
+        return out
     try:
-        client = Client(cfg)
-        client.load_library()
-        client.check_filter()
-    except StartupError as e:
-        print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
+        present = sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        present = []
+    for dev in cfg.devices:
+        try:
+            h, _ = libpcap.Handle.open_live(library, dev, cfg.snaplen, cfg.promisc, 100,
+                                            cfg.buffer_size, cfg.immediate_mode)
+            h.close()
+            continue
+        except libpcap.LibpcapError as e:
+            error = str(e)
+        if dev != "any" and dev not in present:
+            likely = suggest(dev, present)
+            out.append("%s[client] devices: no device %s on this host (%s)" % (
+                _at(cfg), dev, "did you mean %s?" % " or ".join(likely) if likely else
+                "devices here: %s" % " ".join(present)))
+        else:
+            hint = ""
+            if "permission" in error.lower() or "not permitted" in error.lower():
+                hint = " (capturing needs root or CAP_NET_RAW)"
+            out.append("%s[client] devices: cannot capture on %s: %s%s"
+                       % (_at(cfg), dev, error, hint))
+    if cfg.user and os.geteuid() != 0 and pwd.getpwnam(cfg.user).pw_uid != os.geteuid():
+        out.append("%s[client] user: switching to user %s needs root (running as uid %d)"
+                   % (_at(cfg), cfg.user, os.geteuid()))
+    return out
+
+
+def start_problems(cfg):
+    """Return one line per problem that stops cfg (loaded) from starting here:
+    libpcap, the filter, every device (--check-config, --import-vty)."""
+    client = Client(cfg)
+    try:
+        try:
+            client.load_library()
+            client.check_filter()
+        except StartupError as e:
+            return [str(e)]
+    finally:
+        client.loop.close()
+    return device_problems(cfg, client.library)
+
+
+def check_config(cfg):
+    """--check-config: the configuration, the filter, and every device opened once."""
+    problems = start_problems(cfg)
+    for p in problems:
+        print("osmo_pcap_client.py: %s" % p, file=sys.stderr)
+    if problems:
         return 2
     print(cfg.summary())
     return 0
 
 
+def _imported_problems(cfg):
+    cfg.path = None   # a temporary file: the lines name [section] key only
+    return start_problems(cfg)
+
+
 def run(cfg, args):
     """Start the client and run until stopped; return the exit status."""
     try:
-        log.configure(cfg.log, program="osmo-pcap-client")
+        note = log.configure_daemon(cfg.log, "osmo-pcap-client", args.daemonize)
     except ConfigError as e:
         print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
         return 1
+    if note and sys.stderr.isatty():
+        print("osmo_pcap_client.py: %s" % note, file=sys.stderr)
     client = Client(cfg)
     endpoints = []  # the metrics endpoint, closed at the end (not left to the finalizer)
 
@@ -2608,7 +2936,8 @@ def run(cfg, args):
         return 1
     log.schedule_flush(client.loop)
     daemon.start_watchdog(client.loop)
-    daemon.notify_ready("capturing on %s" % " ".join(cfg.devices or [cfg.read_file or "?"]))
+    # READY=1 once every device captures; until then STATUS= says which waits
+    client.report_state()
     try:
         client.loop.run()
     finally:
@@ -2622,7 +2951,8 @@ def main(argv=None):
     """Run the program; return the exit status."""
     args = parse_args(argv)
     if args.import_vty:
-        return vtyimport.main("client", args.import_vty)
+        return vtyimport.main("client", args.import_vty, load=clientconfig.load,
+                              after=_imported_problems)
     if args.libpcap_info:
         return libpcap_info(args.config_file)
     path = args.config_file or clientconfig.DEFAULT_PATH
@@ -2642,6 +2972,178 @@ def main(argv=None):
     return run(cfg, args)
 '''
 # ==================== End file osmo_pcap/client/main.py ======================
+
+# ==================== Begin file osmo_pcap/client/privileges.py ====================
+_SOURCES['osmo_pcap/client/privileges.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Dropping root to `user`/`group` while keeping the capability capture needs.
+
+A client that switched to an unprivileged user must still be able to open a
+capture device again when it comes back (a USB NIC, a VPN tunnel, a VLAN
+reconfigured). switch_user() does what a systemd unit with User= and
+AmbientCapabilities=CAP_NET_RAW gives a service: the process keeps exactly
+CAP_NET_RAW in its permitted, effective, inheritable and ambient sets, the
+bounding set is reduced to it, and nothing else remains
+(doc/client.md#privileges). Capturing, promiscuous mode and large kernel
+buffers (the TPACKET ring) need no other capability.
+
+Linux only, through ctypes on the C library's prctl(2) and capset(2); the
+structures have the same layout on 32- and 64-bit systems.
+"""
+
+import ctypes
+import ctypes.util
+import os
+
+CAP_NET_ADMIN = 12
+CAP_NET_RAW = 13
+CAP_SETPCAP = 8
+NAMES = {CAP_NET_ADMIN: "CAP_NET_ADMIN", CAP_NET_RAW: "CAP_NET_RAW"}
+KEEP = (CAP_NET_RAW,)
+
+PR_CAPBSET_DROP = 24
+PR_SET_KEEPCAPS = 8
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+class PrivilegeError(Exception):
+    """Switching the user failed; str() says which step."""
+
+
+_libc = []
+
+
+def libc():
+    """Return the C library with prctl and capset declared (loaded once)."""
+    if not _libc:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        ul = ctypes.c_ulong
+        lib.prctl.argtypes = [ctypes.c_int, ul, ul, ul, ul]
+        lib.prctl.restype = ctypes.c_int
+        lib.capset.argtypes = [ctypes.POINTER(CapHeader), ctypes.POINTER(CapData)]
+        lib.capset.restype = ctypes.c_int
+        _libc.append(lib)
+    return _libc[0]
+
+
+def _prctl(option, arg2, arg3=0):
+    if libc().prctl(option, arg2, arg3, 0, 0) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def mask(caps):
+    """Return the 64-bit capability mask of a list of capability numbers."""
+    m = 0
+    for c in caps:
+        m |= 1 << c
+    return m
+
+
+def describe(m):
+    """Return 'CAP_NET_RAW' for a mask of capabilities ('none' for 0)."""
+    names = [NAMES.get(c, "cap %d" % c) for c in range(64) if m >> c & 1]
+    return ", ".join(names) or "none"
+
+
+def last_cap():
+    """Return the highest capability number the kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40
+
+
+def current(pid="self"):
+    """Return {'CapInh': mask, 'CapPrm': ..., 'CapEff', 'CapBnd', 'CapAmb'} from /proc."""
+    out = {}
+    with open("/proc/%s/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key.startswith("Cap"):
+                out[key] = int(value.strip(), 16)
+    return out
+
+
+def set_capabilities(caps):
+    """Make caps the permitted, effective and inheritable sets; raise OSError."""
+    m = mask(caps)
+    hdr = CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (CapData * 2)()
+    for i in (0, 1):
+        part = (m >> (32 * i)) & 0xFFFFFFFF
+        data[i].effective = data[i].permitted = data[i].inheritable = part
+    if libc().capset(ctypes.byref(hdr), data) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def switch_user(uid, gid, keep=KEEP):
+    """As root: become uid/gid (no supplementary groups) keeping only the keep capabilities.
+
+    Return the list of warnings (a kernel without ambient capabilities, ...);
+    raise PrivilegeError when the user or group cannot be switched. Without
+    a uid only the group changes and the process stays root.
+    """
+    warnings = []
+    if uid is None:
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+        except OSError as e:
+            raise PrivilegeError("cannot switch to group %s: %s" % (gid, e.strerror or e))
+        return warnings
+    # Nothing outside keep may ever come back, even through an exec (bounding set).
+    for cap in range(last_cap() + 1):
+        if cap in keep:
+            continue
+        try:
+            _prctl(PR_CAPBSET_DROP, cap)
+        except OSError as e:
+            warnings.append("cannot reduce the capability bounding set: %s" % e.strerror)
+            break
+    try:
+        _prctl(PR_SET_KEEPCAPS, 1)
+    except OSError as e:
+        warnings.append("cannot keep capabilities across the user switch: %s" % e.strerror)
+    try:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    except OSError as e:
+        raise PrivilegeError("cannot switch to user %s group %s: %s"
+                             % (uid, gid, e.strerror or e))
+    try:
+        set_capabilities(keep)
+    except OSError as e:
+        warnings.append("cannot keep %s after the user switch (%s): a device that fails "
+                        "cannot be opened again" % (describe(mask(keep)), e.strerror))
+        return warnings
+    for cap in keep:
+        try:
+            _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+        except OSError as e:
+            warnings.append("cannot raise %s in the ambient set: %s" % (NAMES.get(cap, cap),
+                                                                       e.strerror))
+    try:
+        _prctl(PR_SET_KEEPCAPS, 0)
+    except OSError:
+        pass
+    return warnings
+'''
+# ==================== End file osmo_pcap/client/privileges.py ======================
 
 # ==================== Begin file osmo_pcap/client/spool.py ====================
 _SOURCES['osmo_pcap/client/spool.py'] = r'''
@@ -3325,6 +3827,47 @@ def start_watchdog(loop, env=None):
     sd_notify("WATCHDOG=1", env)
     return loop.call_every(interval / 2.0, sd_notify, "WATCHDOG=1", env)
 
+
+
+def status_wanted(env=None):
+    """Return True when a STATUS= line reaches someone (started by systemd)."""
+    env = os.environ if env is None else env
+    return _notify_address(env) is not None
+
+
+# ------------------------------------------------------------ status figures
+class RateMeter(object):
+    """Per-second rates of cumulative counters between two calls of rates().
+
+    The first call measures from the meter's creation (counters at 0 then).
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.last = (clock(), {})
+
+    def rates(self, values):
+        """Return {name: per second} for values {name: cumulative}, plus 'interval'."""
+        now = self.clock()
+        then, before = self.last
+        self.last = (now, dict(values))
+        dt = now - then
+        out = dict((k, (v - before.get(k, 0)) / dt if dt > 0 else 0.0)
+                   for k, v in values.items())
+        out["interval"] = dt
+        return out
+
+
+def format_duration(seconds):
+    """Return '45s', '12m03s', '5h02m', '3d04h' for a number of seconds."""
+    s = int(max(0, seconds))
+    if s < 60:
+        return "%ds" % s
+    if s < 3600:
+        return "%dm%02ds" % (s // 60, s % 60)
+    if s < 86400:
+        return "%dh%02dm" % (s // 3600, s % 3600 // 60)
+    return "%dd%02dh" % (s // 86400, s % 86400 // 3600)
 '''
 # ==================== End file osmo_pcap/daemon.py ======================
 
@@ -3339,6 +3882,7 @@ know; anything else in a section is an error (a typo must not be ignored).
 """
 
 import configparser
+import difflib
 import os
 import re
 
@@ -3532,8 +4076,38 @@ class Section(object):
         """Raise ConfigError for the first key that no get() asked for."""
         for key in sorted(self._items):
             if key not in self._known:
-                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
+                raise ConfigError(unknown_key_message(key, self._known),
                                   self.path, self.name, key)
+
+
+# Beyond this many known keys an unknown one names only the likely ones: a line
+# listing thirty keys hides the one the user meant.
+LIST_KNOWN_MAX = 8
+
+
+def suggest(word, choices):
+    """Return the choices that look like a misspelling of word, best first."""
+    choices = sorted(choices)
+    found = difflib.get_close_matches(word, choices, n=3, cutoff=0.75)
+    if not found:
+        low = word.lower().replace("-", "_")
+        found = [c for c in choices if c.lower() == low]
+    if not found and len(word) >= 4:
+        # a part of the key: 'rotate' for rotate_localtime
+        low = word.lower().replace("-", "_")
+        found = [c for c in choices if low in c.lower()][:3]
+    return found
+
+
+def unknown_key_message(key, known):
+    """'unknown key; did you mean max_file_size?' (or the short list of keys)."""
+    likely = suggest(key, known)
+    if likely:
+        return "unknown key; did you mean %s?" % " or ".join(likely)
+    if len(known) <= LIST_KNOWN_MAX:
+        return "unknown key (known here: %s)" % ", ".join(sorted(known))
+    return "unknown key (not one of the %d keys of this section; the manual's key " \
+        "table lists them)" % len(known)
 
 
 def resolve_path(base_dir, value):
@@ -3853,6 +4427,32 @@ def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=No
     if fallback:
         logger.warning(fallback)
     return logger
+
+
+def configure_daemon(cfg, program, daemonize, env=None, syslog_address=None, stream=None):
+    """configure() for a daemon started with or without -D; return a note or None.
+
+    -D connects stderr to /dev/null once detached, so `target = stderr` (the
+    default) would lose every line: the log goes to syslog instead, and the
+    returned note says so (doc/operations.md#daemonize). Without a usable
+    syslog socket that is a ConfigError naming [log] target.
+    """
+    note = None
+    if daemonize and cfg.target == "stderr":
+        address = syslog_address or SYSLOG_ADDRESS
+        try:
+            _probe_syslog(address)
+        except OSError as e:
+            raise ConfigError("-D detaches from stderr, and the syslog socket %s is unusable "
+                              "(%s): set target = file (and file = PATH)"
+                              % (address, e.strerror or e), None, "log", "target")
+        cfg = LogConfig(cfg.level, "syslog", cfg.file, cfg.timestamps)
+        note = ("-D: logging to syslog (facility daemon), because stderr is closed once "
+                "detached; [log] target chooses another place")
+    logger = configure(cfg, program, env, syslog_address, stream)
+    if note:
+        logger.info("%s", note)
+    return note
 
 
 def reopen():
@@ -4224,28 +4824,48 @@ def _process_start_time():
 START_TIME = _process_start_time()
 
 
+def _max_fds():
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == getattr(resource, "RLIM_INFINITY", -1) else soft
+
+
 def process_samples(program=None):
-    """Return the process samples every osmo-pcap program exports."""
+    """Return the process samples every osmo-pcap program exports.
+
+    The names and meanings are those of the Prometheus client libraries'
+    process collector (as node_exporter's and most exporters' process_*
+    series), so stock dashboards and alerts work unchanged.
+    """
     t = os.times()
     out = [
-        ("osmo_pcap_process_start_time_seconds", "gauge",
-         "Start time of the process since the Unix epoch in seconds.", None, START_TIME),
-        ("osmo_pcap_process_cpu_seconds_total", "counter",
-         "User and system CPU time spent in seconds.", None, t[0] + t[1]),
+        ("process_start_time_seconds", "gauge",
+         "Start time of the process since unix epoch in seconds.", None, START_TIME),
+        ("process_cpu_seconds_total", "counter",
+         "Total user and system CPU time spent in seconds.", None, t[0] + t[1]),
     ]
     try:
         with open("/proc/self/statm", "r") as f:
-            rss_pages = int(f.read().split()[1])
-        out.append(("osmo_pcap_process_resident_memory_bytes", "gauge",
-                    "Resident memory size in bytes.", None,
-                    rss_pages * os.sysconf("SC_PAGE_SIZE")))
+            fields = f.read().split()
+        page = os.sysconf("SC_PAGE_SIZE")
+        out.append(("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                    None, int(fields[0]) * page))
+        out.append(("process_resident_memory_bytes", "gauge",
+                    "Resident memory size in bytes.", None, int(fields[1]) * page))
     except (OSError, ValueError, IndexError):
         pass
     try:
-        out.append(("osmo_pcap_process_open_fds", "gauge", "Number of open file descriptors.",
+        out.append(("process_open_fds", "gauge", "Number of open file descriptors.",
                     None, len(os.listdir("/proc/self/fd"))))
     except OSError:
         pass
+    limit = _max_fds()
+    if limit is not None:
+        out.append(("process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                    None, limit))
     labels = {"version": __version__}
     if program:
         labels["program"] = program
@@ -6201,8 +6821,12 @@ on stderr with its line number, so an operator can review the few that
 matter.
 """
 
+import configparser
+import os
 import re
+import shutil
 import sys
+import tempfile
 from collections import OrderedDict
 
 from osmo_pcap import rotation
@@ -6233,7 +6857,7 @@ COMMON_CONFIG_CMDS = [
     ("log gsmtap HOST", "log_target_other"),
     ("log alarms <2-32700>", "log_target_other"),
     ("line vty", "line_vty"),
-    ("stats interval <0-65535>", "stats_line"),
+    ("stats interval <0-65535>", "stats_interval"),
     ("stats reporter (statsd|log)", "stats_reporter"),
     ("stats reporter (statsd|log) NAME", "stats_reporter"),
     ("stats-tcp .REST", "stats_line"),
@@ -6466,6 +7090,8 @@ class Importer(object):
         self.log_cats = []
         self.log_target_line = None
         self.unmapped = 0
+        self.wrong = None   # the other program's name when its node was found
+        self.entered = False  # the program's own node (server / client) was found
 
     # ------------------------------------------------ messages and values
     def report(self, what, text):
@@ -6558,14 +7184,17 @@ class Importer(object):
     # ------------------------------------------------ top level
     def enter_server(self):
         self.section("server")
+        self.entered = True
         return ("server",)
 
     def enter_client(self):
         self.section("client")
+        self.entered = True
         return ("client",)
 
     def wrong_kind(self):
         other = "client" if self.kind == "server" else "server"
+        self.wrong = other
         self.report("error", "this looks like an osmo-pcap-%s configuration: use %s "
                              "--import-vty" % (other, PROGRAMS[other]))
         return ("ignore",)
@@ -6609,6 +7238,18 @@ class Importer(object):
     def stats_line(self, *args):
         self.report("unsupported", "no statsd/log stats reporter: use [metrics] listen "
                                    "(Prometheus)")
+        return None
+
+    def stats_interval(self, n):
+        # upstream: how often the stats reporters run; here: how often the
+        # counters are logged (there is no statsd reporter; [metrics] serves them)
+        sec = "server" if self.kind == "server" else "client"
+        if n == "0":
+            self.set(sec, "stats_interval", "off" if sec == "server" else "0")
+        else:
+            self.set(sec, "stats_interval", n + "s")
+        self.report("note", "written as stats_interval: the counters are logged this often; "
+                            "for a statsd-like feed use [metrics] listen (Prometheus)")
         return None
 
     def stats_reporter(self, *args):
@@ -6952,6 +7593,18 @@ class Importer(object):
             levels.append(level)
         if levels:
             self.set("log", "level", min(levels, key=VERBOSITY.index))
+        if self.kind == "server":
+            owner = {}
+            for sec in [n for n in self.sections if n.startswith("client ")]:
+                ip = self.sections[sec].get("ip")
+                if ip in owner:
+                    self.at(sec)
+                    self.report("note", "the address of [%s] as well: upstream took every "
+                                        "connection from %s for the first of them, so this "
+                                        "client's entry was never used; give it its own "
+                                        "address or remove it" % (owner[ip], ip))
+                else:
+                    owner[ip] = sec
         if self.kind == "server" and "server" in self.sections:
             if "base_path" not in self.sections["server"]:
                 self.at("server")
@@ -7036,11 +7689,71 @@ def convert(kind, text, name="<config>"):
     return imp.ini(name.rsplit("/", 1)[-1]), messages, imp.unmapped
 
 
-def main(kind, path, stdout=None, stderr=None):
+# Exit statuses of --import-vty (doc/migration.md#import-vty)
+EXIT_OK, EXIT_UNUSABLE, EXIT_CANNOT_START = 0, 2, 3
+MAX_PROBLEMS = 20
+
+
+def _ini_parser(text):
+    cp = configparser.ConfigParser(interpolation=None, strict=False,
+                                   inline_comment_prefixes=(";", "#"),
+                                   comment_prefixes=(";", "#"))
+    cp.optionxform = str
+    cp.read_string(text)
+    return cp
+
+
+def start_problems(text, load, after=None):
+    """Return why the INI text cannot start as it is, one line each, every one found.
+
+    load(path) is the program's configuration loader (raising ConfigError);
+    after(cfg) returns the further problems of a loaded configuration (the
+    filter, devices, ...). After each ConfigError the offending key (in a main
+    section) or section is left out and the file loaded again, so one run
+    finds every independent problem.
+    """
+    from osmo_pcap.ini import ConfigError
+    cp = _ini_parser(text)
+    tmp = tempfile.mkdtemp(prefix="osmo-pcap-import-")
+    path = os.path.join(tmp, "imported.ini")
+    out, seen = [], set()
+    try:
+        for _ in range(MAX_PROBLEMS):
+            with open(path, "w") as f:
+                cp.write(f)
+            try:
+                cfg = load(path)
+            except ConfigError as e:
+                where = (e.section, e.key)
+                text_ = "%s%s%s" % ("[%s] " % e.section if e.section else "",
+                                    "%s: " % e.key if e.key else "", e.reason)
+                if where in seen:
+                    break
+                seen.add(where)
+                out.append(text_)
+                if e.section is None or not cp.has_section(e.section):
+                    break
+                if e.key is not None and " " not in e.section and cp.has_option(e.section, e.key):
+                    cp.remove_option(e.section, e.key)
+                else:
+                    cp.remove_section(e.section)
+                continue
+            if after is not None:
+                out.extend(after(cfg))
+            break
+    finally:
+        shutil.rmtree(tmp, True)
+    return out
+
+
+def main(kind, path, stdout=None, stderr=None, load=None, after=None):
     """Print path (an upstream VTY config) as our INI; return the exit status.
 
-    0: converted (lines not mapped one to one are listed on stderr);
-    2: the file cannot be read.
+    0: converted, and the result starts as it is (lines not mapped one to one
+    are listed on stderr); 3: converted, but the result cannot start as it is
+    (every reason on stderr, after the messages); 2: nothing converted: the
+    file cannot be read, or it configures the other program (stdout stays
+    empty). load and after are the program's checks (see start_problems).
     """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -7050,8 +7763,18 @@ def main(kind, path, stdout=None, stderr=None):
             data = f.read()
     except OSError as e:
         stderr.write("%s: --import-vty %s: %s\n" % (prog, path, e.strerror or e))
-        return 2
+        return EXIT_UNUSABLE
     text = data.decode("utf-8", "replace")
+    imp = Importer(kind, path).run(text)
+    if imp.wrong is not None or not imp.entered:
+        other = imp.wrong or ("client" if kind == "server" else "server")
+        why = ("it configures osmo-pcap-%s" % imp.wrong if imp.wrong else
+               "it has no '%s' node" % kind)
+        stderr.write("%s: --import-vty %s: not an osmo-pcap-%s configuration (%s); nothing "
+                     "converted%s\n" % (prog, path, kind, why,
+                                         "; use %s --import-vty" % PROGRAMS[other]
+                                         if imp.wrong else ""))
+        return EXIT_UNUSABLE
     ini, messages, unmapped = convert(kind, text, path)
     stdout.write(ini)
     stdout.flush()
@@ -7060,8 +7783,14 @@ def main(kind, path, stdout=None, stderr=None):
     if unmapped:
         stderr.write("%s: %d line(s) of %s not converted one to one: review the messages "
                      "above\n" % (prog, unmapped, path))
-    return 0
-
+    problems = start_problems(ini, load, after) if load is not None else []
+    if problems:
+        stderr.write("%s: the result cannot start as it is (%s --check-config would refuse "
+                     "it):\n" % (prog, prog))
+        for p in problems:
+            stderr.write("%s: - %s\n" % (prog, p))
+        return EXIT_CANNOT_START
+    return EXIT_OK
 '''
 # ==================== End file osmo_pcap/vtyimport.py ======================
 

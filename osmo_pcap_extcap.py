@@ -30,11 +30,11 @@
 #     181  osmo_pcap/extcap/main.py
 #     441  osmo_pcap/extcap/tapclient.py
 #     666  osmo_pcap/ini.py
-#     882  osmo_pcap/pcapfile.py
-#    1078  osmo_pcap/pcapng.py
-#    1430  osmo_pcap/wire.py
-#    1672  loader: registers the modules above with the import system
-#    1716  start: calls osmo_pcap.extcap.main.main()
+#     913  osmo_pcap/pcapfile.py
+#    1109  osmo_pcap/pcapng.py
+#    1461  osmo_pcap/wire.py
+#    1703  loader: registers the modules above with the import system
+#    1747  start: calls osmo_pcap.extcap.main.main()
 
 import sys
 
@@ -674,6 +674,7 @@ know; anything else in a section is an error (a typo must not be ignored).
 """
 
 import configparser
+import difflib
 import os
 import re
 
@@ -867,8 +868,38 @@ class Section(object):
         """Raise ConfigError for the first key that no get() asked for."""
         for key in sorted(self._items):
             if key not in self._known:
-                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
+                raise ConfigError(unknown_key_message(key, self._known),
                                   self.path, self.name, key)
+
+
+# Beyond this many known keys an unknown one names only the likely ones: a line
+# listing thirty keys hides the one the user meant.
+LIST_KNOWN_MAX = 8
+
+
+def suggest(word, choices):
+    """Return the choices that look like a misspelling of word, best first."""
+    choices = sorted(choices)
+    found = difflib.get_close_matches(word, choices, n=3, cutoff=0.75)
+    if not found:
+        low = word.lower().replace("-", "_")
+        found = [c for c in choices if c.lower() == low]
+    if not found and len(word) >= 4:
+        # a part of the key: 'rotate' for rotate_localtime
+        low = word.lower().replace("-", "_")
+        found = [c for c in choices if low in c.lower()][:3]
+    return found
+
+
+def unknown_key_message(key, known):
+    """'unknown key; did you mean max_file_size?' (or the short list of keys)."""
+    likely = suggest(key, known)
+    if likely:
+        return "unknown key; did you mean %s?" % " or ".join(likely)
+    if len(known) <= LIST_KNOWN_MAX:
+        return "unknown key (known here: %s)" % ", ".join(sorted(known))
+    return "unknown key (not one of the %d keys of this section; the manual's key " \
+        "table lists them)" % len(known)
 
 
 def resolve_path(base_dir, value):

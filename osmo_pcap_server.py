@@ -23,35 +23,35 @@
 # Contents (line numbers in this file):
 #      61  osmo_pcap/__init__.py
 #      77  osmo_pcap/daemon.py
-#     361  osmo_pcap/ini.py
-#     577  osmo_pcap/log.py
-#     916  osmo_pcap/loop.py
-#    1120  osmo_pcap/metrics.py
-#    1487  osmo_pcap/pcapfile.py
-#    1683  osmo_pcap/pcapng.py
-#    2035  osmo_pcap/rotation.py
-#    2157  osmo_pcap/server/__init__.py
-#    2175  osmo_pcap/server/ackstate.py
-#    2315  osmo_pcap/server/admission.py
-#    2630  osmo_pcap/server/config.py
-#    2892  osmo_pcap/server/fanout.py
-#    3067  osmo_pcap/server/hooks.py
-#    3287  osmo_pcap/server/ingest.py
-#    3572  osmo_pcap/server/main.py
-#    4140  osmo_pcap/server/oncomplete.py
-#    4381  osmo_pcap/server/recorder.py
-#    4746  osmo_pcap/server/storage.py
-#    4933  osmo_pcap/server/tap.py
-#    5470  osmo_pcap/server/zmtp.py
-#    5905  osmo_pcap/tls.py
-#    6405  osmo_pcap/tlsconfig.py
-#    6725  osmo_pcap/tracename.py
-#    6808  osmo_pcap/transport.py
-#    7051  osmo_pcap/validate.py
-#    7219  osmo_pcap/vtyimport.py
-#    8097  osmo_pcap/wire.py
-#    8339  loader: registers the modules above with the import system
-#    8383  start: calls osmo_pcap.server.main.main()
+#     402  osmo_pcap/ini.py
+#     649  osmo_pcap/log.py
+#    1014  osmo_pcap/loop.py
+#    1218  osmo_pcap/metrics.py
+#    1605  osmo_pcap/pcapfile.py
+#    1801  osmo_pcap/pcapng.py
+#    2153  osmo_pcap/rotation.py
+#    2275  osmo_pcap/server/__init__.py
+#    2293  osmo_pcap/server/ackstate.py
+#    2433  osmo_pcap/server/admission.py
+#    2748  osmo_pcap/server/config.py
+#    3010  osmo_pcap/server/fanout.py
+#    3185  osmo_pcap/server/hooks.py
+#    3445  osmo_pcap/server/ingest.py
+#    3730  osmo_pcap/server/main.py
+#    4385  osmo_pcap/server/oncomplete.py
+#    4635  osmo_pcap/server/recorder.py
+#    5002  osmo_pcap/server/storage.py
+#    5189  osmo_pcap/server/tap.py
+#    5730  osmo_pcap/server/zmtp.py
+#    6165  osmo_pcap/tls.py
+#    6665  osmo_pcap/tlsconfig.py
+#    6985  osmo_pcap/tracename.py
+#    7068  osmo_pcap/transport.py
+#    7311  osmo_pcap/validate.py
+#    7479  osmo_pcap/vtyimport.py
+#    8466  osmo_pcap/wire.py
+#    8708  loader: registers the modules above with the import system
+#    8752  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -355,6 +355,47 @@ def start_watchdog(loop, env=None):
     sd_notify("WATCHDOG=1", env)
     return loop.call_every(interval / 2.0, sd_notify, "WATCHDOG=1", env)
 
+
+
+def status_wanted(env=None):
+    """Return True when a STATUS= line reaches someone (started by systemd)."""
+    env = os.environ if env is None else env
+    return _notify_address(env) is not None
+
+
+# ------------------------------------------------------------ status figures
+class RateMeter(object):
+    """Per-second rates of cumulative counters between two calls of rates().
+
+    The first call measures from the meter's creation (counters at 0 then).
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.last = (clock(), {})
+
+    def rates(self, values):
+        """Return {name: per second} for values {name: cumulative}, plus 'interval'."""
+        now = self.clock()
+        then, before = self.last
+        self.last = (now, dict(values))
+        dt = now - then
+        out = dict((k, (v - before.get(k, 0)) / dt if dt > 0 else 0.0)
+                   for k, v in values.items())
+        out["interval"] = dt
+        return out
+
+
+def format_duration(seconds):
+    """Return '45s', '12m03s', '5h02m', '3d04h' for a number of seconds."""
+    s = int(max(0, seconds))
+    if s < 60:
+        return "%ds" % s
+    if s < 3600:
+        return "%dm%02ds" % (s // 60, s % 60)
+    if s < 86400:
+        return "%dh%02dm" % (s // 3600, s % 3600 // 60)
+    return "%dd%02dh" % (s // 86400, s % 86400 // 3600)
 '''
 # ==================== End file osmo_pcap/daemon.py ======================
 
@@ -369,6 +410,7 @@ know; anything else in a section is an error (a typo must not be ignored).
 """
 
 import configparser
+import difflib
 import os
 import re
 
@@ -562,8 +604,38 @@ class Section(object):
         """Raise ConfigError for the first key that no get() asked for."""
         for key in sorted(self._items):
             if key not in self._known:
-                raise ConfigError("unknown key (known: %s)" % ", ".join(sorted(self._known)),
+                raise ConfigError(unknown_key_message(key, self._known),
                                   self.path, self.name, key)
+
+
+# Beyond this many known keys an unknown one names only the likely ones: a line
+# listing thirty keys hides the one the user meant.
+LIST_KNOWN_MAX = 8
+
+
+def suggest(word, choices):
+    """Return the choices that look like a misspelling of word, best first."""
+    choices = sorted(choices)
+    found = difflib.get_close_matches(word, choices, n=3, cutoff=0.75)
+    if not found:
+        low = word.lower().replace("-", "_")
+        found = [c for c in choices if c.lower() == low]
+    if not found and len(word) >= 4:
+        # a part of the key: 'rotate' for rotate_localtime
+        low = word.lower().replace("-", "_")
+        found = [c for c in choices if low in c.lower()][:3]
+    return found
+
+
+def unknown_key_message(key, known):
+    """'unknown key; did you mean max_file_size?' (or the short list of keys)."""
+    likely = suggest(key, known)
+    if likely:
+        return "unknown key; did you mean %s?" % " or ".join(likely)
+    if len(known) <= LIST_KNOWN_MAX:
+        return "unknown key (known here: %s)" % ", ".join(sorted(known))
+    return "unknown key (not one of the %d keys of this section; the manual's key " \
+        "table lists them)" % len(known)
 
 
 def resolve_path(base_dir, value):
@@ -883,6 +955,32 @@ def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=No
     if fallback:
         logger.warning(fallback)
     return logger
+
+
+def configure_daemon(cfg, program, daemonize, env=None, syslog_address=None, stream=None):
+    """configure() for a daemon started with or without -D; return a note or None.
+
+    -D connects stderr to /dev/null once detached, so `target = stderr` (the
+    default) would lose every line: the log goes to syslog instead, and the
+    returned note says so (doc/operations.md#daemonize). Without a usable
+    syslog socket that is a ConfigError naming [log] target.
+    """
+    note = None
+    if daemonize and cfg.target == "stderr":
+        address = syslog_address or SYSLOG_ADDRESS
+        try:
+            _probe_syslog(address)
+        except OSError as e:
+            raise ConfigError("-D detaches from stderr, and the syslog socket %s is unusable "
+                              "(%s): set target = file (and file = PATH)"
+                              % (address, e.strerror or e), None, "log", "target")
+        cfg = LogConfig(cfg.level, "syslog", cfg.file, cfg.timestamps)
+        note = ("-D: logging to syslog (facility daemon), because stderr is closed once "
+                "detached; [log] target chooses another place")
+    logger = configure(cfg, program, env, syslog_address, stream)
+    if note:
+        logger.info("%s", note)
+    return note
 
 
 def reopen():
@@ -1254,28 +1352,48 @@ def _process_start_time():
 START_TIME = _process_start_time()
 
 
+def _max_fds():
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == getattr(resource, "RLIM_INFINITY", -1) else soft
+
+
 def process_samples(program=None):
-    """Return the process samples every osmo-pcap program exports."""
+    """Return the process samples every osmo-pcap program exports.
+
+    The names and meanings are those of the Prometheus client libraries'
+    process collector (as node_exporter's and most exporters' process_*
+    series), so stock dashboards and alerts work unchanged.
+    """
     t = os.times()
     out = [
-        ("osmo_pcap_process_start_time_seconds", "gauge",
-         "Start time of the process since the Unix epoch in seconds.", None, START_TIME),
-        ("osmo_pcap_process_cpu_seconds_total", "counter",
-         "User and system CPU time spent in seconds.", None, t[0] + t[1]),
+        ("process_start_time_seconds", "gauge",
+         "Start time of the process since unix epoch in seconds.", None, START_TIME),
+        ("process_cpu_seconds_total", "counter",
+         "Total user and system CPU time spent in seconds.", None, t[0] + t[1]),
     ]
     try:
         with open("/proc/self/statm", "r") as f:
-            rss_pages = int(f.read().split()[1])
-        out.append(("osmo_pcap_process_resident_memory_bytes", "gauge",
-                    "Resident memory size in bytes.", None,
-                    rss_pages * os.sysconf("SC_PAGE_SIZE")))
+            fields = f.read().split()
+        page = os.sysconf("SC_PAGE_SIZE")
+        out.append(("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                    None, int(fields[0]) * page))
+        out.append(("process_resident_memory_bytes", "gauge",
+                    "Resident memory size in bytes.", None, int(fields[1]) * page))
     except (OSError, ValueError, IndexError):
         pass
     try:
-        out.append(("osmo_pcap_process_open_fds", "gauge", "Number of open file descriptors.",
+        out.append(("process_open_fds", "gauge", "Number of open file descriptors.",
                     None, len(os.listdir("/proc/self/fd"))))
     except OSError:
         pass
+    limit = _max_fds()
+    if limit is not None:
+        out.append(("process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                    None, limit))
     labels = {"version": __version__}
     if program:
         labels["program"] = program
@@ -3281,6 +3399,46 @@ class ZmqHook(object):
 
     def close(self):
         self.pub.close()
+
+
+def metric_samples(hooks):
+    """Return the metrics samples of the running hooks (doc/operations.md#metrics)."""
+    out = []
+
+    def add(name, kind, text, labels, value):
+        out.append(("osmo_pcap_server_" + name, kind, text, labels, value))
+    for h in hooks:
+        if isinstance(h, ZmqHook):
+            pub = h.pub
+            add("zmq_subscribers", "gauge", "ZeroMQ subscribers receiving messages", {},
+                len(pub.ready))
+            add("zmq_dropped_messages_total", "counter",
+                "ZeroMQ messages not queued for a subscriber whose queue was full", {},
+                pub.dropped)
+        elif isinstance(h, tap.Tap):
+            lab = {"key": TAP_PREFIX + h.only if h.only else "tap_listen"}
+            add("tap_consumers", "gauge", "Connections reading the live tap", lab,
+                len(h.consumers))
+            add("tap_connections_total", "counter", "Connections accepted by the live tap",
+                lab, h.connections)
+            add("tap_dropped_packets_total", "counter",
+                "Packets not queued for a tap connection whose queue was full", lab,
+                h.dropped)
+        elif isinstance(h, oncomplete.OnComplete):
+            add("on_complete_runs_total", "counter",
+                "on_complete commands finished (or not startable)", {}, h.runs)
+            add("on_complete_failures_total", "counter",
+                "on_complete commands not started, exiting non-zero or killed", {},
+                h.failures)
+            add("on_complete_timeouts_total", "counter",
+                "on_complete commands killed after on_complete_timeout", {}, h.timeouts)
+            add("on_complete_skipped_total", "counter",
+                "Closed files for which no command ran: too many waiting", {}, h.skipped)
+            add("on_complete_running", "gauge", "on_complete commands running", {},
+                len(h.running))
+            add("on_complete_queued", "gauge", "on_complete commands waiting to run", {},
+                len(h.queue))
+    return out
 '''
 # ==================== End file osmo_pcap/server/hooks.py ======================
 
@@ -3586,6 +3744,7 @@ flags; the loop does the work.
 
 import argparse
 import gc
+import os
 import signal
 import socket
 import sys
@@ -3597,7 +3756,7 @@ from osmo_pcap.loop import Loop
 from osmo_pcap.rotation import LocalClock
 from osmo_pcap.server import config as serverconfig
 from osmo_pcap.server import hooks
-from osmo_pcap.server.admission import TLS_COUNTERS, Admission
+from osmo_pcap.server.admission import Admission
 from osmo_pcap.server.ingest import Connection, format_peer
 from osmo_pcap.server.recorder import COUNTERS, FileSettings, Recorder
 
@@ -3608,6 +3767,7 @@ RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
+STATUS_INTERVAL = 10.0   # systemd's STATUS= line is refreshed this often
 
 _log = log.get("server")
 
@@ -3635,6 +3795,9 @@ class Server(object):
         self.bytes_read = 0
         self.stopping = False
         self._timers = []
+        self.started_at = time.monotonic()
+        self.stats_rates = daemon.RateMeter(time.monotonic)
+        self.status_rates = daemon.RateMeter(time.monotonic)
 
     # ------------------------------------------------------------ start-up
     def recover(self):
@@ -3670,11 +3833,14 @@ class Server(object):
         self._timers.append(loop.call_every(self.cfg.flush_interval, self.tick))
         if self.cfg.stats_interval:
             self._timers.append(loop.call_every(self.cfg.stats_interval, self.log_stats))
+        if daemon.status_wanted():
+            self._timers.append(loop.call_every(STATUS_INTERVAL, self.report_status))
+        # The signals of all three programs (doc/operations.md#signals).
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.on_signal(sig, self._on_stop_signal)
         loop.on_signal(signal.SIGHUP, self._on_hup)
-        loop.on_signal(signal.SIGUSR1, self._on_usr1)
-        loop.on_signal(signal.SIGUSR2, lambda signum: self.log_stats())
+        loop.on_signal(signal.SIGUSR1, self._on_status_signal)
+        loop.on_signal(signal.SIGUSR2, self._on_rotate_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         _log.info("listening on %s, %s", format_peer(self.listener.getsockname()),
                   self.cfg.summary())
@@ -3891,13 +4057,22 @@ class Server(object):
             rec.rotate(reason)
 
     def _on_hup(self, signum):
-        log.reopen()
-        _log.info("SIGHUP: log reopened, starting new files")
-        self.rotate_all("SIGHUP")
+        # Logs only: logrotate's postrotate must not split the traces.
+        if log.reopen():
+            _log.info("SIGHUP: log file reopened")
+        else:
+            _log.info("SIGHUP: no log file to reopen")
 
-    def _on_usr1(self, signum):
-        _log.info("SIGUSR1: rotating all files")
-        self.rotate_all("SIGUSR1")
+    def _on_rotate_signal(self, signum):
+        _log.info("SIGUSR2: rotating all files")
+        self.rotate_all("SIGUSR2")
+
+    def _on_status_signal(self, signum):
+        _log.info("SIGUSR1: status")
+        self.log_stats()
+        for line in self.status_lines():
+            _log.info("status: %s", line)
+        self.report_status()   # systemd's STATUS= line too
 
     def _on_stop_signal(self, signum):
         if not self.stopping:
@@ -3933,80 +4108,148 @@ class Server(object):
 
     # ------------------------------------------------------------ metrics
     def metric_samples(self):
-        """Return [(name, type, help, labels, value)] with stable osmo_pcap_ names."""
+        """Return [(name, type, help, labels, value)] (doc/operations.md#metrics)."""
         out = []
-        total = dict((k, 0) for k in COUNTERS)
-        rejected = {}
-        for rec in self.recorders:
-            for k in COUNTERS:
-                total[k] += rec.counters[k]
-            for code, n in rec.rejected.items():
-                rejected[code] = rejected.get(code, 0) + n
+
+        def add(name, kind, text, labels, value):
+            out.append(("osmo_pcap_server_" + name, kind, text, labels, value))
         c = self.admission.counters
-        out.append(("osmo_pcap_server_connect_total", "counter",
-                    "Accepted TCP connections, known or unknown", {}, c["connect"]))
-        out.append(("osmo_pcap_server_no_client_total", "counter",
-                    "Connections from addresses of no configured client", {}, c["no_client"]))
-        for key, help_ in _PEER_METRICS:
-            if key != "connect":  # server:connect counts every accept, above
-                out.append(("osmo_pcap_server_%s_total" % key, "counter", help_, {},
-                            total[key]))
-        for code in sorted(rejected):
-            out.append(("osmo_pcap_server_rejected_total", "counter",
-                        "Connections dropped for a protocol violation, by rule",
-                        {"reason": code}, rejected[code]))
+        add("connections_total", "counter", "Accepted TCP connections, known or unknown", {},
+            c["connect"])
+        for reason in sorted(k for k in c if k not in ("connect", "tls_connect")):
+            add("refused_connections_total", "counter",
+                "Connections refused before reaching a client entry, by reason", {"reason": reason},
+                c[reason])
         if self.cfg.tls is not None:
-            out.append(("osmo_pcap_server_tls_connect_total", "counter",
-                        "TLS connections accepted for a client entry", {},
-                        c["tls_connect"]))
-            for key in TLS_COUNTERS[1:]:
-                out.append(("osmo_pcap_server_refused_total", "counter",
-                            "Connections refused before reaching a client entry "
-                            "(TLS mode, identity, handshake, no data), by reason",
-                            {"reason": key}, c[key]))
-        out.append(("osmo_pcap_server_clients_connected", "gauge",
-                    "Configured clients with an open connection", {}, len(self.conns)))
-        out.append(("osmo_pcap_server_open_files", "gauge", "Trace files being written", {},
-                    sum(1 for r in self.recorders if r.file is not None)))
+            add("tls_connections_total", "counter", "TLS connections admitted for a client entry",
+                {}, c["tls_connect"])
+        add("clients_connected", "gauge", "Configured clients with an open connection", {},
+            len(self.conns))
+        add("open_files", "gauge", "Trace files being written", {},
+            sum(1 for r in self.recorders if r.file is not None))
+        add("hook_errors_total", "counter", "Hooks disabled after an error in their code", {},
+            self.counters["hook_errors"])
+        for key in ("base_path", "completed_path"):
+            path = getattr(self.cfg, key)
+            if path is None:
+                continue
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                continue
+            lab = {"directory": key}
+            add("filesystem_avail_bytes", "gauge",
+                "Bytes available to unprivileged users on the filesystem of the directory",
+                lab, st.f_bavail * st.f_frsize)
+            add("filesystem_size_bytes", "gauge", "Size of the filesystem of the directory",
+                lab, st.f_blocks * st.f_frsize)
         for rec in self.recorders:
             lab = {"client": rec.name}
-            for key, help_ in _PEER_METRICS:
-                out.append(("osmo_pcap_peer_%s_total" % key, "counter", help_, dict(lab),
-                            rec.counters[key]))
+            k = rec.counters
+            for key, name, text in _CLIENT_METRICS:
+                add("client_" + name, "counter", text, lab, k[key])
             for code in sorted(rec.rejected):
-                out.append(("osmo_pcap_peer_rejected_total", "counter",
-                            "Connections dropped for a protocol violation, by rule",
-                            dict(lab, reason=code), rec.rejected[code]))
-            out.append(("osmo_pcap_peer_connected", "gauge", "1 while the client is connected",
-                        dict(lab), 1 if rec.name in self.conns else 0))
+                add("client_rejected_connections_total", "counter",
+                    "Connections dropped for a protocol violation, by rule",
+                    dict(lab, reason=code), rec.rejected[code])
+            add("client_connected", "gauge", "1 while the client is connected", lab,
+                1 if rec.name in self.conns else 0)
+            if rec.last_packet is not None:
+                add("client_last_packet_timestamp_seconds", "gauge",
+                    "Time of the last packet received from the client (Unix time)", lab,
+                    rec.last_packet)
+        out.extend(hooks.metric_samples(self.hooks))
         return out
 
     def log_stats(self):
-        """Log the counters (stats_interval, SIGUSR2) in upstream's names (doc/server.md#counters)."""
+        """Log the counters (stats_interval, SIGUSR1) in upstream's names (doc/server.md#counters),
+        with the rates since the last stats line and the uptime."""
         counters = dict(self.admission.counters, **self.counters)
         parts = ["server:%s=%d" % (k, v) for k, v in sorted(counters.items())]
         tot = dict((k, sum(r.counters[k] for r in self.recorders)) for k in COUNTERS)
         parts += ["server:%s=%d" % (k, tot[k]) for k in COUNTERS if k != "connect"]
-        _log.info("stats %s", " ".join(parts))
+        values = {"pkts": tot["pkts"], "bytes": tot["bytes"]}
+        for rec in self.recorders:
+            values["pkts " + rec.name] = rec.counters["pkts"]
+            values["bytes " + rec.name] = rec.counters["bytes"]
+        r = self.stats_rates.rates(values)
+        _log.info("stats %s (%s pkts/s, %s/s over %s; uptime %s)", " ".join(parts),
+                  _rate(r["pkts"]), _human(r["bytes"]), daemon.format_duration(r["interval"]),
+                  daemon.format_duration(time.monotonic() - self.started_at))
         for rec in self.recorders:
             rej = sum(rec.rejected.values())
-            _log.info("stats %s: %s rejected=%d", rec.name,
-                      " ".join("peer:%s=%d" % (k, rec.counters[k]) for k in COUNTERS), rej)
+            _log.info("stats %s: %s rejected=%d (%s pkts/s, %s/s)", rec.name,
+                      " ".join("peer:%s=%d" % (k, rec.counters[k]) for k in COUNTERS), rej,
+                      _rate(r["pkts " + rec.name]), _human(r["bytes " + rec.name]))
+
+    def status_lines(self):
+        """The state of every client and hook, for the SIGUSR1 status report."""
+        now = time.time()
+        out = ["uptime %s, %d of %d client(s) connected, %d file(s) open" % (
+            daemon.format_duration(time.monotonic() - self.started_at), len(self.conns),
+            len(self.recorders), sum(1 for r in self.recorders if r.file is not None))]
+        for rec in self.recorders:
+            conn = self.conns.get(rec.name)
+            f = rec.file
+            out.append("client %s: %s, %s, %s" % (
+                rec.name, "connected from %s" % format_peer(conn.peer) if conn is not None
+                else "not connected",
+                "open file %s (%d bytes)" % (f.path, f.size) if f is not None else "no open file",
+                "last packet %s ago" % daemon.format_duration(now - rec.last_packet)
+                if rec.last_packet is not None else "no packet yet"))
+        for name, kind, _, labels, value in hooks.metric_samples(self.hooks):
+            if kind == "gauge":
+                out.append("hook %s%s = %d" % (name[len("osmo_pcap_server_"):],
+                                               " %s" % labels["key"] if "key" in labels else "",
+                                               value))
+        return out
+
+    def report_status(self):
+        """Refresh systemd's STATUS= line (every STATUS_INTERVAL under systemd)."""
+        daemon.notify_status(self.status_text())
+
+    def status_text(self):
+        tot = sum(r.counters["pkts"] for r in self.recorders)
+        byt = sum(r.counters["bytes"] for r in self.recorders)
+        r = self.status_rates.rates({"pkts": tot, "bytes": byt})
+        where = format_peer(self.listener.getsockname()) if self.listener else "-"
+        return "listening on %s; %d of %d client(s) connected, %s pkts/s, %s/s, %d file(s) " \
+            "open" % (where, len(self.conns), len(self.recorders), _rate(r["pkts"]),
+                      _human(r["bytes"]), sum(1 for x in self.recorders if x.file is not None))
 
 
-_PEER_METRICS = (
-    ("connect", "Connections of the client (peer:connect)"),
-    ("pkts", "LINK_DATA records accepted (peer:pkts)"),
-    ("bytes", "Payload bytes of accepted LINK_DATA records (peer:bytes)"),
-    ("link_hdr", "LINK_HDR messages accepted"),
-    ("file_rotated", "Files closed by rotation: size, time, link change, signal"),
-    ("files_closed", "Files closed for any reason"),
-    ("dropped", "Accepted records that could not be written"),
-    ("write_errors", "Failed trace file creations and writes"),
-    ("acked", "LINK_DATA records acknowledged to the client as stored"),
-    ("duplicates", "Records sent again after a reconnect and skipped: stored already"),
-    ("seq_gap", "Records the client gave up before sending them (a gap in its stream)"),
-    ("cut_back", "Files left open by a crash and cut back to what was acknowledged"),
+def _rate(value):
+    return "%.1f" % value if value < 100 else "%d" % value
+
+
+def _human(n):
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1000.0
+
+
+# Per-client counters (recorder.COUNTERS) as osmo_pcap_server_client_NAME{client}.
+_CLIENT_METRICS = (
+    ("connect", "connections_total", "Connections of the client (peer:connect)"),
+    ("pkts", "packets_total", "LINK_DATA records accepted (peer:pkts)"),
+    ("bytes", "received_bytes_total",
+     "Bytes of accepted LINK_DATA payloads: pcap record headers or pcapng blocks with "
+     "the packet data (peer:bytes)"),
+    ("link_hdr", "link_headers_total", "LINK_HDR messages accepted"),
+    ("file_rotated", "file_rotations_total",
+     "Files closed by rotation: size, time, link change, signal (peer:file_rotated)"),
+    ("files_closed", "files_closed_total", "Files closed for any reason"),
+    ("dropped", "dropped_packets_total", "Accepted records that could not be written"),
+    ("write_errors", "write_errors_total", "Failed trace file creations and writes"),
+    ("acked", "acknowledged_packets_total",
+     "LINK_DATA records acknowledged to the client as stored"),
+    ("duplicates", "duplicate_packets_total",
+     "Records sent again after a reconnect and skipped: stored already"),
+    ("seq_gap", "lost_packets_total",
+     "Records the client gave up before sending them (gaps in its acknowledged stream)"),
+    ("cut_back", "cut_back_files_total",
+     "Files left open by a crash and cut back to what was acknowledged"),
 )
 
 
@@ -4091,7 +4334,7 @@ def run(server):
     server.start()
     log.schedule_flush(server.loop)
     daemon.start_watchdog(server.loop)
-    daemon.notify_ready("listening on %s" % format_peer(server.listener.getsockname()))
+    daemon.notify_ready(server.status_text())
     try:
         server.loop.run()
     finally:
@@ -4104,11 +4347,11 @@ def main(argv=None):
     """Run the program; return the exit status."""
     args = parse_args(argv)
     if args.import_vty:
-        return vtyimport.main("server", args.import_vty)
+        return vtyimport.main("server", args.import_vty, load=load_config)
     try:
         cfg = load_config(args.config_file)
     except ConfigError as e:
-        print("osmo_pcap_server.py: config error: %s" % e, file=sys.stderr)
+        print("osmo_pcap_server.py: %s" % e, file=sys.stderr)
         return 2 if args.check_config else 1
     if args.check_config:
         print("config OK: %s: %s" % (args.config_file, cfg.summary()))
@@ -4116,10 +4359,12 @@ def main(argv=None):
     try:
         if args.pidfile:
             daemon.check_pidfile(daemon.absolute(args.pidfile))
-        log.configure(cfg.log, program="osmo-pcap-server")
+        note = log.configure_daemon(cfg.log, "osmo-pcap-server", args.daemonize)
     except (ConfigError, daemon.DaemonError) as e:
         print("osmo_pcap_server.py: %s" % e, file=sys.stderr)
         return 1
+    if note and sys.stderr.isatty():
+        print("osmo_pcap_server.py: %s" % note, file=sys.stderr)
     server = open_server(cfg)
     if server is None:
         return 1
@@ -4226,6 +4471,9 @@ class OnComplete(object):
         self.queue = collections.deque()
         self.running = []
         self.skipped = 0
+        self.runs = 0           # commands that finished (or could not be started)
+        self.failures = 0       # ... of them: not started, non-zero status or killed
+        self.timeouts = 0       # ... killed for running longer than timeout
         self.finished = []      # (path, returncode) of the last commands, for tests
         self._poller = None
 
@@ -4283,6 +4531,8 @@ class OnComplete(object):
             except (OSError, ValueError) as e:
                 self.log.error("on_complete: cannot run %s for %s: %s", argv[0], path,
                                getattr(e, "strerror", None) or e)
+                self.runs += 1
+                self.failures += 1
                 self.finished.append((path, None))
                 continue
             job = _Job(proc, argv, path, self.clock())
@@ -4337,6 +4587,7 @@ class OnComplete(object):
                 self.log.error("on_complete: %s for %s still running after %.1f s: killing it",
                                job.argv[0], job.path, self.timeout)
                 job.term_at = now
+                self.timeouts += 1
                 self._signal(job, signal.SIGTERM)
             elif job.term_at is not None and now - job.term_at >= KILL_GRACE:
                 self._signal(job, signal.SIGKILL)
@@ -4361,6 +4612,9 @@ class OnComplete(object):
         job.proc.stderr.close()
         rc = job.proc.returncode
         took = self.clock() - job.started
+        self.runs += 1
+        if rc != 0:
+            self.failures += 1
         err = bytes(job.stderr).decode("utf-8", "replace").strip()
         err = (": " + " | ".join(err.splitlines())) if err else ""
         if rc == 0:
@@ -4450,6 +4704,7 @@ class Recorder(object):
         self.seq_base = 0          # sequence number = durable + seq_base while streaming
         self.jumps = collections.deque()   # (durable count, gap) not applied yet
         self.broken = None         # why an acknowledged stream cannot be stored (or None)
+        self.last_packet = None    # wall-clock time of the last record received
 
     @property
     def durable(self):
@@ -4482,6 +4737,7 @@ class Recorder(object):
         c["pkts"] += len(out)
         c["bytes"] += nbytes
         t, tm = now.epoch, now.tm
+        self.last_packet = t
         if not self.store:
             self.stored += len(out)
             self.last.update(t, tm)
@@ -4532,7 +4788,7 @@ class Recorder(object):
             self._write_failed(e, now.epoch)
 
     def rotate(self, reason):
-        """Close the current file now (SIGUSR1/SIGHUP); the next record opens a new one."""
+        """Close the current file now (SIGUSR2); the next record opens a new one."""
         if self.file is not None:
             self.close_file(reason, rotated=True)
 
@@ -5221,6 +5477,8 @@ class Tap(object):
         self._refuse_log = log.RateLimiter(10.0)
         self.rbuf = bytearray(4096)
         self.dropped_unmapped = 0
+        self.dropped = 0        # packets not queued for a consumer (its queue was full)
+        self.connections = 0    # consumers accepted since start
         loop.add_reader(self.sock, self._accept)
         what = "client %s" % only if only else "all clients"
         self.log.info("tap: streaming %s as pcapng to %s connections on %s", what,
@@ -5268,6 +5526,7 @@ class Tap(object):
     def _add(self, transport, name):
         v = Viewer(self, transport, name, self.queue_max)
         self.consumers[v] = name
+        self.connections += 1
         # The stream's start is never dropped, whatever the limit.
         v.push(b"".join([SHB] + self._idbs))
         transport.set_reader(v.readable)
@@ -5447,6 +5706,7 @@ class Tap(object):
                                                          epb[12:]))
             if len(s.out) + size > s.limit:
                 s.drop(size)
+                self.dropped += 1
             else:
                 s.push(block)
 
@@ -7230,8 +7490,12 @@ on stderr with its line number, so an operator can review the few that
 matter.
 """
 
+import configparser
+import os
 import re
+import shutil
 import sys
+import tempfile
 from collections import OrderedDict
 
 from osmo_pcap import rotation
@@ -7262,7 +7526,7 @@ COMMON_CONFIG_CMDS = [
     ("log gsmtap HOST", "log_target_other"),
     ("log alarms <2-32700>", "log_target_other"),
     ("line vty", "line_vty"),
-    ("stats interval <0-65535>", "stats_line"),
+    ("stats interval <0-65535>", "stats_interval"),
     ("stats reporter (statsd|log)", "stats_reporter"),
     ("stats reporter (statsd|log) NAME", "stats_reporter"),
     ("stats-tcp .REST", "stats_line"),
@@ -7495,6 +7759,8 @@ class Importer(object):
         self.log_cats = []
         self.log_target_line = None
         self.unmapped = 0
+        self.wrong = None   # the other program's name when its node was found
+        self.entered = False  # the program's own node (server / client) was found
 
     # ------------------------------------------------ messages and values
     def report(self, what, text):
@@ -7587,14 +7853,17 @@ class Importer(object):
     # ------------------------------------------------ top level
     def enter_server(self):
         self.section("server")
+        self.entered = True
         return ("server",)
 
     def enter_client(self):
         self.section("client")
+        self.entered = True
         return ("client",)
 
     def wrong_kind(self):
         other = "client" if self.kind == "server" else "server"
+        self.wrong = other
         self.report("error", "this looks like an osmo-pcap-%s configuration: use %s "
                              "--import-vty" % (other, PROGRAMS[other]))
         return ("ignore",)
@@ -7638,6 +7907,18 @@ class Importer(object):
     def stats_line(self, *args):
         self.report("unsupported", "no statsd/log stats reporter: use [metrics] listen "
                                    "(Prometheus)")
+        return None
+
+    def stats_interval(self, n):
+        # upstream: how often the stats reporters run; here: how often the
+        # counters are logged (there is no statsd reporter; [metrics] serves them)
+        sec = "server" if self.kind == "server" else "client"
+        if n == "0":
+            self.set(sec, "stats_interval", "off" if sec == "server" else "0")
+        else:
+            self.set(sec, "stats_interval", n + "s")
+        self.report("note", "written as stats_interval: the counters are logged this often; "
+                            "for a statsd-like feed use [metrics] listen (Prometheus)")
         return None
 
     def stats_reporter(self, *args):
@@ -7981,6 +8262,18 @@ class Importer(object):
             levels.append(level)
         if levels:
             self.set("log", "level", min(levels, key=VERBOSITY.index))
+        if self.kind == "server":
+            owner = {}
+            for sec in [n for n in self.sections if n.startswith("client ")]:
+                ip = self.sections[sec].get("ip")
+                if ip in owner:
+                    self.at(sec)
+                    self.report("note", "the address of [%s] as well: upstream took every "
+                                        "connection from %s for the first of them, so this "
+                                        "client's entry was never used; give it its own "
+                                        "address or remove it" % (owner[ip], ip))
+                else:
+                    owner[ip] = sec
         if self.kind == "server" and "server" in self.sections:
             if "base_path" not in self.sections["server"]:
                 self.at("server")
@@ -8065,11 +8358,71 @@ def convert(kind, text, name="<config>"):
     return imp.ini(name.rsplit("/", 1)[-1]), messages, imp.unmapped
 
 
-def main(kind, path, stdout=None, stderr=None):
+# Exit statuses of --import-vty (doc/migration.md#import-vty)
+EXIT_OK, EXIT_UNUSABLE, EXIT_CANNOT_START = 0, 2, 3
+MAX_PROBLEMS = 20
+
+
+def _ini_parser(text):
+    cp = configparser.ConfigParser(interpolation=None, strict=False,
+                                   inline_comment_prefixes=(";", "#"),
+                                   comment_prefixes=(";", "#"))
+    cp.optionxform = str
+    cp.read_string(text)
+    return cp
+
+
+def start_problems(text, load, after=None):
+    """Return why the INI text cannot start as it is, one line each, every one found.
+
+    load(path) is the program's configuration loader (raising ConfigError);
+    after(cfg) returns the further problems of a loaded configuration (the
+    filter, devices, ...). After each ConfigError the offending key (in a main
+    section) or section is left out and the file loaded again, so one run
+    finds every independent problem.
+    """
+    from osmo_pcap.ini import ConfigError
+    cp = _ini_parser(text)
+    tmp = tempfile.mkdtemp(prefix="osmo-pcap-import-")
+    path = os.path.join(tmp, "imported.ini")
+    out, seen = [], set()
+    try:
+        for _ in range(MAX_PROBLEMS):
+            with open(path, "w") as f:
+                cp.write(f)
+            try:
+                cfg = load(path)
+            except ConfigError as e:
+                where = (e.section, e.key)
+                text_ = "%s%s%s" % ("[%s] " % e.section if e.section else "",
+                                    "%s: " % e.key if e.key else "", e.reason)
+                if where in seen:
+                    break
+                seen.add(where)
+                out.append(text_)
+                if e.section is None or not cp.has_section(e.section):
+                    break
+                if e.key is not None and " " not in e.section and cp.has_option(e.section, e.key):
+                    cp.remove_option(e.section, e.key)
+                else:
+                    cp.remove_section(e.section)
+                continue
+            if after is not None:
+                out.extend(after(cfg))
+            break
+    finally:
+        shutil.rmtree(tmp, True)
+    return out
+
+
+def main(kind, path, stdout=None, stderr=None, load=None, after=None):
     """Print path (an upstream VTY config) as our INI; return the exit status.
 
-    0: converted (lines not mapped one to one are listed on stderr);
-    2: the file cannot be read.
+    0: converted, and the result starts as it is (lines not mapped one to one
+    are listed on stderr); 3: converted, but the result cannot start as it is
+    (every reason on stderr, after the messages); 2: nothing converted: the
+    file cannot be read, or it configures the other program (stdout stays
+    empty). load and after are the program's checks (see start_problems).
     """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -8079,8 +8432,18 @@ def main(kind, path, stdout=None, stderr=None):
             data = f.read()
     except OSError as e:
         stderr.write("%s: --import-vty %s: %s\n" % (prog, path, e.strerror or e))
-        return 2
+        return EXIT_UNUSABLE
     text = data.decode("utf-8", "replace")
+    imp = Importer(kind, path).run(text)
+    if imp.wrong is not None or not imp.entered:
+        other = imp.wrong or ("client" if kind == "server" else "server")
+        why = ("it configures osmo-pcap-%s" % imp.wrong if imp.wrong else
+               "it has no '%s' node" % kind)
+        stderr.write("%s: --import-vty %s: not an osmo-pcap-%s configuration (%s); nothing "
+                     "converted%s\n" % (prog, path, kind, why,
+                                         "; use %s --import-vty" % PROGRAMS[other]
+                                         if imp.wrong else ""))
+        return EXIT_UNUSABLE
     ini, messages, unmapped = convert(kind, text, path)
     stdout.write(ini)
     stdout.flush()
@@ -8089,8 +8452,14 @@ def main(kind, path, stdout=None, stderr=None):
     if unmapped:
         stderr.write("%s: %d line(s) of %s not converted one to one: review the messages "
                      "above\n" % (prog, unmapped, path))
-    return 0
-
+    problems = start_problems(ini, load, after) if load is not None else []
+    if problems:
+        stderr.write("%s: the result cannot start as it is (%s --check-config would refuse "
+                     "it):\n" % (prog, prog))
+        for p in problems:
+            stderr.write("%s: - %s\n" % (prog, p))
+        return EXIT_CANNOT_START
+    return EXIT_OK
 '''
 # ==================== End file osmo_pcap/vtyimport.py ======================
 

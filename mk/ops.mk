@@ -87,6 +87,11 @@ install: all
 		$(INSTALL) -d $(DESTDIR)$(EXTCAPDIR) && \
 		ln -sfn $(BINDIR)/osmo-pcap-extcap $(DESTDIR)$(EXTCAPDIR)/osmo-pcap-extcap || exit 1; \
 	fi
+	@for f in contrib/*.json; do \
+		[ -e "$$f" ] || continue; \
+		echo "install $$f -> $(DESTDIR)$(DOCDIR)/examples/ (import it into Grafana)"; \
+		$(INSTALL) -m 0644 $$f $(DESTDIR)$(DOCDIR)/examples/$${f##*/} || exit 1; \
+	done
 	@for f in $(MANUAL); do \
 		t=$(DESTDIR)$(DOCDIR)/$${f##*/}; \
 		echo "install $$f -> $$t"; \

@@ -277,3 +277,44 @@ def start_watchdog(loop, env=None):
     sd_notify("WATCHDOG=1", env)
     return loop.call_every(interval / 2.0, sd_notify, "WATCHDOG=1", env)
 
+
+
+def status_wanted(env=None):
+    """Return True when a STATUS= line reaches someone (started by systemd)."""
+    env = os.environ if env is None else env
+    return _notify_address(env) is not None
+
+
+# ------------------------------------------------------------ status figures
+class RateMeter(object):
+    """Per-second rates of cumulative counters between two calls of rates().
+
+    The first call measures from the meter's creation (counters at 0 then).
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.last = (clock(), {})
+
+    def rates(self, values):
+        """Return {name: per second} for values {name: cumulative}, plus 'interval'."""
+        now = self.clock()
+        then, before = self.last
+        self.last = (now, dict(values))
+        dt = now - then
+        out = dict((k, (v - before.get(k, 0)) / dt if dt > 0 else 0.0)
+                   for k, v in values.items())
+        out["interval"] = dt
+        return out
+
+
+def format_duration(seconds):
+    """Return '45s', '12m03s', '5h02m', '3d04h' for a number of seconds."""
+    s = int(max(0, seconds))
+    if s < 60:
+        return "%ds" % s
+    if s < 3600:
+        return "%dm%02ds" % (s // 60, s % 60)
+    if s < 86400:
+        return "%dh%02dm" % (s // 3600, s % 3600 // 60)
+    return "%dd%02dh" % (s // 86400, s % 86400 // 3600)

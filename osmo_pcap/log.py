@@ -307,6 +307,32 @@ def configure(cfg, program="osmo-pcap", env=None, syslog_address=None, stream=No
     return logger
 
 
+def configure_daemon(cfg, program, daemonize, env=None, syslog_address=None, stream=None):
+    """configure() for a daemon started with or without -D; return a note or None.
+
+    -D connects stderr to /dev/null once detached, so `target = stderr` (the
+    default) would lose every line: the log goes to syslog instead, and the
+    returned note says so (doc/operations.md#daemonize). Without a usable
+    syslog socket that is a ConfigError naming [log] target.
+    """
+    note = None
+    if daemonize and cfg.target == "stderr":
+        address = syslog_address or SYSLOG_ADDRESS
+        try:
+            _probe_syslog(address)
+        except OSError as e:
+            raise ConfigError("-D detaches from stderr, and the syslog socket %s is unusable "
+                              "(%s): set target = file (and file = PATH)"
+                              % (address, e.strerror or e), None, "log", "target")
+        cfg = LogConfig(cfg.level, "syslog", cfg.file, cfg.timestamps)
+        note = ("-D: logging to syslog (facility daemon), because stderr is closed once "
+                "detached; [log] target chooses another place")
+    logger = configure(cfg, program, env, syslog_address, stream)
+    if note:
+        logger.info("%s", note)
+    return note
+
+
 def reopen():
     """Reopen the log file (SIGHUP after logrotate); return True if there was one."""
     h = _state["handler"]

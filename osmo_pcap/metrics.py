@@ -133,28 +133,48 @@ def _process_start_time():
 START_TIME = _process_start_time()
 
 
+def _max_fds():
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == getattr(resource, "RLIM_INFINITY", -1) else soft
+
+
 def process_samples(program=None):
-    """Return the process samples every osmo-pcap program exports."""
+    """Return the process samples every osmo-pcap program exports.
+
+    The names and meanings are those of the Prometheus client libraries'
+    process collector (as node_exporter's and most exporters' process_*
+    series), so stock dashboards and alerts work unchanged.
+    """
     t = os.times()
     out = [
-        ("osmo_pcap_process_start_time_seconds", "gauge",
-         "Start time of the process since the Unix epoch in seconds.", None, START_TIME),
-        ("osmo_pcap_process_cpu_seconds_total", "counter",
-         "User and system CPU time spent in seconds.", None, t[0] + t[1]),
+        ("process_start_time_seconds", "gauge",
+         "Start time of the process since unix epoch in seconds.", None, START_TIME),
+        ("process_cpu_seconds_total", "counter",
+         "Total user and system CPU time spent in seconds.", None, t[0] + t[1]),
     ]
     try:
         with open("/proc/self/statm", "r") as f:
-            rss_pages = int(f.read().split()[1])
-        out.append(("osmo_pcap_process_resident_memory_bytes", "gauge",
-                    "Resident memory size in bytes.", None,
-                    rss_pages * os.sysconf("SC_PAGE_SIZE")))
+            fields = f.read().split()
+        page = os.sysconf("SC_PAGE_SIZE")
+        out.append(("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                    None, int(fields[0]) * page))
+        out.append(("process_resident_memory_bytes", "gauge",
+                    "Resident memory size in bytes.", None, int(fields[1]) * page))
     except (OSError, ValueError, IndexError):
         pass
     try:
-        out.append(("osmo_pcap_process_open_fds", "gauge", "Number of open file descriptors.",
+        out.append(("process_open_fds", "gauge", "Number of open file descriptors.",
                     None, len(os.listdir("/proc/self/fd"))))
     except OSError:
         pass
+    limit = _max_fds()
+    if limit is not None:
+        out.append(("process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                    None, limit))
     labels = {"version": __version__}
     if program:
         labels["program"] = program

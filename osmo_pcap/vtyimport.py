@@ -10,8 +10,12 @@ on stderr with its line number, so an operator can review the few that
 matter.
 """
 
+import configparser
+import os
 import re
+import shutil
 import sys
+import tempfile
 from collections import OrderedDict
 
 from osmo_pcap import rotation
@@ -42,7 +46,7 @@ COMMON_CONFIG_CMDS = [
     ("log gsmtap HOST", "log_target_other"),
     ("log alarms <2-32700>", "log_target_other"),
     ("line vty", "line_vty"),
-    ("stats interval <0-65535>", "stats_line"),
+    ("stats interval <0-65535>", "stats_interval"),
     ("stats reporter (statsd|log)", "stats_reporter"),
     ("stats reporter (statsd|log) NAME", "stats_reporter"),
     ("stats-tcp .REST", "stats_line"),
@@ -275,6 +279,8 @@ class Importer(object):
         self.log_cats = []
         self.log_target_line = None
         self.unmapped = 0
+        self.wrong = None   # the other program's name when its node was found
+        self.entered = False  # the program's own node (server / client) was found
 
     # ------------------------------------------------ messages and values
     def report(self, what, text):
@@ -367,14 +373,17 @@ class Importer(object):
     # ------------------------------------------------ top level
     def enter_server(self):
         self.section("server")
+        self.entered = True
         return ("server",)
 
     def enter_client(self):
         self.section("client")
+        self.entered = True
         return ("client",)
 
     def wrong_kind(self):
         other = "client" if self.kind == "server" else "server"
+        self.wrong = other
         self.report("error", "this looks like an osmo-pcap-%s configuration: use %s "
                              "--import-vty" % (other, PROGRAMS[other]))
         return ("ignore",)
@@ -418,6 +427,18 @@ class Importer(object):
     def stats_line(self, *args):
         self.report("unsupported", "no statsd/log stats reporter: use [metrics] listen "
                                    "(Prometheus)")
+        return None
+
+    def stats_interval(self, n):
+        # upstream: how often the stats reporters run; here: how often the
+        # counters are logged (there is no statsd reporter; [metrics] serves them)
+        sec = "server" if self.kind == "server" else "client"
+        if n == "0":
+            self.set(sec, "stats_interval", "off" if sec == "server" else "0")
+        else:
+            self.set(sec, "stats_interval", n + "s")
+        self.report("note", "written as stats_interval: the counters are logged this often; "
+                            "for a statsd-like feed use [metrics] listen (Prometheus)")
         return None
 
     def stats_reporter(self, *args):
@@ -761,6 +782,18 @@ class Importer(object):
             levels.append(level)
         if levels:
             self.set("log", "level", min(levels, key=VERBOSITY.index))
+        if self.kind == "server":
+            owner = {}
+            for sec in [n for n in self.sections if n.startswith("client ")]:
+                ip = self.sections[sec].get("ip")
+                if ip in owner:
+                    self.at(sec)
+                    self.report("note", "the address of [%s] as well: upstream took every "
+                                        "connection from %s for the first of them, so this "
+                                        "client's entry was never used; give it its own "
+                                        "address or remove it" % (owner[ip], ip))
+                else:
+                    owner[ip] = sec
         if self.kind == "server" and "server" in self.sections:
             if "base_path" not in self.sections["server"]:
                 self.at("server")
@@ -845,11 +878,71 @@ def convert(kind, text, name="<config>"):
     return imp.ini(name.rsplit("/", 1)[-1]), messages, imp.unmapped
 
 
-def main(kind, path, stdout=None, stderr=None):
+# Exit statuses of --import-vty (doc/migration.md#import-vty)
+EXIT_OK, EXIT_UNUSABLE, EXIT_CANNOT_START = 0, 2, 3
+MAX_PROBLEMS = 20
+
+
+def _ini_parser(text):
+    cp = configparser.ConfigParser(interpolation=None, strict=False,
+                                   inline_comment_prefixes=(";", "#"),
+                                   comment_prefixes=(";", "#"))
+    cp.optionxform = str
+    cp.read_string(text)
+    return cp
+
+
+def start_problems(text, load, after=None):
+    """Return why the INI text cannot start as it is, one line each, every one found.
+
+    load(path) is the program's configuration loader (raising ConfigError);
+    after(cfg) returns the further problems of a loaded configuration (the
+    filter, devices, ...). After each ConfigError the offending key (in a main
+    section) or section is left out and the file loaded again, so one run
+    finds every independent problem.
+    """
+    from osmo_pcap.ini import ConfigError
+    cp = _ini_parser(text)
+    tmp = tempfile.mkdtemp(prefix="osmo-pcap-import-")
+    path = os.path.join(tmp, "imported.ini")
+    out, seen = [], set()
+    try:
+        for _ in range(MAX_PROBLEMS):
+            with open(path, "w") as f:
+                cp.write(f)
+            try:
+                cfg = load(path)
+            except ConfigError as e:
+                where = (e.section, e.key)
+                text_ = "%s%s%s" % ("[%s] " % e.section if e.section else "",
+                                    "%s: " % e.key if e.key else "", e.reason)
+                if where in seen:
+                    break
+                seen.add(where)
+                out.append(text_)
+                if e.section is None or not cp.has_section(e.section):
+                    break
+                if e.key is not None and " " not in e.section and cp.has_option(e.section, e.key):
+                    cp.remove_option(e.section, e.key)
+                else:
+                    cp.remove_section(e.section)
+                continue
+            if after is not None:
+                out.extend(after(cfg))
+            break
+    finally:
+        shutil.rmtree(tmp, True)
+    return out
+
+
+def main(kind, path, stdout=None, stderr=None, load=None, after=None):
     """Print path (an upstream VTY config) as our INI; return the exit status.
 
-    0: converted (lines not mapped one to one are listed on stderr);
-    2: the file cannot be read.
+    0: converted, and the result starts as it is (lines not mapped one to one
+    are listed on stderr); 3: converted, but the result cannot start as it is
+    (every reason on stderr, after the messages); 2: nothing converted: the
+    file cannot be read, or it configures the other program (stdout stays
+    empty). load and after are the program's checks (see start_problems).
     """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -859,8 +952,18 @@ def main(kind, path, stdout=None, stderr=None):
             data = f.read()
     except OSError as e:
         stderr.write("%s: --import-vty %s: %s\n" % (prog, path, e.strerror or e))
-        return 2
+        return EXIT_UNUSABLE
     text = data.decode("utf-8", "replace")
+    imp = Importer(kind, path).run(text)
+    if imp.wrong is not None or not imp.entered:
+        other = imp.wrong or ("client" if kind == "server" else "server")
+        why = ("it configures osmo-pcap-%s" % imp.wrong if imp.wrong else
+               "it has no '%s' node" % kind)
+        stderr.write("%s: --import-vty %s: not an osmo-pcap-%s configuration (%s); nothing "
+                     "converted%s\n" % (prog, path, kind, why,
+                                         "; use %s --import-vty" % PROGRAMS[other]
+                                         if imp.wrong else ""))
+        return EXIT_UNUSABLE
     ini, messages, unmapped = convert(kind, text, path)
     stdout.write(ini)
     stdout.flush()
@@ -869,5 +972,11 @@ def main(kind, path, stdout=None, stderr=None):
     if unmapped:
         stderr.write("%s: %d line(s) of %s not converted one to one: review the messages "
                      "above\n" % (prog, unmapped, path))
-    return 0
-
+    problems = start_problems(ini, load, after) if load is not None else []
+    if problems:
+        stderr.write("%s: the result cannot start as it is (%s --check-config would refuse "
+                     "it):\n" % (prog, prog))
+        for p in problems:
+            stderr.write("%s: - %s\n" % (prog, p))
+        return EXIT_CANNOT_START
+    return EXIT_OK

@@ -46,6 +46,36 @@ def require_tool(name):
     return path
 
 
+# make test-deps unpacks Debian's prometheus package here (promtool only, no service)
+PROMTOOL_DIR = os.environ.get("OSMO_PCAP_PROMTOOL_DIR", "/var/tmp/osmo-pcap-promtool")
+
+
+def require_promtool():
+    """Return the path of Prometheus' promtool, or skip (fail under CI)."""
+    path = shutil.which("promtool") or os.path.join(PROMTOOL_DIR, "usr", "bin", "promtool")
+    need(os.access(path, os.X_OK), "promtool is not installed (make test-deps)")
+    return path
+
+
+def can_capture(device="lo"):
+    """Return None if libpcap opens device here, else why not (e.g. under qemu-user,
+    where the ethtool ioctl libpcap needs is not implemented)."""
+    from osmo_pcap.client import libpcap
+    try:
+        h, _ = libpcap.Handle.open_live(libpcap.load(), device, 100)
+    except libpcap.LibpcapError as e:
+        return str(e)
+    h.close()
+    return None
+
+
+def require_capture(device="lo"):
+    """Skip (fail under CI) unless root can open device with libpcap here."""
+    require_root()
+    why = can_capture(device)
+    need(why is None, "cannot capture on %s here: %s" % (device, why))
+
+
 def require_root():
     need(os.geteuid() == 0, "needs root (network namespaces, raw sockets)")
 

@@ -22,3 +22,17 @@ if ! "$zmq_venv/bin/python" -c "import zmq" 2>/dev/null; then
     python3 -m venv "$zmq_venv" && "$zmq_venv/bin/pip" install -q pyzmq
 fi
 echo "test-deps: pyzmq present in $zmq_venv"
+# promtool: Prometheus' linter for the metrics, from Debian's prometheus package,
+# unpacked outside the system (installing the package would start a Prometheus
+# server); tests/support.py looks for it there.
+prom_dir="${OSMO_PCAP_PROMTOOL_DIR:-/var/tmp/osmo-pcap-promtool}"
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$prom_dir/usr/bin/promtool" ]; then
+    tmp=$(mktemp -d)
+    ( cd "$tmp" && chmod 755 . && apt-get download -q prometheus >/dev/null 2>&1 ) || \
+        { apt-get update -q && ( cd "$tmp" && apt-get download -q prometheus >/dev/null ); }
+    mkdir -p "$prom_dir"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+    install -D -m 0755 "$tmp/root/usr/bin/promtool" "$prom_dir/usr/bin/promtool"
+    rm -rf "$tmp"
+fi
+echo "test-deps: promtool present"

@@ -103,33 +103,100 @@ def why(f, rule, cfg, now):
     return rule
 
 
-class Report(object):
-    """Action lines on stdout (always in a dry run, with -v otherwise) and totals."""
+class Progress(object):
+    """One self-overwriting line on a terminal (stderr) while a run works; nothing
+    when stderr is not a terminal (cron, the journal)."""
 
-    def __init__(self, out, show):
+    INTERVAL = 0.5
+
+    def __init__(self, stream, enabled, clock=time.monotonic):
+        self.stream = stream
+        self.enabled = enabled
+        self.clock = clock
+        self.shown = 0
+        self.last = None
+
+    def update(self, text, force=False):
+        if not self.enabled:
+            return
+        now = self.clock()
+        if not force and self.last is not None and now - self.last < self.INTERVAL:
+            return
+        self.last = now
+        text = text[:200]
+        pad = max(0, self.shown - len(text))
+        self._write("\r%s%s" % (text, " " * pad))
+        self.shown = len(text)
+
+    def clear(self):
+        if self.shown:
+            self._write("\r%s\r" % (" " * self.shown))
+            self.shown = 0
+
+    def _write(self, text):
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.enabled = False   # the terminal went away: carry on without it
+
+
+class Report(object):
+    """Action lines on stdout (always in a dry run, with -v otherwise), totals,
+    progress on a terminal and the one-line summary."""
+
+    def __init__(self, out, show, progress=None, clock=time.monotonic):
         self.out = out
         self.show = show
+        self.progress = progress or Progress(None, False)
+        self.clock = clock
+        self.started = clock()
         self.deleted = self.deleted_bytes = 0
         self.compressed = self.bytes_in = self.bytes_out = 0
         self.failed = 0
+        self.stage = "scanning"
+        self.done = self.total = 0
 
-    def line(self, text):
-        if self.show:
-            self.out.write(text + "\n")
-            self.out.flush()
+    def line(self, text, force=False):
+        if self.show or force:
+            self.progress.clear()
+            try:
+                self.out.write(text + "\n")
+                self.out.flush()
+            except (OSError, ValueError):
+                pass   # stdout went away (a closed terminal): the run goes on
 
     def fail(self, fmt, *args):
         self.failed += 1
+        self.progress.clear()
         _log.error(fmt, *args)
 
-    def summary(self, dry_run):
+    def step(self, stage, done, total):
+        """Record where the run is (SIGUSR1, the terminal line)."""
+        self.stage, self.done, self.total = stage, done, total
+        self.progress.update(self.status())
+
+    def status(self):
+        where = "%s %d of %d" % (self.stage, self.done, self.total) if self.total else \
+            self.stage
+        return "%s: %s; so far deleted %d file(s) (%s), compressed %d (%s -> %s), %d " \
+            "failure(s), running %ds" % (PROG, where, self.deleted, human(self.deleted_bytes),
+                                        self.compressed, human(self.bytes_in),
+                                        human(self.bytes_out), self.failed,
+                                        self.clock() - self.started)
+
+    def summary(self, dry_run, force=False):
+        """The closing line: with -v or a dry run, and always under systemd (force)."""
+        self.progress.clear()
+        took = self.clock() - self.started
         if dry_run:
             self.line("would delete %d file(s) (%s), would compress %d file(s) (%s)" % (
                 self.deleted, human(self.deleted_bytes), self.compressed, human(self.bytes_in)))
             return
-        self.line("deleted %d file(s) (%s), compressed %d file(s) (%s -> %s), %d failure(s)" % (
-            self.deleted, human(self.deleted_bytes), self.compressed,
-            human(self.bytes_in), human(self.bytes_out), self.failed))
+        self.line("deleted %d file(s) (%s), compressed %d file(s) (%s -> %s), %d failure(s), "
+                  "in %.1fs" % (self.deleted, human(self.deleted_bytes), self.compressed,
+                                human(self.bytes_in), human(self.bytes_out), self.failed, took),
+                  force=force)
 
 
 # ---------------------------------------------------------------- one run
@@ -140,7 +207,8 @@ def collect(cfg, report, dry_run):
     Return (files, bytes to free per filesystem, a directory naming each filesystem).
     """
     files, need_free, fs_names, seen = [], {}, {}, set()
-    for d in cfg.paths:
+    for i, d in enumerate(cfg.paths):
+        report.step("scanning %s:" % d, i, len(cfg.paths))
         real = os.path.realpath(d)
         if real in seen:
             continue  # the same directory under two names: list its files once
@@ -258,10 +326,11 @@ def compress_one(f, method, level, report, dry_run, min_free=None):
                                                     human(n_in), human(n_out)))
 
 
-def run(cfg, now, dry_run=False, verbose=False, out=None):
+def run(cfg, now, dry_run=False, verbose=False, out=None, report=None):
     """Carry out one cleanup run for cfg at time now; return the exit status."""
-    report = Report(out or sys.stdout, dry_run or verbose)
+    report = report or Report(out or sys.stdout, dry_run or verbose)
     files, need_free, fs_names = collect(cfg, report, dry_run)
+    report.step("planning %d file(s)" % len(files), 0, 0)
     plan = cleanplan.plan(files, now, cfg.default, cfg.clients, cfg.max_bytes, need_free,
                           fs_names)
     for w in plan.warnings:
@@ -269,15 +338,41 @@ def run(cfg, now, dry_run=False, verbose=False, out=None):
     if dry_run and verbose:
         for path, reason in sorted(plan.protected.items()):
             report.line("keep %s (%s)" % (path, reason))
-    for f, rule in plan.delete:
+    for i, (f, rule) in enumerate(plan.delete):
+        report.step("deleting", i, len(plan.delete))
         delete(f, why(f, rule, cfg, now), report, dry_run)
-    for f, method, level in plan.compress:
+    for i, (f, method, level) in enumerate(plan.compress):
+        report.step("compressing", i, len(plan.compress))
         compress_one(f, method, level, report, dry_run, cfg.min_free)
-    report.summary(dry_run)
+    report.summary(dry_run, force=log.under_systemd())
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
 # ---------------------------------------------------------------- command line
+
+def path_problems(cfg):
+    """Return one line per directory of paths (and the lock file's) a run cannot use
+    as this user: missing, not a directory, not readable and writable."""
+    out = []
+    for d in cfg.paths:
+        if not os.path.exists(d):
+            out.append("%s [clean] paths: %s does not exist" % (cfg.path, d))
+        elif not os.path.isdir(d):
+            out.append("%s [clean] paths: %s is not a directory" % (cfg.path, d))
+        elif not os.access(d, os.R_OK | os.W_OK | os.X_OK):
+            out.append("%s [clean] paths: %s is not readable and writable for uid %d (files "
+                       "are deleted and compressed there)" % (cfg.path, d, os.geteuid()))
+    lock_dir = os.path.dirname(cfg.lock_file)
+    if cfg.lock_file and os.path.isdir(lock_dir):
+        if not os.access(lock_dir, os.W_OK | os.X_OK) and not os.access(cfg.lock_file,
+                                                                          os.W_OK):
+            out.append("%s [clean] lock_file: cannot create %s: %s is not writable for uid %d"
+                       % (cfg.path, cfg.lock_file, lock_dir, os.geteuid()))
+    elif cfg.lock_file and lock_dir not in cfg.paths:
+        out.append("%s [clean] lock_file: the directory of %s does not exist"
+                   % (cfg.path, cfg.lock_file))
+    return out
+
 
 def describe(cfg, out):
     """Print the effective configuration (for --check-config)."""
@@ -323,6 +418,39 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write_err(report, text):
+    """Write a line to stderr from a signal handler.
+
+    os.write, not sys.stderr: the handler may run while the run itself is in
+    the middle of a write to sys.stderr, and a buffered stream refuses a
+    reentrant call.
+    """
+    shown, report.progress.shown = report.progress.shown, 0
+    data = ("\r%s\r" % (" " * shown) if shown else "") + text + "\n"
+    try:
+        os.write(2, data.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _status(report):
+    """SIGUSR1: say where the run is."""
+    _write_err(report, report.status())
+
+
+def _ignored(report, signum):
+    """SIGHUP (reopen logs) and SIGUSR2 (rotate): nothing of the kind here."""
+    _write_err(report, "%s: signal %d: the cleanup tool has no log file and writes no "
+                       "trace files; the run goes on" % (PROG, signum))
+
+
 def main(argv=None):
     """Run the program; return the exit status."""
     args = parse_args(argv)
@@ -333,15 +461,26 @@ def main(argv=None):
         sys.stderr.write("%s: %s\n" % (PROG, e))
         return EXIT_CONFIG
     if args.check_config:
+        problems = path_problems(cfg)
+        for p in problems:
+            sys.stderr.write("%s: %s\n" % (PROG, p))
+        if problems:
+            return EXIT_CONFIG
         describe(cfg, sys.stdout)
         return EXIT_OK
+    show = args.dry_run or args.verbose
+    report = Report(sys.stdout, show, Progress(sys.stderr, not show and _isatty(sys.stderr)))
     old = {}
     try:
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        # The signals of all three programs (doc/operations.md#signals).
+        for sig in (signal.SIGTERM, signal.SIGINT):
             old[sig] = signal.signal(sig, _raise_interrupted)
+        old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda n, f: _status(report))
+        old[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda n, f: _ignored(report, n))
+        old[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, lambda n, f: _ignored(report, n))
         if args.dry_run:  # changes nothing, so it needs no lock
-            return run(cfg, time.time(), dry_run=True, verbose=args.verbose)
-        return locked_run(cfg, args.verbose)
+            return run(cfg, time.time(), dry_run=True, verbose=args.verbose, report=report)
+        return locked_run(cfg, args.verbose, report)
     except Interrupted as e:
         sys.stderr.write("%s: stopped by signal %d; temporary files removed\n"
                          % (PROG, e.signum))
@@ -351,7 +490,7 @@ def main(argv=None):
             signal.signal(sig, handler)
 
 
-def locked_run(cfg, verbose):
+def locked_run(cfg, verbose, report=None):
     """Run with the run lock held; exit at once if another run holds it."""
     lock = RunLock(cfg.lock_file)
     try:
@@ -365,6 +504,6 @@ def locked_run(cfg, verbose):
                          % (PROG, cfg.lock_file, e.strerror or e))
         return EXIT_FAILED
     try:
-        return run(cfg, time.time(), verbose=verbose)
+        return run(cfg, time.time(), verbose=verbose, report=report)
     finally:
         lock.release()

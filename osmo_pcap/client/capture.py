@@ -126,6 +126,7 @@ class Source(object):
         self.counters = new_device_counters()
         self.prefix = "device %s" % name
         self.dispatch_max = client.cfg.dispatch_max
+        self.opens = 0
 
     def linktype(self):
         return pcapfile.dlt_to_linktype(self.dlt)
@@ -176,6 +177,7 @@ class Device(Source):
         self.last_stats = None
         self.failures = 0
         self.last_why = None
+        self.waiting_why = None    # why the device is not capturing now (STATUS=)
         self.refused_dlt = None
 
     def open(self, fatal=False):
@@ -202,7 +204,9 @@ class Device(Source):
             if not c.accept_dlt(self, dlt):
                 h.close()
                 self.refused_dlt = dlt
+                self.waiting_why = "link type %d differs from the stream's" % dlt
                 self._schedule_retry()
+                c.device_changed()
                 return False
             self._ignore_outgoing(h)
         except libpcap.LibpcapError as e:
@@ -219,12 +223,15 @@ class Device(Source):
             self.ifindex = None
         self.last_stats = None
         self.counters["up"] = 1
+        self.opens += 1
         c.log.info("%s: capturing (%s, link type %d)", self.prefix, h.datalink_name(),
                    self.linktype())
         self.refused_dlt = None
+        self.waiting_why = None
         if self.fd >= 0:
             c.loop.add_reader(self.fd, self.on_readable)
         self.poll_stats()
+        c.device_changed()
         return True
 
     def _ignore_outgoing(self, h):
@@ -244,11 +251,13 @@ class Device(Source):
         # A device that stays broken (down, absent) logs its reason once, then
         # every 60th attempt; a new reason is logged at once.
         self.failures += 1
+        self.waiting_why = why
         if why != self.last_why or self.failures % 60 == 0:
             self.last_why = why
             self.client.log.error("%s: %s; retrying every %gs", self.prefix, why,
                                   self.client.cfg.reopen_interval)
         self._schedule_retry()
+        self.client.device_changed()
 
     def _schedule_retry(self):
         if self.retry is None and not self.client.stopping:
@@ -267,6 +276,17 @@ class Device(Source):
         if self.retry is not None:
             self.retry.cancel()
             self.retry = None
+
+    def describe_state(self):
+        """One line for the status report (SIGUSR1)."""
+        c = self.counters
+        if self.handle is not None:
+            state = "capturing"
+        else:
+            state = "waiting: %s" % (self.waiting_why or "not open yet")
+        return "%s: %s; captured %d, pcap recv %d drop %d ifdrop %d, errors %d, opened %d " \
+            "time(s)" % (self.prefix, state, c["captured:pkts"], c["pcap:recv"], c["pcap:drop"],
+                         c["pcap:ifdrop"], c["pcap:err"], self.opens)
 
     def fail(self, why):
         """The open handle broke: count, close, reopen later."""
@@ -345,7 +365,13 @@ class FileSource(Source):
                 raise
         self._attach(h)
         self.counters["up"] = 1
+        self.opens += 1
         return h
+
+    def describe_state(self):
+        return "%s: %s, %d packet(s) read" % (
+            self.prefix, "finished" if self.finished else "replaying",
+            self.counters["captured:pkts"])
 
     def run_round(self):
         if self.handle is None or self.finished:

@@ -26,6 +26,7 @@ out where it changes.
 import collections
 import os
 import random
+import socket
 import time
 
 from osmo_pcap import wire
@@ -56,10 +57,24 @@ def new_server_counters():
     c = {"server:connect": 0, "server:connected": 0, "client:queue_err": 0,
          "client:write_err": 0, "sent:bytes": 0, "sent:frames_lost": 0,
          "spool:dropped_pkts": 0, "ipip:skipped": 0, "ipip:sent": 0,
-         "ack:mode": 0, "ack:acked": 0, "ack:resent": 0, "ack:timeouts": 0}
+         "ack:mode": 0, "ack:acked": 0, "ack:resent": 0, "ack:timeouts": 0,
+         "sent:pkts": 0}
     for reason in LOSS_REASONS:
         c["lost:" + reason] = 0
     return c
+
+
+def resolve(host, port):
+    """Return the address to dial for host (a name or an address); raise OSError."""
+    info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    addr = info[4]
+    if info[0] == socket.AF_INET6 and len(addr) > 3 and addr[3]:
+        return host   # a scoped IPv6 address: its zone only survives as text
+    return addr[0]
+
+
+def _secs(delay):
+    return "%.1fs" % delay
 
 
 def tls_wrapper(tls):
@@ -145,6 +160,11 @@ class Forwarder(object):
         self.send_seq = 0            # acknowledged mode: the number the server expects next
         self.piece = min(1 << 20, cfg.queue_size // 4)
         self.prefix = "server %s (%s:%s)" % (cfg.name, cfg.host, cfg.port)
+        self.address = None        # the address last dialled (host resolved)
+        # on_address(forwarder, address) runs before each connection attempt, with
+        # the address about to be dialled: the client keeps its own traffic out of
+        # the capture with it (detect_loop).
+        self.on_address = None
 
     # -------------------------------------------------------------- state
     def start(self):
@@ -162,12 +182,24 @@ class Forwarder(object):
         self.counters["server:connect"] += 1
         c = self.cfg
         try:
-            self.dialing = self.dial(self.loop, c.host, c.port, c.source_ip, self.wrap,
+            # Resolved here, once per attempt: the address dialled is the one the
+            # capture excludes, also when a name has several addresses.
+            host = resolve(c.host, c.port)
+        except OSError as e:
+            self.log.warning("%s: cannot resolve %s: %s; next attempt in %s", self.prefix,
+                             c.host, why(e), _secs(self._schedule_retry()))
+            return
+        if host != self.address:
+            self.address = host
+            if self.on_address is not None:
+                self.on_address(self, host)
+        try:
+            self.dialing = self.dial(self.loop, host, c.port, c.source_ip, self.wrap,
                                      self._established, self._dial_failed, c.ack_timeout)
         except OSError as e:
-            # Synchronous failures (DNS, no route) are retried too.
-            self.log.warning("%s: cannot connect: %s", self.prefix, why(e))
-            self._schedule_retry()
+            # Synchronous failures (no route, bad source_ip) are retried too.
+            self.log.warning("%s: cannot connect: %s; next attempt in %s", self.prefix,
+                             why(e), _secs(self._schedule_retry()))
             return
         self.state = CONNECTING
 
@@ -176,10 +208,12 @@ class Forwarder(object):
         self._lost(reason)
 
     def _schedule_retry(self):
+        """Plan the next attempt; return its delay in seconds."""
         self.state = WAITING
         delay = self.delay * (0.75 + 0.5 * self.rng())
         self.delay = min(self.delay * 2, self.cfg.reconnect_max)
         self.timer = self.loop.call_later(delay, self._attempt)
+        return delay
 
     def _established(self, transport):
         self.dialing = None
@@ -244,11 +278,12 @@ class Forwarder(object):
         self._rewind()
         self._close_transport()
         self.counters["server:connected"] = 0
+        delay = _secs(self._schedule_retry())
         if was_up:
-            self.log.warning("%s: connection lost: %s", self.prefix, why_)
+            self.log.warning("%s: connection lost: %s; reconnecting in %s", self.prefix,
+                             why_, delay)
         else:
-            self.log.warning("%s: %s", self.prefix, why_)
-        self._schedule_retry()
+            self.log.warning("%s: %s; next attempt in %s", self.prefix, why_, delay)
 
     def _close_transport(self):
         if self.hello_timer is not None:
@@ -285,6 +320,7 @@ class Forwarder(object):
             head = q[0]
             end, n = complete_frames(head.data, 0, self.send_off)
             if n:
+                self.counters["sent:pkts"] += n
                 self._release_front(head, n, end)
         self.send_idx = self.send_off = 0
 
@@ -436,6 +472,7 @@ class Forwarder(object):
                 continue
             # the whole chunk is out
             if plain:
+                self.counters["sent:pkts"] += chunk.count
                 self._release_front(chunk, chunk.count, len(data))
             else:
                 self.send_idx += 1
@@ -603,6 +640,11 @@ class Forwarder(object):
         if self.loss_timer is not None:
             self.loss_timer.cancel()
             self.loss_timer = None
+
+    @property
+    def delivered(self):
+        """Frames delivered: acknowledged, or (plain protocol) taken whole by the kernel."""
+        return self.counters["ack:acked"] + self.counters["sent:pkts"]
 
     def queue_figures(self):
         """Return (queued bytes, spool bytes, spool files)."""

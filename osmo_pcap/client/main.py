@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import signal
+import socket
 import sys
 
 from osmo_pcap import __version__, COPYRIGHT
@@ -20,13 +21,15 @@ from osmo_pcap.client import capture
 from osmo_pcap.client import config as clientconfig
 from osmo_pcap.client import libpcap
 from osmo_pcap import daemon, metrics, vtyimport
-from osmo_pcap.ini import ConfigError
+from osmo_pcap.ini import ConfigError, suggest
 from osmo_pcap.client.forward import LOSS_REASONS, UP, Forwarder
 from osmo_pcap.client.ipip import IpipSender
 from osmo_pcap.client.gprs import GprsFilter
+from osmo_pcap.client import privileges
 from osmo_pcap.loop import Loop
 
-PCAP_STATS_INTERVAL = 10.0   # libpcap statistics are polled this often
+PCAP_STATS_INTERVAL = 10.0   # libpcap statistics are polled this often (and when read)
+STATUS_INTERVAL = 10.0       # systemd's STATUS= line is refreshed this often
 READ_FILE_IDLE = 0.02
 
 
@@ -34,20 +37,29 @@ class StartupError(Exception):
     """A problem that stops start-up; str() is the message for the user."""
 
 
-def build_filter(cfg):
-    """Return the effective filter: the user's, minus our own traffic (detect_loop)."""
+def exclusion_filter(peers):
+    """Return the filter text that leaves out our own traffic (detect_loop).
+
+    peers: [(protocol, address, port)] of the servers connected to or being
+    dialled, by address: a host name never reaches libpcap, so a name that
+    does not resolve cannot stop the capture (doc/client.md#detect-loop).
+    """
     parts = []
-    if cfg.detect_loop:
-        for s in cfg.servers:
-            if s.protocol == "ipip":
-                parts.append("not (host %s and ip proto 4)" % s.host)
-            else:
-                parts.append("not (host %s and tcp port %d)" % (s.host, s.port))
-    if not parts:
-        return cfg.filter   # unchanged, so the pcapng if_filter matches upstream's
-    if cfg.filter:
-        parts.insert(0, "(%s)" % cfg.filter)
+    for proto, addr, port in sorted(set(peers), key=lambda p: (p[1], p[2], p[0])):
+        if proto == "ipip":
+            parts.append("not (host %s and ip proto 4)" % addr)
+        else:
+            parts.append("not (host %s and tcp port %d)" % (addr, port))
     return " and ".join(parts)
+
+
+def combine_filters(user, exclusion):
+    """Return the filter installed in libpcap: the user's and the exclusion."""
+    if not exclusion:
+        return user
+    if user:
+        return "(%s) and %s" % (user, exclusion)
+    return exclusion
 
 
 def new_client_counters():
@@ -69,7 +81,8 @@ class Client(object):
         self.batch_base = 0        # captured:pkts when the batch was last handed on
         self.max_caplen = clientconfig.MAX_CAPLEN[cfg.file_format]
         self.gprs = GprsFilter(cfg.gprs_ports, self.log) if cfg.gprs_filter else None
-        self.filter_expr = build_filter(cfg)
+        self.peers = {}            # server name -> (protocol, address, port) (detect_loop)
+        self.filter_expr = cfg.filter   # what live handles have installed
         self.library = None
         self.sources = []
         self.file_source = None
@@ -82,6 +95,10 @@ class Client(object):
         self.stopping = False
         self.exit_status = 0
         self.tick_interval = cfg.capture_timeout
+        self.ready = False         # READY=1 sent: every device captured at least once
+        self.started_at = self.loop.clock()
+        self.stats_rates = daemon.RateMeter(self.loop.clock)
+        self.status_rates = daemon.RateMeter(self.loop.clock)
 
     # -------------------------------------------------------------- start-up
     def start(self, detach=None):
@@ -111,13 +128,17 @@ class Client(object):
     def check_filter(self):
         """Compile the filter once up front: an invalid one stops start-up
         (doc/protocol.md#diff-filter)."""
-        if not self.filter_expr:
+        if not self.cfg.filter:
             return
         h = libpcap.Handle.open_dead(self.library, libpcap.DLT_EN10MB, self.cfg.snaplen)
         try:
-            h.check_filter(self.filter_expr)
+            h.check_filter(self.cfg.filter)
         except libpcap.LibpcapError as e:
-            raise StartupError("%s [client] filter: %s" % (self.cfg.path, e))
+            hint = ""
+            if "unknown host" in str(e):
+                hint = " (libpcap resolves host names when it compiles the filter, so " \
+                       "DNS must answer at start-up; write addresses to avoid that)"
+            raise StartupError("%s[client] filter: %s%s" % (_at(self.cfg), e, hint))
         finally:
             h.close()
 
@@ -126,7 +147,8 @@ class Client(object):
             if not s.enabled:
                 self.log.info("server %s: enabled = no, not connecting", s.name)
             elif s.protocol == "ipip":
-                sender = IpipSender(s, self.log)
+                sender = IpipSender(s, self.log, self.loop)
+                sender.on_address = self.peer_address
                 try:
                     sender.start()
                 except OSError as e:
@@ -134,10 +156,36 @@ class Client(object):
                 self.ipip.append(sender)
             else:
                 try:
-                    self.forwarders.append(Forwarder(s, self.loop, self.log))
+                    fwd = Forwarder(s, self.loop, self.log)
                 except OSError as e:
                     raise StartupError("%s [server %s] spool_dir: %s" % (
                         self.cfg.path, s.name, e.strerror or e))
+                fwd.on_address = self.peer_address
+                self.forwarders.append(fwd)
+
+    # -------------------------------------------------------------- detect_loop
+    def peer_address(self, conn, address):
+        """A connection is about to use address: keep its traffic out of the capture.
+
+        Only the BPF program of the open handles changes; the link header (and
+        its pcapng if_filter, the configured filter) stays, so a reconnect
+        starts no new trace file.
+        """
+        if not self.cfg.detect_loop:
+            return
+        cfg = conn.cfg
+        self.peers[conn.name] = (cfg.protocol, address, cfg.port or 0)
+        expr = combine_filters(self.cfg.filter, exclusion_filter(self.peers.values()))
+        if expr == self.filter_expr:
+            return
+        self.filter_expr = expr
+        self.log.info("detect_loop: capture filter now %r", expr)
+        for dev in self.sources:
+            if dev.handle is not None and dev is not self.file_source:
+                try:
+                    dev.handle.set_filter(expr)
+                except libpcap.LibpcapError as e:
+                    self.log.error("%s: %s", dev.prefix, e)
 
     def open_sources(self):
         """Open the capture file or every device; absent devices are retried later."""
@@ -173,6 +221,7 @@ class Client(object):
                     self.tick_interval = min(self.tick_interval, req)
 
     def drop_privileges(self):
+        """Switch to user/group, keeping CAP_NET_RAW to reopen devices (privileges.py)."""
         cfg = self.cfg
         if not cfg.user and not cfg.group:
             return
@@ -185,14 +234,16 @@ class Client(object):
             for conn in self.forwarders:
                 if conn.spool is not None:
                     _chown_tree(conn.spool.dir, uid if uid is not None else -1, gid)
-            os.setgroups([])
-            os.setgid(gid)
-            if uid is not None:
-                os.setuid(uid)
-        except (OSError, KeyError) as e:
+            warnings = privileges.switch_user(uid, gid)
+        except (OSError, KeyError, privileges.PrivilegeError) as e:
             raise StartupError("cannot drop privileges to user %s group %s: %s"
                                % (cfg.user, cfg.group, e))
-        self.log.info("running as user %s group %s", cfg.user or os.getuid(), cfg.group or gid)
+        for w in warnings:
+            self.log.warning("%s", w)
+        kept = privileges.current().get("CapEff", 0) if uid is not None else None
+        self.log.info("running as user %s group %s%s", cfg.user or os.getuid(),
+                      cfg.group or gid, "" if kept is None else
+                      ", keeping %s to reopen devices" % privileges.describe(kept))
 
     def start_connections(self):
         self.started = True
@@ -208,13 +259,33 @@ class Client(object):
             loop.call_every(PCAP_STATS_INTERVAL, self.poll_stats)
         if self.cfg.stats_interval > 0:
             loop.call_every(self.cfg.stats_interval, self.log_stats)
-        loop.on_signal(signal.SIGUSR2, lambda signum: self.log_stats())
-        # The server rotates on SIGUSR1; a client has no files, so a stray
-        # SIGUSR1 (e.g. sent to every osmo-pcap process) only logs the counters.
-        loop.on_signal(signal.SIGUSR1, lambda signum: self.log_stats())
+        if daemon.status_wanted():
+            loop.call_every(STATUS_INTERVAL, self.report_state)
+        # The signals of all three programs (doc/operations.md#signals).
+        loop.on_signal(signal.SIGUSR1, self.on_status_signal)
+        loop.on_signal(signal.SIGUSR2, self.on_rotate_signal)
         loop.on_signal(signal.SIGTERM, self.on_stop_signal)
         loop.on_signal(signal.SIGINT, self.on_stop_signal)
-        loop.on_signal(signal.SIGHUP, lambda signum: log.reopen())
+        loop.on_signal(signal.SIGHUP, self.on_hup_signal)
+
+    def on_hup_signal(self, signum):
+        if log.reopen():
+            self.log.info("SIGHUP: log file reopened")
+        else:
+            self.log.info("SIGHUP: no log file to reopen")
+
+    def on_status_signal(self, signum):
+        self.log.info("SIGUSR1: status")
+        self.log_stats()
+        for dev in self.sources:
+            self.log.info("status: %s", dev.describe_state())
+        self.report_state()   # systemd's STATUS= line too
+
+    def on_rotate_signal(self, signum):
+        # The server cuts its trace files on SIGUSR2; a client has none, so a
+        # SIGUSR2 sent to every osmo-pcap process changes nothing here.
+        self.log.info("SIGUSR2: the client writes no trace files; nothing to rotate "
+                      "(SIGUSR1 logs the status)")
 
     # -------------------------------------------------------------- link header
     def _encode_header(self, snaplen, devices):
@@ -223,8 +294,11 @@ class Client(object):
             return pcapfile.encode_global_header(snaplen, pcapfile.dlt_to_linktype(devices[0][1]))
         parts = [pcapng.encode_shb()]
         for name, dlt in devices:
+            # if_filter is the configured filter, not the installed one: the
+            # detect_loop exclusion changes with the connected addresses, and a
+            # new header would start a new trace file on every reconnect.
             parts.append(pcapng.encode_idb(pcapfile.dlt_to_linktype(dlt), snaplen,
-                                           if_name=name, if_filter=self.filter_expr))
+                                           if_name=name, if_filter=self.cfg.filter))
         return b"".join(parts)
 
     def _device_dlts(self):
@@ -351,6 +425,57 @@ class Client(object):
             src.close()
         self.loop.close()
 
+    # -------------------------------------------------------------- readiness
+    def device_changed(self):
+        """A device opened or failed: tell systemd (READY=1 once all capture)."""
+        if not self.started or self.stopping:
+            return
+        self.report_state()
+
+    def waiting_devices(self):
+        return [d for d in self.sources if d.handle is None and d is not self.file_source]
+
+    def report_state(self):
+        """Send READY=1 once every device captures, and the STATUS= line."""
+        text = self.status_text()
+        if not self.ready and not self.waiting_devices() and self.started:
+            self.ready = True
+            if self.file_source is None:
+                self.log.info("all %d device(s) capturing", len(self.sources))
+            daemon.notify_ready(text)
+        else:
+            daemon.notify_status(text)
+
+    def status_text(self):
+        """One line for systemd: what waits and why, then the rates."""
+        waiting = self.waiting_devices()
+        parts = []
+        for d in waiting:
+            parts.append("waiting for device %s (%s; retrying every %gs)"
+                         % (d.name, d.waiting_why or "not open yet", self.cfg.reopen_interval))
+        capturing = [d.name for d in self.sources if d.handle is not None]
+        if self.file_source is not None:
+            head = "replaying %s" % self.file_source.path
+        elif capturing:
+            head = "capturing on %s" % " ".join(capturing)
+        else:
+            head = "capturing on no device"
+        conns = self.forwarders + self.ipip
+        r = self.status_rates.rates(self._rate_values())
+        line = "%s: %s pkts/s captured, %s pkts/s forwarded" % (
+            head, _rate(r["captured"]), _rate(r["forwarded"]))
+        for c in conns:
+            q, sp, _ = c.queue_figures()
+            line += "; server %s %s%s, queue %s%s" % (
+                c.name, c.state, " (acknowledged)" if c.counters["ack:mode"] else "",
+                human_bytes(q), ", spool %s" % human_bytes(sp) if c.spool is not None else "")
+        return "; ".join(parts + [line])
+
+    def _rate_values(self):
+        return {"captured": self.counters["captured:pkts"],
+                "bytes": self.counters["captured:bytes"],
+                "forwarded": sum(c.delivered for c in self.forwarders + self.ipip)}
+
     # -------------------------------------------------------------- figures
     def totals(self):
         """Global counters including the per-server sums (doc/client.md#counters)."""
@@ -361,98 +486,130 @@ class Client(object):
         out["gprs:dropped"] = self.gprs.dropped if self.gprs else 0
         return out
 
+    def fresh_stats(self):
+        """Fold libpcap's current statistics in (they are polled every 10 s otherwise)."""
+        for dev in self.sources:
+            if dev is not self.file_source:
+                dev.poll_stats()
+
     def log_stats(self):
+        self.fresh_stats()
         t = self.totals()
+        r = self.stats_rates.rates(self._rate_values())
         self.log.info("stats: captured %d pkts %d bytes, too_big %d, pcap recv %d drop %d "
-                      "ifdrop %d, pcap_err %d, queue_err %d, gprs dropped %d",
+                      "ifdrop %d, pcap_err %d, queue_err %d, gprs dropped %d; %s pkts/s "
+                      "%s/s captured, %s pkts/s forwarded over %s, uptime %s",
                       t["captured:pkts"], t["captured:bytes"], t["bpf:too_big"], t["pcap:recv"],
                       t["pcap:drop"], t["pcap:ifdrop"], t["client:pcap_err"],
-                      t["client:queue_err"], t["gprs:dropped"])
+                      t["client:queue_err"], t["gprs:dropped"], _rate(r["captured"]),
+                      human_bytes(r["bytes"]), _rate(r["forwarded"]),
+                      daemon.format_duration(r["interval"]),
+                      daemon.format_duration(self.loop.clock() - self.started_at))
         for c in self.forwarders + self.ipip:
             q, sp, files = c.queue_figures()
             k = c.counters
             self.log.info("stats: server %s %s%s, connects %d, queued %d bytes, spool %d bytes "
-                          "in %d file(s), dropped %d (%s), acknowledged %d, ack timeouts %d",
+                          "in %d file(s), dropped %d (%s), acknowledged %d, ack timeouts %d, "
+                          "forwarded %d",
                           c.name, c.state, ", acknowledged mode" if k["ack:mode"] else "",
                           k["server:connect"], q, sp, files, k["client:queue_err"],
-                          " ".join("%s %d" % (r, k["lost:" + r]) for r in LOSS_REASONS),
-                          k["ack:acked"], k["ack:timeouts"])
+                          " ".join("%s %d" % (r_, k["lost:" + r_]) for r_ in LOSS_REASONS),
+                          k["ack:acked"], k["ack:timeouts"], c.delivered)
 
     def metric_samples(self):
-        """Return [(name, type, help, labels, value)] with Prometheus-style names."""
+        """Return [(name, type, help, labels, value)] (doc/operations.md#metrics)."""
+        self.fresh_stats()
         t = self.totals()
         out = []
 
         def add(name, kind, text, value, **labels):
             out.append(("osmo_pcap_client_" + name, kind, text, labels, value))
 
-        add("captured_packets_total", "counter", "Frames handed to the servers", t["captured:pkts"])
-        add("captured_bytes_total", "counter", "Captured bytes handed to the servers",
-            t["captured:bytes"])
+        add("captured_packets_total", "counter",
+            "Frames captured and handed to the servers, after the filters (captured:pkts)",
+            t["captured:pkts"])
+        add("captured_bytes_total", "counter",
+            "Captured bytes (caplen) of those frames (captured:bytes)", t["captured:bytes"])
         add("truncated_packets_total", "counter", "Frames cut by snaplen (bpf:too_big)",
             t["bpf:too_big"])
         add("cut_packets_total", "counter", "read_file records cut to snaplen",
             t["client:too_large"])
         add("gprs_dropped_packets_total", "counter", "Frames dropped by gprs_filter",
             t["gprs:dropped"])
-        add("pcap_errors_total", "counter", "libpcap read and stats errors", t["client:pcap_err"])
+        add("devices_waiting", "gauge", "Configured devices not capturing now",
+            len(self.waiting_devices()))
         for dev in self.sources:
             c = dev.counters
-            add("device_up", "gauge", "1 while the device is capturing", c["up"], device=dev.name)
-            add("pcap_received_total", "counter", "libpcap ps_recv", c["pcap:recv"],
-                device=dev.name)
-            add("pcap_dropped_total", "counter", "libpcap ps_drop (kernel buffer full)",
-                c["pcap:drop"], device=dev.name)
-            add("pcap_ifdropped_total", "counter", "libpcap ps_ifdrop", c["pcap:ifdrop"],
-                device=dev.name)
-            add("device_errors_total", "counter", "libpcap errors on the device", c["pcap:err"],
-                device=dev.name)
+            lab = {"device": dev.name}
+            add("device_up", "gauge", "1 while the device is capturing", c["up"], **lab)
             add("device_captured_packets_total", "counter", "Frames captured on the device",
-                c["captured:pkts"], device=dev.name)
+                c["captured:pkts"], **lab)
+            add("device_received_packets_total", "counter",
+                "Packets the kernel passed the filter (libpcap ps_recv, pcap:recv)",
+                c["pcap:recv"], **lab)
+            add("device_dropped_packets_total", "counter",
+                "Packets dropped for want of room in the kernel buffer (ps_drop, pcap:drop)",
+                c["pcap:drop"], **lab)
+            add("device_interface_dropped_packets_total", "counter",
+                "Packets dropped by the interface or its driver (ps_ifdrop, pcap:ifdrop)",
+                c["pcap:ifdrop"], **lab)
+            add("device_errors_total", "counter", "libpcap errors on the device (pcap:err)",
+                c["pcap:err"], **lab)
+            add("device_opens_total", "counter", "Times the device was opened", dev.opens,
+                **lab)
         for conn in self.forwarders + self.ipip:
             c = conn.counters
             q, sp, files = conn.queue_figures()
-            add("server_connects_total", "counter", "Connection attempts",
-                c["server:connect"], server=conn.name)
-            add("server_connected", "gauge", "1 while connected", c["server:connected"],
-                server=conn.name)
-            add("server_dropped_packets_total", "counter",
-                "Frames given up for any reason (client:queue_err)",
-                c["client:queue_err"], server=conn.name)
+            lab = {"server": conn.name}
+            add("server_connection_attempts_total", "counter", "Connection attempts "
+                "(server:connect)", c["server:connect"], **lab)
+            add("server_connected", "gauge", "1 while connected", c["server:connected"], **lab)
             for reason in LOSS_REASONS:
                 add("server_lost_packets_total", "counter",
-                    "Frames given up, by reason: queue_full, spool_full, too_old, exit",
-                    c["lost:" + reason], server=conn.name, reason=reason)
-            add("server_acknowledged_mode", "gauge",
-                "1 while the connection delivers with acknowledgements", c["ack:mode"],
-                server=conn.name)
-            add("server_acked_packets_total", "counter",
-                "Frames the server acknowledged as stored", c["ack:acked"], server=conn.name)
-            add("server_resent_packets_total", "counter",
-                "Frames sent again after a reconnect (not acknowledged before)",
-                c["ack:resent"], server=conn.name)
-            add("server_ack_timeouts_total", "counter",
-                "Connections given up for want of acknowledgements (ack_timeout)",
-                c["ack:timeouts"], server=conn.name)
-            add("server_write_errors_total", "counter", "Send errors", c["client:write_err"],
-                server=conn.name)
-            add("server_sent_bytes_total", "counter", "Bytes sent", c["sent:bytes"],
-                server=conn.name)
-            add("server_queue_bytes", "gauge", "Bytes waiting in memory", q, server=conn.name)
-            add("server_queue_limit_bytes", "gauge", "queue_size", conn.cfg.queue_size,
-                server=conn.name)
-            spool = conn.spool
-            if spool is not None:
-                add("server_spool_bytes", "gauge", "Bytes waiting in the spool", sp,
-                    server=conn.name)
-                add("server_spool_files", "gauge", "Spool files", files, server=conn.name)
-                add("server_spool_dropped_packets_total", "counter",
-                    "Spooled frames dropped beyond spool_max or on errors",
-                    spool.dropped_frames, server=conn.name)
+                    "Frames given up, by reason: queue_full, spool_full, too_old, exit "
+                    "(their sum is client:queue_err)", c["lost:" + reason], reason=reason,
+                    **lab)
+            add("server_forwarded_packets_total", "counter",
+                "Frames delivered: acknowledged by the server, or (plain protocol, ipip) "
+                "taken by the kernel", conn.delivered, **lab)
+            add("server_write_errors_total", "counter", "Send errors (client:write_err)",
+                c["client:write_err"], **lab)
+            add("server_sent_bytes_total", "counter", "Bytes sent, framing included",
+                c["sent:bytes"], **lab)
             if conn.cfg.protocol == "ipip":
                 add("server_ipip_skipped_packets_total", "counter",
-                    "Frames not sent over IPIP (not IPv4)", c["ipip:skipped"], server=conn.name)
+                    "Frames not sent over IPIP (not IPv4)", c["ipip:skipped"], **lab)
+                continue
+            add("server_acknowledged_mode", "gauge",
+                "1 while the connection delivers with acknowledgements", c["ack:mode"], **lab)
+            add("server_acknowledged_packets_total", "counter",
+                "Frames the server acknowledged as stored", c["ack:acked"], **lab)
+            add("server_resent_packets_total", "counter",
+                "Frames sent again after a reconnect (not acknowledged before)",
+                c["ack:resent"], **lab)
+            add("server_ack_timeouts_total", "counter",
+                "Connections given up for want of acknowledgements (ack_timeout)",
+                c["ack:timeouts"], **lab)
+            add("server_queue_bytes", "gauge", "Bytes waiting in memory", q, **lab)
+            add("server_queue_limit_bytes", "gauge", "queue_size", conn.cfg.queue_size, **lab)
+            if conn.spool is not None:
+                add("server_spool_bytes", "gauge", "Bytes waiting in the spool", sp, **lab)
+                add("server_spool_files", "gauge", "Spool files", files, **lab)
+                add("server_spool_limit_bytes", "gauge", "spool_max", conn.cfg.spool_max,
+                    **lab)
         return out
+
+
+def human_bytes(n):
+    """Return a byte count (or rate) as a short text: 512 B, 1.5 kB, 12.0 MB."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1000.0
+
+
+def _rate(value):
+    return "%.1f" % value if value < 100 else "%d" % value
 
 
 def _chown_tree(path, uid, gid):
@@ -501,26 +658,88 @@ def libpcap_info(config_path):
     return 0
 
 
-def check_config(cfg):
-    """--check-config: validate what can be validated without capturing."""
+def _at(cfg):
+    return "%s " % cfg.path if cfg.path else ""
+
+
+def device_problems(cfg, library):
+    """Return one line per configured device this process cannot capture on now.
+
+    Each device is opened and activated as start-up does, with the
+    privileges the client keeps after `user =` (CAP_NET_RAW), then closed.
+    """
+    out = []
+    if cfg.read_file:
+        return out
     try:
-        client = Client(cfg)
-        client.load_library()
-        client.check_filter()
-    except StartupError as e:
-        print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
+        present = sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        present = []
+    for dev in cfg.devices:
+        try:
+            h, _ = libpcap.Handle.open_live(library, dev, cfg.snaplen, cfg.promisc, 100,
+                                            cfg.buffer_size, cfg.immediate_mode)
+            h.close()
+            continue
+        except libpcap.LibpcapError as e:
+            error = str(e)
+        if dev != "any" and dev not in present:
+            likely = suggest(dev, present)
+            out.append("%s[client] devices: no device %s on this host (%s)" % (
+                _at(cfg), dev, "did you mean %s?" % " or ".join(likely) if likely else
+                "devices here: %s" % " ".join(present)))
+        else:
+            hint = ""
+            if "permission" in error.lower() or "not permitted" in error.lower():
+                hint = " (capturing needs root or CAP_NET_RAW)"
+            out.append("%s[client] devices: cannot capture on %s: %s%s"
+                       % (_at(cfg), dev, error, hint))
+    if cfg.user and os.geteuid() != 0 and pwd.getpwnam(cfg.user).pw_uid != os.geteuid():
+        out.append("%s[client] user: switching to user %s needs root (running as uid %d)"
+                   % (_at(cfg), cfg.user, os.geteuid()))
+    return out
+
+
+def start_problems(cfg):
+    """Return one line per problem that stops cfg (loaded) from starting here:
+    libpcap, the filter, every device (--check-config, --import-vty)."""
+    client = Client(cfg)
+    try:
+        try:
+            client.load_library()
+            client.check_filter()
+        except StartupError as e:
+            return [str(e)]
+    finally:
+        client.loop.close()
+    return device_problems(cfg, client.library)
+
+
+def check_config(cfg):
+    """--check-config: the configuration, the filter, and every device opened once."""
+    problems = start_problems(cfg)
+    for p in problems:
+        print("osmo_pcap_client.py: %s" % p, file=sys.stderr)
+    if problems:
         return 2
     print(cfg.summary())
     return 0
 
 
+def _imported_problems(cfg):
+    cfg.path = None   # a temporary file: the lines name [section] key only
+    return start_problems(cfg)
+
+
 def run(cfg, args):
     """Start the client and run until stopped; return the exit status."""
     try:
-        log.configure(cfg.log, program="osmo-pcap-client")
+        note = log.configure_daemon(cfg.log, "osmo-pcap-client", args.daemonize)
     except ConfigError as e:
         print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
         return 1
+    if note and sys.stderr.isatty():
+        print("osmo_pcap_client.py: %s" % note, file=sys.stderr)
     client = Client(cfg)
     endpoints = []  # the metrics endpoint, closed at the end (not left to the finalizer)
 
@@ -546,7 +765,8 @@ def run(cfg, args):
         return 1
     log.schedule_flush(client.loop)
     daemon.start_watchdog(client.loop)
-    daemon.notify_ready("capturing on %s" % " ".join(cfg.devices or [cfg.read_file or "?"]))
+    # READY=1 once every device captures; until then STATUS= says which waits
+    client.report_state()
     try:
         client.loop.run()
     finally:
@@ -560,7 +780,8 @@ def main(argv=None):
     """Run the program; return the exit status."""
     args = parse_args(argv)
     if args.import_vty:
-        return vtyimport.main("client", args.import_vty)
+        return vtyimport.main("client", args.import_vty, load=clientconfig.load,
+                              after=_imported_problems)
     if args.libpcap_info:
         return libpcap_info(args.config_file)
     path = args.config_file or clientconfig.DEFAULT_PATH

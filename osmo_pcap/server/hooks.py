@@ -213,3 +213,43 @@ class ZmqHook(object):
 
     def close(self):
         self.pub.close()
+
+
+def metric_samples(hooks):
+    """Return the metrics samples of the running hooks (doc/operations.md#metrics)."""
+    out = []
+
+    def add(name, kind, text, labels, value):
+        out.append(("osmo_pcap_server_" + name, kind, text, labels, value))
+    for h in hooks:
+        if isinstance(h, ZmqHook):
+            pub = h.pub
+            add("zmq_subscribers", "gauge", "ZeroMQ subscribers receiving messages", {},
+                len(pub.ready))
+            add("zmq_dropped_messages_total", "counter",
+                "ZeroMQ messages not queued for a subscriber whose queue was full", {},
+                pub.dropped)
+        elif isinstance(h, tap.Tap):
+            lab = {"key": TAP_PREFIX + h.only if h.only else "tap_listen"}
+            add("tap_consumers", "gauge", "Connections reading the live tap", lab,
+                len(h.consumers))
+            add("tap_connections_total", "counter", "Connections accepted by the live tap",
+                lab, h.connections)
+            add("tap_dropped_packets_total", "counter",
+                "Packets not queued for a tap connection whose queue was full", lab,
+                h.dropped)
+        elif isinstance(h, oncomplete.OnComplete):
+            add("on_complete_runs_total", "counter",
+                "on_complete commands finished (or not startable)", {}, h.runs)
+            add("on_complete_failures_total", "counter",
+                "on_complete commands not started, exiting non-zero or killed", {},
+                h.failures)
+            add("on_complete_timeouts_total", "counter",
+                "on_complete commands killed after on_complete_timeout", {}, h.timeouts)
+            add("on_complete_skipped_total", "counter",
+                "Closed files for which no command ran: too many waiting", {}, h.skipped)
+            add("on_complete_running", "gauge", "on_complete commands running", {},
+                len(h.running))
+            add("on_complete_queued", "gauge", "on_complete commands waiting to run", {},
+                len(h.queue))
+    return out

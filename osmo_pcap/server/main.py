@@ -13,6 +13,7 @@ flags; the loop does the work.
 
 import argparse
 import gc
+import os
 import signal
 import socket
 import sys
@@ -24,7 +25,7 @@ from osmo_pcap.loop import Loop
 from osmo_pcap.rotation import LocalClock
 from osmo_pcap.server import config as serverconfig
 from osmo_pcap.server import hooks
-from osmo_pcap.server.admission import TLS_COUNTERS, Admission
+from osmo_pcap.server.admission import Admission
 from osmo_pcap.server.ingest import Connection, format_peer
 from osmo_pcap.server.recorder import COUNTERS, FileSettings, Recorder
 
@@ -35,6 +36,7 @@ RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
+STATUS_INTERVAL = 10.0   # systemd's STATUS= line is refreshed this often
 
 _log = log.get("server")
 
@@ -62,6 +64,9 @@ class Server(object):
         self.bytes_read = 0
         self.stopping = False
         self._timers = []
+        self.started_at = time.monotonic()
+        self.stats_rates = daemon.RateMeter(time.monotonic)
+        self.status_rates = daemon.RateMeter(time.monotonic)
 
     # ------------------------------------------------------------ start-up
     def recover(self):
@@ -97,11 +102,14 @@ class Server(object):
         self._timers.append(loop.call_every(self.cfg.flush_interval, self.tick))
         if self.cfg.stats_interval:
             self._timers.append(loop.call_every(self.cfg.stats_interval, self.log_stats))
+        if daemon.status_wanted():
+            self._timers.append(loop.call_every(STATUS_INTERVAL, self.report_status))
+        # The signals of all three programs (doc/operations.md#signals).
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.on_signal(sig, self._on_stop_signal)
         loop.on_signal(signal.SIGHUP, self._on_hup)
-        loop.on_signal(signal.SIGUSR1, self._on_usr1)
-        loop.on_signal(signal.SIGUSR2, lambda signum: self.log_stats())
+        loop.on_signal(signal.SIGUSR1, self._on_status_signal)
+        loop.on_signal(signal.SIGUSR2, self._on_rotate_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         _log.info("listening on %s, %s", format_peer(self.listener.getsockname()),
                   self.cfg.summary())
@@ -318,13 +326,22 @@ class Server(object):
             rec.rotate(reason)
 
     def _on_hup(self, signum):
-        log.reopen()
-        _log.info("SIGHUP: log reopened, starting new files")
-        self.rotate_all("SIGHUP")
+        # Logs only: logrotate's postrotate must not split the traces.
+        if log.reopen():
+            _log.info("SIGHUP: log file reopened")
+        else:
+            _log.info("SIGHUP: no log file to reopen")
 
-    def _on_usr1(self, signum):
-        _log.info("SIGUSR1: rotating all files")
-        self.rotate_all("SIGUSR1")
+    def _on_rotate_signal(self, signum):
+        _log.info("SIGUSR2: rotating all files")
+        self.rotate_all("SIGUSR2")
+
+    def _on_status_signal(self, signum):
+        _log.info("SIGUSR1: status")
+        self.log_stats()
+        for line in self.status_lines():
+            _log.info("status: %s", line)
+        self.report_status()   # systemd's STATUS= line too
 
     def _on_stop_signal(self, signum):
         if not self.stopping:
@@ -360,80 +377,148 @@ class Server(object):
 
     # ------------------------------------------------------------ metrics
     def metric_samples(self):
-        """Return [(name, type, help, labels, value)] with stable osmo_pcap_ names."""
+        """Return [(name, type, help, labels, value)] (doc/operations.md#metrics)."""
         out = []
-        total = dict((k, 0) for k in COUNTERS)
-        rejected = {}
-        for rec in self.recorders:
-            for k in COUNTERS:
-                total[k] += rec.counters[k]
-            for code, n in rec.rejected.items():
-                rejected[code] = rejected.get(code, 0) + n
+
+        def add(name, kind, text, labels, value):
+            out.append(("osmo_pcap_server_" + name, kind, text, labels, value))
         c = self.admission.counters
-        out.append(("osmo_pcap_server_connect_total", "counter",
-                    "Accepted TCP connections, known or unknown", {}, c["connect"]))
-        out.append(("osmo_pcap_server_no_client_total", "counter",
-                    "Connections from addresses of no configured client", {}, c["no_client"]))
-        for key, help_ in _PEER_METRICS:
-            if key != "connect":  # server:connect counts every accept, above
-                out.append(("osmo_pcap_server_%s_total" % key, "counter", help_, {},
-                            total[key]))
-        for code in sorted(rejected):
-            out.append(("osmo_pcap_server_rejected_total", "counter",
-                        "Connections dropped for a protocol violation, by rule",
-                        {"reason": code}, rejected[code]))
+        add("connections_total", "counter", "Accepted TCP connections, known or unknown", {},
+            c["connect"])
+        for reason in sorted(k for k in c if k not in ("connect", "tls_connect")):
+            add("refused_connections_total", "counter",
+                "Connections refused before reaching a client entry, by reason", {"reason": reason},
+                c[reason])
         if self.cfg.tls is not None:
-            out.append(("osmo_pcap_server_tls_connect_total", "counter",
-                        "TLS connections accepted for a client entry", {},
-                        c["tls_connect"]))
-            for key in TLS_COUNTERS[1:]:
-                out.append(("osmo_pcap_server_refused_total", "counter",
-                            "Connections refused before reaching a client entry "
-                            "(TLS mode, identity, handshake, no data), by reason",
-                            {"reason": key}, c[key]))
-        out.append(("osmo_pcap_server_clients_connected", "gauge",
-                    "Configured clients with an open connection", {}, len(self.conns)))
-        out.append(("osmo_pcap_server_open_files", "gauge", "Trace files being written", {},
-                    sum(1 for r in self.recorders if r.file is not None)))
+            add("tls_connections_total", "counter", "TLS connections admitted for a client entry",
+                {}, c["tls_connect"])
+        add("clients_connected", "gauge", "Configured clients with an open connection", {},
+            len(self.conns))
+        add("open_files", "gauge", "Trace files being written", {},
+            sum(1 for r in self.recorders if r.file is not None))
+        add("hook_errors_total", "counter", "Hooks disabled after an error in their code", {},
+            self.counters["hook_errors"])
+        for key in ("base_path", "completed_path"):
+            path = getattr(self.cfg, key)
+            if path is None:
+                continue
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                continue
+            lab = {"directory": key}
+            add("filesystem_avail_bytes", "gauge",
+                "Bytes available to unprivileged users on the filesystem of the directory",
+                lab, st.f_bavail * st.f_frsize)
+            add("filesystem_size_bytes", "gauge", "Size of the filesystem of the directory",
+                lab, st.f_blocks * st.f_frsize)
         for rec in self.recorders:
             lab = {"client": rec.name}
-            for key, help_ in _PEER_METRICS:
-                out.append(("osmo_pcap_peer_%s_total" % key, "counter", help_, dict(lab),
-                            rec.counters[key]))
+            k = rec.counters
+            for key, name, text in _CLIENT_METRICS:
+                add("client_" + name, "counter", text, lab, k[key])
             for code in sorted(rec.rejected):
-                out.append(("osmo_pcap_peer_rejected_total", "counter",
-                            "Connections dropped for a protocol violation, by rule",
-                            dict(lab, reason=code), rec.rejected[code]))
-            out.append(("osmo_pcap_peer_connected", "gauge", "1 while the client is connected",
-                        dict(lab), 1 if rec.name in self.conns else 0))
+                add("client_rejected_connections_total", "counter",
+                    "Connections dropped for a protocol violation, by rule",
+                    dict(lab, reason=code), rec.rejected[code])
+            add("client_connected", "gauge", "1 while the client is connected", lab,
+                1 if rec.name in self.conns else 0)
+            if rec.last_packet is not None:
+                add("client_last_packet_timestamp_seconds", "gauge",
+                    "Time of the last packet received from the client (Unix time)", lab,
+                    rec.last_packet)
+        out.extend(hooks.metric_samples(self.hooks))
         return out
 
     def log_stats(self):
-        """Log the counters (stats_interval, SIGUSR2) in upstream's names (doc/server.md#counters)."""
+        """Log the counters (stats_interval, SIGUSR1) in upstream's names (doc/server.md#counters),
+        with the rates since the last stats line and the uptime."""
         counters = dict(self.admission.counters, **self.counters)
         parts = ["server:%s=%d" % (k, v) for k, v in sorted(counters.items())]
         tot = dict((k, sum(r.counters[k] for r in self.recorders)) for k in COUNTERS)
         parts += ["server:%s=%d" % (k, tot[k]) for k in COUNTERS if k != "connect"]
-        _log.info("stats %s", " ".join(parts))
+        values = {"pkts": tot["pkts"], "bytes": tot["bytes"]}
+        for rec in self.recorders:
+            values["pkts " + rec.name] = rec.counters["pkts"]
+            values["bytes " + rec.name] = rec.counters["bytes"]
+        r = self.stats_rates.rates(values)
+        _log.info("stats %s (%s pkts/s, %s/s over %s; uptime %s)", " ".join(parts),
+                  _rate(r["pkts"]), _human(r["bytes"]), daemon.format_duration(r["interval"]),
+                  daemon.format_duration(time.monotonic() - self.started_at))
         for rec in self.recorders:
             rej = sum(rec.rejected.values())
-            _log.info("stats %s: %s rejected=%d", rec.name,
-                      " ".join("peer:%s=%d" % (k, rec.counters[k]) for k in COUNTERS), rej)
+            _log.info("stats %s: %s rejected=%d (%s pkts/s, %s/s)", rec.name,
+                      " ".join("peer:%s=%d" % (k, rec.counters[k]) for k in COUNTERS), rej,
+                      _rate(r["pkts " + rec.name]), _human(r["bytes " + rec.name]))
+
+    def status_lines(self):
+        """The state of every client and hook, for the SIGUSR1 status report."""
+        now = time.time()
+        out = ["uptime %s, %d of %d client(s) connected, %d file(s) open" % (
+            daemon.format_duration(time.monotonic() - self.started_at), len(self.conns),
+            len(self.recorders), sum(1 for r in self.recorders if r.file is not None))]
+        for rec in self.recorders:
+            conn = self.conns.get(rec.name)
+            f = rec.file
+            out.append("client %s: %s, %s, %s" % (
+                rec.name, "connected from %s" % format_peer(conn.peer) if conn is not None
+                else "not connected",
+                "open file %s (%d bytes)" % (f.path, f.size) if f is not None else "no open file",
+                "last packet %s ago" % daemon.format_duration(now - rec.last_packet)
+                if rec.last_packet is not None else "no packet yet"))
+        for name, kind, _, labels, value in hooks.metric_samples(self.hooks):
+            if kind == "gauge":
+                out.append("hook %s%s = %d" % (name[len("osmo_pcap_server_"):],
+                                               " %s" % labels["key"] if "key" in labels else "",
+                                               value))
+        return out
+
+    def report_status(self):
+        """Refresh systemd's STATUS= line (every STATUS_INTERVAL under systemd)."""
+        daemon.notify_status(self.status_text())
+
+    def status_text(self):
+        tot = sum(r.counters["pkts"] for r in self.recorders)
+        byt = sum(r.counters["bytes"] for r in self.recorders)
+        r = self.status_rates.rates({"pkts": tot, "bytes": byt})
+        where = format_peer(self.listener.getsockname()) if self.listener else "-"
+        return "listening on %s; %d of %d client(s) connected, %s pkts/s, %s/s, %d file(s) " \
+            "open" % (where, len(self.conns), len(self.recorders), _rate(r["pkts"]),
+                      _human(r["bytes"]), sum(1 for x in self.recorders if x.file is not None))
 
 
-_PEER_METRICS = (
-    ("connect", "Connections of the client (peer:connect)"),
-    ("pkts", "LINK_DATA records accepted (peer:pkts)"),
-    ("bytes", "Payload bytes of accepted LINK_DATA records (peer:bytes)"),
-    ("link_hdr", "LINK_HDR messages accepted"),
-    ("file_rotated", "Files closed by rotation: size, time, link change, signal"),
-    ("files_closed", "Files closed for any reason"),
-    ("dropped", "Accepted records that could not be written"),
-    ("write_errors", "Failed trace file creations and writes"),
-    ("acked", "LINK_DATA records acknowledged to the client as stored"),
-    ("duplicates", "Records sent again after a reconnect and skipped: stored already"),
-    ("seq_gap", "Records the client gave up before sending them (a gap in its stream)"),
-    ("cut_back", "Files left open by a crash and cut back to what was acknowledged"),
+def _rate(value):
+    return "%.1f" % value if value < 100 else "%d" % value
+
+
+def _human(n):
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1000.0
+
+
+# Per-client counters (recorder.COUNTERS) as osmo_pcap_server_client_NAME{client}.
+_CLIENT_METRICS = (
+    ("connect", "connections_total", "Connections of the client (peer:connect)"),
+    ("pkts", "packets_total", "LINK_DATA records accepted (peer:pkts)"),
+    ("bytes", "received_bytes_total",
+     "Bytes of accepted LINK_DATA payloads: pcap record headers or pcapng blocks with "
+     "the packet data (peer:bytes)"),
+    ("link_hdr", "link_headers_total", "LINK_HDR messages accepted"),
+    ("file_rotated", "file_rotations_total",
+     "Files closed by rotation: size, time, link change, signal (peer:file_rotated)"),
+    ("files_closed", "files_closed_total", "Files closed for any reason"),
+    ("dropped", "dropped_packets_total", "Accepted records that could not be written"),
+    ("write_errors", "write_errors_total", "Failed trace file creations and writes"),
+    ("acked", "acknowledged_packets_total",
+     "LINK_DATA records acknowledged to the client as stored"),
+    ("duplicates", "duplicate_packets_total",
+     "Records sent again after a reconnect and skipped: stored already"),
+    ("seq_gap", "lost_packets_total",
+     "Records the client gave up before sending them (gaps in its acknowledged stream)"),
+    ("cut_back", "cut_back_files_total",
+     "Files left open by a crash and cut back to what was acknowledged"),
 )
 
 
@@ -518,7 +603,7 @@ def run(server):
     server.start()
     log.schedule_flush(server.loop)
     daemon.start_watchdog(server.loop)
-    daemon.notify_ready("listening on %s" % format_peer(server.listener.getsockname()))
+    daemon.notify_ready(server.status_text())
     try:
         server.loop.run()
     finally:
@@ -531,11 +616,11 @@ def main(argv=None):
     """Run the program; return the exit status."""
     args = parse_args(argv)
     if args.import_vty:
-        return vtyimport.main("server", args.import_vty)
+        return vtyimport.main("server", args.import_vty, load=load_config)
     try:
         cfg = load_config(args.config_file)
     except ConfigError as e:
-        print("osmo_pcap_server.py: config error: %s" % e, file=sys.stderr)
+        print("osmo_pcap_server.py: %s" % e, file=sys.stderr)
         return 2 if args.check_config else 1
     if args.check_config:
         print("config OK: %s: %s" % (args.config_file, cfg.summary()))
@@ -543,10 +628,12 @@ def main(argv=None):
     try:
         if args.pidfile:
             daemon.check_pidfile(daemon.absolute(args.pidfile))
-        log.configure(cfg.log, program="osmo-pcap-server")
+        note = log.configure_daemon(cfg.log, "osmo-pcap-server", args.daemonize)
     except (ConfigError, daemon.DaemonError) as e:
         print("osmo_pcap_server.py: %s" % e, file=sys.stderr)
         return 1
+    if note and sys.stderr.isatty():
+        print("osmo_pcap_server.py: %s" % note, file=sys.stderr)
     server = open_server(cfg)
     if server is None:
         return 1

@@ -85,6 +85,9 @@ class OnComplete(object):
         self.queue = collections.deque()
         self.running = []
         self.skipped = 0
+        self.runs = 0           # commands that finished (or could not be started)
+        self.failures = 0       # ... of them: not started, non-zero status or killed
+        self.timeouts = 0       # ... killed for running longer than timeout
         self.finished = []      # (path, returncode) of the last commands, for tests
         self._poller = None
 
@@ -142,6 +145,8 @@ class OnComplete(object):
             except (OSError, ValueError) as e:
                 self.log.error("on_complete: cannot run %s for %s: %s", argv[0], path,
                                getattr(e, "strerror", None) or e)
+                self.runs += 1
+                self.failures += 1
                 self.finished.append((path, None))
                 continue
             job = _Job(proc, argv, path, self.clock())
@@ -196,6 +201,7 @@ class OnComplete(object):
                 self.log.error("on_complete: %s for %s still running after %.1f s: killing it",
                                job.argv[0], job.path, self.timeout)
                 job.term_at = now
+                self.timeouts += 1
                 self._signal(job, signal.SIGTERM)
             elif job.term_at is not None and now - job.term_at >= KILL_GRACE:
                 self._signal(job, signal.SIGKILL)
@@ -220,6 +226,9 @@ class OnComplete(object):
         job.proc.stderr.close()
         rc = job.proc.returncode
         took = self.clock() - job.started
+        self.runs += 1
+        if rc != 0:
+            self.failures += 1
         err = bytes(job.stderr).decode("utf-8", "replace").strip()
         err = (": " + " | ".join(err.splitlines())) if err else ""
         if rc == 0:

@@ -68,6 +68,7 @@ class Recorder(object):
         self.seq_base = 0          # sequence number = durable + seq_base while streaming
         self.jumps = collections.deque()   # (durable count, gap) not applied yet
         self.broken = None         # why an acknowledged stream cannot be stored (or None)
+        self.last_packet = None    # wall-clock time of the last record received
 
     @property
     def durable(self):
@@ -100,6 +101,7 @@ class Recorder(object):
         c["pkts"] += len(out)
         c["bytes"] += nbytes
         t, tm = now.epoch, now.tm
+        self.last_packet = t
         if not self.store:
             self.stored += len(out)
             self.last.update(t, tm)
@@ -150,7 +152,7 @@ class Recorder(object):
             self._write_failed(e, now.epoch)
 
     def rotate(self, reason):
-        """Close the current file now (SIGUSR1/SIGHUP); the next record opens a new one."""
+        """Close the current file now (SIGUSR2); the next record opens a new one."""
         if self.file is not None:
             self.close_file(reason, rotated=True)
 

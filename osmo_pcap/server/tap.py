@@ -287,6 +287,8 @@ class Tap(object):
         self._refuse_log = log.RateLimiter(10.0)
         self.rbuf = bytearray(4096)
         self.dropped_unmapped = 0
+        self.dropped = 0        # packets not queued for a consumer (its queue was full)
+        self.connections = 0    # consumers accepted since start
         loop.add_reader(self.sock, self._accept)
         what = "client %s" % only if only else "all clients"
         self.log.info("tap: streaming %s as pcapng to %s connections on %s", what,
@@ -334,6 +336,7 @@ class Tap(object):
     def _add(self, transport, name):
         v = Viewer(self, transport, name, self.queue_max)
         self.consumers[v] = name
+        self.connections += 1
         # The stream's start is never dropped, whatever the limit.
         v.push(b"".join([SHB] + self._idbs))
         transport.set_reader(v.readable)
@@ -513,6 +516,7 @@ class Tap(object):
                                                          epb[12:]))
             if len(s.out) + size > s.limit:
                 s.drop(size)
+                self.dropped += 1
             else:
                 s.push(block)
 

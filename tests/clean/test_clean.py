@@ -238,11 +238,27 @@ class ExitStatusTest(CleanCase):
         self.assertIn("osmo_pcap_clean.py", p.stdout)
         p = support.run(support.script_cmd("clean", "-h"))
         self.assertIn("--dry-run", p.stdout)
-        self.config("[clean]\npaths = d\n[client bts1]\nmax_files = 100\n",
+        self.config("[clean]\npaths = d e\n[client bts1]\nmax_files = 100\n",
                     "osmo-pcap-clean.ini")
+        # a directory that does not exist is named, with the key (and never created)
+        p = support.run(support.script_cmd("clean", "--check-config"), cwd=self.tmp,
+                        check=False)
+        self.assertEqual((p.returncode, p.stdout), (2, ""))
+        self.assertEqual(p.stderr.splitlines(), [
+            "osmo_pcap_clean.py: %s [clean] paths: %s does not exist"
+            % ("osmo-pcap-clean.ini", self.path(n)) for n in ("d", "e")])
+        self.assertFalse(os.path.exists(self.path("d")))
+        os.mkdir(self.path("d"))
+        with open(self.path("e"), "w"):
+            pass
+        p = support.run(support.script_cmd("clean", "--check-config"), cwd=self.tmp,
+                        check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("[clean] paths: %s is not a directory" % self.path("e"), p.stderr)
+        os.unlink(self.path("e"))
+        os.mkdir(self.path("e"))
         p = support.run(support.script_cmd("clean", "--check-config"), cwd=self.tmp)
         self.assertIn("client bts1: max_age=off max_files=100", p.stdout)
-        self.assertFalse(os.path.exists(self.path("d")))
 
 
 class LockTest(CleanCase):
@@ -509,3 +525,99 @@ class ServerTest(CleanCase):
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+class ReportingTest(CleanCase):
+    """What a run says: nothing under cron, one summary line in the journal,
+    progress on a terminal, where it is on SIGUSR1 (doc/clean.md#reporting)."""
+
+    def tree(self):
+        d = self.path("d")
+        for i in range(6):
+            self.make(d, self.aged("a", 10 + i))
+        self.make(d, self.aged("a", 50))
+        return self.config("[clean]\npaths = d\nmax_age = 30d\ncompress_after = 1\n")
+
+    def test_summary_in_the_journal_only(self):
+        cfg = self.tree()
+        env = dict(os.environ)
+        for k in ("INVOCATION_ID", "JOURNAL_STREAM"):
+            env.pop(k, None)
+        p = self.clean(cfg, env=env)   # cron: quiet when all went well
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (0, "", ""))
+        cfg = self.tree()
+        env["INVOCATION_ID"] = "0123456789abcdef0123456789abcdef"   # a systemd unit
+        p = self.clean(cfg, env=env)
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        self.assertRegex(p.stdout, r"^deleted 1 file\(s\) \(\d+ B\), compressed 5 file\(s\) "
+                                   r"\(\d+ B -> \d+ B\), 0 failure\(s\), in \d+\.\ds\n$")
+
+    def test_progress_on_a_terminal(self):
+        import pty
+        cfg = self.tree()
+        try:
+            master, slave = pty.openpty()
+        except OSError as e:   # a chroot without /dev/pts
+            support.need(False, "no pseudo-terminal: %s" % e)
+        self.addCleanup(os.close, master)
+        p = subprocess.Popen(support.script_cmd("clean", "-c", cfg), stdout=subprocess.PIPE,
+                             stderr=slave, universal_newlines=True)
+        os.close(slave)
+        out, _ = p.communicate(timeout=60)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        self.assertEqual((p.returncode, out), (0, ""))
+        text = seen.decode()
+        self.assertIn("\rosmo_pcap_clean.py: scanning %s: 0 of 1; so far deleted 0 file(s)"
+                      % self.path("d"), text)
+        self.assertTrue(text.endswith("\r"), repr(text[-80:]))   # the line is cleared at the end
+        self.assertNotIn("\n", text)
+
+    def test_sigusr1_reports_and_sighup_goes_on(self):
+        """In-process, with a signal sent in the middle of the run."""
+        from osmo_pcap.clean import main as cleanmain
+        cfg = self.tree()
+        real = compress.compress_file
+        sent = []
+
+        def compress_file(*args, **kw):
+            if not sent:
+                sent.append(1)
+                os.kill(os.getpid(), signal.SIGUSR1)
+                os.kill(os.getpid(), signal.SIGHUP)
+            return real(*args, **kw)
+        # the handlers write to file descriptor 2 (never reentrant into sys.stderr)
+        errpath = self.path("stderr")
+        fd = os.open(errpath, os.O_RDWR | os.O_CREAT, 0o600)
+        saved = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(fd, 2)
+        compress.compress_file = compress_file
+        try:
+            status = cleanmain.main(["-c", cfg])
+        finally:
+            compress.compress_file = real
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(fd)
+        with open(errpath) as f:
+            err = f.read()
+        self.assertEqual(status, 0, err)
+        self.assertEqual(sent, [1])
+        lines = err.splitlines()
+        self.assertRegex(lines[0], r"^osmo_pcap_clean.py: compressing 0 of 5; so far deleted "
+                                   r"1 file\(s\) \(\d+ B\), compressed 0 ")
+        self.assertEqual(lines[1], "osmo_pcap_clean.py: signal %d: the cleanup tool has no "
+                                   "log file and writes no trace files; the run goes on"
+                         % signal.SIGHUP)
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(len([n for n in os.listdir(self.path("d")) if n.endswith(".gz")]), 5)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_DFL)

@@ -104,9 +104,9 @@ class Harness(support.TempDirTestCase):
         self.fail("timed out waiting for " + what)
 
     def wait_queue_empty(self, proc, server):
-        """Ask for stats (SIGUSR2) until the client reports server's queue empty."""
+        """Ask for the status (SIGUSR1) until the client reports server's queue empty."""
         def empty():
-            proc.p.send_signal(signal.SIGUSR2)
+            proc.p.send_signal(signal.SIGUSR1)
             time.sleep(0.1)
             lines = [l for l in proc.text().splitlines() if "stats: server %s " % server in l]
             return bool(lines) and " queued 0 bytes" in lines[-1]
@@ -279,7 +279,7 @@ class LoopbackTest(Harness):
         self.assertIn("file_format = pcapng", c.text())
         self.assertNotIn("Traceback", c.text())
 
-    def test_privileges_dropped_and_sigusr2(self):
+    def test_privileges_dropped_and_sigusr1(self):
         import pwd
         try:
             nobody = pwd.getpwnam("nobody")
@@ -294,8 +294,14 @@ class LoopbackTest(Harness):
         self.assertEqual(int(status["Uid"].split()[0]), nobody.pw_uid)
         self.assertEqual(int(status["Gid"].split()[0]), nobody.pw_gid)
         self.assertNotIn("stats:", c.text())
-        c.p.send_signal(signal.SIGUSR2)
+        c.p.send_signal(signal.SIGUSR1)
         self.wait_log(c, "stats: server main up")
+        self.wait_log(c, "status: device lo: capturing")
+        # the server's rotation signal changes nothing here; SIGHUP neither
+        c.p.send_signal(signal.SIGUSR2)
+        self.wait_log(c, "SIGUSR2: the client writes no trace files; nothing to rotate")
+        c.p.send_signal(signal.SIGHUP)
+        self.wait_log(c, "SIGHUP: no log file to reopen")
         self.assertEqual(c.stop(), 0)
 
     def test_detect_loop(self):
@@ -327,6 +333,9 @@ class LoopbackTest(Harness):
         c = self.start_client(client_ini(filt="udp port %d" % udp, servers=(
             ("main", port, "queue_size = 64K\n"),)), wait="capturing")
         self.wait_log(c, "connect failed")
+        # when the next attempt comes is part of the message
+        self.assertRegex(c.text(), r"connect failed: Connection refused; next attempt in "
+                                   r"\d+\.\ds")
         self.send_udp(udp, range(0, 50))          # queued in memory while the server is away
         srv = self.start_server(port)
         self.wait_log(c, "connected")
@@ -506,7 +515,7 @@ class MetricsTest(support.TempDirTestCase):
         c.create_connections()
         c.sources = []
         c.counters["captured:pkts"] = 7
-        c.forwarders[1].counters["client:queue_err"] = 3
+        c.forwarders[1].counters["lost:queue_full"] = 3
         samples = c.metric_samples()
         for name, kind, text, labels, value in samples:
             self.assertTrue(name.startswith("osmo_pcap_client_"), name)
@@ -516,8 +525,8 @@ class MetricsTest(support.TempDirTestCase):
                 self.assertTrue(name.endswith("_total"), name)
         by = dict(((n, tuple(sorted(l.items()))), v) for n, _, _, l, v in samples)
         self.assertEqual(by[("osmo_pcap_client_captured_packets_total", ())], 7)
-        self.assertEqual(by[("osmo_pcap_client_server_dropped_packets_total",
-                             (("server", "b"),))], 3)
+        self.assertEqual(by[("osmo_pcap_client_server_lost_packets_total",
+                             (("reason", "queue_full"), ("server", "b")))], 3)
         self.assertEqual(by[("osmo_pcap_client_server_spool_bytes", (("server", "a"),))], 0)
         self.assertNotIn(("osmo_pcap_client_server_spool_bytes", (("server", "b"),)), by)
 

@@ -174,6 +174,47 @@ class NamespaceTest(Harness):
         self.assertEqual(sorted(self.tshark_seqs(srv.base)), list(range(20)) + list(range(100, 120)))
         self.assertNotIn("Traceback", cl.text())
 
+    def test_unprivileged_client_reopens_a_device_that_came_back(self):
+        """user = nobody, group = nogroup: the client keeps exactly CAP_NET_RAW (as a
+        unit with AmbientCapabilities would), so a device removed and re-added
+        captures again and its packets reach the server (doc/client.md#privileges)."""
+        import grp
+        import pwd
+        try:
+            nobody = pwd.getpwnam("nobody")
+            group = grp.getgrnam("nogroup")
+        except KeyError:
+            self.skipTest("no user nobody or group nogroup")
+        names = (netns.unique("gu"), netns.unique("cu"))
+        port, udp = support.free_port(), support.free_port()
+        srv = self.server(port)
+        self.link(6, names)
+        cl = self.client(names[1], port, "reopen_interval = 0.3s\nfilter = udp port %d\n"
+                         "user = nobody\ngroup = nogroup\n" % udp)
+        self.wait_log(cl, "keeping CAP_NET_RAW to reopen devices")
+        with open("/proc/%d/status" % cl.p.pid) as f:
+            status = dict(l.split(":", 1) for l in f if ":" in l)
+        self.assertEqual(int(status["Uid"].split()[0]), nobody.pw_uid)
+        self.assertEqual(int(status["Gid"].split()[0]), group.gr_gid)
+        self.assertEqual(status["Groups"].split(), [])
+        net_raw = 1 << 13
+        for key in ("CapPrm", "CapEff", "CapInh", "CapAmb", "CapBnd"):
+            self.assertEqual(int(status[key], 16), net_raw, (key, status[key]))
+        self.send(6, udp, 0, 20)
+        self.wait_seqs(srv.base, range(20))
+        netns.exec_in(self.g, ["ip", "link", "del", names[0]])
+        self.wait_log(cl, "retrying every", 1)
+        self.link(6, names)
+        self.wait_log(cl, "capturing (", 2)
+        self.send(6, udp, 100, 120)
+        self.wait_seqs(srv.base, range(100, 120))
+        self.assertEqual(cl.stop(), 0)
+        self.assertEqual(sorted(self.tshark_seqs(srv.base)),
+                         list(range(20)) + list(range(100, 120)))
+        text = cl.text()
+        self.assertNotIn("permission", text)
+        self.assertNotIn("Traceback", text)
+
 
 if __name__ == "__main__":
     unittest.main()

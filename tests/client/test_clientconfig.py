@@ -6,7 +6,7 @@ import unittest
 
 from tests import support
 from osmo_pcap.client import config as clientconfig
-from osmo_pcap.client.main import build_filter
+from osmo_pcap.client.main import combine_filters, exclusion_filter
 from osmo_pcap.ini import ConfigError
 
 REPO = support.REPO
@@ -122,18 +122,22 @@ protocol = ipip
         self.assertIn("absent.ini", str(cm.exception))
 
     def test_detect_loop_filter(self):
-        cfg = self.load("[client]\ndevices = lo\nfilter = udp\n[server a]\nhost = 10.0.0.1\n"
-                        "port = 5000\n[server b]\nhost = 10.0.0.2\nprotocol = ipip\n")
-        self.assertEqual(build_filter(cfg), "(udp) and not (host 10.0.0.1 and tcp port 5000) "
-                                            "and not (host 10.0.0.2 and ip proto 4)")
-        cfg.detect_loop = False
-        self.assertEqual(build_filter(cfg), "udp")
-        cfg.filter = ""
-        self.assertEqual(build_filter(cfg), "")
+        # built from the addresses dialled, never from the host names configured
+        peers = [("osmo-pcap", "10.0.0.1", 5000), ("ipip", "10.0.0.2", 0),
+                 ("osmo-pcap", "10.0.0.1", 5000)]
+        excl = exclusion_filter(peers)
+        self.assertEqual(excl, "not (host 10.0.0.1 and tcp port 5000) "
+                               "and not (host 10.0.0.2 and ip proto 4)")
+        self.assertEqual(combine_filters("udp", excl), "(udp) and " + excl)
+        self.assertEqual(combine_filters("", excl), excl)
+        self.assertEqual(combine_filters("udp", ""), "udp")
+        self.assertEqual(exclusion_filter([("osmo-pcap", "::1", 1)]),
+                         "not (host ::1 and tcp port 1)")
 
 
 class CommandLineTest(ConfigTest):
     def test_check_config_ok(self):
+        support.require_capture("lo")   # --check-config opens the device
         path = self.write("[client]\ndevices = lo\nfilter = udp port 23000\n"
                           "[server main]\nhost = 127.0.0.1\nport = 5000\n")
         p = support.run(support.script_cmd("client", "-c", path, "--check-config"))

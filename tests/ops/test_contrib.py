@@ -56,14 +56,39 @@ class UnitTest(support.TempDirTestCase):
         self.assertEqual(s["Service"]["Type"], "notify")
         self.assertEqual(s["Unit"]["After"], "network-online.target")
         self.assertEqual(s["Unit"]["Wants"], "network-online.target")
+        # capture, promiscuous mode and large buffers need CAP_NET_RAW alone
         for key in ("AmbientCapabilities", "CapabilityBoundingSet"):
-            self.assertEqual(s["Service"][key].split(), ["CAP_NET_RAW", "CAP_NET_ADMIN"])
+            self.assertEqual(s["Service"][key].split(), ["CAP_NET_RAW"])
         self.assertNotIn(s["Service"]["User"], ("", "root"))
         self.assertIn("AF_PACKET", s["Service"]["RestrictAddressFamilies"])
         self.assertNotIn("PrivateNetwork", s["Service"])
         self.assertEqual(s["Service"]["Restart"], "on-failure")
         self.assertTrue(s["Service"]["ExecStart"].endswith(
             " -c /etc/osmo-pcap/osmo-pcap-client.ini"))
+
+    def test_security_exposure(self):
+        """systemd-analyze security rates the cleanup unit no worse than the daemons."""
+        tool = support.require_tool("systemd-analyze")
+        scores = {}
+        for name in ("server", "client", "clean"):
+            p = support.run([tool, "security", "--offline=true",
+                             os.path.join(CONTRIB, "osmo-pcap-%s.service" % name)],
+                            check=False, timeout=120)
+            m = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", p.stdout)
+            self.assertIsNotNone(m, p.stdout + p.stderr)
+            scores[name] = float(m.group(1))
+        self.assertLessEqual(scores["clean"], min(scores["server"], scores["client"]), scores)
+        self.assertLessEqual(max(scores.values()), 2.4, scores)
+
+    def test_clean_unit(self):
+        s = read_unit("osmo-pcap-clean.service")
+        self.assertEqual(s["Service"]["Type"], "oneshot")
+        self.assertEqual(s["Service"]["CapabilityBoundingSet"], "")
+        self.assertEqual(s["Service"]["ProtectSystem"], "strict")
+        # the run may write where the server keeps its traces, nowhere else
+        self.assertEqual(s["Service"]["ReadWritePaths"], "/var/lib/osmo-pcap")
+        with open(os.path.join(CONTRIB, "osmo-pcap-clean.ini")) as f:
+            self.assertIn("\npaths = /var/lib/osmo-pcap\n", f.read())
 
     def test_server_unit(self):
         s = read_unit("osmo-pcap-server.service")

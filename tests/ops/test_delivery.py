@@ -144,7 +144,7 @@ class DeliveryTest(Harness):
     def wait_delivered(self, client, names):
         """Until the client reports every named server's queue and spool empty."""
         def done():
-            client.p.send_signal(signal.SIGUSR2)
+            client.p.send_signal(signal.SIGUSR1)
             time.sleep(0.2)
             lines = client.text().splitlines()
             for name in names:

@@ -104,6 +104,9 @@ class InstallTest(support.TempDirTestCase):
         # the manual and nothing else: no generator input, no developer notes
         self.assertEqual(sorted(os.listdir(docdir)),
                          sorted(["README.md", "LICENSE", "examples"] + chapters))
+        self.assertEqual(sorted(os.listdir(os.path.join(docdir, "examples"))),
+                         ["osmo-pcap-clean.cron", "osmo-pcap-extcap.bat",
+                          "osmo-pcap-grafana.json"])
         for name in chapters + ["README.md", "LICENSE"]:
             path = os.path.join(docdir, name)
             self.assertEqual(os.stat(path).st_mode & 0o777, 0o644, name)

@@ -58,10 +58,16 @@ class Notify(object):
         self.sock.settimeout(20)
         testcase.addCleanup(self.sock.close)
 
-    def expect(self, prefix):
-        """Return the first message starting with prefix (skipping watchdog pings)."""
+    def expect(self, prefix, limit=20.0):
+        """Return the first message starting with prefix (skipping watchdog pings and
+        STATUS= updates), within limit seconds; a hang guard, not a timing assertion."""
+        end = time.monotonic() + limit
         while True:
-            msg = self.sock.recv(4096).decode()
+            self.sock.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                msg = self.sock.recv(4096).decode()
+            except socket.timeout:
+                raise AssertionError("no %s message within %gs" % (prefix, limit))
             if msg.startswith(prefix):
                 return msg
 
@@ -99,9 +105,13 @@ class ServerTest(DaemonTestCase):
     def test_imported_config_daemon_notify_metrics_hup(self):
         wired("server")
         p = support.run(support.script_cmd("server", "--import-vty",
-                                           os.path.join(VTY, "server.cfg")))
+                                           os.path.join(VTY, "server.cfg")), check=False)
         with open(os.path.join(VTY, "server.ini")) as f:
             self.assertEqual(p.stdout, f.read())
+        # /var/lib/osmo-pcap does not exist here: the translation cannot start as it is
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("osmo_pcap_server.py: - [server] base_path: /var/lib/osmo-pcap is not an "
+                      "existing directory\n", p.stderr)
         # Adapt the imported file to this machine: directories, ports, a log file.
         os.mkdir(self.path("traces"))
         os.mkdir(self.path("done"))
@@ -132,10 +142,10 @@ class ServerTest(DaemonTestCase):
         # 127.0.0.1 is no configured client: counted as such in the metrics.
         socket.create_connection(("127.0.0.1", port), timeout=20).close()
         text = wait_for(lambda: (lambda t: t if self.metric(
-            t, "osmo_pcap_server_no_client_total") == 1 else None)(self.scrape(mport)),
-            "the unknown connection in the metrics")
-        self.assertEqual(self.metric(text, "osmo_pcap_server_connect_total"), 1)
-        self.assertIsNotNone(self.metric(text, "osmo_pcap_process_start_time_seconds"))
+            t, 'osmo_pcap_server_refused_connections_total{reason="no_client"}') == 1
+            else None)(self.scrape(mport)), "the unknown connection in the metrics")
+        self.assertEqual(self.metric(text, "osmo_pcap_server_connections_total"), 1)
+        self.assertIsNotNone(self.metric(text, "process_start_time_seconds"))
 
         log = self.path("server.log")
         os.rename(log, log + ".1")
@@ -148,11 +158,44 @@ class ServerTest(DaemonTestCase):
         wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
 
 
+    def test_daemonize_never_loses_the_log(self):
+        """-D with [log] left at its default (stderr, closed once detached): the log
+        goes to syslog; without a usable /dev/log the start is refused, naming the key."""
+        wired("server")
+        os.mkdir(self.path("traces"))
+        config = self.path("server.ini")
+        with open(config, "w") as f:
+            f.write("[server]\nlisten = 127.0.0.1\nport = %d\nbase_path = traces\n"
+                    % support.free_port())
+        pidfile = self.path("server.pid")
+        p = support.run(support.script_cmd("server", "-c", config, "-D", "--pidfile", pidfile),
+                        timeout=60, check=False)
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.connect("/dev/log")
+            s.close()
+            syslog = True
+        except OSError:
+            syslog = False
+        if not syslog:
+            self.assertEqual(p.returncode, 1)
+            self.assertEqual(p.stderr.splitlines(), [
+                "osmo_pcap_server.py: [log] target: -D detaches from stderr, and the syslog "
+                "socket /dev/log is unusable (%s): set target = file (and file = PATH)"
+                % p.stderr.split("(", 1)[1].split(")", 1)[0]])
+            self.assertFalse(os.path.exists(pidfile))
+            return
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        pid = int(read(pidfile))
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
+
+
 class ClientTest(DaemonTestCase):
 
     def test_daemon_notify_metrics(self):
         wired("client")
-        support.require_root()
+        support.require_capture("lo")   # READY=1 waits for the device
         sys.path.insert(0, os.path.join(support.REPO, "tools"))
         import demo
         support.need(demo.have_libpcap(), "libpcap is not installed")
@@ -168,7 +211,7 @@ class ClientTest(DaemonTestCase):
         pid, pidfile = self.start_daemon("client", config, env)
         self.assertIn("STATUS=", notify.expect("READY=1"))
         text = self.scrape(mport)
-        self.assertIsNotNone(self.metric(text, "osmo_pcap_process_start_time_seconds"))
+        self.assertIsNotNone(self.metric(text, "process_start_time_seconds"))
         os.kill(pid, signal.SIGTERM)
         self.assertEqual(notify.expect("STOPPING=1"), "STOPPING=1")
         wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
@@ -213,9 +256,9 @@ class TrafficMetricsTest(DaemonTestCase):
             self.addCleanup(p.kill)
             if notify:
                 notify.expect("READY=1")
-        peer = 'osmo_pcap_peer_pkts_total{client="lo"}'
+        peer = 'osmo_pcap_server_client_packets_total{client="lo"}'
         wait_for(lambda: self.metric(self.scrape(sm),
-                                     'osmo_pcap_peer_connected{client="lo"}') == 1,
+                                     'osmo_pcap_server_client_connected{client="lo"}') == 1,
                  "the client's connection")
         self.assertEqual(demo.send_traffic(udp, self.SENT), self.SENT)
         wait_for(lambda: self.metric(self.scrape(sm), peer) == self.SENT,
@@ -223,8 +266,8 @@ class TrafficMetricsTest(DaemonTestCase):
         client = self.scrape(cm)
         self.assertEqual(self.metric(client, "osmo_pcap_client_captured_packets_total"),
                          self.SENT)
-        self.assertEqual(self.metric(client, 'osmo_pcap_client_server_dropped_packets_total'
-                                             '{server="s"}'), 0)
+        self.assertEqual(self.metric(client, 'osmo_pcap_client_server_lost_packets_total'
+                                             '{reason="queue_full",server="s"}'), 0)
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
             self.assertEqual(p.wait(timeout=30), 0)
@@ -282,7 +325,11 @@ class InitScriptTest(DaemonTestCase):
         self.assertEqual(sh("start").returncode, 0)  # already running: kept
         self.assertEqual(int(read(pidfile)), pid)
         self.assertEqual(sh("reload").returncode, 0)
-        wait_for(lambda: "SIGHUP" in read(self.path("server.log")), "SIGHUP in the log")
+        wait_for(lambda: "SIGHUP: log file reopened" in read(self.path("server.log")),
+                 "SIGHUP in the log")
+        self.assertEqual(sh("rotate").returncode, 0)
+        wait_for(lambda: "SIGUSR2: rotating all files" in read(self.path("server.log")),
+                 "SIGUSR2 in the log")
         p = sh("stop")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertFalse(os.path.exists(pidfile))

@@ -130,7 +130,7 @@ class AckServerTest(support.TempDirTestCase):
         self.assertNotIn("client good (127.0.0.1:%d): disconnected" % good.getsockname()[1],
                          srv.log())
         good.close()
-        srv.signal(signal.SIGUSR2)             # the stats lines, with the rejections
+        srv.signal(signal.SIGUSR1)             # the stats lines, with the rejections
         srv.wait_log("stats bad: ")
         self.assertRegex(srv.log(), r"stats bad: .* rejected=6")
         srv.stop()
@@ -157,7 +157,7 @@ class AckServerTest(support.TempDirTestCase):
                   + stream(sid=bytes(range(2, 18)), first=31))
         self.assertTrue(peer.wait_closed(t))
         srv.wait_log("protocol violation [stream-twice]", 2)
-        srv.signal(signal.SIGUSR2)
+        srv.signal(signal.SIGUSR1)
         srv.wait_log("stats good: ")
         self.assertRegex(srv.log(), r"stats good: .*peer:seq_gap=10 ")
         srv.stop()

@@ -70,15 +70,15 @@ class PendingFlood(support.TempDirTestCase):
         self.addCleanup(second.close)
         second.sendall(peer.pcap_stream(10, first=10))
         srv.wait_log(": connected", 2, timeout=WAIT)
-        srv.signal(signal.SIGUSR1)  # a new file while the flood holds on
-        srv.wait_log("SIGUSR1: rotating")
+        srv.signal(signal.SIGUSR2)  # a new file while the flood holds on
+        srv.wait_log("SIGUSR2: rotating")
         second.sendall(b"".join(peer.pcap_data(i) for i in range(20, 30)))
         second.close()
         srv.wait_log("disconnected: connection closed by the client", timeout=WAIT)
         # the oldest waiting connections of both kinds were closed by the server
         self.assertTrue(peer.wait_closed(hostile[0], WAIT))
         self.assertTrue(peer.wait_closed(hostile[40], WAIT))
-        srv.signal(signal.SIGUSR2)
+        srv.signal(signal.SIGUSR1)
         log = srv.wait_log("server:pending_full=")
         evicted = int(log.split("server:pending_full=")[1].split()[0])
         self.assertGreaterEqual(evicted, 80 - 16)

@@ -38,9 +38,9 @@ class ServerTest(support.TempDirTestCase):
         self.assertEqual(self.srv.stop(), 0, self.srv.log()[-3000:])
 
     def stats(self, name):
-        """SIGUSR2, then return the logged peer counters of client name as a dict."""
+        """SIGUSR1, then return the logged peer counters of client name as a dict."""
         n = self.srv.log().count("stats %s:" % name)
-        self.srv.signal(signal.SIGUSR2)
+        self.srv.signal(signal.SIGUSR1)
         log = self.srv.wait_log("stats %s:" % name, n + 1)
         line = [l for l in log.splitlines() if "stats %s:" % name in l][-1]
         return dict((k.split(":")[-1], int(v)) for k, v in re.findall(r"(\S+)=(\d+)", line))
@@ -230,13 +230,18 @@ class Connections(ServerTest):
         srv.wait_log("(disconnect;")
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
             text = r.read().decode()
-        for line in ('osmo_pcap_peer_pkts_total{client="c"} 3',
-                     'osmo_pcap_server_bytes_total 348',
-                     'osmo_pcap_server_rejected_total{reason="pcap-record-short"} 1',
+        for line in ('osmo_pcap_server_client_packets_total{client="c"} 3',
+                     'osmo_pcap_server_client_received_bytes_total{client="c"} 348',
+                     'osmo_pcap_server_client_rejected_connections_total{client="c",'
+                     'reason="pcap-record-short"} 1',
                      'osmo_pcap_server_clients_connected 0',
-                     'osmo_pcap_server_files_closed_total 1'):
+                     'osmo_pcap_server_client_files_closed_total{client="c"} 1'):
             self.assertIn(line + "\n", text)
-        self.assertIn("# TYPE osmo_pcap_server_pkts_total counter", text)
+        self.assertIn("# TYPE osmo_pcap_server_client_packets_total counter", text)
+        # Prometheus' own linter has nothing to say about the names, types and help
+        p = support.run([support.require_promtool(), "check", "metrics"], input=text,
+                        check=False)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
         self.stop()
 
     def test_header_and_idle_timeouts(self):
@@ -337,23 +342,30 @@ class Rotation(ServerTest):
         files = srv.files(srv.completed)
         self.assertEqual([self.packets(p) for p in files], [[0, 1, 2, 3, 4], [5, 6, 7]])
 
-    def test_sigusr1_rotates_and_sighup_starts_new_files(self):
+    def test_signals_sigusr2_rotates_sighup_and_sigusr1_do_not(self):
+        # doc/operations.md#signals: SIGHUP reopens the log (logrotate's postrotate
+        # must not split traces), SIGUSR1 reports, SIGUSR2 starts new files.
         srv = self.start([("c", GOOD, "yes"), ("idle", BAD, "yes")])
         s = peer.connect(srv.port, GOOD)
         self.addCleanup(s.close)
         s.sendall(peer.pcap_stream(3))
         srv.wait_log("writing")
-        srv.signal(signal.SIGUSR1)
-        srv.wait_log("(SIGUSR1;")
+        srv.signal(signal.SIGUSR2)
+        srv.wait_log("(SIGUSR2;")
         s.sendall(b"".join(peer.pcap_data(i) for i in range(3, 5)))
         srv.wait_log("writing", 2)
         srv.signal(signal.SIGHUP)
-        srv.wait_log("(SIGHUP;")
+        srv.wait_log("SIGHUP: no log file to reopen")
+        srv.signal(signal.SIGUSR1)
+        srv.wait_log("status: client c: connected from")
+        log = srv.wait_log("status: client idle: not connected, no open file, no packet yet")
         s.sendall(b"".join(peer.pcap_data(i) for i in range(5, 6)))
         s.close()
         srv.wait_log("(disconnect;")
         self.stop()
-        self.assertEqual([self.packets(p) for p in srv.files()], [[0, 1, 2], [3, 4], [5]])
+        self.assertEqual([self.packets(p) for p in srv.files()], [[0, 1, 2], [3, 4, 5]])
+        self.assertIn("uptime ", log)
+        self.assertEqual(srv.log().count("writing"), 2)
 
 
 class FilesAndShutdown(ServerTest):

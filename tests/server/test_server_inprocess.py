@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 import unittest
 
 from tests import peer, support
@@ -83,18 +84,26 @@ class InProcess(support.TempDirTestCase):
         self.pump(srv, lambda: srv.admission.counters["no_client"] == 1 and "b" not in srv.conns
                   and sum(1 for c in hook.calls if c[0] == "data") == 5)
         s = self.samples(srv)
-        self.assertEqual(s[("osmo_pcap_server_connect_total", ())], ("counter", 3))
-        self.assertEqual(s[("osmo_pcap_server_no_client_total", ())], ("counter", 1))
-        self.assertEqual(s[("osmo_pcap_server_pkts_total", ())], ("counter", 5))
-        self.assertEqual(s[("osmo_pcap_server_bytes_total", ())], ("counter", 5 * 116))
-        self.assertEqual(s[("osmo_pcap_peer_pkts_total", (("client", "a"),))], ("counter", 3))
-        self.assertEqual(s[("osmo_pcap_peer_rejected_total",
+        self.assertEqual(s[("osmo_pcap_server_connections_total", ())], ("counter", 3))
+        self.assertEqual(s[("osmo_pcap_server_refused_connections_total",
+                            (("reason", "no_client"),))], ("counter", 1))
+        A, B = (("client", "a"),), (("client", "b"),)
+        self.assertEqual(s[("osmo_pcap_server_client_packets_total", A)], ("counter", 3))
+        self.assertEqual(s[("osmo_pcap_server_client_packets_total", B)], ("counter", 2))
+        self.assertEqual(s[("osmo_pcap_server_client_received_bytes_total", A)],
+                         ("counter", 3 * 116))
+        self.assertEqual(s[("osmo_pcap_server_client_rejected_connections_total",
                             (("client", "b"), ("reason", "unknown-type")))], ("counter", 1))
-        self.assertEqual(s[("osmo_pcap_server_rejected_total", (("reason", "unknown-type"),))],
-                         ("counter", 1))
         self.assertEqual(s[("osmo_pcap_server_clients_connected", ())], ("gauge", 1))
         self.assertEqual(s[("osmo_pcap_server_open_files", ())], ("gauge", 1))
-        self.assertEqual(s[("osmo_pcap_peer_connected", (("client", "a"),))], ("gauge", 1))
+        self.assertEqual(s[("osmo_pcap_server_client_connected", A)], ("gauge", 1))
+        # when each client last sent a packet, and the room left for the files
+        last = s[("osmo_pcap_server_client_last_packet_timestamp_seconds", A)]
+        self.assertEqual(last[0], "gauge")
+        self.assertLessEqual(abs(last[1] - time.time()), 60)
+        avail = s[("osmo_pcap_server_filesystem_avail_bytes", (("directory", "base_path"),))]
+        st = os.statvfs(srv.cfg.base_path)
+        self.assertLessEqual(abs(avail[1] - st.f_bavail * st.f_frsize), 1 << 30)
         keys = [(n, tuple(sorted(l.items()))) for n, t, h, l, v in srv.metric_samples()]
         self.assertEqual(len(keys), len(set(keys)))
         for name, typ, help_, labels, value in srv.metric_samples():

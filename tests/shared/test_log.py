@@ -138,6 +138,41 @@ class TargetTest(support.TempDirTestCase):
         self.assertIn("WARNING syslog socket", out.getvalue())
         self.assertIn("logging to stderr", out.getvalue())
 
+    def test_daemonized_stderr_goes_to_syslog(self):
+        """-D closes stderr: target = stderr (the default) would lose every line, so the
+        log goes to syslog and its first line says why (doc/operations.md#daemonize)."""
+        addr = self.path("devlog")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(s.close)
+        s.bind(addr)
+        s.settimeout(10)
+        out = io.StringIO()
+        note = log.configure_daemon(log.LogConfig(), "osmo-pcap-client", True, env={},
+                                    syslog_address=addr, stream=out)
+        self.assertIn("-D: logging to syslog", note)
+        self.assertIn("because stderr is closed once detached", s.recv(4096).decode())
+        log.get("client").warning("device eth0 lost")
+        self.assertEqual(s.recv(4096).decode().rstrip("\x00"),
+                         "<28>osmo-pcap-client[%d]: WARNING device eth0 lost" % os.getpid())
+        self.assertEqual(out.getvalue(), "")
+        # without -D, or with another target, nothing changes
+        out = io.StringIO()
+        self.assertIsNone(log.configure_daemon(log.LogConfig(timestamps="no"), "x", False,
+                                               env={}, syslog_address=addr, stream=out))
+        log.get().info("here")
+        self.assertEqual(out.getvalue(), "INFO here\n")
+        self.assertIsNone(log.configure_daemon(
+            log.LogConfig(target="file", file=self.path("f.log")), "x", True, env={},
+            syslog_address=addr))
+
+    def test_daemonized_without_syslog_is_an_error(self):
+        with self.assertRaises(ini.ConfigError) as cm:
+            log.configure_daemon(log.LogConfig(), "x", True, env={},
+                                 syslog_address=self.path("nothing"))
+        self.assertRegex(str(cm.exception), r"^\[log\] target: -D detaches from stderr, and "
+                                            r"the syslog socket .* is unusable")
+        self.assertIn("set target = file", str(cm.exception))
+
     def test_stderr_is_the_journal(self):
         # A child whose stderr is the file $JOURNAL_STREAM names (as systemd sets it).
         import subprocess

@@ -16,7 +16,7 @@ client entries apart. The test PKI comes from tests/pki.py (openssl).
   handshake, a silent peer, plaintext and a foreign certificate from addresses
   of no entry, a server certificate that does not carry tls_hostname (the
   client refuses and says why), and an `ip = any` entry chosen by the
-  certificate identity. Each refusal is counted (SIGUSR2 stats line and
+  certificate identity. Each refusal is counted (SIGUSR1 stats line and
   /metrics) and logged with its reason.
 - A TLS ClientHello to a server without TLS; start-up errors (--check-config).
 """
@@ -145,9 +145,9 @@ class E2ETestCase(support.TempDirTestCase):
         self.assertEqual(proc.stop(), 0, proc.text())
 
     def server_stats(self, srv):
-        """SIGUSR2; return the server-wide counters of the logged stats line."""
+        """SIGUSR1; return the server-wide counters of the logged stats line."""
         n = srv.log().count("stats server:")
-        srv.signal(signal.SIGUSR2)
+        srv.signal(signal.SIGUSR1)
         log = srv.wait_log("stats server:", n + 1)
         line = [l for l in log.splitlines() if "stats server:" in l][-1]
         return dict((k, int(v)) for k, v in re.findall(r"server:(\S+?)=(\d+)", line))
@@ -496,11 +496,11 @@ class NegativeMatrixTest(E2ETestCase):
         with urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=10) as r:
             text = r.read()
         text = text.decode()
-        m = re.search(r'(?m)^osmo_pcap_server_refused_total\{reason="tls_timeout"\} (\d+)',
-                      text)
+        m = re.search(r'(?m)^osmo_pcap_server_refused_connections_total'
+                      r'\{reason="tls_timeout"\} (\d+)', text)
         self.assertTrue(m, text)
         self.assertGreaterEqual(int(m.group(1)), 1)
-        self.assertRegex(text, r"(?m)^osmo_pcap_server_tls_connect_total [2-9]")
+        self.assertRegex(text, r"(?m)^osmo_pcap_server_tls_connections_total [2-9]")
 
         # The client that cannot verify the server name says so and never sends.
         bad = clients["badname"]
