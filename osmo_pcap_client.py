@@ -50,11 +50,18 @@ A source turns every packet into one framed record appended to the client's
 batch (a bytearray sent once per capture round): pcap records (spec 2.4.2) or
 pcapng EPBs (spec 2.4.3) with the device's position as interface id. Frames
 are always little-endian, as upstream x86/ARM clients send them (spec 12).
+
+libpcap writes the packets of a round as pcap records into memory
+(libpcap.Handle.dispatch_records); a framer walks them once. On a
+little-endian host a pcap record already is the LINK_DATA payload, so the
+pcap framer only puts the 4-byte frame header in front of each. Where that
+memory is not available, libpcap calls the per-packet sink instead.
 """
 
 import os
 import socket
 import struct
+import sys
 
 from osmo_pcap import pcapfile, pcapng
 from osmo_pcap.client import libpcap
@@ -65,6 +72,10 @@ EPB_FRAME = struct.Struct("<BBBBIIIIIII")
 U32 = struct.Struct("<I")
 EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
 TYPE_CACHE_MAX = 2048
+RECORD = libpcap.RECORD_HDR
+CAPLEN_LEN = struct.Struct("=8xII")     # a record's caplen and len
+EPB_TAIL = struct.Struct("<IIII")       # ts high, ts low, caplen, len
+LITTLE_ENDIAN = sys.byteorder == "little"
 
 # ARPHRD values (linux/if_arp.h) -> DLT libpcap reports, to predict the link
 # type of a device that is absent at start-up.
@@ -154,6 +165,113 @@ def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
     return slow_sink
 
 
+def _frame_header(n):
+    return bytes((1, 0, n >> 8, n & 255))
+
+
+def _epb_parts(if_index):
+    """Return a function of caplen giving (frame header + EPB type, length and
+    interface, padding + trailing length)."""
+    def parts(caplen):
+        total = 36 + ((caplen + 3) & ~3)
+        return (bytes((1, 0, total >> 8, total & 255)) + U32.pack(pcapng.BT_EPB)
+                + U32.pack(total) + U32.pack(if_index), EPB_PAD[caplen & 3] + U32.pack(total))
+    return parts
+
+
+def make_framer(fmt, if_index, batch, acc, sink, fast):
+    """Return framer(view, count) for the count pcap records libpcap wrote
+    at the start of view; it returns the bytes they took.
+
+    With fast (no GPRS filter, no IPIP, no record longer than max_caplen
+    possible) the records are framed here, else each goes through sink.
+    The loops are the client's per-packet cost: every operation counts.
+    """
+    if not fast:
+        unpack = RECORD.unpack_from
+
+        def framer(view, count):
+            pos = 0
+            for _ in range(count):
+                sec, usec, caplen, length = unpack(view, pos)
+                start = pos + 16
+                pos = start + caplen
+                sink(sec, usec, caplen, length, view[start:pos])
+            return pos
+        return framer
+    if fmt == "pcap" and LITTLE_ENDIAN:
+        # The record as libpcap wrote it (little-endian, 32-bit seconds) is
+        # the LINK_DATA payload: put the frame header (cached per length) in
+        # front of it.
+        heads = {}
+        unpack = CAPLEN_LEN.unpack_from
+
+        def framer(view, count):
+            out = batch
+            pos = cut = 0
+            for _ in range(count):
+                caplen, length = unpack(view, pos)
+                n = caplen + 16
+                try:
+                    out += heads[n]
+                except KeyError:
+                    out += heads.setdefault(n, _frame_header(n))
+                out += view[pos:pos + n]
+                pos += n
+                if length != caplen:
+                    cut += 1
+            acc[0] += count
+            acc[1] += pos - 16 * count
+            acc[2] += cut
+            if len(heads) > TYPE_CACHE_MAX:
+                heads.clear()
+            return pos
+        return framer
+    if fmt == "pcapng":
+        parts = {}
+        make_parts = _epb_parts(if_index)
+        unpack = RECORD.unpack_from
+        pack = EPB_TAIL.pack
+
+        def framer(view, count):
+            out = batch
+            pos = cut = 0
+            for _ in range(count):
+                sec, usec, caplen, length = unpack(view, pos)
+                ts = sec * 1000000 + usec
+                try:
+                    head, tail = parts[caplen]
+                except KeyError:
+                    head, tail = parts.setdefault(caplen, make_parts(caplen))
+                out += head
+                out += pack(ts >> 32, ts & 0xFFFFFFFF, caplen, length)
+                start = pos + 16
+                pos = start + caplen
+                out += view[start:pos]
+                out += tail
+                if length != caplen:
+                    cut += 1
+            acc[0] += count
+            acc[1] += pos - 16 * count
+            acc[2] += cut
+            if len(parts) > TYPE_CACHE_MAX:
+                parts.clear()
+            return pos
+        return framer
+    return make_framer(fmt, if_index, batch, acc, sink, False)
+
+
+def _count_records(view, end):
+    """Return how many complete pcap records view[:end] holds."""
+    pos = k = 0
+    while pos + 16 <= end:
+        pos += 16 + RECORD.unpack_from(view, pos)[2]
+        if pos > end:
+            break
+        k += 1
+    return k
+
+
 def new_device_counters():
     """Per-device counters (spec 5.8 names)."""
     return {"pcap:err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
@@ -169,6 +287,7 @@ class Source(object):
         self.index = index
         self.handle = None
         self.dlt = None
+        self.framer = None
         self.acc = [0, 0, 0, 0]
         self.counters = new_device_counters()
         self.prefix = "device %s" % name
@@ -179,24 +298,55 @@ class Source(object):
     def _attach(self, handle):
         self.handle = handle
         self.dlt = handle.datalink()
+        handle.use_records()
         self.attach_sink()
 
     def attach_sink(self):
-        """(Re)build the per-packet callback from the client's current settings."""
+        """(Re)build the record framer and the per-packet callback from the
+        client's current settings."""
         c = self.client
-        self.handle.sink = make_sink(c.cfg.file_format, self.index, self.linktype(),
-                                     c.max_caplen, c.batch, self.acc, c.gprs, c.ipip)
+        h = self.handle
+        sink = make_sink(c.cfg.file_format, self.index, self.linktype(), c.max_caplen,
+                         c.batch, self.acc, c.gprs, c.ipip)
+        h.sink = sink
+        self.framer = None
+        if h.records is not None:
+            fast = c.gprs is None and not c.ipip and h.snapshot() <= c.max_caplen
+            self.framer = make_framer(c.cfg.file_format, self.index, c.batch, self.acc,
+                                      sink, fast)
 
     def dispatch(self):
-        """Run one capture round; return the number of packets or -1 on error."""
+        """Run one capture round; return the number of packets or a negative
+        libpcap error code."""
         h = self.handle
         if h is None:
             return 0
-        if len(h._types) > TYPE_CACHE_MAX:
-            h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
-        n = h.dispatch(self.client.cfg.dispatch_max)
+        if self.framer is None:
+            if len(h._types) > TYPE_CACHE_MAX:
+                h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
+            n = h.dispatch(self.client.cfg.dispatch_max)
+        else:
+            n, end = h.dispatch_records(self.client.cfg.dispatch_max)
+            if end:
+                rb = h.records
+                if rb.failed():
+                    self._lost_records(n, end)
+                else:
+                    # On an error (n < 0) the records written before it still count.
+                    self.framer(rb.view, n if n >= 0 else _count_records(rb.view, end))
+                rb.reset()
         self._fold()
         return n
+
+    def _lost_records(self, n, end):
+        # Never expected: a record did not fit the buffer (libpcap handed out
+        # more than its snapshot length), and pcap_dump skipped the rest.
+        k = _count_records(self.handle.records.view, end)
+        self.framer(self.handle.records.view, k)
+        lost = max(n - k, 1)
+        self.counters["pcap:err"] += 1
+        self.client.counters["client:no_mem"] += lost
+        self.client.log.error("%s: %d packet(s) did not fit the capture buffer", self.prefix, lost)
 
     def _fold(self):
         acc = self.acc
@@ -1360,13 +1510,19 @@ struct pcap_pkthdr depends on the platform's time_t and long (16 bytes on
 classic 32-bit, 24 on 64-bit and on 32-bit with 64-bit time_t); it is
 measured at run time by letting libpcap dump a crafted header.
 
-The capture callback makes no ctypes foreign call per packet: it reads the
-header through a cached from_address() view and the packet through a cached
-c_char array type per caplen.
+Packets normally reach Python without any Python code per packet:
+pcap_dispatch() runs with libpcap's own pcap_dump() as the callback, writing
+each packet as a pcap record into a memory buffer (an fmemopen() stream), and
+the caller walks the records of a whole round. A Python callback per packet
+costs about three times as much (the ctypes callback trampoline); it remains
+for where that buffer cannot be set up. It makes no ctypes foreign call per
+packet: it reads the header through a cached from_address() view and the
+packet through a cached c_char array type per caplen.
 """
 
 import ctypes
 import ctypes.util
+import mmap
 import os
 import socket
 import struct
@@ -1388,6 +1544,13 @@ SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 
 HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+# pcap_dump() writes this record header (struct pcap_sf_pkthdr: 32-bit
+# seconds and microseconds, caplen, len) in host byte order, then the data.
+RECORD_HDR = struct.Struct("=IIII")
+RECORDS_SIZE = 8 << 20          # memory buffer per handle: address space, touched as used
+SEEK_SET = 0
+FSETLOCKING_BYCALLER = 2
 
 
 class LibpcapError(Exception):
@@ -1517,6 +1680,7 @@ class Library(object):
         self.has_immediate = hasattr(lib, "pcap_set_immediate_mode")
         self.has_required_timeout = hasattr(lib, "pcap_get_required_select_timeout")
         self.layout = self._measure_layout()
+        self.checks = {}
 
     def _measure_layout(self):
         """Dump the probe header with libpcap and see where it read caplen."""
@@ -1608,6 +1772,122 @@ def _text(b):
     return b.decode("utf-8", "replace") if b else ""
 
 
+# ---------------------------------------------------------------- records in memory
+
+_libc = []
+
+
+def _stdio():
+    """Return the C library with the stdio calls RecordBuffer needs, or None."""
+    if not _libc:
+        lib = None
+        try:
+            lib = ctypes.CDLL(None)
+            p, i, s = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+            for name, res, args in (("fmemopen", p, [p, ctypes.c_size_t, s]),
+                                    ("fflush", i, [p]), ("ftell", ctypes.c_long, [p]),
+                                    ("fseek", i, [p, ctypes.c_long, i]), ("ferror", i, [p]),
+                                    ("clearerr", None, [p]), ("fclose", i, [p])):
+                fn = getattr(lib, name)
+                fn.restype, fn.argtypes = res, args
+        except (OSError, AttributeError):
+            lib = None
+        if lib is not None:
+            fn = getattr(lib, "__fsetlocking", None)   # glibc, musl: optional
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]
+        _libc.append(lib)
+    return _libc[0]
+
+
+class RecordBuffer(object):
+    """A stdio stream writing into our own memory, for libpcap's pcap_dump().
+
+    view[:end] holds the records written since the last reset(). The memory
+    is an anonymous mapping: its pages become resident only when written.
+    """
+
+    def __init__(self, size=RECORDS_SIZE):
+        libc = _stdio()
+        if libc is None:
+            raise OSError("fmemopen() is not available")
+        self.libc = libc
+        self.size = size
+        self.mm = mmap.mmap(-1, size)
+        self._pin = ctypes.c_char.from_buffer(self.mm)  # the address; forbids resizing
+        self.file = libc.fmemopen(ctypes.addressof(self._pin), size, b"w")
+        if not self.file:
+            self._release()
+            raise OSError("fmemopen() failed")
+        setlocking = getattr(libc, "__fsetlocking", None)
+        if setlocking is not None:
+            # Only this thread writes the stream: stdio may skip its lock
+            # (three lock round trips per packet in pcap_dump).
+            setlocking(self.file, FSETLOCKING_BYCALLER)
+        self.view = memoryview(self.mm)
+
+    def end(self):
+        """Flush the stream; return how many bytes of view hold records."""
+        self.libc.fflush(self.file)
+        return self.libc.ftell(self.file)
+
+    def failed(self):
+        """True when a write did not fit (pcap_dump then skips the rest); clears it."""
+        if self.libc.ferror(self.file):
+            self.libc.clearerr(self.file)
+            return True
+        return False
+
+    def reset(self):
+        """Start writing at the beginning again."""
+        self.libc.fseek(self.file, 0, SEEK_SET)
+
+    def close(self):
+        if self.file:
+            self.libc.fclose(self.file)
+            self.file = None
+            self._release()
+
+    def _release(self):
+        view = getattr(self, "view", None)
+        if view is not None:
+            view.release()
+            self.view = None
+        self._pin = None
+        self.mm.close()
+
+
+def records_supported(library):
+    """Check once that pcap_dump() into a RecordBuffer gives the expected record."""
+    if "records" not in library.checks:
+        library.checks["records"] = _check_records(library)
+    return library.checks["records"]
+
+
+def _check_records(library):
+    lib = library.lib
+    try:
+        rb = RecordBuffer(4096)
+    except (OSError, ValueError):
+        return False
+    dead = lib.pcap_open_dead(DLT_EN10MB, 65535)
+    try:
+        hdr = ctypes.create_string_buffer(32)
+        library.layout.struct.pack_into(hdr, 0, 1700000000, 654321, 5, 60)
+        data = ctypes.create_string_buffer(b"abcde", 8)
+        for _ in range(2):
+            lib.pcap_dump(rb.file, ctypes.addressof(hdr), ctypes.addressof(data))
+        end = rb.end()
+        image = rb.view[:end].tobytes()
+        rb.reset()
+        again = rb.end()
+    finally:
+        lib.pcap_close(dead)
+        rb.close()
+    one = RECORD_HDR.pack(1700000000, 654321, 5, 60) + b"abcde"
+    return image == one * 2 and again == 0
+
+
 # ---------------------------------------------------------------- handles
 
 class Handle(object):
@@ -1629,8 +1909,11 @@ class Handle(object):
         self._hdr_type = ctypes.c_char * library.layout.size
         self._unpack = library.layout.struct.unpack_from
         self._types = {}
-        self._callback = HANDLER(self._on_packet)  # kept alive as long as the handle
+        self._callback = None      # made on first use, then kept alive with the handle
         self._last_stats = None
+        self.records = None
+        self._bound = 0
+        self._dump = HANDLER(ctypes.cast(self.lib.pcap_dump, ctypes.c_void_p).value)
 
     # -------------------------------------------------------------- opening
     @classmethod
@@ -1699,6 +1982,27 @@ class Handle(object):
         if self.pcap:
             self.lib.pcap_close(self.pcap)
             self.pcap = None
+        if self.records is not None:
+            self.records.close()
+            self.records = None
+
+    def use_records(self, size=RECORDS_SIZE):
+        """Switch to dispatch_records(); return False where it cannot be used.
+
+        Every record must fit the buffer: libpcap never hands out more than
+        the snapshot length (it cuts live and saved packets to it).
+        """
+        if self.records is not None:
+            return True
+        bound = RECORD_HDR.size + max(self.snapshot(), 1)
+        if bound > size or not records_supported(self.library):
+            return False
+        try:
+            self.records = RecordBuffer(size)
+        except (OSError, ValueError):
+            return False
+        self._bound = bound
+        return True
 
     # -------------------------------------------------------------- queries
     def datalink(self):
@@ -1770,7 +2074,37 @@ class Handle(object):
     # -------------------------------------------------------------- packets
     def dispatch(self, count):
         """Process up to count packets (-1: what is there); return libpcap's result."""
+        if self._callback is None:
+            # A ctypes closure: libffi needs writable and executable memory for it.
+            self._callback = HANDLER(self._on_packet)
         return self.lib.pcap_dispatch(self.pcap, count, self._callback, None)
+
+    def dispatch_records(self, count):
+        """Like dispatch(), but libpcap writes the packets into records.view.
+
+        Return (result, end): result is the number of packets or libpcap's
+        negative error code; records.view[:end] holds one pcap record per
+        packet (RECORD_HDR, then caplen bytes), also when result is an error.
+        Call records.reset() once they are consumed.
+        """
+        rb = self.records
+        dispatch, p, cb, f = self.lib.pcap_dispatch, self.pcap, self._dump, rb.file
+        bound = self._bound
+        done = end = 0
+        while True:
+            # As many packets as surely fit what is left of the buffer; with
+            # small packets a second call takes more.
+            room = (rb.size - end) // bound
+            want = room if count < 0 else min(room, count - done)
+            if want <= 0:
+                return done, end
+            n = dispatch(p, want, cb, f)
+            end = rb.end()
+            if n < 0:
+                return n, end
+            done += n
+            if n < want:
+                return done, end
 
     def _on_packet(self, user, hdr, data):
         if hdr != self._hdr_addr:

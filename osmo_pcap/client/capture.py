@@ -5,11 +5,18 @@ A source turns every packet into one framed record appended to the client's
 batch (a bytearray sent once per capture round): pcap records (spec 2.4.2) or
 pcapng EPBs (spec 2.4.3) with the device's position as interface id. Frames
 are always little-endian, as upstream x86/ARM clients send them (spec 12).
+
+libpcap writes the packets of a round as pcap records into memory
+(libpcap.Handle.dispatch_records); a framer walks them once. On a
+little-endian host a pcap record already is the LINK_DATA payload, so the
+pcap framer only puts the 4-byte frame header in front of each. Where that
+memory is not available, libpcap calls the per-packet sink instead.
 """
 
 import os
 import socket
 import struct
+import sys
 
 from osmo_pcap import pcapfile, pcapng
 from osmo_pcap.client import libpcap
@@ -20,6 +27,10 @@ EPB_FRAME = struct.Struct("<BBBBIIIIIII")
 U32 = struct.Struct("<I")
 EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
 TYPE_CACHE_MAX = 2048
+RECORD = libpcap.RECORD_HDR
+CAPLEN_LEN = struct.Struct("=8xII")     # a record's caplen and len
+EPB_TAIL = struct.Struct("<IIII")       # ts high, ts low, caplen, len
+LITTLE_ENDIAN = sys.byteorder == "little"
 
 # ARPHRD values (linux/if_arp.h) -> DLT libpcap reports, to predict the link
 # type of a device that is absent at start-up.
@@ -109,6 +120,113 @@ def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
     return slow_sink
 
 
+def _frame_header(n):
+    return bytes((1, 0, n >> 8, n & 255))
+
+
+def _epb_parts(if_index):
+    """Return a function of caplen giving (frame header + EPB type, length and
+    interface, padding + trailing length)."""
+    def parts(caplen):
+        total = 36 + ((caplen + 3) & ~3)
+        return (bytes((1, 0, total >> 8, total & 255)) + U32.pack(pcapng.BT_EPB)
+                + U32.pack(total) + U32.pack(if_index), EPB_PAD[caplen & 3] + U32.pack(total))
+    return parts
+
+
+def make_framer(fmt, if_index, batch, acc, sink, fast):
+    """Return framer(view, count) for the count pcap records libpcap wrote
+    at the start of view; it returns the bytes they took.
+
+    With fast (no GPRS filter, no IPIP, no record longer than max_caplen
+    possible) the records are framed here, else each goes through sink.
+    The loops are the client's per-packet cost: every operation counts.
+    """
+    if not fast:
+        unpack = RECORD.unpack_from
+
+        def framer(view, count):
+            pos = 0
+            for _ in range(count):
+                sec, usec, caplen, length = unpack(view, pos)
+                start = pos + 16
+                pos = start + caplen
+                sink(sec, usec, caplen, length, view[start:pos])
+            return pos
+        return framer
+    if fmt == "pcap" and LITTLE_ENDIAN:
+        # The record as libpcap wrote it (little-endian, 32-bit seconds) is
+        # the LINK_DATA payload: put the frame header (cached per length) in
+        # front of it.
+        heads = {}
+        unpack = CAPLEN_LEN.unpack_from
+
+        def framer(view, count):
+            out = batch
+            pos = cut = 0
+            for _ in range(count):
+                caplen, length = unpack(view, pos)
+                n = caplen + 16
+                try:
+                    out += heads[n]
+                except KeyError:
+                    out += heads.setdefault(n, _frame_header(n))
+                out += view[pos:pos + n]
+                pos += n
+                if length != caplen:
+                    cut += 1
+            acc[0] += count
+            acc[1] += pos - 16 * count
+            acc[2] += cut
+            if len(heads) > TYPE_CACHE_MAX:
+                heads.clear()
+            return pos
+        return framer
+    if fmt == "pcapng":
+        parts = {}
+        make_parts = _epb_parts(if_index)
+        unpack = RECORD.unpack_from
+        pack = EPB_TAIL.pack
+
+        def framer(view, count):
+            out = batch
+            pos = cut = 0
+            for _ in range(count):
+                sec, usec, caplen, length = unpack(view, pos)
+                ts = sec * 1000000 + usec
+                try:
+                    head, tail = parts[caplen]
+                except KeyError:
+                    head, tail = parts.setdefault(caplen, make_parts(caplen))
+                out += head
+                out += pack(ts >> 32, ts & 0xFFFFFFFF, caplen, length)
+                start = pos + 16
+                pos = start + caplen
+                out += view[start:pos]
+                out += tail
+                if length != caplen:
+                    cut += 1
+            acc[0] += count
+            acc[1] += pos - 16 * count
+            acc[2] += cut
+            if len(parts) > TYPE_CACHE_MAX:
+                parts.clear()
+            return pos
+        return framer
+    return make_framer(fmt, if_index, batch, acc, sink, False)
+
+
+def _count_records(view, end):
+    """Return how many complete pcap records view[:end] holds."""
+    pos = k = 0
+    while pos + 16 <= end:
+        pos += 16 + RECORD.unpack_from(view, pos)[2]
+        if pos > end:
+            break
+        k += 1
+    return k
+
+
 def new_device_counters():
     """Per-device counters (spec 5.8 names)."""
     return {"pcap:err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
@@ -124,6 +242,7 @@ class Source(object):
         self.index = index
         self.handle = None
         self.dlt = None
+        self.framer = None
         self.acc = [0, 0, 0, 0]
         self.counters = new_device_counters()
         self.prefix = "device %s" % name
@@ -134,24 +253,55 @@ class Source(object):
     def _attach(self, handle):
         self.handle = handle
         self.dlt = handle.datalink()
+        handle.use_records()
         self.attach_sink()
 
     def attach_sink(self):
-        """(Re)build the per-packet callback from the client's current settings."""
+        """(Re)build the record framer and the per-packet callback from the
+        client's current settings."""
         c = self.client
-        self.handle.sink = make_sink(c.cfg.file_format, self.index, self.linktype(),
-                                     c.max_caplen, c.batch, self.acc, c.gprs, c.ipip)
+        h = self.handle
+        sink = make_sink(c.cfg.file_format, self.index, self.linktype(), c.max_caplen,
+                         c.batch, self.acc, c.gprs, c.ipip)
+        h.sink = sink
+        self.framer = None
+        if h.records is not None:
+            fast = c.gprs is None and not c.ipip and h.snapshot() <= c.max_caplen
+            self.framer = make_framer(c.cfg.file_format, self.index, c.batch, self.acc,
+                                      sink, fast)
 
     def dispatch(self):
-        """Run one capture round; return the number of packets or -1 on error."""
+        """Run one capture round; return the number of packets or a negative
+        libpcap error code."""
         h = self.handle
         if h is None:
             return 0
-        if len(h._types) > TYPE_CACHE_MAX:
-            h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
-        n = h.dispatch(self.client.cfg.dispatch_max)
+        if self.framer is None:
+            if len(h._types) > TYPE_CACHE_MAX:
+                h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
+            n = h.dispatch(self.client.cfg.dispatch_max)
+        else:
+            n, end = h.dispatch_records(self.client.cfg.dispatch_max)
+            if end:
+                rb = h.records
+                if rb.failed():
+                    self._lost_records(n, end)
+                else:
+                    # On an error (n < 0) the records written before it still count.
+                    self.framer(rb.view, n if n >= 0 else _count_records(rb.view, end))
+                rb.reset()
         self._fold()
         return n
+
+    def _lost_records(self, n, end):
+        # Never expected: a record did not fit the buffer (libpcap handed out
+        # more than its snapshot length), and pcap_dump skipped the rest.
+        k = _count_records(self.handle.records.view, end)
+        self.framer(self.handle.records.view, k)
+        lost = max(n - k, 1)
+        self.counters["pcap:err"] += 1
+        self.client.counters["client:no_mem"] += lost
+        self.client.log.error("%s: %d packet(s) did not fit the capture buffer", self.prefix, lost)
 
     def _fold(self):
         acc = self.acc
