@@ -179,18 +179,20 @@ def _epb_parts(if_index):
     return parts
 
 
-def make_framer(fmt, if_index, batch, acc, sink, fast):
-    """Return framer(view, count) for the count pcap records libpcap wrote
-    at the start of view; it returns the bytes they took.
+def make_framer(fmt, if_index, acc, sink, fast):
+    """Return framer(view, count, out) for the count pcap records libpcap wrote
+    at the start of view; it appends their frames to out (the batch) and
+    returns the bytes the records took.
 
     With fast (no GPRS filter, no IPIP, no record longer than max_caplen
-    possible) the records are framed here, else each goes through sink.
-    The loops are the client's per-packet cost: every operation counts.
+    possible) the records are framed here, else each goes through sink (which
+    appends to the batch it was made with). The loops are the client's
+    per-packet cost: every operation counts.
     """
     if not fast:
         unpack = RECORD.unpack_from
 
-        def framer(view, count):
+        def framer(view, count, out):
             pos = 0
             for _ in range(count):
                 sec, usec, caplen, length = unpack(view, pos)
@@ -206,8 +208,7 @@ def make_framer(fmt, if_index, batch, acc, sink, fast):
         heads = {}
         unpack = CAPLEN_LEN.unpack_from
 
-        def framer(view, count):
-            out = batch
+        def framer(view, count, out):
             pos = cut = 0
             for _ in range(count):
                 caplen, length = unpack(view, pos)
@@ -233,8 +234,7 @@ def make_framer(fmt, if_index, batch, acc, sink, fast):
         unpack = RECORD.unpack_from
         pack = EPB_TAIL.pack
 
-        def framer(view, count):
-            out = batch
+        def framer(view, count, out):
             pos = cut = 0
             for _ in range(count):
                 sec, usec, caplen, length = unpack(view, pos)
@@ -258,7 +258,7 @@ def make_framer(fmt, if_index, batch, acc, sink, fast):
                 parts.clear()
             return pos
         return framer
-    return make_framer(fmt, if_index, batch, acc, sink, False)
+    return make_framer(fmt, if_index, acc, sink, False)
 
 
 def _count_records(view, end):
@@ -312,8 +312,7 @@ class Source(object):
         self.framer = None
         if h.records is not None:
             fast = c.gprs is None and not c.ipip and h.snapshot() <= c.max_caplen
-            self.framer = make_framer(c.cfg.file_format, self.index, c.batch, self.acc,
-                                      sink, fast)
+            self.framer = make_framer(c.cfg.file_format, self.index, self.acc, sink, fast)
 
     def dispatch(self):
         """Run one capture round; return the number of packets or a negative
@@ -333,7 +332,8 @@ class Source(object):
                     self._lost_records(n, end)
                 else:
                     # On an error (n < 0) the records written before it still count.
-                    self.framer(rb.view, n if n >= 0 else _count_records(rb.view, end))
+                    self.framer(rb.view, n if n >= 0 else _count_records(rb.view, end),
+                                self.client.batch)
                 rb.reset()
         self._fold()
         return n
@@ -342,7 +342,7 @@ class Source(object):
         # Never expected: a record did not fit the buffer (libpcap handed out
         # more than its snapshot length), and pcap_dump skipped the rest.
         k = _count_records(self.handle.records.view, end)
-        self.framer(self.handle.records.view, k)
+        self.framer(self.handle.records.view, k, self.client.batch)
         lost = max(n - k, 1)
         self.counters["pcap:err"] += 1
         self.client.counters["client:no_mem"] += lost
@@ -642,7 +642,7 @@ class ClientConfig(object):
         self.capture_timeout = 0.1
         self.immediate_mode = False
         self.ignore_outgoing = "auto"
-        self.dispatch_max = 1000
+        self.dispatch_max = 10000
         self.libpcap = None
         self.read_file = None
         self.user = None
@@ -740,7 +740,7 @@ def load(path):
     cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, 0.1)
     cfg.immediate_mode = sec.get("immediate_mode", parse_bool, False)
     cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")), "auto")
-    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 1000)
+    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 10000)
     cfg.libpcap = sec.get("libpcap", None, None)
     cfg.read_file = resolve_path(base, sec.get("read_file", None, None))
     cfg.user = sec.get("user", _user, None)

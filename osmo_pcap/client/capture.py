@@ -134,18 +134,20 @@ def _epb_parts(if_index):
     return parts
 
 
-def make_framer(fmt, if_index, batch, acc, sink, fast):
-    """Return framer(view, count) for the count pcap records libpcap wrote
-    at the start of view; it returns the bytes they took.
+def make_framer(fmt, if_index, acc, sink, fast):
+    """Return framer(view, count, out) for the count pcap records libpcap wrote
+    at the start of view; it appends their frames to out (the batch) and
+    returns the bytes the records took.
 
     With fast (no GPRS filter, no IPIP, no record longer than max_caplen
-    possible) the records are framed here, else each goes through sink.
-    The loops are the client's per-packet cost: every operation counts.
+    possible) the records are framed here, else each goes through sink (which
+    appends to the batch it was made with). The loops are the client's
+    per-packet cost: every operation counts.
     """
     if not fast:
         unpack = RECORD.unpack_from
 
-        def framer(view, count):
+        def framer(view, count, out):
             pos = 0
             for _ in range(count):
                 sec, usec, caplen, length = unpack(view, pos)
@@ -161,8 +163,7 @@ def make_framer(fmt, if_index, batch, acc, sink, fast):
         heads = {}
         unpack = CAPLEN_LEN.unpack_from
 
-        def framer(view, count):
-            out = batch
+        def framer(view, count, out):
             pos = cut = 0
             for _ in range(count):
                 caplen, length = unpack(view, pos)
@@ -188,8 +189,7 @@ def make_framer(fmt, if_index, batch, acc, sink, fast):
         unpack = RECORD.unpack_from
         pack = EPB_TAIL.pack
 
-        def framer(view, count):
-            out = batch
+        def framer(view, count, out):
             pos = cut = 0
             for _ in range(count):
                 sec, usec, caplen, length = unpack(view, pos)
@@ -213,7 +213,7 @@ def make_framer(fmt, if_index, batch, acc, sink, fast):
                 parts.clear()
             return pos
         return framer
-    return make_framer(fmt, if_index, batch, acc, sink, False)
+    return make_framer(fmt, if_index, acc, sink, False)
 
 
 def _count_records(view, end):
@@ -267,8 +267,7 @@ class Source(object):
         self.framer = None
         if h.records is not None:
             fast = c.gprs is None and not c.ipip and h.snapshot() <= c.max_caplen
-            self.framer = make_framer(c.cfg.file_format, self.index, c.batch, self.acc,
-                                      sink, fast)
+            self.framer = make_framer(c.cfg.file_format, self.index, self.acc, sink, fast)
 
     def dispatch(self):
         """Run one capture round; return the number of packets or a negative
@@ -288,7 +287,8 @@ class Source(object):
                     self._lost_records(n, end)
                 else:
                     # On an error (n < 0) the records written before it still count.
-                    self.framer(rb.view, n if n >= 0 else _count_records(rb.view, end))
+                    self.framer(rb.view, n if n >= 0 else _count_records(rb.view, end),
+                                self.client.batch)
                 rb.reset()
         self._fold()
         return n
@@ -297,7 +297,7 @@ class Source(object):
         # Never expected: a record did not fit the buffer (libpcap handed out
         # more than its snapshot length), and pcap_dump skipped the rest.
         k = _count_records(self.handle.records.view, end)
-        self.framer(self.handle.records.view, k)
+        self.framer(self.handle.records.view, k, self.client.batch)
         lost = max(n - k, 1)
         self.counters["pcap:err"] += 1
         self.client.counters["client:no_mem"] += lost

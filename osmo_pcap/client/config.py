@@ -71,7 +71,7 @@ class ClientConfig(object):
         self.capture_timeout = 0.1
         self.immediate_mode = False
         self.ignore_outgoing = "auto"
-        self.dispatch_max = 1000
+        self.dispatch_max = 10000
         self.libpcap = None
         self.read_file = None
         self.user = None
@@ -169,7 +169,7 @@ def load(path):
     cfg.capture_timeout = sec.get("capture_timeout", _positive_duration, 0.1)
     cfg.immediate_mode = sec.get("immediate_mode", parse_bool, False)
     cfg.ignore_outgoing = sec.get("ignore_outgoing", _choice(("auto", "yes", "no")), "auto")
-    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 1000)
+    cfg.dispatch_max = sec.get("dispatch_max", lambda t: parse_int(t, 1, 1000000), 10000)
     cfg.libpcap = sec.get("libpcap", None, None)
     cfg.read_file = resolve_path(base, sec.get("read_file", None, None))
     cfg.user = sec.get("user", _user, None)

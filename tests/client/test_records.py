@@ -133,8 +133,8 @@ class FramerTest(unittest.TestCase):
             sink(sec, usec, len(data), orig, data)
         framed, acc = bytearray(), [0] * 4
         sink2 = capture.make_sink(fmt, 3, 1, max_caplen, framed, acc, gprs, [])
-        framer = capture.make_framer(fmt, 3, framed, acc, sink2, fast)
-        self.assertEqual(framer(view, count), len(view))
+        framer = capture.make_framer(fmt, 3, acc, sink2, fast)
+        self.assertEqual(framer(view, count, framed), len(view))
         self.assertEqual(framed, via_sink)
         self.assertEqual(acc, acc_sink)
         return acc
@@ -228,7 +228,7 @@ class LiveRecordsTest(support.TempDirTestCase):
                 sink(sec, usec, caplen, length, data)
             view = memoryview(b"".join(libpcap.RECORD_HDR.pack(*r[:4]) + r[4]
                                        for r in by_records))
-            capture.make_framer(fmt, 0, b, [0] * 4, None, True)(view, len(by_records))
+            capture.make_framer(fmt, 0, [0] * 4, None, True)(view, len(by_records), b)
             out.append(a == b)
         self.assertEqual(out, [True, True])
 
