@@ -17,15 +17,28 @@ import time
 from osmo_pcap import wire
 from osmo_pcap.validate import ValidationError
 
-# spec 2.2 frame header + spec 2.4.2 record header up to caplen, in one read.
-# The frame length is big-endian whatever the client's byte order, so it is
-# read as two bytes.
-_FAST = {bo: struct.Struct(bo + "BxBB8xI") for bo in "<>"}
-_FAST_SIZE = wire.HEADER_SIZE + 12
+# spec 2.2 frame header + spec 2.4.2 record header up to caplen, in one read:
+# the 4 header bytes as one integer (in the record's byte order), then caplen.
+_FAST = {bo: struct.Struct(bo + "I8xI") for bo in "<>"}
+_FAST_SIZE = _FAST["<"].size
 _FRAME = wire.FRAME_HDR
 _HDR = wire.HEADER_SIZE
+_REC = wire.HEADER_SIZE + 16
 _MAX = wire.MAX_PAYLOAD
 LINK_DATA = wire.LINK_DATA
+HEADS_MAX = 4096
+
+# (byte order, snaplen) -> {caplen: the frame header of a LINK_DATA frame of
+# a pcap record of that caplen, read as an integer}; shared by connections.
+_heads = {}
+
+
+def _frame_word(byteorder, caplen):
+    """The 4 frame header bytes 1, 0, len (big-endian) read as the fast struct does."""
+    n = caplen + 16
+    if byteorder == ">":
+        return 0x01000000 | n
+    return 1 | (n >> 8) << 16 | (n & 255) << 24
 
 
 class Parser(object):
@@ -35,7 +48,7 @@ class Parser(object):
     see Connection.on_readable for the calling convention.
     """
 
-    __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen")
+    __slots__ = ("link", "max_snaplen", "tail", "_fast", "_snaplen", "_heads", "_byteorder")
 
     def __init__(self, max_snaplen):
         self.max_snaplen = max_snaplen
@@ -43,6 +56,8 @@ class Parser(object):
         self.tail = b""
         self._fast = None
         self._snaplen = 0
+        self._heads = None
+        self._byteorder = "<"
 
     def set_link(self, link):
         """Use link (a validate.LinkInfo) for the LINK_DATA frames that follow."""
@@ -50,8 +65,16 @@ class Parser(object):
         if link.format == "pcap":
             self._fast = _FAST[link.byteorder].unpack_from
             self._snaplen = link.snaplen
+            self._byteorder = link.byteorder
+            key = (link.byteorder, link.snaplen)
+            heads = _heads.get(key)
+            if heads is None:
+                if len(_heads) >= 16:
+                    _heads.clear()      # bounded, whatever the clients announce
+                heads = _heads[key] = {}
+            self._heads = heads
         else:
-            self._fast = None
+            self._fast = self._heads = None
 
     def consume(self, mv, pos, end, out):
         """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
@@ -62,23 +85,41 @@ class Parser(object):
         payload memoryview (pos is after that frame), or a ProtocolError (pos is
         where the offending frame starts).
         """
-        fast = self._fast
-        snap = self._snaplen
         append = out.append
         nbytes = 0
         unpack = _FRAME.unpack_from
+        heads = self._heads
         while True:
-            avail = end - pos
-            if fast is not None and avail >= _FAST_SIZE:
-                t, hi, lo, caplen = fast(mv, pos)
-                n = (hi << 8) | lo
-                stop = pos + _HDR + n
-                if t == 1 and caplen == n - 16 and caplen <= snap and stop <= end:
-                    append(mv[pos + _HDR:stop])
-                    nbytes += n
-                    pos = stop
+            if heads is not None:
+                # The fast path, the server's per-packet cost: a pcap LINK_DATA
+                # frame is valid when its header is the one its caplen implies
+                # (type 1, length caplen + 16) and caplen is within the snaplen,
+                # which is when heads knows that caplen. Payload bytes are
+                # counted once per run: the bytes passed minus the headers.
+                start, first = pos, len(out)
+                fast = self._fast
+                limit = end - _FAST_SIZE
+                learn = None
+                try:
+                    while pos <= limit:
+                        word, caplen = fast(mv, pos)
+                        if word != heads[caplen]:
+                            break
+                        stop = pos + _REC + caplen
+                        if stop > end:
+                            break
+                        append(mv[pos + _HDR:stop])
+                        pos = stop
+                except KeyError:
+                    learn = caplen
+                nbytes += pos - start - _HDR * (len(out) - first)
+                if learn is not None and learn <= self._snaplen:
+                    if len(heads) >= HEADS_MAX:
+                        heads.clear()
+                    heads[learn] = _frame_word(self._byteorder, learn)
                     continue
-            elif avail < _HDR:
+            avail = end - pos
+            if avail < _HDR:
                 return pos, nbytes, None
             # The general path: exactly wire.Decoder's and validate's rules.
             t, _, n = unpack(mv, pos)
