@@ -135,26 +135,25 @@ def _epb_parts(if_index):
 
 
 def make_framer(fmt, if_index, acc, sink, fast):
-    """Return framer(view, count, out) for the count pcap records libpcap wrote
-    at the start of view; it appends their frames to out (the batch) and
-    returns the bytes the records took.
+    """Return framer(view, count, end, out) for the count pcap records libpcap
+    wrote into view[:end]; it appends their frames to out (the batch).
 
     With fast (no GPRS filter, no IPIP, no record longer than max_caplen
     possible) the records are framed here, else each goes through sink (which
     appends to the batch it was made with). The loops are the client's
-    per-packet cost: every operation counts.
+    per-packet cost: every operation counts (the try statements sit outside
+    them, which matters before CPython 3.11).
     """
     if not fast:
         unpack = RECORD.unpack_from
 
-        def framer(view, count, out):
+        def framer(view, count, end, out):
             pos = 0
             for _ in range(count):
                 sec, usec, caplen, length = unpack(view, pos)
                 start = pos + 16
                 pos = start + caplen
                 sink(sec, usec, caplen, length, view[start:pos])
-            return pos
         return framer
     if fmt == "pcap" and LITTLE_ENDIAN:
         # The record as libpcap wrote it (little-endian, 32-bit seconds) is
@@ -163,25 +162,26 @@ def make_framer(fmt, if_index, acc, sink, fast):
         heads = {}
         unpack = CAPLEN_LEN.unpack_from
 
-        def framer(view, count, out):
+        def framer(view, count, end, out):
             pos = cut = 0
-            for _ in range(count):
-                caplen, length = unpack(view, pos)
-                n = caplen + 16
+            while True:
                 try:
-                    out += heads[n]
+                    while pos < end:
+                        caplen, length = unpack(view, pos)
+                        n = caplen + 16
+                        out += heads[n]
+                        out += view[pos:pos + n]
+                        pos += n
+                        if length != caplen:
+                            cut += 1
+                    break
                 except KeyError:
-                    out += heads.setdefault(n, _frame_header(n))
-                out += view[pos:pos + n]
-                pos += n
-                if length != caplen:
-                    cut += 1
+                    if len(heads) >= TYPE_CACHE_MAX:
+                        heads.clear()
+                    heads[n] = _frame_header(n)
             acc[0] += count
-            acc[1] += pos - 16 * count
+            acc[1] += end - 16 * count
             acc[2] += cut
-            if len(heads) > TYPE_CACHE_MAX:
-                heads.clear()
-            return pos
         return framer
     if fmt == "pcapng":
         parts = {}
@@ -189,42 +189,44 @@ def make_framer(fmt, if_index, acc, sink, fast):
         unpack = RECORD.unpack_from
         pack = EPB_TAIL.pack
 
-        def framer(view, count, out):
+        def framer(view, count, end, out):
             pos = cut = 0
-            for _ in range(count):
-                sec, usec, caplen, length = unpack(view, pos)
-                ts = sec * 1000000 + usec
+            while True:
                 try:
-                    head, tail = parts[caplen]
+                    while pos < end:
+                        sec, usec, caplen, length = unpack(view, pos)
+                        head, tail = parts[caplen]
+                        ts = sec * 1000000 + usec
+                        out += head
+                        out += pack(ts >> 32, ts & 0xFFFFFFFF, caplen, length)
+                        start = pos + 16
+                        pos = start + caplen
+                        out += view[start:pos]
+                        out += tail
+                        if length != caplen:
+                            cut += 1
+                    break
                 except KeyError:
-                    head, tail = parts.setdefault(caplen, make_parts(caplen))
-                out += head
-                out += pack(ts >> 32, ts & 0xFFFFFFFF, caplen, length)
-                start = pos + 16
-                pos = start + caplen
-                out += view[start:pos]
-                out += tail
-                if length != caplen:
-                    cut += 1
+                    if len(parts) >= TYPE_CACHE_MAX:
+                        parts.clear()
+                    parts[caplen] = make_parts(caplen)
             acc[0] += count
-            acc[1] += pos - 16 * count
+            acc[1] += end - 16 * count
             acc[2] += cut
-            if len(parts) > TYPE_CACHE_MAX:
-                parts.clear()
-            return pos
         return framer
     return make_framer(fmt, if_index, acc, sink, False)
 
 
-def _count_records(view, end):
-    """Return how many complete pcap records view[:end] holds."""
+def _complete_records(view, end):
+    """Return (count, bytes) of the complete pcap records at the start of view[:end]."""
     pos = k = 0
     while pos + 16 <= end:
-        pos += 16 + RECORD.unpack_from(view, pos)[2]
-        if pos > end:
+        stop = pos + 16 + RECORD.unpack_from(view, pos)[2]
+        if stop > end:
             break
+        pos = stop
         k += 1
-    return k
+    return k, pos
 
 
 def new_device_counters():
@@ -287,8 +289,8 @@ class Source(object):
                     self._lost_records(n, end)
                 else:
                     # On an error (n < 0) the records written before it still count.
-                    self.framer(rb.view, n if n >= 0 else _count_records(rb.view, end),
-                                self.client.batch)
+                    k, end = (n, end) if n >= 0 else _complete_records(rb.view, end)
+                    self.framer(rb.view, k, end, self.client.batch)
                 rb.reset()
         self._fold()
         return n
@@ -296,8 +298,9 @@ class Source(object):
     def _lost_records(self, n, end):
         # Never expected: a record did not fit the buffer (libpcap handed out
         # more than its snapshot length), and pcap_dump skipped the rest.
-        k = _count_records(self.handle.records.view, end)
-        self.framer(self.handle.records.view, k, self.client.batch)
+        view = self.handle.records.view
+        k, end = _complete_records(view, end)
+        self.framer(view, k, end, self.client.batch)
         lost = max(n - k, 1)
         self.counters["pcap:err"] += 1
         self.client.counters["client:no_mem"] += lost

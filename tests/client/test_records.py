@@ -110,10 +110,57 @@ class OfflineRecordsTest(support.TempDirTestCase):
         self.assertEqual((n, calls), (1, [1]))
         self.assertEqual(end, 16 + len(records[0][2]))
 
+    def test_records_that_do_not_fit_are_counted_and_logged(self):
+        # Only possible if libpcap handed out more than its snapshot length:
+        # pretend it can by making the buffer think records are small.
+        records = [(1700000000 + i, 0, bytes(300), 300) for i in range(20)]
+        path = self.write_pcap(records, snaplen=400)
+        h = self.open(path)
+        self.assertTrue(h.use_records(4 * (16 + 400)))
+        h._bound = 16 + 100     # 14 "fit" the 1664 bytes; 5 records of 316 bytes do
+        client = StubClient()
+        src = capture.FileSource(client, path)
+        src.handle, src.dlt = h, h.datalink()
+        src.attach_sink()
+        self.assertEqual(src.dispatch(), 14)
+        self.assertEqual(client.counters["client:no_mem"], 14 - 5)
+        self.assertEqual(src.counters["captured:pkts"], 5)
+        self.assertIn("did not fit", client.log.lines[0])
+        # the frames that did fit are complete and in order
+        frames = client.batch
+        self.assertEqual(len(frames), 5 * (4 + 16 + 300))
+        self.assertEqual(frames[:4], b"\x01\x00\x01\x3c")
+        self.assertFalse(h.records.failed())     # cleared for the next round
+        self.assertEqual(src.dispatch(), 6)
+        self.assertEqual(src.counters["captured:pkts"], 10)      # 5 more fit, 1 did not
+        self.assertEqual(client.counters["client:no_mem"], 10)
+
     def test_no_buffer_when_a_record_cannot_fit(self):
         h = self.open(self.write_pcap(sample_records()[:3], snaplen=65535))
         self.assertFalse(h.use_records(4096))
         self.assertIsNone(h.records)
+
+
+class StubLog(object):
+    def __init__(self):
+        self.lines = []
+
+    def error(self, fmt, *args):
+        self.lines.append(fmt % args)
+
+
+class StubClient(object):
+    """What a capture Source uses of the Client."""
+
+    def __init__(self, fmt="pcap"):
+        self.cfg = type("Cfg", (), {"file_format": fmt, "dispatch_max": 10000})()
+        self.counters = {"captured:pkts": 0, "captured:bytes": 0, "bpf:too_big": 0,
+                         "client:too_large": 0, "client:no_mem": 0}
+        self.log = StubLog()
+        self.batch = bytearray()
+        self.max_caplen = 65000
+        self.gprs = None
+        self.ipip = []
 
 
 class FramerTest(unittest.TestCase):
@@ -134,7 +181,7 @@ class FramerTest(unittest.TestCase):
         framed, acc = bytearray(), [0] * 4
         sink2 = capture.make_sink(fmt, 3, 1, max_caplen, framed, acc, gprs, [])
         framer = capture.make_framer(fmt, 3, acc, sink2, fast)
-        self.assertEqual(framer(view, count, framed), len(view))
+        framer(view, count, len(view), framed)
         self.assertEqual(framed, via_sink)
         self.assertEqual(acc, acc_sink)
         return acc
@@ -228,7 +275,7 @@ class LiveRecordsTest(support.TempDirTestCase):
                 sink(sec, usec, caplen, length, data)
             view = memoryview(b"".join(libpcap.RECORD_HDR.pack(*r[:4]) + r[4]
                                        for r in by_records))
-            capture.make_framer(fmt, 0, [0] * 4, None, True)(view, len(by_records), b)
+            capture.make_framer(fmt, 0, [0] * 4, None, True)(view, len(by_records), len(view), b)
             out.append(a == b)
         self.assertEqual(out, [True, True])
 
