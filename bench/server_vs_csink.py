@@ -16,7 +16,8 @@ medians are printed with the ratio ours / sink, and TLS / plain for ours.
 Usage: bench/server_vs_csink.py [--python PY] [--reps 3] [--quick] [--no-tls]
   [--cases 1x100,64x100,1x1400,64x1400] [--proto NAME] [--server-extra LINES]
 --proto NAME also runs that bench/prototypes.py server (see there) on the
-same cases, with its ratio to the baseline started the same way.
+same cases, with its ratio to the baseline started the same way (over TLS
+with --proto-tls).
 """
 
 import argparse
@@ -170,6 +171,8 @@ def main():
     ap.add_argument("--no-tls", action="store_true")
     ap.add_argument("--cases", default="1x100,64x100,1x1400,64x1400", help="KxBYTES,...")
     ap.add_argument("--proto", help="also run this bench/prototypes.py server")
+    ap.add_argument("--proto-tls", action="store_true",
+                    help="the prototype gets the TLS streams (its ratio is to ours over TLS)")
     ap.add_argument("--server-extra", default="", metavar="LINES",
                     help="more [server] lines for our server ('\\\\n' separates)")
     args = ap.parse_args()
@@ -192,7 +195,8 @@ def main():
         print("%4s %5s %9s %s %s" % (
             "K", "bytes", "packets", " ".join("%12s %8s" % (n + " pkt/s", "CPU/Mpk")
                                               for n in kinds + (["ours-TLS"] if pki else [])),
-            "ours/sink" + ("  proto/ours" if args.proto else "") + ("  TLS/plain (CPU)" if pki
+            "ours/sink" + (("  proto/ours" + ("-TLS" if args.proto_tls else ""))
+                           if args.proto else "") + ("  TLS/plain (CPU)" if pki
                                                                   else "")))
         for k, size in cases:
             count = max(1, int(PACKETS.get(size, 400000) / k / (5 if args.quick else 1)))
@@ -208,14 +212,17 @@ def main():
                         prog = Program("csink", workdir, k, csink=csink)
                     elif n == "tls":
                         prog = Program("ours-tls", workdir, k, pki=pki, py=args.python,
-                                       extra=extra)
+                                       extra=extra, proto="server" if args.proto else None)
                     else:
                         # With a prototype, the baseline starts from the source tree too.
+                        tls_proto = n == "proto" and args.proto_tls
                         prog = Program(n, workdir, k, py=args.python, extra=extra,
+                                       pki=pki if tls_proto else None,
                                        proto=(args.proto if n == "proto" else
                                               ("server" if args.proto else None)))
+                    tls_run = n == "tls" or (n == "proto" and args.proto_tls)
                     try:
-                        wall, cpu, ok = run_one(prog, stream, k, expect, pki if n == "tls" else None)
+                        wall, cpu, ok = run_one(prog, stream, k, expect, pki if tls_run else None)
                     finally:
                         prog.stop()
                     if not ok:
@@ -229,7 +236,8 @@ def main():
             if csink:
                 ratios.append("%9.2f" % (med["ours"][0] / med["csink"][0]))
             if args.proto:
-                ratios.append("%11.3f" % (med["proto"][0] / med["ours"][0]))
+                base = med["tls"] if args.proto_tls else med["ours"]
+                ratios.append("%11.3f" % (med["proto"][0] / base[0]))
             if pki:
                 ratios.append("%6.2f (%.2f)" % (med["tls"][0] / med["ours"][0],
                                                 med["ours"][1] / med["tls"][1]))
