@@ -16,6 +16,8 @@ up to what the generator reaches on this machine.
 --proto NAME runs a prototype of bench/prototypes.py as one more client (with
 its own server) on the same traffic, next to the baseline started the same
 way from the source tree: ratios prototype/baseline come from the same run.
+--compare-script PATH does the same with another client script (an earlier
+version, say).
 
 Run as root: python3 bench/client_vs_tcpdump.py [--python PY] [--rate 100000]
 [--reps 5] [--ramp 100000,200000,300000,400000] [--perf] [--proto NAME]
@@ -96,10 +98,11 @@ def wait_for(path, text, proc, timeout=20.0):
 class Ours(object):
     """Our server (files on tmpfs) and our client capturing on lo.
 
-    proto: None for the generated script, else a bench/prototypes.py name.
+    proto: None for the generated script, else a bench/prototypes.py name;
+    script: another client script to run instead (e.g. an older version's).
     """
 
-    def __init__(self, tmp, py, udp, extra="", proto=None):
+    def __init__(self, tmp, py, udp, extra="", proto=None, script=None):
         self.tmp = tmp
         os.makedirs(tmp)
         sport = free_port()
@@ -116,7 +119,7 @@ class Ours(object):
         self.srv = subprocess.Popen([py, os.path.join(REPO, "osmo_pcap_server.py"), "-c", s_ini],
                                     stdout=open(self.slog, "wb"), stderr=subprocess.STDOUT)
         wait_for(self.slog, b"listening on", self.srv)
-        program = ([os.path.join(REPO, "osmo_pcap_client.py")] if proto is None else
+        program = ([script or os.path.join(REPO, "osmo_pcap_client.py")] if proto is None else
                    [os.path.join(HERE, "prototypes.py"), proto])
         self.cl = subprocess.Popen([py] + program + ["-c", c_ini],
                                    stdout=open(self.clog, "wb"), stderr=subprocess.STDOUT)
@@ -165,6 +168,10 @@ def side_by_side(args, tmp):
     names = ["ours"] if not args.proto else ["client", args.proto]
     ours = [Ours(os.path.join(tmp, "side-%d" % i), args.python, udp, args.client_extra,
                  None if name == "ours" else name) for i, name in enumerate(names)]
+    if args.compare_script:
+        names.append(os.path.basename(args.compare_script))
+        ours.append(Ours(os.path.join(tmp, "side-%d" % len(ours)), args.python, udp,
+                         args.client_extra, script=args.compare_script))
     td = Tcpdump(tmp, udp)
     perf = None
     print("%d-byte frames on lo at %d packets/s, %g s per repetition; client %s"
@@ -288,6 +295,8 @@ def main():
     ap.add_argument("--generators", type=int, default=1, help="generator processes in the ramp")
     ap.add_argument("--perf", action="store_true", help="profile the client's last repetition")
     ap.add_argument("--proto", help="also run this bench/prototypes.py client (see there)")
+    ap.add_argument("--compare-script", metavar="PATH",
+                    help="also run this client script (e.g. an earlier osmo_pcap_client.py)")
     ap.add_argument("--client-extra", default="", metavar="LINES",
                     help="more [client] lines, e.g. 'dispatch_max = 10000' ('\\n' separates)")
     args = ap.parse_args()

@@ -17,7 +17,8 @@ Usage: bench/server_vs_csink.py [--python PY] [--reps 3] [--quick] [--no-tls]
   [--cases 1x100,64x100,1x1400,64x1400] [--proto NAME] [--server-extra LINES]
 --proto NAME also runs that bench/prototypes.py server (see there) on the
 same cases, with its ratio to the baseline started the same way (over TLS
-with --proto-tls).
+with --proto-tls). --compare-script PATH runs another server script too (an
+earlier version, say) with its ratio to ours.
 """
 
 import argparse
@@ -94,7 +95,8 @@ def files_total(d):
 class Program(object):
     """One receiving program for one case: our server or the C sink."""
 
-    def __init__(self, kind, workdir, k, pki=None, py=None, proto=None, extra="", csink=None):
+    def __init__(self, kind, workdir, k, pki=None, py=None, proto=None, extra="", csink=None,
+                 script=None):
         self.kind, self.k = kind, k
         self.out = os.path.join(workdir, "out-" + kind)
         shutil.rmtree(self.out, True)
@@ -116,8 +118,8 @@ class Program(object):
                 for i in range(k):
                     f.write("[client c%d]\nip = %s\n%s" % (i, client_ip(i),
                                                             "tls = required\n" if pki else ""))
-            program = ([os.path.join(REPO, "osmo_pcap_server.py")] if proto is None else
-                       [os.path.join(HERE, "prototypes.py"), proto])
+            program = ([script or os.path.join(REPO, "osmo_pcap_server.py")] if proto is None
+                       else [os.path.join(HERE, "prototypes.py"), proto])
             argv = [py] + program + ["-c", ini]
             ready = b"listening on"
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -173,6 +175,8 @@ def main():
     ap.add_argument("--proto", help="also run this bench/prototypes.py server")
     ap.add_argument("--proto-tls", action="store_true",
                     help="the prototype gets the TLS streams (its ratio is to ours over TLS)")
+    ap.add_argument("--compare-script", metavar="PATH",
+                    help="also run this server script (e.g. an earlier osmo_pcap_server.py)")
     ap.add_argument("--server-extra", default="", metavar="LINES",
                     help="more [server] lines for our server ('\\\\n' separates)")
     args = ap.parse_args()
@@ -191,11 +195,12 @@ def main():
                 pki = pkimod.make_pki(os.path.join(workdir, "pki"))
         print("our server: %s; files on %s; %d repetitions, medians"
               % (args.python, workdir, args.reps))
-        kinds = ["ours"] + (["csink"] if csink else []) + (["proto"] if args.proto else [])
+        kinds = (["ours"] + (["csink"] if csink else []) + (["proto"] if args.proto else [])
+                 + (["other"] if args.compare_script else []))
         print("%4s %5s %9s %s %s" % (
             "K", "bytes", "packets", " ".join("%12s %8s" % (n + " pkt/s", "CPU/Mpk")
                                               for n in kinds + (["ours-TLS"] if pki else [])),
-            "ours/sink" + (("  proto/ours" + ("-TLS" if args.proto_tls else ""))
+            "ours/sink" + ("  other/ours" if args.compare_script else "") + (("  proto/ours" + ("-TLS" if args.proto_tls else ""))
                            if args.proto else "") + ("  TLS/plain (CPU)" if pki
                                                                   else "")))
         for k, size in cases:
@@ -210,6 +215,9 @@ def main():
                 for n in order + (["tls"] if pki else []):
                     if n == "csink":
                         prog = Program("csink", workdir, k, csink=csink)
+                    elif n == "other":
+                        prog = Program("other", workdir, k, py=args.python, extra=extra,
+                                       script=args.compare_script)
                     elif n == "tls":
                         prog = Program("ours-tls", workdir, k, pki=pki, py=args.python,
                                        extra=extra, proto="server" if args.proto else None)
@@ -235,6 +243,8 @@ def main():
             ratios = []
             if csink:
                 ratios.append("%9.2f" % (med["ours"][0] / med["csink"][0]))
+            if args.compare_script:
+                ratios.append("%10.3f" % (med["other"][0] / med["ours"][0]))
             if args.proto:
                 base = med["tls"] if args.proto_tls else med["ours"]
                 ratios.append("%11.3f" % (med["proto"][0] / base[0]))
