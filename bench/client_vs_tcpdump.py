@@ -11,7 +11,9 @@ comes from /proc/PID/schedstat (nanoseconds). Losses are counted by sequence
 number in what reached our server's file and tcpdump's file.
 
 Then the zero-loss ramp: rising rates through our client and server alone,
-up to what the generator reaches on this machine.
+up to what the generator reaches on this machine. Everything runs in a private
+network namespace (bench/isolate.py; --host-netns to stay), away from
+captures others run on the host's lo.
 
 --proto NAME runs a prototype of bench/prototypes.py as one more client (with
 its own server) on the same traffic, next to the baseline started the same
@@ -39,6 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
+
+import isolate  # noqa: E402
 
 from client_capture import GENERATOR, free_port, seqs_in_files  # noqa: E402
 
@@ -299,6 +303,8 @@ def main():
                     help="also run this client script (e.g. an earlier osmo_pcap_client.py)")
     ap.add_argument("--client-extra", default="", metavar="LINES",
                     help="more [client] lines, e.g. 'dispatch_max = 10000' ('\\n' separates)")
+    ap.add_argument("--host-netns", action="store_true",
+                    help="run in the current network namespace, not in a private one")
     args = ap.parse_args()
     args.ramp = [int(r) for r in args.ramp.split(",") if r]
     args.client_extra = args.client_extra.replace("\\n", "\n")
@@ -308,6 +314,10 @@ def main():
     if shutil.which("tcpdump") is None:
         print("bench/client_vs_tcpdump.py: tcpdump is not installed; skipped")
         return 0
+    if not args.host_netns:
+        rc = isolate.rerun_in_netns()
+        if rc is not None:
+            return rc
     parent = "/dev/shm" if os.path.isdir("/dev/shm") else None
     tmp = tempfile.mkdtemp(prefix="osmo-pcap-bench-", dir=parent)
     try:

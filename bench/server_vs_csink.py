@@ -12,6 +12,9 @@ process). Files go to tmpfs. A case ends when every file has its expected
 size; packets/s is counted from the start signal to that moment, CPU from
 /proc/PID/schedstat. Cases alternate between the two programs and repeat;
 medians are printed with the ratio ours / sink, and TLS / plain for ours.
+Everything runs in a private network namespace when root (bench/isolate.py;
+--host-netns to stay): captures others run on the host's lo would otherwise
+copy every segment, at the cost of whoever handles it.
 
 Usage: bench/server_vs_csink.py [--python PY] [--reps 3] [--quick] [--no-tls]
   [--cases 1x100,64x100,1x1400,64x1400] [--proto NAME] [--server-extra LINES]
@@ -36,6 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
+
+import isolate  # noqa: E402
 
 from server_ingest import client_ip, sender, tls_sender, write_stream  # noqa: E402
 
@@ -179,9 +184,15 @@ def main():
                     help="also run this server script (e.g. an earlier osmo_pcap_server.py)")
     ap.add_argument("--server-extra", default="", metavar="LINES",
                     help="more [server] lines for our server ('\\\\n' separates)")
+    ap.add_argument("--host-netns", action="store_true",
+                    help="run in the current network namespace, not in a private one")
     args = ap.parse_args()
     extra = args.server_extra.replace("\\n", "\n")
     cases = [tuple(int(x) for x in c.split("x")) for c in args.cases.split(",")]
+    if not args.host_netns:
+        rc = isolate.rerun_in_netns()
+        if rc is not None:
+            return rc
     parent = "/dev/shm" if os.path.isdir("/dev/shm") else None
     workdir = tempfile.mkdtemp(prefix="osmo-pcap-bench-", dir=parent)
     try:
