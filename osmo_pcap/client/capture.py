@@ -245,6 +245,7 @@ class Source(object):
         self.handle = None
         self.dlt = None
         self.framer = None
+        self.sink_batch = None
         self.acc = [0, 0, 0, 0]
         self.counters = new_device_counters()
         self.prefix = "device %s" % name
@@ -266,6 +267,7 @@ class Source(object):
         sink = make_sink(c.cfg.file_format, self.index, self.linktype(), c.max_caplen,
                          c.batch, self.acc, c.gprs, c.ipip)
         h.sink = sink
+        self.sink_batch = c.batch
         self.framer = None
         if h.records is not None:
             fast = c.gprs is None and not c.ipip and h.snapshot() <= c.max_caplen
@@ -277,6 +279,10 @@ class Source(object):
         h = self.handle
         if h is None:
             return 0
+        if self.sink_batch is not self.client.batch:
+            # The per-packet sink appends to the batch it was made with; the
+            # client may hand a batch over and start a new one.
+            self.attach_sink()
         if self.framer is None:
             if len(h._types) > TYPE_CACHE_MAX:
                 h._types.clear()  # one ctypes array type per distinct caplen: keep it bounded

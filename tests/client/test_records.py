@@ -135,6 +135,26 @@ class OfflineRecordsTest(support.TempDirTestCase):
         self.assertEqual(src.counters["captured:pkts"], 10)      # 5 more fit, 1 did not
         self.assertEqual(client.counters["client:no_mem"], 10)
 
+    def test_a_new_batch_is_used_on_both_paths(self):
+        # The client may hand a batch to a connection and start a new one.
+        path = self.write_pcap(sample_records()[:20])
+        for records in (True, False):
+            h = self.open(path)
+            if records:
+                self.assertTrue(h.use_records())
+            client = StubClient()
+            src = capture.FileSource(client, path)
+            src.handle, src.dlt = h, h.datalink()
+            src.attach_sink()
+            client.cfg.dispatch_max = 10
+            self.assertEqual(src.dispatch(), 10)
+            first = client.batch
+            client.batch = bytearray()
+            self.assertEqual(src.dispatch(), 10)
+            sizes = [20 + len(r[2]) for r in sample_records()[:20]]
+            self.assertEqual((len(first), len(client.batch)),
+                             (sum(sizes[:10]), sum(sizes[10:])), records)
+
     def test_no_buffer_when_a_record_cannot_fit(self):
         h = self.open(self.write_pcap(sample_records()[:3], snaplen=65535))
         self.assertFalse(h.use_records(4096))
