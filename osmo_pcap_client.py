@@ -24,29 +24,29 @@
 #      56  osmo_pcap/__init__.py
 #      72  osmo_pcap/client/__init__.py
 #      86  osmo_pcap/client/capture.py
-#     485  osmo_pcap/client/config.py
-#     746  osmo_pcap/client/forward.py
-#    1404  osmo_pcap/client/gprs.py
-#    1568  osmo_pcap/client/ipip.py
-#    1719  osmo_pcap/client/libpcap.py
-#    2170  osmo_pcap/client/main.py
-#    2976  osmo_pcap/client/privileges.py
-#    3148  osmo_pcap/client/spool.py
-#    3549  osmo_pcap/daemon.py
-#    3874  osmo_pcap/ini.py
-#    4121  osmo_pcap/log.py
-#    4486  osmo_pcap/loop.py
-#    4690  osmo_pcap/metrics.py
-#    5077  osmo_pcap/pcapfile.py
-#    5273  osmo_pcap/pcapng.py
-#    5625  osmo_pcap/rotation.py
-#    5747  osmo_pcap/tls.py
-#    6247  osmo_pcap/tlsconfig.py
-#    6567  osmo_pcap/transport.py
-#    6810  osmo_pcap/vtyimport.py
-#    7797  osmo_pcap/wire.py
-#    8039  loader: registers the modules above with the import system
-#    8083  start: calls osmo_pcap.client.main.main()
+#     645  osmo_pcap/client/config.py
+#     906  osmo_pcap/client/forward.py
+#    1564  osmo_pcap/client/gprs.py
+#    1728  osmo_pcap/client/ipip.py
+#    1879  osmo_pcap/client/libpcap.py
+#    2514  osmo_pcap/client/main.py
+#    3320  osmo_pcap/client/privileges.py
+#    3492  osmo_pcap/client/spool.py
+#    3893  osmo_pcap/daemon.py
+#    4218  osmo_pcap/ini.py
+#    4465  osmo_pcap/log.py
+#    4830  osmo_pcap/loop.py
+#    5034  osmo_pcap/metrics.py
+#    5421  osmo_pcap/pcapfile.py
+#    5617  osmo_pcap/pcapng.py
+#    5969  osmo_pcap/rotation.py
+#    6091  osmo_pcap/tls.py
+#    6591  osmo_pcap/tlsconfig.py
+#    6911  osmo_pcap/transport.py
+#    7154  osmo_pcap/vtyimport.py
+#    8141  osmo_pcap/wire.py
+#    8392  loader: registers the modules above with the import system
+#    8436  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -92,11 +92,18 @@ A source turns every packet into one framed record appended to the client's
 batch (a bytearray sent once per capture round): pcap records or pcapng EPBs
 (doc/protocol.md#payloads) with the device's position as interface id. Frames
 are always little-endian, as upstream x86/ARM clients send them (doc/protocol.md#byte-order).
+
+libpcap writes the packets of a round as pcap records into memory
+(libpcap.Handle.dispatch_records); a framer walks them once. On a
+little-endian host a pcap record already is the LINK_DATA payload, so the
+pcap framer only puts the 4-byte frame header in front of each. Where that
+memory is not available, libpcap calls the per-packet sink instead.
 """
 
 import os
 import socket
 import struct
+import sys
 
 from osmo_pcap import pcapfile, pcapng, wire
 from osmo_pcap.client import libpcap
@@ -105,6 +112,11 @@ PCAP_FRAME = wire.PCAP_DATA_FRAME
 EPB_FRAME = wire.EPB_DATA_FRAME
 U32 = struct.Struct("<I")
 EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
+TYPE_CACHE_MAX = 2048                   # cached frame heads, EPB parts
+RECORD = libpcap.RECORD_HDR
+CAPLEN_LEN = struct.Struct("=8xII")     # a record's caplen and len
+EPB_TAIL = struct.Struct("<IIII")       # ts high, ts low, caplen, len
+LITTLE_ENDIAN = sys.byteorder == "little"
 
 # ARPHRD values (linux/if_arp.h) -> DLT libpcap reports, to predict the link
 # type of a device that is absent at start-up.
@@ -194,6 +206,115 @@ def make_sink(fmt, if_index, linktype, max_caplen, batch, acc, gprs, ipip):
     return slow_sink
 
 
+def _frame_header(n):
+    return bytes((1, 0, n >> 8, n & 255))
+
+
+def _epb_parts(if_index):
+    """Return a function of caplen giving (frame header + EPB type, length and
+    interface, padding + trailing length)."""
+    def parts(caplen):
+        total = 36 + ((caplen + 3) & ~3)
+        return (bytes((1, 0, total >> 8, total & 255)) + U32.pack(pcapng.BT_EPB)
+                + U32.pack(total) + U32.pack(if_index), EPB_PAD[caplen & 3] + U32.pack(total))
+    return parts
+
+
+def make_framer(fmt, if_index, acc, sink, fast):
+    """Return framer(view, count, end, out) for the count pcap records libpcap
+    wrote into view[:end]; it appends their frames to out (the batch).
+
+    With fast (no GPRS filter, no IPIP, no record longer than max_caplen
+    possible) the records are framed here, else each goes through sink (which
+    appends to the batch it was made with). The loops are the client's
+    per-packet cost: every operation counts (the try statements sit outside
+    them, which matters before CPython 3.11).
+    """
+    if not fast:
+        unpack = RECORD.unpack_from
+
+        def framer(view, count, end, out):
+            pos = 0
+            for _ in range(count):
+                sec, usec, caplen, length = unpack(view, pos)
+                start = pos + 16
+                pos = start + caplen
+                sink(sec, usec, caplen, length, view[start:pos])
+        return framer
+    if fmt == "pcap" and LITTLE_ENDIAN:
+        # The record as libpcap wrote it (little-endian, 32-bit seconds) is
+        # the LINK_DATA payload: put the frame header (cached per length) in
+        # front of it.
+        heads = {}
+        unpack = CAPLEN_LEN.unpack_from
+
+        def framer(view, count, end, out):
+            pos = cut = 0
+            while True:
+                try:
+                    while pos < end:
+                        caplen, length = unpack(view, pos)
+                        n = caplen + 16
+                        out += heads[n]
+                        out += view[pos:pos + n]
+                        pos += n
+                        if length != caplen:
+                            cut += 1
+                    break
+                except KeyError:
+                    if len(heads) >= TYPE_CACHE_MAX:
+                        heads.clear()
+                    heads[n] = _frame_header(n)
+            acc[0] += count
+            acc[1] += end - 16 * count
+            acc[2] += cut
+        return framer
+    if fmt == "pcapng":
+        parts = {}
+        make_parts = _epb_parts(if_index)
+        unpack = RECORD.unpack_from
+        pack = EPB_TAIL.pack
+
+        def framer(view, count, end, out):
+            pos = cut = 0
+            while True:
+                try:
+                    while pos < end:
+                        sec, usec, caplen, length = unpack(view, pos)
+                        head, tail = parts[caplen]
+                        ts = sec * 1000000 + usec
+                        out += head
+                        out += pack(ts >> 32, ts & 0xFFFFFFFF, caplen, length)
+                        start = pos + 16
+                        pos = start + caplen
+                        out += view[start:pos]
+                        out += tail
+                        if length != caplen:
+                            cut += 1
+                    break
+                except KeyError:
+                    if len(parts) >= TYPE_CACHE_MAX:
+                        parts.clear()
+                    parts[caplen] = make_parts(caplen)
+            acc[0] += count
+            acc[1] += end - 16 * count
+            acc[2] += cut
+        return framer
+    return make_framer(fmt, if_index, acc, sink, False)
+
+
+def _complete_records(view, end):
+    """Return (count, bytes) of the complete pcap records at the start of view[:end]."""
+    pos = k = 0
+    while pos + 16 <= end:
+        stop = pos + 16 + RECORD.unpack_from(view, pos)[2]
+        if stop > end:
+            break
+        pos = stop
+        k += 1
+    return k, pos
+
+
 def new_device_counters():
     """Per-device counters (doc/client.md#counters)."""
     return {"pcap:err": 0, "pcap:recv": 0, "pcap:drop": 0, "pcap:ifdrop": 0,
@@ -209,6 +330,8 @@ class Source(object):
         self.index = index
         self.handle = None
         self.dlt = None
+        self.framer = None
+        self.sink_batch = None
         self.acc = [0, 0, 0, 0]
         self.counters = new_device_counters()
         self.prefix = "device %s" % name
@@ -221,22 +344,59 @@ class Source(object):
     def _attach(self, handle):
         self.handle = handle
         self.dlt = handle.datalink()
+        handle.use_records()
         self.attach_sink()
 
     def attach_sink(self):
-        """(Re)build the per-packet callback from the client's current settings."""
+        """(Re)build the record framer and the per-packet callback from the
+        client's current settings."""
         c = self.client
-        self.handle.sink = make_sink(c.cfg.file_format, self.index, self.linktype(),
-                                     c.max_caplen, c.batch, self.acc, c.gprs, c.ipip)
+        h = self.handle
+        sink = make_sink(c.cfg.file_format, self.index, self.linktype(), c.max_caplen,
+                         c.batch, self.acc, c.gprs, c.ipip)
+        h.sink = sink
+        self.sink_batch = c.batch
+        self.framer = None
+        if h.records is not None:
+            fast = c.gprs is None and not c.ipip and h.snapshot() <= c.max_caplen
+            self.framer = make_framer(c.cfg.file_format, self.index, self.acc, sink, fast)
 
     def dispatch(self):
-        """Run one capture round; return the number of packets or -1 on error."""
+        """Run one capture round; return the number of packets or a negative
+        libpcap error code."""
         h = self.handle
         if h is None:
             return 0
-        n = h.dispatch(self.dispatch_max)
+        if self.sink_batch is not self.client.batch:
+            # The per-packet sink appends to the batch it was made with; the
+            # client may hand a batch over and start a new one.
+            self.attach_sink()
+        if self.framer is None:
+            n = h.dispatch(self.dispatch_max)
+        else:
+            n, end = h.dispatch_records(self.dispatch_max)
+            if end:
+                rb = h.records
+                if rb.failed():
+                    self._lost_records(n, end)
+                else:
+                    # On an error (n < 0) the records written before it still count.
+                    k, end = (n, end) if n >= 0 else _complete_records(rb.view, end)
+                    self.framer(rb.view, k, end, self.client.batch)
+                rb.reset()
         self._fold()
         return n
+
+    def _lost_records(self, n, end):
+        # Never expected: a record did not fit the buffer (libpcap handed out
+        # more than its snapshot length), and pcap_dump skipped the rest.
+        view = self.handle.records.view
+        k, end = _complete_records(view, end)
+        self.framer(view, k, end, self.client.batch)
+        lost = max(n - k, 1)
+        self.counters["pcap:err"] += 1
+        self.client.counters["client:no_mem"] += lost
+        self.client.log.error("%s: %d packet(s) did not fit the capture buffer", self.prefix, lost)
 
     def _fold(self):
         acc = self.acc
@@ -560,7 +720,7 @@ class ClientConfig(object):
         self.capture_timeout = 0.1
         self.immediate_mode = False
         self.ignore_outgoing = "auto"
-        self.dispatch_max = 1000
+        self.dispatch_max = 10000
         self.libpcap = None
         self.read_file = None
         self.user = None
@@ -1727,13 +1887,19 @@ struct pcap_pkthdr depends on the platform's time_t and long (16 bytes on
 classic 32-bit, 24 on 64-bit and on 32-bit with 64-bit time_t); it is
 measured at run time by letting libpcap dump a crafted header.
 
-The capture callback makes no ctypes foreign call per packet: it reads the
-header through a cached from_address() view and the packet through a cached
-c_char array type per caplen.
+Packets normally reach Python without any Python code per packet:
+pcap_dispatch() runs with libpcap's own pcap_dump() as the callback, writing
+each packet as a pcap record into a memory buffer (an fmemopen() stream), and
+the caller walks the records of a whole round. A Python callback per packet
+costs about three times as much (the ctypes callback trampoline); it remains
+for where that buffer cannot be set up. It makes no ctypes foreign call per
+packet: it reads the header through a cached from_address() view and the
+packet through a cached c_char array type per caplen.
 """
 
 import ctypes
 import ctypes.util
+import mmap
 import os
 import socket
 import struct
@@ -1755,6 +1921,13 @@ SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 
 HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+# pcap_dump() writes this record header (struct pcap_sf_pkthdr: 32-bit
+# seconds and microseconds, caplen, len) in host byte order, then the data.
+RECORD_HDR = struct.Struct("=IIII")
+RECORDS_SIZE = 8 << 20          # memory buffer per handle: address space, touched as used
+SEEK_SET = 0
+FSETLOCKING_BYCALLER = 2
 
 
 class LibpcapError(Exception):
@@ -1884,6 +2057,7 @@ class Library(object):
         self.has_immediate = hasattr(lib, "pcap_set_immediate_mode")
         self.has_required_timeout = hasattr(lib, "pcap_get_required_select_timeout")
         self.layout = self._measure_layout()
+        self.checks = {}
 
     def _measure_layout(self):
         """Dump the probe header with libpcap and see where it read caplen."""
@@ -1975,6 +2149,122 @@ def _text(b):
     return b.decode("utf-8", "replace") if b else ""
 
 
+# ---------------------------------------------------------------- records in memory
+
+_libc = []
+
+
+def _stdio():
+    """Return the C library with the stdio calls RecordBuffer needs, or None."""
+    if not _libc:
+        lib = None
+        try:
+            lib = ctypes.CDLL(None)
+            p, i, s = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+            for name, res, args in (("fmemopen", p, [p, ctypes.c_size_t, s]),
+                                    ("fflush", i, [p]), ("ftell", ctypes.c_long, [p]),
+                                    ("fseek", i, [p, ctypes.c_long, i]), ("ferror", i, [p]),
+                                    ("clearerr", None, [p]), ("fclose", i, [p])):
+                fn = getattr(lib, name)
+                fn.restype, fn.argtypes = res, args
+        except (OSError, AttributeError):
+            lib = None
+        if lib is not None:
+            fn = getattr(lib, "__fsetlocking", None)   # glibc, musl: optional
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]
+        _libc.append(lib)
+    return _libc[0]
+
+
+class RecordBuffer(object):
+    """A stdio stream writing into our own memory, for libpcap's pcap_dump().
+
+    view[:end] holds the records written since the last reset(). The memory
+    is an anonymous mapping: its pages become resident only when written.
+    """
+
+    def __init__(self, size=RECORDS_SIZE):
+        libc = _stdio()
+        if libc is None:
+            raise OSError("fmemopen() is not available")
+        self.libc = libc
+        self.size = size
+        self.mm = mmap.mmap(-1, size)
+        self._pin = ctypes.c_char.from_buffer(self.mm)  # the address; forbids resizing
+        self.file = libc.fmemopen(ctypes.addressof(self._pin), size, b"w")
+        if not self.file:
+            self._release()
+            raise OSError("fmemopen() failed")
+        setlocking = getattr(libc, "__fsetlocking", None)
+        if setlocking is not None:
+            # Only this thread writes the stream: stdio may skip its lock
+            # (three lock round trips per packet in pcap_dump).
+            setlocking(self.file, FSETLOCKING_BYCALLER)
+        self.view = memoryview(self.mm)
+
+    def end(self):
+        """Flush the stream; return how many bytes of view hold records."""
+        self.libc.fflush(self.file)
+        return self.libc.ftell(self.file)
+
+    def failed(self):
+        """True when a write did not fit (pcap_dump then skips the rest); clears it."""
+        if self.libc.ferror(self.file):
+            self.libc.clearerr(self.file)
+            return True
+        return False
+
+    def reset(self):
+        """Start writing at the beginning again."""
+        self.libc.fseek(self.file, 0, SEEK_SET)
+
+    def close(self):
+        if self.file:
+            self.libc.fclose(self.file)
+            self.file = None
+            self._release()
+
+    def _release(self):
+        view = getattr(self, "view", None)
+        if view is not None:
+            view.release()
+            self.view = None
+        self._pin = None
+        self.mm.close()
+
+
+def records_supported(library):
+    """Check once that pcap_dump() into a RecordBuffer gives the expected record."""
+    if "records" not in library.checks:
+        library.checks["records"] = _check_records(library)
+    return library.checks["records"]
+
+
+def _check_records(library):
+    lib = library.lib
+    try:
+        rb = RecordBuffer(4096)
+    except (OSError, ValueError):
+        return False
+    dead = lib.pcap_open_dead(DLT_EN10MB, 65535)
+    try:
+        hdr = ctypes.create_string_buffer(32)
+        library.layout.struct.pack_into(hdr, 0, 1700000000, 654321, 5, 60)
+        data = ctypes.create_string_buffer(b"abcde", 8)
+        for _ in range(2):
+            lib.pcap_dump(rb.file, ctypes.addressof(hdr), ctypes.addressof(data))
+        end = rb.end()
+        image = rb.view[:end].tobytes()
+        rb.reset()
+        again = rb.end()
+    finally:
+        lib.pcap_close(dead)
+        rb.close()
+    one = RECORD_HDR.pack(1700000000, 654321, 5, 60) + b"abcde"
+    return image == one * 2 and again == 0
+
+
 # ---------------------------------------------------------------- handles
 TYPE_CACHE_MAX = 2048
 
@@ -1997,8 +2287,11 @@ class Handle(object):
         self._hdr_type = ctypes.c_char * library.layout.size
         self._unpack = library.layout.struct.unpack_from
         self._types = {}
-        self._callback = HANDLER(self._on_packet)  # kept alive as long as the handle
+        self._callback = None      # made on first use, then kept alive with the handle
         self._last_stats = None
+        self.records = None
+        self._bound = 0
+        self._dump = HANDLER(ctypes.cast(self.lib.pcap_dump, ctypes.c_void_p).value)
 
     # -------------------------------------------------------------- opening
     @classmethod
@@ -2067,6 +2360,27 @@ class Handle(object):
         if self.pcap:
             self.lib.pcap_close(self.pcap)
             self.pcap = None
+        if self.records is not None:
+            self.records.close()
+            self.records = None
+
+    def use_records(self, size=RECORDS_SIZE):
+        """Switch to dispatch_records(); return False where it cannot be used.
+
+        Every record must fit the buffer: libpcap never hands out more than
+        the snapshot length (it cuts live and saved packets to it).
+        """
+        if self.records is not None:
+            return True
+        bound = RECORD_HDR.size + max(self.snapshot(), 1)
+        if bound > size or not records_supported(self.library):
+            return False
+        try:
+            self.records = RecordBuffer(size)
+        except (OSError, ValueError):
+            return False
+        self._bound = bound
+        return True
 
     # -------------------------------------------------------------- queries
     def datalink(self):
@@ -2143,9 +2457,39 @@ class Handle(object):
     # -------------------------------------------------------------- packets
     def dispatch(self, count):
         """Process up to count packets (-1: what is there); return libpcap's result."""
+        if self._callback is None:
+            # A ctypes closure: libffi needs writable and executable memory for it.
+            self._callback = HANDLER(self._on_packet)
         if len(self._types) > TYPE_CACHE_MAX:
             self._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
         return self.lib.pcap_dispatch(self.pcap, count, self._callback, None)
+
+    def dispatch_records(self, count):
+        """Like dispatch(), but libpcap writes the packets into records.view.
+
+        Return (result, end): result is the number of packets or libpcap's
+        negative error code; records.view[:end] holds one pcap record per
+        packet (RECORD_HDR, then caplen bytes), also when result is an error.
+        Call records.reset() once they are consumed.
+        """
+        rb = self.records
+        dispatch, p, cb, f = self.lib.pcap_dispatch, self.pcap, self._dump, rb.file
+        bound = self._bound
+        done = end = 0
+        while True:
+            # As many packets as surely fit what is left of the buffer; with
+            # small packets a second call takes more.
+            room = (rb.size - end) // bound
+            want = room if count < 0 else min(room, count - done)
+            if want <= 0:
+                return done, end
+            n = dispatch(p, want, cb, f)
+            end = rb.end()
+            if n < 0:
+                return n, end
+            done += n
+            if n < want:
+                return done, end
 
     def _on_packet(self, user, hdr, data):
         if hdr != self._hdr_addr:
@@ -7864,9 +8208,18 @@ PCAP_DATA_FRAME = struct.Struct("<BBBBIIII")
 EPB_DATA_FRAME = struct.Struct("<BBBBIIIIIII")
 """type, spare, len high, len low | block type, total length, interface id,
 timestamp high, timestamp low, captured length, original length (pcapng EPB)"""
-PCAP_FRAME_PEEK = dict((bo, struct.Struct(bo + "BxBB8xI")) for bo in "<>")
-"""By record byte order: type, len high, len low, caplen of a pcap LINK_DATA frame."""
-PCAP_FRAME_PEEK_SIZE = HEADER_SIZE + 12
+PCAP_FRAME_PEEK = dict((bo, struct.Struct(bo + "I8xI")) for bo in "<>")
+"""By record byte order: the 4 frame header bytes as one integer, then the caplen
+of a pcap LINK_DATA frame (the server's fast path reads both at once)."""
+PCAP_FRAME_PEEK_SIZE = PCAP_FRAME_PEEK["<"].size
+
+
+def pcap_frame_word(byteorder, caplen):
+    """The frame header of a pcap LINK_DATA record of caplen, as PCAP_FRAME_PEEK reads it."""
+    n = caplen + 16
+    if byteorder == ">":
+        return 0x01000000 | n
+    return 1 | (n >> 8) << 16 | (n & 255) << 24
 
 
 def encode_frame(msg_type, payload):

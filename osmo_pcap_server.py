@@ -37,21 +37,21 @@
 #    3010  osmo_pcap/server/fanout.py
 #    3185  osmo_pcap/server/hooks.py
 #    3445  osmo_pcap/server/ingest.py
-#    3730  osmo_pcap/server/main.py
-#    4385  osmo_pcap/server/oncomplete.py
-#    4635  osmo_pcap/server/recorder.py
-#    5002  osmo_pcap/server/storage.py
-#    5189  osmo_pcap/server/tap.py
-#    5730  osmo_pcap/server/zmtp.py
-#    6165  osmo_pcap/tls.py
-#    6665  osmo_pcap/tlsconfig.py
-#    6985  osmo_pcap/tracename.py
-#    7068  osmo_pcap/transport.py
-#    7311  osmo_pcap/validate.py
-#    7479  osmo_pcap/vtyimport.py
-#    8466  osmo_pcap/wire.py
-#    8708  loader: registers the modules above with the import system
-#    8752  start: calls osmo_pcap.server.main.main()
+#    3765  osmo_pcap/server/main.py
+#    4420  osmo_pcap/server/oncomplete.py
+#    4670  osmo_pcap/server/recorder.py
+#    5037  osmo_pcap/server/storage.py
+#    5224  osmo_pcap/server/tap.py
+#    5765  osmo_pcap/server/zmtp.py
+#    6200  osmo_pcap/tls.py
+#    6700  osmo_pcap/tlsconfig.py
+#    7020  osmo_pcap/tracename.py
+#    7103  osmo_pcap/transport.py
+#    7346  osmo_pcap/validate.py
+#    7514  osmo_pcap/vtyimport.py
+#    8501  osmo_pcap/wire.py
+#    8752  loader: registers the modules above with the import system
+#    8796  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -3468,8 +3468,14 @@ _FAST = wire.PCAP_FRAME_PEEK
 _FAST_SIZE = wire.PCAP_FRAME_PEEK_SIZE
 _FRAME = wire.FRAME_HDR
 _HDR = wire.HEADER_SIZE
+_REC = wire.HEADER_SIZE + 16
 _MAX = wire.MAX_PAYLOAD
 LINK_DATA = wire.LINK_DATA
+HEADS_MAX = 4096
+
+# (byte order, snaplen) -> {caplen: the frame header of a LINK_DATA frame of
+# a pcap record of that caplen, read as an integer}; shared by connections.
+_heads = {}
 
 
 class Parser(object):
@@ -3480,7 +3486,8 @@ class Parser(object):
     validate.LinkInfo of the last accepted LINK_HDR (None before the first).
     """
 
-    __slots__ = ("link", "max_snaplen", "tail", "streams", "_fast", "_snaplen")
+    __slots__ = ("link", "max_snaplen", "tail", "streams", "_fast", "_snaplen", "_heads",
+                 "_byteorder")
 
     def __init__(self, max_snaplen, streams=False):
         self.max_snaplen = max_snaplen
@@ -3489,14 +3496,24 @@ class Parser(object):
         self.tail = b""
         self._fast = None
         self._snaplen = 0
+        self._heads = None
+        self._byteorder = "<"
 
     def _set_link(self, link):
         self.link = link
         if link.format == "pcap":
             self._fast = _FAST[link.byteorder].unpack_from
             self._snaplen = link.snaplen
+            self._byteorder = link.byteorder
+            key = (link.byteorder, link.snaplen)
+            heads = _heads.get(key)
+            if heads is None:
+                if len(_heads) >= 16:
+                    _heads.clear()      # bounded, whatever the clients announce
+                heads = _heads[key] = {}
+            self._heads = heads
         else:
-            self._fast = None
+            self._fast = self._heads = None
 
     def consume(self, mv, pos, end, out):
         """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
@@ -3508,23 +3525,41 @@ class Parser(object):
         that frame), a StreamStart (pos is after it), or a ProtocolError (pos is
         where the offending frame starts).
         """
-        fast = self._fast
-        snap = self._snaplen
         append = out.append
         nbytes = 0
         unpack = _FRAME.unpack_from
+        heads = self._heads
         while True:
-            avail = end - pos
-            if fast is not None and avail >= _FAST_SIZE:
-                t, hi, lo, caplen = fast(mv, pos)
-                n = (hi << 8) | lo
-                stop = pos + _HDR + n
-                if t == 1 and caplen == n - 16 and caplen <= snap and stop <= end:
-                    append(mv[pos + _HDR:stop])
-                    nbytes += n
-                    pos = stop
+            if heads is not None:
+                # The fast path, the server's per-packet cost: a pcap LINK_DATA
+                # frame is valid when its header is the one its caplen implies
+                # (type 1, length caplen + 16) and caplen is within the snaplen,
+                # which is when heads knows that caplen. Payload bytes are
+                # counted once per run: the bytes passed minus the headers.
+                start, first = pos, len(out)
+                fast = self._fast
+                limit = end - _FAST_SIZE
+                learn = None
+                try:
+                    while pos <= limit:
+                        word, caplen = fast(mv, pos)
+                        if word != heads[caplen]:
+                            break
+                        stop = pos + _REC + caplen
+                        if stop > end:
+                            break
+                        append(mv[pos + _HDR:stop])
+                        pos = stop
+                except KeyError:
+                    learn = caplen
+                nbytes += pos - start - _HDR * (len(out) - first)
+                if learn is not None and learn <= self._snaplen:
+                    if len(heads) >= HEADS_MAX:
+                        heads.clear()
+                    heads[learn] = wire.pcap_frame_word(self._byteorder, learn)
                     continue
-            elif avail < _HDR:
+            avail = end - pos
+            if avail < _HDR:
                 return pos, nbytes, None
             # The general path: exactly wire.Decoder's and validate's rules.
             t, _, n = unpack(mv, pos)
@@ -8533,9 +8568,18 @@ PCAP_DATA_FRAME = struct.Struct("<BBBBIIII")
 EPB_DATA_FRAME = struct.Struct("<BBBBIIIIIII")
 """type, spare, len high, len low | block type, total length, interface id,
 timestamp high, timestamp low, captured length, original length (pcapng EPB)"""
-PCAP_FRAME_PEEK = dict((bo, struct.Struct(bo + "BxBB8xI")) for bo in "<>")
-"""By record byte order: type, len high, len low, caplen of a pcap LINK_DATA frame."""
-PCAP_FRAME_PEEK_SIZE = HEADER_SIZE + 12
+PCAP_FRAME_PEEK = dict((bo, struct.Struct(bo + "I8xI")) for bo in "<>")
+"""By record byte order: the 4 frame header bytes as one integer, then the caplen
+of a pcap LINK_DATA frame (the server's fast path reads both at once)."""
+PCAP_FRAME_PEEK_SIZE = PCAP_FRAME_PEEK["<"].size
+
+
+def pcap_frame_word(byteorder, caplen):
+    """The frame header of a pcap LINK_DATA record of caplen, as PCAP_FRAME_PEEK reads it."""
+    n = caplen + 16
+    if byteorder == ">":
+        return 0x01000000 | n
+    return 1 | (n >> 8) << 16 | (n & 255) << 24
 
 
 def encode_frame(msg_type, payload):

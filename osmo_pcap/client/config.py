@@ -74,7 +74,7 @@ class ClientConfig(object):
         self.capture_timeout = 0.1
         self.immediate_mode = False
         self.ignore_outgoing = "auto"
-        self.dispatch_max = 1000
+        self.dispatch_max = 10000
         self.libpcap = None
         self.read_file = None
         self.user = None

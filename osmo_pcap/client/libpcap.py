@@ -7,13 +7,19 @@ struct pcap_pkthdr depends on the platform's time_t and long (16 bytes on
 classic 32-bit, 24 on 64-bit and on 32-bit with 64-bit time_t); it is
 measured at run time by letting libpcap dump a crafted header.
 
-The capture callback makes no ctypes foreign call per packet: it reads the
-header through a cached from_address() view and the packet through a cached
-c_char array type per caplen.
+Packets normally reach Python without any Python code per packet:
+pcap_dispatch() runs with libpcap's own pcap_dump() as the callback, writing
+each packet as a pcap record into a memory buffer (an fmemopen() stream), and
+the caller walks the records of a whole round. A Python callback per packet
+costs about three times as much (the ctypes callback trampoline); it remains
+for where that buffer cannot be set up. It makes no ctypes foreign call per
+packet: it reads the header through a cached from_address() view and the
+packet through a cached c_char array type per caplen.
 """
 
 import ctypes
 import ctypes.util
+import mmap
 import os
 import socket
 import struct
@@ -35,6 +41,13 @@ SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 
 HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+# pcap_dump() writes this record header (struct pcap_sf_pkthdr: 32-bit
+# seconds and microseconds, caplen, len) in host byte order, then the data.
+RECORD_HDR = struct.Struct("=IIII")
+RECORDS_SIZE = 8 << 20          # memory buffer per handle: address space, touched as used
+SEEK_SET = 0
+FSETLOCKING_BYCALLER = 2
 
 
 class LibpcapError(Exception):
@@ -164,6 +177,7 @@ class Library(object):
         self.has_immediate = hasattr(lib, "pcap_set_immediate_mode")
         self.has_required_timeout = hasattr(lib, "pcap_get_required_select_timeout")
         self.layout = self._measure_layout()
+        self.checks = {}
 
     def _measure_layout(self):
         """Dump the probe header with libpcap and see where it read caplen."""
@@ -255,6 +269,122 @@ def _text(b):
     return b.decode("utf-8", "replace") if b else ""
 
 
+# ---------------------------------------------------------------- records in memory
+
+_libc = []
+
+
+def _stdio():
+    """Return the C library with the stdio calls RecordBuffer needs, or None."""
+    if not _libc:
+        lib = None
+        try:
+            lib = ctypes.CDLL(None)
+            p, i, s = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+            for name, res, args in (("fmemopen", p, [p, ctypes.c_size_t, s]),
+                                    ("fflush", i, [p]), ("ftell", ctypes.c_long, [p]),
+                                    ("fseek", i, [p, ctypes.c_long, i]), ("ferror", i, [p]),
+                                    ("clearerr", None, [p]), ("fclose", i, [p])):
+                fn = getattr(lib, name)
+                fn.restype, fn.argtypes = res, args
+        except (OSError, AttributeError):
+            lib = None
+        if lib is not None:
+            fn = getattr(lib, "__fsetlocking", None)   # glibc, musl: optional
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]
+        _libc.append(lib)
+    return _libc[0]
+
+
+class RecordBuffer(object):
+    """A stdio stream writing into our own memory, for libpcap's pcap_dump().
+
+    view[:end] holds the records written since the last reset(). The memory
+    is an anonymous mapping: its pages become resident only when written.
+    """
+
+    def __init__(self, size=RECORDS_SIZE):
+        libc = _stdio()
+        if libc is None:
+            raise OSError("fmemopen() is not available")
+        self.libc = libc
+        self.size = size
+        self.mm = mmap.mmap(-1, size)
+        self._pin = ctypes.c_char.from_buffer(self.mm)  # the address; forbids resizing
+        self.file = libc.fmemopen(ctypes.addressof(self._pin), size, b"w")
+        if not self.file:
+            self._release()
+            raise OSError("fmemopen() failed")
+        setlocking = getattr(libc, "__fsetlocking", None)
+        if setlocking is not None:
+            # Only this thread writes the stream: stdio may skip its lock
+            # (three lock round trips per packet in pcap_dump).
+            setlocking(self.file, FSETLOCKING_BYCALLER)
+        self.view = memoryview(self.mm)
+
+    def end(self):
+        """Flush the stream; return how many bytes of view hold records."""
+        self.libc.fflush(self.file)
+        return self.libc.ftell(self.file)
+
+    def failed(self):
+        """True when a write did not fit (pcap_dump then skips the rest); clears it."""
+        if self.libc.ferror(self.file):
+            self.libc.clearerr(self.file)
+            return True
+        return False
+
+    def reset(self):
+        """Start writing at the beginning again."""
+        self.libc.fseek(self.file, 0, SEEK_SET)
+
+    def close(self):
+        if self.file:
+            self.libc.fclose(self.file)
+            self.file = None
+            self._release()
+
+    def _release(self):
+        view = getattr(self, "view", None)
+        if view is not None:
+            view.release()
+            self.view = None
+        self._pin = None
+        self.mm.close()
+
+
+def records_supported(library):
+    """Check once that pcap_dump() into a RecordBuffer gives the expected record."""
+    if "records" not in library.checks:
+        library.checks["records"] = _check_records(library)
+    return library.checks["records"]
+
+
+def _check_records(library):
+    lib = library.lib
+    try:
+        rb = RecordBuffer(4096)
+    except (OSError, ValueError):
+        return False
+    dead = lib.pcap_open_dead(DLT_EN10MB, 65535)
+    try:
+        hdr = ctypes.create_string_buffer(32)
+        library.layout.struct.pack_into(hdr, 0, 1700000000, 654321, 5, 60)
+        data = ctypes.create_string_buffer(b"abcde", 8)
+        for _ in range(2):
+            lib.pcap_dump(rb.file, ctypes.addressof(hdr), ctypes.addressof(data))
+        end = rb.end()
+        image = rb.view[:end].tobytes()
+        rb.reset()
+        again = rb.end()
+    finally:
+        lib.pcap_close(dead)
+        rb.close()
+    one = RECORD_HDR.pack(1700000000, 654321, 5, 60) + b"abcde"
+    return image == one * 2 and again == 0
+
+
 # ---------------------------------------------------------------- handles
 TYPE_CACHE_MAX = 2048
 
@@ -277,8 +407,11 @@ class Handle(object):
         self._hdr_type = ctypes.c_char * library.layout.size
         self._unpack = library.layout.struct.unpack_from
         self._types = {}
-        self._callback = HANDLER(self._on_packet)  # kept alive as long as the handle
+        self._callback = None      # made on first use, then kept alive with the handle
         self._last_stats = None
+        self.records = None
+        self._bound = 0
+        self._dump = HANDLER(ctypes.cast(self.lib.pcap_dump, ctypes.c_void_p).value)
 
     # -------------------------------------------------------------- opening
     @classmethod
@@ -347,6 +480,27 @@ class Handle(object):
         if self.pcap:
             self.lib.pcap_close(self.pcap)
             self.pcap = None
+        if self.records is not None:
+            self.records.close()
+            self.records = None
+
+    def use_records(self, size=RECORDS_SIZE):
+        """Switch to dispatch_records(); return False where it cannot be used.
+
+        Every record must fit the buffer: libpcap never hands out more than
+        the snapshot length (it cuts live and saved packets to it).
+        """
+        if self.records is not None:
+            return True
+        bound = RECORD_HDR.size + max(self.snapshot(), 1)
+        if bound > size or not records_supported(self.library):
+            return False
+        try:
+            self.records = RecordBuffer(size)
+        except (OSError, ValueError):
+            return False
+        self._bound = bound
+        return True
 
     # -------------------------------------------------------------- queries
     def datalink(self):
@@ -423,9 +577,39 @@ class Handle(object):
     # -------------------------------------------------------------- packets
     def dispatch(self, count):
         """Process up to count packets (-1: what is there); return libpcap's result."""
+        if self._callback is None:
+            # A ctypes closure: libffi needs writable and executable memory for it.
+            self._callback = HANDLER(self._on_packet)
         if len(self._types) > TYPE_CACHE_MAX:
             self._types.clear()  # one ctypes array type per distinct caplen: keep it bounded
         return self.lib.pcap_dispatch(self.pcap, count, self._callback, None)
+
+    def dispatch_records(self, count):
+        """Like dispatch(), but libpcap writes the packets into records.view.
+
+        Return (result, end): result is the number of packets or libpcap's
+        negative error code; records.view[:end] holds one pcap record per
+        packet (RECORD_HDR, then caplen bytes), also when result is an error.
+        Call records.reset() once they are consumed.
+        """
+        rb = self.records
+        dispatch, p, cb, f = self.lib.pcap_dispatch, self.pcap, self._dump, rb.file
+        bound = self._bound
+        done = end = 0
+        while True:
+            # As many packets as surely fit what is left of the buffer; with
+            # small packets a second call takes more.
+            room = (rb.size - end) // bound
+            want = room if count < 0 else min(room, count - done)
+            if want <= 0:
+                return done, end
+            n = dispatch(p, want, cb, f)
+            end = rb.end()
+            if n < 0:
+                return n, end
+            done += n
+            if n < want:
+                return done, end
 
     def _on_packet(self, user, hdr, data):
         if hdr != self._hdr_addr:
