@@ -171,7 +171,7 @@ install_tree() {
     rm -rf --one-file-system "$dst"
     mkdir -p "$dst"
     cp -p osmo_pcap_*.py "$dst/"                      # the four generated programs
-    cp -rp osmo_pcap tests contrib doc man mk .ci debian rpm pyproject.toml Makefile README.md \
+    cp -rp osmo_pcap tests contrib doc man mk .ci debian rpm pyproject.toml Makefile README.md LICENSE HACKING.md \
         "$dst/"                                      # tests read these too
     mkdir -p "$dst/tools/chroot32"
     cp -p tools/*.py "$dst/tools/"                   # tests/shared/test_bundle.py uses them
