@@ -35,17 +35,17 @@
 #    3311  osmo_pcap/ini.py
 #    3527  osmo_pcap/log.py
 #    3866  osmo_pcap/loop.py
-#    4070  osmo_pcap/metrics.py
-#    4437  osmo_pcap/pcapfile.py
-#    4633  osmo_pcap/pcapng.py
-#    4985  osmo_pcap/rotation.py
-#    5107  osmo_pcap/tls.py
-#    5602  osmo_pcap/tlsconfig.py
-#    5898  osmo_pcap/transport.py
-#    6141  osmo_pcap/vtyimport.py
-#    7019  osmo_pcap/wire.py
-#    7261  loader: registers the modules above with the import system
-#    7305  start: calls osmo_pcap.client.main.main()
+#    4105  osmo_pcap/metrics.py
+#    4472  osmo_pcap/pcapfile.py
+#    4668  osmo_pcap/pcapng.py
+#    5020  osmo_pcap/rotation.py
+#    5142  osmo_pcap/tls.py
+#    5653  osmo_pcap/tlsconfig.py
+#    5949  osmo_pcap/transport.py
+#    6192  osmo_pcap/vtyimport.py
+#    7070  osmo_pcap/wire.py
+#    7312  loader: registers the modules above with the import system
+#    7356  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -3879,21 +3879,37 @@ import selectors
 import signal
 import time
 
+# Cancelled timers stay in the heap (removing one from the middle costs a
+# rebuild); once there are more than this many and they are over half of the
+# heap, one pass drops them all.
+COMPACT_MIN = 64
+
 
 class Timer(object):
-    """A scheduled call; cancel() prevents it from running."""
+    """A scheduled call; cancel() prevents it from running.
 
-    __slots__ = ("when", "callback", "args", "cancelled", "seq")
+    cancel() lets go of the callback and its arguments at once: a cancelled
+    timer left in the loop's heap until its deadline holds nothing but itself,
+    and the loop drops such entries in bulk when they pile up (Loop.call_later).
+    """
 
-    def __init__(self, when, seq, callback, args):
+    __slots__ = ("when", "callback", "args", "cancelled", "seq", "loop")
+
+    def __init__(self, when, seq, callback, args, loop=None):
         self.when = when
         self.seq = seq
         self.callback = callback
         self.args = args
         self.cancelled = False
+        self.loop = loop
 
     def cancel(self):
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback = self.args = None
+            loop, self.loop = self.loop, None
+            if loop is not None:
+                loop._timer_cancelled()
 
     def __lt__(self, other):
         return (self.when, self.seq) < (other.when, other.seq)
@@ -3924,6 +3940,7 @@ class Loop(object):
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self._timers = []
+        self._cancelled = 0     # cancelled Timers still in the heap
         self._seq = 0
         self._running = False
         self._signals = {}
@@ -3975,9 +3992,22 @@ class Loop(object):
     def call_later(self, delay, callback, *args):
         """Run callback(*args) after delay seconds; return its Timer."""
         self._seq += 1
-        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args)
+        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args, self)
         heapq.heappush(self._timers, t)
         return t
+
+    def _timer_cancelled(self):
+        """Count a cancelled heap entry; drop them all once they are most of the heap."""
+        self._cancelled += 1
+        timers = self._timers
+        if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(timers):
+            timers[:] = [t for t in timers if not t.cancelled]
+            heapq.heapify(timers)
+            self._cancelled = 0
+
+    def pending_timers(self):
+        """Return the number of timers that will still run (for tests and metrics)."""
+        return len(self._timers) - self._cancelled
 
     def call_every(self, interval, callback, *args):
         """Run callback(*args) every interval seconds; return a cancellable handle."""
@@ -4046,8 +4076,13 @@ class Loop(object):
         now = self.clock()
         while timers and timers[0].when <= now:
             t = heapq.heappop(timers)
-            if not t.cancelled:
-                t.callback(*t.args)
+            if t.cancelled:
+                self._cancelled -= 1
+                continue
+            t.loop = None    # it runs now: a late cancel() has nothing to count
+            callback, args = t.callback, t.args
+            t.callback = t.args = None
+            callback(*args)
 
     def run(self):
         """Run until stop() is called."""
@@ -5402,7 +5437,7 @@ class TLSTransport(object):
     def recv_into(self, buf, nbytes=0):
         """Decrypt into buf; return n > 0, 0 at EOF, or None when nothing is waiting."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return None
         try:
@@ -5422,7 +5457,7 @@ class TLSTransport(object):
     def send(self, data):
         """Encrypt up to WRITE_CHUNK bytes of data; return how many were taken (0: full)."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return 0
         try:
@@ -5442,6 +5477,10 @@ class TLSTransport(object):
         self._cancel_timers()
         self.loop.remove(self.sock)
         self.sock.close()
+        # Owners' callbacks usually reference this transport (a closure, a bound
+        # method of the connection): let go of them, so that nothing waits for
+        # the cyclic garbage collector.
+        self._on_ready = self._on_error = self._reader = self._writer = None
 
     def peer_names(self):
         """Return the CN and DNS SANs of the verified peer certificate."""
@@ -5476,8 +5515,10 @@ class TLSTransport(object):
             self._timer.cancel()
             self._timer = None
         self._update()
-        if self._on_ready is not None:
-            self._on_ready()
+        on_ready = self._on_ready
+        self._on_ready = self._on_error = None   # each is called at most once
+        if on_ready is not None:
+            on_ready()
 
     def _update(self):
         """Register the socket for what the stream and its owner need now."""
@@ -5549,15 +5590,25 @@ class TLSTransport(object):
         self._timer = self._refire = None
 
     def _fail(self, err, report=True):
-        """Stop all activity; report err to on_error once, or return it to raise."""
+        """Stop all activity; report err to on_error once, or return it to raise.
+
+        The error kept for later calls is a copy without a traceback: a traceback
+        holds the frames it passed through, and one of them holds this transport.
+        """
         if self._error is None:
-            self._error = err
+            self._error = TLSError(err.kind, err.reason)
             self._cancel_timers()
             self.loop.remove(self.sock)
             self._registered = (False, False)
-            if report and self._on_error is not None:
-                self._on_error(err)
+            on_error = self._on_error
+            self._on_ready = self._on_error = None
+            if report and on_error is not None:
+                on_error(self._error)
         return err
+
+    def _error_again(self):
+        """Return a fresh copy of the stored error to raise (see _fail)."""
+        return TLSError(self._error.kind, self._error.reason)
 
 
 # ------------------------------------------------------------------ identity
@@ -6004,7 +6055,7 @@ class PlainTransport(object):
     def close(self):
         if not self.closed:
             self.closed = True
-            self._reader = None
+            self._reader = None   # usually a bound method of the owner, which holds us
             if self._start_timer is not None:
                 self._start_timer.cancel()
                 self._start_timer = None

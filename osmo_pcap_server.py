@@ -26,32 +26,32 @@
 #     361  osmo_pcap/ini.py
 #     577  osmo_pcap/log.py
 #     916  osmo_pcap/loop.py
-#    1120  osmo_pcap/metrics.py
-#    1487  osmo_pcap/pcapfile.py
-#    1683  osmo_pcap/pcapng.py
-#    2035  osmo_pcap/rotation.py
-#    2157  osmo_pcap/server/__init__.py
-#    2172  osmo_pcap/server/ackstate.py
-#    2308  osmo_pcap/server/admission.py
-#    2623  osmo_pcap/server/config.py
-#    2880  osmo_pcap/server/fanout.py
-#    3055  osmo_pcap/server/hooks.py
-#    3263  osmo_pcap/server/ingest.py
-#    3540  osmo_pcap/server/main.py
-#    4075  osmo_pcap/server/oncomplete.py
-#    4316  osmo_pcap/server/recorder.py
-#    4662  osmo_pcap/server/storage.py
-#    4849  osmo_pcap/server/tap.py
-#    5092  osmo_pcap/server/zmtp.py
-#    5527  osmo_pcap/tls.py
-#    6022  osmo_pcap/tlsconfig.py
-#    6318  osmo_pcap/tracename.py
-#    6401  osmo_pcap/transport.py
-#    6644  osmo_pcap/validate.py
-#    6812  osmo_pcap/vtyimport.py
-#    7690  osmo_pcap/wire.py
-#    7932  loader: registers the modules above with the import system
-#    7976  start: calls osmo_pcap.server.main.main()
+#    1155  osmo_pcap/metrics.py
+#    1522  osmo_pcap/pcapfile.py
+#    1718  osmo_pcap/pcapng.py
+#    2070  osmo_pcap/rotation.py
+#    2192  osmo_pcap/server/__init__.py
+#    2207  osmo_pcap/server/ackstate.py
+#    2343  osmo_pcap/server/admission.py
+#    2658  osmo_pcap/server/config.py
+#    2915  osmo_pcap/server/fanout.py
+#    3090  osmo_pcap/server/hooks.py
+#    3298  osmo_pcap/server/ingest.py
+#    3575  osmo_pcap/server/main.py
+#    4110  osmo_pcap/server/oncomplete.py
+#    4351  osmo_pcap/server/recorder.py
+#    4697  osmo_pcap/server/storage.py
+#    4884  osmo_pcap/server/tap.py
+#    5127  osmo_pcap/server/zmtp.py
+#    5562  osmo_pcap/tls.py
+#    6073  osmo_pcap/tlsconfig.py
+#    6369  osmo_pcap/tracename.py
+#    6452  osmo_pcap/transport.py
+#    6695  osmo_pcap/validate.py
+#    6883  osmo_pcap/vtyimport.py
+#    7761  osmo_pcap/wire.py
+#    8003  loader: registers the modules above with the import system
+#    8047  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -929,21 +929,37 @@ import selectors
 import signal
 import time
 
+# Cancelled timers stay in the heap (removing one from the middle costs a
+# rebuild); once there are more than this many and they are over half of the
+# heap, one pass drops them all.
+COMPACT_MIN = 64
+
 
 class Timer(object):
-    """A scheduled call; cancel() prevents it from running."""
+    """A scheduled call; cancel() prevents it from running.
 
-    __slots__ = ("when", "callback", "args", "cancelled", "seq")
+    cancel() lets go of the callback and its arguments at once: a cancelled
+    timer left in the loop's heap until its deadline holds nothing but itself,
+    and the loop drops such entries in bulk when they pile up (Loop.call_later).
+    """
 
-    def __init__(self, when, seq, callback, args):
+    __slots__ = ("when", "callback", "args", "cancelled", "seq", "loop")
+
+    def __init__(self, when, seq, callback, args, loop=None):
         self.when = when
         self.seq = seq
         self.callback = callback
         self.args = args
         self.cancelled = False
+        self.loop = loop
 
     def cancel(self):
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback = self.args = None
+            loop, self.loop = self.loop, None
+            if loop is not None:
+                loop._timer_cancelled()
 
     def __lt__(self, other):
         return (self.when, self.seq) < (other.when, other.seq)
@@ -974,6 +990,7 @@ class Loop(object):
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self._timers = []
+        self._cancelled = 0     # cancelled Timers still in the heap
         self._seq = 0
         self._running = False
         self._signals = {}
@@ -1025,9 +1042,22 @@ class Loop(object):
     def call_later(self, delay, callback, *args):
         """Run callback(*args) after delay seconds; return its Timer."""
         self._seq += 1
-        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args)
+        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args, self)
         heapq.heappush(self._timers, t)
         return t
+
+    def _timer_cancelled(self):
+        """Count a cancelled heap entry; drop them all once they are most of the heap."""
+        self._cancelled += 1
+        timers = self._timers
+        if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(timers):
+            timers[:] = [t for t in timers if not t.cancelled]
+            heapq.heapify(timers)
+            self._cancelled = 0
+
+    def pending_timers(self):
+        """Return the number of timers that will still run (for tests and metrics)."""
+        return len(self._timers) - self._cancelled
 
     def call_every(self, interval, callback, *args):
         """Run callback(*args) every interval seconds; return a cancellable handle."""
@@ -1096,8 +1126,13 @@ class Loop(object):
         now = self.clock()
         while timers and timers[0].when <= now:
             t = heapq.heappop(timers)
-            if not t.cancelled:
-                t.callback(*t.args)
+            if t.cancelled:
+                self._cancelled -= 1
+                continue
+            t.loop = None    # it runs now: a late cancel() has nothing to count
+            callback, args = t.callback, t.args
+            t.callback = t.args = None
+            callback(*args)
 
     def run(self):
         """Run until stop() is called."""
@@ -5822,7 +5857,7 @@ class TLSTransport(object):
     def recv_into(self, buf, nbytes=0):
         """Decrypt into buf; return n > 0, 0 at EOF, or None when nothing is waiting."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return None
         try:
@@ -5842,7 +5877,7 @@ class TLSTransport(object):
     def send(self, data):
         """Encrypt up to WRITE_CHUNK bytes of data; return how many were taken (0: full)."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return 0
         try:
@@ -5862,6 +5897,10 @@ class TLSTransport(object):
         self._cancel_timers()
         self.loop.remove(self.sock)
         self.sock.close()
+        # Owners' callbacks usually reference this transport (a closure, a bound
+        # method of the connection): let go of them, so that nothing waits for
+        # the cyclic garbage collector.
+        self._on_ready = self._on_error = self._reader = self._writer = None
 
     def peer_names(self):
         """Return the CN and DNS SANs of the verified peer certificate."""
@@ -5896,8 +5935,10 @@ class TLSTransport(object):
             self._timer.cancel()
             self._timer = None
         self._update()
-        if self._on_ready is not None:
-            self._on_ready()
+        on_ready = self._on_ready
+        self._on_ready = self._on_error = None   # each is called at most once
+        if on_ready is not None:
+            on_ready()
 
     def _update(self):
         """Register the socket for what the stream and its owner need now."""
@@ -5969,15 +6010,25 @@ class TLSTransport(object):
         self._timer = self._refire = None
 
     def _fail(self, err, report=True):
-        """Stop all activity; report err to on_error once, or return it to raise."""
+        """Stop all activity; report err to on_error once, or return it to raise.
+
+        The error kept for later calls is a copy without a traceback: a traceback
+        holds the frames it passed through, and one of them holds this transport.
+        """
         if self._error is None:
-            self._error = err
+            self._error = TLSError(err.kind, err.reason)
             self._cancel_timers()
             self.loop.remove(self.sock)
             self._registered = (False, False)
-            if report and self._on_error is not None:
-                self._on_error(err)
+            on_error = self._on_error
+            self._on_ready = self._on_error = None
+            if report and on_error is not None:
+                on_error(self._error)
         return err
+
+    def _error_again(self):
+        """Return a fresh copy of the stored error to raise (see _fail)."""
+        return TLSError(self._error.kind, self._error.reason)
 
 
 # ------------------------------------------------------------------ identity
@@ -6507,7 +6558,7 @@ class PlainTransport(object):
     def close(self):
         if not self.closed:
             self.closed = True
-            self._reader = None
+            self._reader = None   # usually a bound method of the owner, which holds us
             if self._start_timer is not None:
                 self._start_timer.cancel()
                 self._start_timer = None
@@ -6674,7 +6725,7 @@ class LinkInfo(object):
     """
 
     __slots__ = ("format", "byteorder", "header", "snaplen", "linktype", "nanosecond",
-                 "interfaces", "max_snaplen", "check_data", "_rec", "_blk", "_epb")
+                 "interfaces", "max_snaplen", "_rec", "_blk", "_epb")
 
     def __init__(self, fmt, byteorder, header, max_snaplen):
         self.format = fmt
@@ -6688,11 +6739,21 @@ class LinkInfo(object):
         self._rec = pcapfile.RECORD[byteorder]
         self._blk = pcapng.BLOCK_HEAD[byteorder]
         self._epb = pcapng.EPB_FIXED[byteorder]
-        self.check_data = self._check_pcap if fmt == "pcap" else self._check_pcapng
 
     @property
     def ext(self):
         return self.format
+
+    def check_data(self, payload):
+        """Raise ValidationError unless payload is a LINK_DATA payload valid for this link.
+
+        check_link_hdr() returns a subclass that calls the check of its format
+        directly (no dispatch per packet, and no bound method stored in the
+        object, which would make a reference cycle).
+        """
+        if self.format == "pcap":
+            return self._check_pcap(payload)
+        return self._check_pcapng(payload)
 
     def _check_pcap(self, payload):
         n = len(payload)
@@ -6747,6 +6808,16 @@ class LinkInfo(object):
         # forward compatibility, as upstream.
 
 
+class _PcapLink(LinkInfo):
+    __slots__ = ()
+    check_data = LinkInfo._check_pcap
+
+
+class _PcapngLink(LinkInfo):
+    __slots__ = ()
+    check_data = LinkInfo._check_pcapng
+
+
 def check_link_hdr(payload, max_snaplen=DEFAULT_MAX_SNAPLEN):
     """Validate a LINK_HDR payload; return its LinkInfo or raise ValidationError."""
     n = len(payload)
@@ -6776,7 +6847,7 @@ def _pcap_hdr(payload, found, max_snaplen):
                               % (gh.snaplen, max_snaplen))
     if gh.snaplen == 0:
         raise ValidationError("pcap-hdr-snaplen", "link header snaplen is 0")
-    info = LinkInfo("pcap", found[0], payload, max_snaplen)
+    info = _PcapLink("pcap", found[0], payload, max_snaplen)
     info.snaplen = gh.snaplen
     info.linktype = gh.linktype
     info.nanosecond = gh.nanosecond
@@ -6787,7 +6858,7 @@ def _pcapng_hdr(payload, bo, max_snaplen):
     n = len(payload)
     try:
         _, total, _ = pcapng.parse_shb(payload, 0, n)
-        info = LinkInfo("pcapng", bo, payload, max_snaplen)
+        info = _PcapngLink("pcapng", bo, payload, max_snaplen)
         pos = total
         while pos < n:
             btype, total = pcapng.check_block(payload, pos, bo, n)

@@ -151,6 +151,61 @@ class LoopTest(unittest.TestCase):
         lp.run_once(0.1)
         self.assertEqual(len(called), 1)
 
+    def test_cancelled_timer_lets_go_of_its_callback_at_once(self):
+        """A cancelled timer's arguments are freed now, not at its deadline."""
+        import gc
+        import weakref
+
+        class Owner(object):
+            def tick(self):
+                pass
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        owner = Owner()
+        ref = weakref.ref(owner)
+        t = lp.call_later(3600, owner.tick)
+        lp.call_later(3600, print, owner)
+        was = gc.isenabled()
+        gc.disable()   # freed by reference counting, not by a collection
+        try:
+            t.cancel()
+            lp._timers[1].cancel()
+            del owner
+            self.assertIsNone(ref())
+        finally:
+            if was:
+                gc.enable()
+        self.assertEqual(lp.pending_timers(), 0)
+        t.cancel()     # twice: no harm, counted once
+        self.assertEqual(lp.pending_timers(), 0)
+
+    def test_cancelled_timers_do_not_pile_up(self):
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        ran = []
+        keep = lp.call_later(0, ran.append, "kept")
+        for i in range(10000):
+            lp.call_later(60, ran.append, i).cancel()
+        self.assertLessEqual(len(lp._timers), 2 * loop.COMPACT_MIN + 2)
+        self.assertEqual(lp.pending_timers(), 1)
+        lp.run_once(0)
+        self.assertEqual(ran, ["kept"])
+        self.assertEqual(lp.pending_timers(), 0)
+        keep.cancel()  # after it ran: nothing to count
+        self.assertEqual(lp.pending_timers(), 0)
+        self.assertGreaterEqual(lp._cancelled, 0)
+
+    def test_timer_cancelled_by_an_earlier_timer_of_the_round_does_not_run(self):
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        ran = []
+        later = []
+        lp.call_later(0, lambda: [t.cancel() for t in later])
+        later += [lp.call_later(0, ran.append, i) for i in range(200)]
+        lp.run_once(0)
+        self.assertEqual(ran, [])
+        self.assertEqual(lp.pending_timers(), 0)
+
 
 class TraceNameTest(unittest.TestCase):
     def test_format_and_parse(self):
