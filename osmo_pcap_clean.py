@@ -29,9 +29,9 @@
 #    1002  osmo_pcap/clean/tracedir.py
 #    1104  osmo_pcap/ini.py
 #    1320  osmo_pcap/log.py
-#    1659  osmo_pcap/tracename.py
-#    1742  loader: registers the modules above with the import system
-#    1786  start: calls osmo_pcap.clean.main.main()
+#    1671  osmo_pcap/tracename.py
+#    1754  loader: registers the modules above with the import system
+#    1798  start: calls osmo_pcap.clean.main.main()
 
 import sys
 
@@ -1386,6 +1386,18 @@ class RateLimiter(object):
             self._held.clear()
         self._last[key] = now
         return self._held.pop(key, 0)
+
+    def due(self):
+        """Return [(key, held)] for keys whose lines were held back and whose interval
+        has ended since; each counts as let through now (for a summary line)."""
+        now = self.clock()
+        out = []
+        for key, held in list(self._held.items()):
+            if now - self._last.get(key, now) >= self.interval:
+                del self._held[key]
+                self._last[key] = now
+                out.append((key, held))
+        return out
 
 
 # ------------------------------------------------------------ [log] section

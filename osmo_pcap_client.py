@@ -34,18 +34,18 @@
 #    3027  osmo_pcap/daemon.py
 #    3311  osmo_pcap/ini.py
 #    3527  osmo_pcap/log.py
-#    3866  osmo_pcap/loop.py
-#    4105  osmo_pcap/metrics.py
-#    4472  osmo_pcap/pcapfile.py
-#    4668  osmo_pcap/pcapng.py
-#    5020  osmo_pcap/rotation.py
-#    5142  osmo_pcap/tls.py
-#    5653  osmo_pcap/tlsconfig.py
-#    5949  osmo_pcap/transport.py
-#    6192  osmo_pcap/vtyimport.py
-#    7070  osmo_pcap/wire.py
-#    7312  loader: registers the modules above with the import system
-#    7356  start: calls osmo_pcap.client.main.main()
+#    3878  osmo_pcap/loop.py
+#    4117  osmo_pcap/metrics.py
+#    4484  osmo_pcap/pcapfile.py
+#    4680  osmo_pcap/pcapng.py
+#    5032  osmo_pcap/rotation.py
+#    5154  osmo_pcap/tls.py
+#    5665  osmo_pcap/tlsconfig.py
+#    5961  osmo_pcap/transport.py
+#    6204  osmo_pcap/vtyimport.py
+#    7082  osmo_pcap/wire.py
+#    7324  loader: registers the modules above with the import system
+#    7368  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -3593,6 +3593,18 @@ class RateLimiter(object):
             self._held.clear()
         self._last[key] = now
         return self._held.pop(key, 0)
+
+    def due(self):
+        """Return [(key, held)] for keys whose lines were held back and whose interval
+        has ended since; each counts as let through now (for a summary line)."""
+        now = self.clock()
+        out = []
+        for key, held in list(self._held.items()):
+            if now - self._last.get(key, now) >= self.interval:
+                del self._held[key]
+                self._last[key] = now
+                out.append((key, held))
+        return out
 
 
 # ------------------------------------------------------------ [log] section

@@ -25,33 +25,33 @@
 #      77  osmo_pcap/daemon.py
 #     361  osmo_pcap/ini.py
 #     577  osmo_pcap/log.py
-#     916  osmo_pcap/loop.py
-#    1155  osmo_pcap/metrics.py
-#    1522  osmo_pcap/pcapfile.py
-#    1718  osmo_pcap/pcapng.py
-#    2070  osmo_pcap/rotation.py
-#    2192  osmo_pcap/server/__init__.py
-#    2207  osmo_pcap/server/ackstate.py
-#    2343  osmo_pcap/server/admission.py
-#    2658  osmo_pcap/server/config.py
-#    2915  osmo_pcap/server/fanout.py
-#    3090  osmo_pcap/server/hooks.py
-#    3298  osmo_pcap/server/ingest.py
-#    3575  osmo_pcap/server/main.py
-#    4110  osmo_pcap/server/oncomplete.py
-#    4351  osmo_pcap/server/recorder.py
-#    4697  osmo_pcap/server/storage.py
-#    4884  osmo_pcap/server/tap.py
-#    5127  osmo_pcap/server/zmtp.py
-#    5562  osmo_pcap/tls.py
-#    6073  osmo_pcap/tlsconfig.py
-#    6369  osmo_pcap/tracename.py
-#    6452  osmo_pcap/transport.py
-#    6695  osmo_pcap/validate.py
-#    6883  osmo_pcap/vtyimport.py
-#    7761  osmo_pcap/wire.py
-#    8003  loader: registers the modules above with the import system
-#    8047  start: calls osmo_pcap.server.main.main()
+#     928  osmo_pcap/loop.py
+#    1167  osmo_pcap/metrics.py
+#    1534  osmo_pcap/pcapfile.py
+#    1730  osmo_pcap/pcapng.py
+#    2082  osmo_pcap/rotation.py
+#    2204  osmo_pcap/server/__init__.py
+#    2219  osmo_pcap/server/ackstate.py
+#    2355  osmo_pcap/server/admission.py
+#    2670  osmo_pcap/server/config.py
+#    2927  osmo_pcap/server/fanout.py
+#    3102  osmo_pcap/server/hooks.py
+#    3310  osmo_pcap/server/ingest.py
+#    3588  osmo_pcap/server/main.py
+#    4208  osmo_pcap/server/oncomplete.py
+#    4449  osmo_pcap/server/recorder.py
+#    4796  osmo_pcap/server/storage.py
+#    4983  osmo_pcap/server/tap.py
+#    5226  osmo_pcap/server/zmtp.py
+#    5661  osmo_pcap/tls.py
+#    6172  osmo_pcap/tlsconfig.py
+#    6468  osmo_pcap/tracename.py
+#    6551  osmo_pcap/transport.py
+#    6794  osmo_pcap/validate.py
+#    6982  osmo_pcap/vtyimport.py
+#    7860  osmo_pcap/wire.py
+#    8102  loader: registers the modules above with the import system
+#    8146  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -643,6 +643,18 @@ class RateLimiter(object):
             self._held.clear()
         self._last[key] = now
         return self._held.pop(key, 0)
+
+    def due(self):
+        """Return [(key, held)] for keys whose lines were held back and whose interval
+        has ended since; each counts as let through now (for a summary line)."""
+        now = self.clock()
+        out = []
+        for key, held in list(self._held.items()):
+            if now - self._last.get(key, now) >= self.interval:
+                del self._held[key]
+                self._last[key] = now
+                out.append((key, held))
+        return out
 
 
 # ------------------------------------------------------------ [log] section
@@ -3438,7 +3450,7 @@ class Connection(object):
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
                  "last_rx", "header_timer", "frames", "streaming", "skip", "acked_durable",
-                 "wbuf", "ack_due")
+                 "wbuf", "ack_due", "live")
 
     def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
@@ -3456,6 +3468,7 @@ class Connection(object):
         self.acked_durable = 0     # recorder.durable when the last ACK was made
         self.wbuf = bytearray()    # our messages the transport has not taken yet
         self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
+        self.live = False          # promoted: the client's connection (doc/protocol.md#takeover)
 
     def on_readable(self):
         """Read once into the shared buffer, decode, validate and store."""
@@ -3585,9 +3598,15 @@ per client writes, rotates, closes and moves its files, and acknowledges what
 is stored to clients that ask for it (doc/protocol.md#acknowledged-delivery).
 This module keeps the data flow, shutdown and metrics. Signals only set
 flags; the loop does the work.
+
+A new connection is a candidate until its first valid LINK_HDR
+(doc/protocol.md#takeover): it gets the ACK_OFFER, but it touches neither the
+client's live connection nor its recorder; with the LINK_HDR it is promoted
+and replaces the live one.
 """
 
 import argparse
+import collections
 import gc
 import signal
 import socket
@@ -3611,6 +3630,7 @@ RECV_SIZE = 1 << 20
 ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
+PEER_LOG_INTERVAL = 10.0  # lines about one client's connections, per kind (doc/server.md#behaviour)
 
 _log = log.get("server")
 
@@ -3631,7 +3651,13 @@ class Server(object):
         self.recorder_of = dict((r.name, r) for r in self.recorders)
         self.admission = Admission(self.loop, cfg.clients, cfg.tls, self.attach)
         self.accept_log = log.RateLimiter(10.0)
-        self.conns = {}
+        # Lines about one client's connections: at most one per client and kind
+        # every 10 s, whoever connects from its address (doc/server.md#behaviour).
+        self.peer_log = log.RateLimiter(PEER_LOG_INTERVAL)
+        self.peer_held = {}       # key -> (level, the last line held back)
+        self.conns = {}           # client name -> its live (promoted) Connection
+        self.candidates = {}      # client name -> OrderedDict of candidates, oldest first
+        self.candidate_max = self.admission.pending_per_ip
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
         self.rview = memoryview(self.rbuf)
@@ -3673,6 +3699,7 @@ class Server(object):
         self._timers.append(loop.call_every(self.cfg.flush_interval, self.tick))
         if self.cfg.stats_interval:
             self._timers.append(loop.call_every(self.cfg.stats_interval, self.log_stats))
+        self._timers.append(loop.call_every(PEER_LOG_INTERVAL, self.flush_peer_lines))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.on_signal(sig, self._on_stop_signal)
         loop.on_signal(signal.SIGHUP, self._on_hup)
@@ -3704,19 +3731,41 @@ class Server(object):
         if self.listener is not None:
             self.loop.add_reader(self.listener, self._on_accept)
 
+    def peer_line(self, name, kind, level, message):
+        """Log a line about client name's connections, rate-limited per client and kind."""
+        key = (name, kind)
+        held = self.peer_log.ok(key)
+        if held is None:
+            self.peer_held[key] = (level, message)
+            return
+        self.peer_held.pop(key, None)
+        _log.log(level, "%s%s", message, " (%d similar suppressed)" % held if held else "")
+
+    def flush_peer_lines(self):
+        """Timer: log the last line held back of every kind whose interval ended."""
+        for key, held in self.peer_log.due():
+            item = self.peer_held.pop(key, None)
+            if item is not None:
+                _log.log(item[0], "%s%s", item[1],
+                         " (%d similar suppressed)" % (held - 1) if held > 1 else "")
+
     def attach(self, entry, transport, peer):
-        """Start reading an admitted connection; it replaces the client's old one."""
+        """Start reading an admitted connection, as a candidate (doc/protocol.md#takeover)."""
         rec = self.recorder_of[entry.name]
-        old = self.conns.get(rec.name)
-        if old is not None:
-            self.drop(old, "replaced by a new connection from %s" % format_peer(peer))
+        rec.counters["connect"] += 1
         try:
             transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        rec.new_connection()
         conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen, self.cfg.acks)
-        self.conns[rec.name] = conn
+        waiting = self.candidates.get(rec.name)
+        if waiting is None:
+            waiting = self.candidates[rec.name] = collections.OrderedDict()
+        if len(waiting) >= self.candidate_max:
+            self.drop(next(iter(waiting)), "%d newer connections from the client's address "
+                      "are waiting for their LINK_HDR (limit %d)"
+                      % (len(waiting), self.candidate_max), 30, "evicted")
+        waiting[conn] = True
         transport.set_reader(conn.on_readable)
         if self.cfg.acks:
             # Upstream clients read and drop what a server says; ours opt in with STREAM.
@@ -3728,24 +3777,59 @@ class Server(object):
         if self.cfg.header_timeout:
             conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
                                                      self._check_header, conn)
-        _log.info("%s: connected%s", conn.label, how)
-        self.call_hooks("client_connected", rec.name, peer)
+        self.peer_line(rec.name, "connected", 20, "%s: connected%s" % (conn.label, how))
         return conn
+
+    def promote(self, conn):
+        """A candidate sent a valid LINK_HDR: it becomes the client's live connection."""
+        rec = conn.recorder
+        waiting = self.candidates.get(rec.name)
+        if waiting is not None:
+            waiting.pop(conn, None)
+            if not waiting:
+                del self.candidates[rec.name]
+        if conn.header_timer is not None:
+            conn.header_timer.cancel()
+            conn.header_timer = None
+        old = self.conns.get(rec.name)
+        if old is not None:
+            self.drop(old, "replaced by a new connection from %s, which sent a valid LINK_HDR"
+                      % format_peer(conn.peer), 20, "replaced")
+        conn.live = True
+        self.conns[rec.name] = conn
+        rec.new_connection()
+        self.call_hooks("client_connected", rec.name, conn.peer)
 
     def _check_header(self, conn):
         conn.header_timer = None
         if not conn.closed and conn.parser.link is None:
             self.drop(conn, "no LINK_HDR within header_timeout (%gs)" % self.cfg.header_timeout,
-                      30)
+                      30, "header_timeout")
 
-    def drop(self, conn, reason, level=20):
-        """Close a connection and its client's current file."""
+    def drop(self, conn, reason, level=20, kind="end"):
+        """Close a connection; a live one also closes its client's current file.
+
+        kind groups the log line for rate limiting (per client, and apart for
+        candidates, so a flood of them cannot hide the live connection's lines).
+        """
         if conn.closed:
             return
         rec = conn.recorder
+        if not conn.live:
+            waiting = self.candidates.get(rec.name)
+            if waiting is not None:
+                waiting.pop(conn, None)
+                if not waiting:
+                    del self.candidates[rec.name]
+            live = self.conns.get(rec.name)
+            self.peer_line(rec.name, ("candidate", kind), level, "%s: disconnected: %s%s" % (
+                conn.label, reason, "; the live connection from %s goes on"
+                % format_peer(live.peer) if live is not None else ""))
+            conn.close()
+            return
         if self.conns.get(rec.name) is conn:
             del self.conns[rec.name]
-        _log.log(level, "%s: disconnected: %s", conn.label, reason)
+        self.peer_line(rec.name, kind, level, "%s: disconnected: %s" % (conn.label, reason))
         rec.close_file("disconnect")
         if conn.streaming:
             conn.streaming = False
@@ -3764,11 +3848,13 @@ class Server(object):
         """A peer broke a rule: count it by reason and disconnect it."""
         rej = conn.recorder.rejected
         rej[err.code] = rej.get(err.code, 0) + 1
-        self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30)
+        self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30, err.code)
 
     # ------------------------------------------------------------ data
     def link_header(self, conn, link):
         """The connection's parser accepted a LINK_HDR (a validate.LinkInfo)."""
+        if not conn.live:
+            self.promote(conn)
         rec = conn.recorder
         rec.set_link(link)
         self.call_hooks("link_header", rec.name, link)
@@ -3794,6 +3880,11 @@ class Server(object):
     def stream_start(self, conn, msg):
         """A client names its stream (STREAM): answer what is stored; False if dropped."""
         rec = conn.recorder
+        if not conn.live:
+            # Only a connection that proved itself may touch the client's stream state.
+            self.reject(conn, wire.FrameError("stream-early", "STREAM before the "
+                                              "connection's first LINK_HDR"))
+            return False
         if conn.streaming:
             self.reject(conn, wire.FrameError("stream-twice", "a second STREAM message"))
             return False
@@ -3805,12 +3896,12 @@ class Server(object):
         conn.streaming = True
         conn.skip = skip
         if gap:
-            _log.warning("%s: frames %d to %d never arrived: the client gave them up "
-                         "(queue or spool full, max_age, or it restarted without a spool)",
-                         conn.label, start - gap, start - 1)
-        _log.info("%s: acknowledged stream %s from frame %d%s", conn.label,
-                  msg.stream_id.hex()[:16], msg.first_seq,
-                  ", %d frame(s) stored already are skipped" % skip if skip else "")
+            self.peer_line(rec.name, "gap", 30, "%s: frames %d to %d never arrived: the "
+                           "client gave them up (queue or spool full, max_age, or it "
+                           "restarted without a spool)" % (conn.label, start - gap, start - 1))
+        self.peer_line(rec.name, "stream", 20, "%s: acknowledged stream %s from frame %d%s" % (
+            conn.label, msg.stream_id.hex()[:16], msg.first_seq,
+            ", %d frame(s) stored already are skipped" % skip if skip else ""))
         self.acknowledge(conn)
         return not conn.closed
 
@@ -3867,8 +3958,15 @@ class Server(object):
         idle = self.cfg.idle_timeout
         if idle:
             limit = time.monotonic() - idle
-            for conn in [c for c in self.conns.values() if c.last_rx < limit]:
-                self.drop(conn, "nothing received for idle_timeout (%gs)" % idle, 30)
+            for conn in [c for c in self.all_connections() if c.last_rx < limit]:
+                self.drop(conn, "nothing received for idle_timeout (%gs)" % idle, 30, "idle")
+
+    def all_connections(self):
+        """Return every connection: the live ones and the candidates."""
+        out = list(self.conns.values())
+        for waiting in self.candidates.values():
+            out.extend(waiting)
+        return out
 
     def rotate_all(self, reason):
         for rec in self.recorders:
@@ -3907,7 +4005,7 @@ class Server(object):
             if self.bytes_read == before:
                 break
         self.admission.close_pending()
-        for conn in list(self.conns.values()):
+        for conn in self.all_connections():
             self.drop(conn, "server shutting down")
         for rec in self.recorders:
             rec.close_file("shutdown")
@@ -4428,8 +4526,9 @@ class Recorder(object):
 
     # ------------------------------------------------------------ events
     def new_connection(self):
-        """A new connection starts: close the file, forget the link header."""
-        self.counters["connect"] += 1
+        """A connection proved itself and is the client's now: close the file, forget
+        the link header. (The server counts every connection in `connect` when it
+        arrives.)"""
         self.close_file("new connection")
         self.link = None
 

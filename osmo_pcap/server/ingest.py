@@ -139,7 +139,7 @@ class Connection(object):
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
                  "last_rx", "header_timer", "frames", "streaming", "skip", "acked_durable",
-                 "wbuf", "ack_due")
+                 "wbuf", "ack_due", "live")
 
     def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
@@ -157,6 +157,7 @@ class Connection(object):
         self.acked_durable = 0     # recorder.durable when the last ACK was made
         self.wbuf = bytearray()    # our messages the transport has not taken yet
         self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
+        self.live = False          # promoted: the client's connection (doc/protocol.md#takeover)
 
     def on_readable(self):
         """Read once into the shared buffer, decode, validate and store."""

@@ -240,6 +240,21 @@ class RateLimiterTest(unittest.TestCase):
         now[0] += 10
         self.assertEqual(rl.ok("scan"), 2)
 
+    def test_due_reports_held_lines_once_their_interval_ended(self):
+        now = [100.0]
+        rl = log.RateLimiter(10, clock=lambda: now[0])
+        rl.ok("a")
+        rl.ok("a")
+        rl.ok("a")
+        rl.ok("b")
+        self.assertEqual(rl.due(), [])
+        now[0] += 10
+        self.assertEqual(rl.due(), [("a", 2)])
+        self.assertEqual(rl.due(), [])
+        self.assertIsNone(rl.ok("a"))     # the summary counts as a line let through
+        now[0] += 10
+        self.assertEqual(rl.ok("a"), 1)
+
 
 if __name__ == "__main__":
     unittest.main()
