@@ -21,37 +21,38 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      61  osmo_pcap/__init__.py
-#      77  osmo_pcap/daemon.py
-#     361  osmo_pcap/ini.py
-#     577  osmo_pcap/log.py
-#     928  osmo_pcap/loop.py
-#    1167  osmo_pcap/metrics.py
-#    1534  osmo_pcap/pcapfile.py
-#    1730  osmo_pcap/pcapng.py
-#    2082  osmo_pcap/rotation.py
-#    2204  osmo_pcap/server/__init__.py
-#    2219  osmo_pcap/server/ackstate.py
-#    2355  osmo_pcap/server/admission.py
-#    2670  osmo_pcap/server/config.py
-#    2927  osmo_pcap/server/fanout.py
-#    3102  osmo_pcap/server/hooks.py
-#    3310  osmo_pcap/server/ingest.py
-#    3588  osmo_pcap/server/main.py
-#    4208  osmo_pcap/server/oncomplete.py
-#    4449  osmo_pcap/server/recorder.py
-#    4796  osmo_pcap/server/storage.py
-#    4983  osmo_pcap/server/tap.py
-#    5226  osmo_pcap/server/zmtp.py
-#    5661  osmo_pcap/tls.py
-#    6172  osmo_pcap/tlsconfig.py
-#    6468  osmo_pcap/tracename.py
-#    6551  osmo_pcap/transport.py
-#    6794  osmo_pcap/validate.py
-#    6982  osmo_pcap/vtyimport.py
-#    7860  osmo_pcap/wire.py
-#    8102  loader: registers the modules above with the import system
-#    8146  start: calls osmo_pcap.server.main.main()
+#      62  osmo_pcap/__init__.py
+#      78  osmo_pcap/daemon.py
+#     362  osmo_pcap/ini.py
+#     578  osmo_pcap/log.py
+#     929  osmo_pcap/loop.py
+#    1168  osmo_pcap/metrics.py
+#    1535  osmo_pcap/pcapfile.py
+#    1731  osmo_pcap/pcapng.py
+#    2083  osmo_pcap/preflight.py
+#    2253  osmo_pcap/rotation.py
+#    2375  osmo_pcap/server/__init__.py
+#    2390  osmo_pcap/server/ackstate.py
+#    2526  osmo_pcap/server/admission.py
+#    2841  osmo_pcap/server/config.py
+#    3154  osmo_pcap/server/fanout.py
+#    3329  osmo_pcap/server/hooks.py
+#    3537  osmo_pcap/server/ingest.py
+#    3815  osmo_pcap/server/main.py
+#    4441  osmo_pcap/server/oncomplete.py
+#    4682  osmo_pcap/server/recorder.py
+#    5029  osmo_pcap/server/storage.py
+#    5216  osmo_pcap/server/tap.py
+#    5459  osmo_pcap/server/zmtp.py
+#    5894  osmo_pcap/tls.py
+#    6405  osmo_pcap/tlsconfig.py
+#    6701  osmo_pcap/tracename.py
+#    6784  osmo_pcap/transport.py
+#    7027  osmo_pcap/validate.py
+#    7215  osmo_pcap/vtyimport.py
+#    8099  osmo_pcap/wire.py
+#    8341  loader: registers the modules above with the import system
+#    8385  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -2079,6 +2080,176 @@ def iter_blocks(buf):
 '''
 # ==================== End file osmo_pcap/pcapng.py ======================
 
+# ==================== Begin file osmo_pcap/preflight.py ====================
+_SOURCES['osmo_pcap/preflight.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Checks that start-up and --check-config share: files, directories, listeners.
+
+A configuration can be valid key by key and still fail at start: a log file in
+a directory that does not exist, a spool directory under a read-only mount,
+two listeners on one port. These helpers find such problems without starting
+anything. Every program's config module combines them into its own checks,
+run both by --check-config and at start-up, so the two cannot disagree; what
+cannot be checked beforehand is said, not guessed (doc/operations.md#check-config).
+
+file_problem() and dir_problem() return None or a reason; check_listeners()
+raises ConfigError for the first pair of listeners that cannot both listen.
+"""
+
+import collections
+import ipaddress
+import os
+import socket
+
+from osmo_pcap.ini import ConfigError
+
+
+def file_problem(path):
+    """Return None if path can be opened for appending (made if missing), else why not.
+
+    The check opens the file as the program will; a file it had to create is
+    removed again.
+    """
+    if os.path.isdir(path):
+        return "%s is a directory" % path
+    existed = os.path.lexists(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o640)
+    except OSError as e:
+        return "cannot open %s for writing: %s" % (path, e.strerror or e)
+    os.close(fd)
+    if not existed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return None
+
+
+def dir_problem(path, create=False):
+    """Return None if files can be created in directory path, else why not.
+
+    create: the program makes the directory (and its parents) when missing;
+    then the nearest existing parent must be a writable directory.
+    """
+    if not os.path.lexists(path):
+        if not create:
+            return "%s does not exist" % path
+        parent = path
+        while not os.path.lexists(parent):
+            up = os.path.dirname(parent)
+            if up == parent:
+                break
+            parent = up
+        if not os.path.isdir(parent):
+            return "cannot create %s: %s is not a directory" % (path, parent)
+        return _writable(parent, "cannot create %s in %s" % (path, parent))
+    if not os.path.isdir(path):
+        return "%s is not a directory" % path
+    probe = os.path.join(path, ".osmo-pcap-probe-%d" % os.getpid())
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        return "cannot create a file in %s: %s" % (path, e.strerror or e)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _writable(directory, what):
+    """Check, without writing, that entries can be made in an existing directory."""
+    try:
+        readonly = os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 1)
+    except OSError as e:
+        return "%s: %s" % (what, e.strerror or e)
+    if readonly:
+        return "%s: read-only file system" % what
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "%s: permission denied" % what
+    return None
+
+
+# ------------------------------------------------------------------ listeners
+class Listener(collections.namedtuple("Listener", "section key host port")):
+    """One listening socket a configuration asks for: where it is set, and its address."""
+
+    def name(self):
+        return "[%s] %s" % (self.section, self.key)
+
+    def address(self):
+        return "[%s]:%d" % (self.host, self.port) if ":" in self.host \
+            else "%s:%d" % (self.host, self.port)
+
+
+def _address(host):
+    """Return the ipaddress object a listener on host binds to, or None if unknown now."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        # A name: the programs bind to its first address of the family that
+        # ":" in the name selects (IPv4 for every name).
+        try:
+            infos = socket.getaddrinfo(host, None, socket.AF_INET6 if ":" in host
+                                       else socket.AF_INET, socket.SOCK_STREAM)
+            ip = ipaddress.ip_address(infos[0][4][0].split("%", 1)[0])
+        except (OSError, UnicodeError, ValueError, IndexError):
+            return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _overlap(a, b):
+    """True if sockets bound to addresses a and b on one port would collide.
+
+    0.0.0.0 takes every IPv4 address; :: takes every IPv6 address and, as the
+    server's listener is dual-stack and Linux makes the others so by default,
+    every IPv4 address as well.
+    """
+    if a == b:
+        return True
+    for x, y in ((a, b), (b, a)):
+        if x.is_unspecified and (x.version == 6 or y.version == 4):
+            return True
+    return False
+
+
+def check_listeners(listeners, path, notes=None):
+    """Raise ConfigError if two of listeners cannot listen at once; note what is unknown.
+
+    listeners: Listener tuples in configuration order; the error names the
+    later one of the first colliding pair. notes (a list) gets a line for each
+    listener whose host cannot be resolved now.
+    """
+    known = []
+    for lis in listeners:
+        ip = _address(lis.host)
+        if ip is None:
+            if notes is not None:
+                notes.append("%s: cannot resolve %r now, so collisions with its port are "
+                             "not checked" % (lis.name(), lis.host))
+            continue
+        for other, other_ip in known:
+            if other.port == lis.port and _overlap(ip, other_ip):
+                raise ConfigError(
+                    "%s collides with %s = %s: the two cannot listen at once"
+                    % (lis.address(), other.name(), other.address()),
+                    path, lis.section, lis.key)
+        known.append((lis, ip))
+    if notes is None or not listeners:
+        return
+    notes.append("whether %s free now: a running server or another program may hold %s"
+                 % ("the ports are" if len(listeners) > 1 else "the port is",
+                    "them" if len(listeners) > 1 else "it"))
+    if os.geteuid() != 0:
+        for lis in listeners:
+            if lis.port < 1024:
+                notes.append("%s: port %d is below 1024: binding it needs root or "
+                             "CAP_NET_BIND_SERVICE" % (lis.name(), lis.port))
+'''
+# ==================== End file osmo_pcap/preflight.py ======================
+
 # ==================== Begin file osmo_pcap/rotation.py ====================
 _SOURCES['osmo_pcap/rotation.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -2682,7 +2853,7 @@ import errno
 import ipaddress
 import os
 
-from osmo_pcap import log, metrics, rotation
+from osmo_pcap import log, metrics, preflight, rotation
 from osmo_pcap import ini
 from osmo_pcap.server import hooks
 from osmo_pcap.ini import ConfigError
@@ -2734,6 +2905,7 @@ class ServerConfig(object):
         self.log = None
         self.metrics = None
         self.clients = []
+        self.listeners = []  # preflight.Listener for every listening socket, in order
 
     def summary(self):
         """Return a one-line description for --check-config and the start-up log."""
@@ -2775,6 +2947,22 @@ def _duration_or_off(text):
     return ini.parse_duration(text)
 
 
+def _file_mode(text):
+    """Return a trace file mode: read and write bits only (the files are data from the
+    network; an execute, set-ID or sticky bit on them is never wanted)."""
+    mode = ini.parse_octal_mode(text)
+    if mode & ~0o666:
+        raise ValueError("0%o has bits other than read and write (allowed: any of 0666, "
+                         "e.g. 0440 or 0640): %s" % (mode, _extra_bits(mode)))
+    return mode
+
+
+def _extra_bits(mode):
+    names = [(0o4000, "set-user-ID"), (0o2000, "set-group-ID"), (0o1000, "sticky"),
+             (0o111, "execute")]
+    return ", ".join(n for bit, n in names if mode & bit)
+
+
 def _snaplen(text):
     return ini.parse_int(text, 1, MAX_SNAPLEN_LIMIT)
 
@@ -2811,7 +2999,7 @@ def load(path):
     cfg.port = s.get("port", ini.parse_port, cfg.port)
     cfg.base_path = ini.resolve_path(base_dir, s.get("base_path", None, "."))
     cfg.completed_path = ini.resolve_path(base_dir, s.get("completed_path"))
-    cfg.file_permission_mask = s.get("file_permission_mask", ini.parse_octal_mode,
+    cfg.file_permission_mask = s.get("file_permission_mask", _file_mode,
                                      cfg.file_permission_mask)
     cfg.max_snaplen = s.get("max_snaplen", _snaplen, cfg.max_snaplen)
     cfg.max_file_size = s.get("max_file_size", lambda t: ini.parse_size(t, allow_off=True),
@@ -2879,7 +3067,46 @@ def load(path):
                                                         any_ip=(ip is ANY))
         c.finish()
         cfg.clients.append(ClientEntry(name, ip, store, entry_tls))
+    cfg.listeners = listeners(cfg)
+    preflight.check_listeners(cfg.listeners, path)
     return cfg
+
+
+def listeners(cfg):
+    """Return the preflight.Listener of every socket the server will listen on."""
+    out = [preflight.Listener("server", "listen", cfg.listen, cfg.port)]
+    h = cfg.hooks
+    if h is not None:
+        if h.zmq_publish:
+            out.append(preflight.Listener("server", "zmq_publish", *h.zmq_publish))
+        if h.tap_listen:
+            out.append(preflight.Listener("server", "tap_listen", *h.tap_listen))
+        for name, addr in sorted(h.tap_clients.items()):
+            out.append(preflight.Listener("server", hooks.TAP_PREFIX + name, *addr))
+    if cfg.metrics:
+        out.append(preflight.Listener("metrics", "listen", *cfg.metrics))
+    return out
+
+
+def check_files(cfg):
+    """Check the files and directories start-up writes besides the trace directories
+    (the [log] file, the stream state directory); raise ConfigError."""
+    if cfg.log is not None and cfg.log.target == "file":
+        why = preflight.file_problem(cfg.log.file)
+        if why is not None:
+            raise ConfigError(why, cfg.path, "log", "file")
+    from osmo_pcap.server.ackstate import STATE_DIR
+    why = preflight.dir_problem(os.path.join(cfg.base_path, STATE_DIR), create=True)
+    if why is not None:
+        raise ConfigError("the stream state directory: %s" % why, cfg.path, "server",
+                          "base_path")
+
+
+def unchecked(cfg):
+    """Return what --check-config cannot know beforehand, one line each."""
+    notes = []
+    preflight.check_listeners(cfg.listeners, cfg.path, notes)
+    return notes
 
 
 def check_dirs(cfg):
@@ -4111,9 +4338,13 @@ def parse_args(argv):
 
 
 def load_config(path):
-    """Load and check the config and its directories; raise ConfigError."""
+    """Load and check the config and what start-up writes; raise ConfigError.
+
+    --check-config and start-up run the same checks (doc/operations.md#check-config).
+    """
     cfg = serverconfig.load(path)
     serverconfig.check_dirs(cfg)
+    serverconfig.check_files(cfg)
     return cfg
 
 
@@ -4184,6 +4415,8 @@ def main(argv=None):
         return 2 if args.check_config else 1
     if args.check_config:
         print("config OK: %s: %s" % (args.config_file, cfg.summary()))
+        for note in serverconfig.unchecked(cfg):
+            print("not checked: %s" % note)
         return 0
     try:
         if args.pidfile:
@@ -7458,7 +7691,13 @@ class Importer(object):
         if not re.match(r"^[0-7]{1,4}$", mode):
             self.report("error", "not an octal mode (example: 0440); not converted")
             return
-        self.set("server", "file_permission_mask", "0%o" % int(mode, 8))
+        value = int(mode, 8)
+        if value & ~0o666:
+            # The server accepts read and write bits only (doc/server.md#configuration).
+            self.report("note", "0%o without its execute, set-user-ID, set-group-ID and "
+                        "sticky bits: trace files are data" % value)
+            value &= 0o666
+        self.set("server", "file_permission_mask", "0%o" % value)
 
     def s_write_queue(self, n):
         self.report("unsupported", "not needed: the server batches writes and applies TCP "

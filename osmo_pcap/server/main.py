@@ -522,9 +522,13 @@ def parse_args(argv):
 
 
 def load_config(path):
-    """Load and check the config and its directories; raise ConfigError."""
+    """Load and check the config and what start-up writes; raise ConfigError.
+
+    --check-config and start-up run the same checks (doc/operations.md#check-config).
+    """
     cfg = serverconfig.load(path)
     serverconfig.check_dirs(cfg)
+    serverconfig.check_files(cfg)
     return cfg
 
 
@@ -595,6 +599,8 @@ def main(argv=None):
         return 2 if args.check_config else 1
     if args.check_config:
         print("config OK: %s: %s" % (args.config_file, cfg.summary()))
+        for note in serverconfig.unchecked(cfg):
+            print("not checked: %s" % note)
         return 0
     try:
         if args.pidfile:

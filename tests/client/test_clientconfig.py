@@ -149,7 +149,8 @@ class CommandLineTest(ConfigTest):
         self.assertNotIn("Traceback", p.stderr)
 
     def test_check_config_invalid_filter(self):
-        path = self.write("[client]\ndevices = lo\nfilter = udp prot 5\n")
+        path = self.write("[client]\ndevices = lo\nfilter = udp prot 5\n"
+                          "[server s]\nhost = 127.0.0.1\nport = 9\n")
         p = support.run(support.script_cmd("client", "-c", path, "--check-config"), check=False)
         self.assertEqual(p.returncode, 2)
         self.assertIn("filter", p.stderr)
