@@ -21,38 +21,39 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      62  osmo_pcap/__init__.py
-#      78  osmo_pcap/daemon.py
-#     362  osmo_pcap/ini.py
-#     578  osmo_pcap/log.py
-#     929  osmo_pcap/loop.py
-#    1168  osmo_pcap/metrics.py
-#    1535  osmo_pcap/pcapfile.py
-#    1731  osmo_pcap/pcapng.py
-#    2083  osmo_pcap/preflight.py
-#    2253  osmo_pcap/rotation.py
-#    2375  osmo_pcap/server/__init__.py
-#    2390  osmo_pcap/server/ackstate.py
-#    2526  osmo_pcap/server/admission.py
-#    2841  osmo_pcap/server/config.py
-#    3154  osmo_pcap/server/fanout.py
-#    3329  osmo_pcap/server/hooks.py
-#    3537  osmo_pcap/server/ingest.py
-#    3815  osmo_pcap/server/main.py
-#    4441  osmo_pcap/server/oncomplete.py
-#    4682  osmo_pcap/server/recorder.py
-#    5029  osmo_pcap/server/storage.py
-#    5216  osmo_pcap/server/tap.py
-#    5459  osmo_pcap/server/zmtp.py
-#    5894  osmo_pcap/tls.py
-#    6405  osmo_pcap/tlsconfig.py
-#    6701  osmo_pcap/tracename.py
-#    6784  osmo_pcap/transport.py
-#    7027  osmo_pcap/validate.py
-#    7215  osmo_pcap/vtyimport.py
-#    8099  osmo_pcap/wire.py
-#    8341  loader: registers the modules above with the import system
-#    8385  start: calls osmo_pcap.server.main.main()
+#      63  osmo_pcap/__init__.py
+#      79  osmo_pcap/daemon.py
+#     363  osmo_pcap/ini.py
+#     579  osmo_pcap/log.py
+#     930  osmo_pcap/loop.py
+#    1169  osmo_pcap/memory.py
+#    1243  osmo_pcap/metrics.py
+#    1610  osmo_pcap/pcapfile.py
+#    1806  osmo_pcap/pcapng.py
+#    2158  osmo_pcap/preflight.py
+#    2328  osmo_pcap/rotation.py
+#    2450  osmo_pcap/server/__init__.py
+#    2465  osmo_pcap/server/ackstate.py
+#    2601  osmo_pcap/server/admission.py
+#    2916  osmo_pcap/server/config.py
+#    3229  osmo_pcap/server/fanout.py
+#    3404  osmo_pcap/server/hooks.py
+#    3612  osmo_pcap/server/ingest.py
+#    3901  osmo_pcap/server/main.py
+#    4527  osmo_pcap/server/oncomplete.py
+#    4768  osmo_pcap/server/recorder.py
+#    5115  osmo_pcap/server/storage.py
+#    5303  osmo_pcap/server/tap.py
+#    5546  osmo_pcap/server/zmtp.py
+#    5981  osmo_pcap/tls.py
+#    6492  osmo_pcap/tlsconfig.py
+#    6788  osmo_pcap/tracename.py
+#    6871  osmo_pcap/transport.py
+#    7114  osmo_pcap/validate.py
+#    7302  osmo_pcap/vtyimport.py
+#    8186  osmo_pcap/wire.py
+#    8428  loader: registers the modules above with the import system
+#    8472  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -1164,6 +1165,80 @@ class Loop(object):
         self.selector.close()
 '''
 # ==================== End file osmo_pcap/loop.py ======================
+
+# ==================== Begin file osmo_pcap/memory.py ====================
+_SOURCES['osmo_pcap/memory.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Giving freed memory back to the system after a burst of connections.
+
+Everything a connection holds is freed when it closes (doc/server.md#memory),
+but the C library keeps freed heap memory for reuse: after a flood of TLS
+handshakes (OpenSSL's allocations are many and small) the resident size stays
+at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
+pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
+connections came since the last call: as soon as no new one came for `quiet`
+seconds (a burst is over), or after `interval` seconds during a long one.
+Elsewhere (musl, other systems) it does nothing. ctypes is loaded at the first
+trim, not at start-up.
+"""
+
+import time
+
+CHURN = 256         # connections before a trim is worth it
+QUIET = 1.0         # seconds without a new connection: the burst is over
+INTERVAL = 10.0     # seconds between trims during a long burst
+
+
+class Trimmer(object):
+    """Trim the C heap now and then, after many connections came and went."""
+
+    def __init__(self, churn=CHURN, interval=INTERVAL, quiet=QUIET, clock=time.monotonic):
+        self.churn = churn
+        self.interval = interval
+        self.quiet = quiet
+        self.clock = clock
+        self.seen = 0         # the connection count at the last trim
+        self.last = clock()   # ... and its time
+        self.count = 0        # the connection count when it last changed
+        self.changed = self.last
+        self.trims = 0
+        self._trim = None     # the C function, False where there is none
+
+    def maybe_trim(self, connections):
+        """Call often with the number of connections accepted so far; return True when
+        the heap was trimmed."""
+        now = self.clock()
+        if connections != self.count:
+            self.count, self.changed = connections, now
+        if connections - self.seen < self.churn:
+            return False
+        if now - self.changed < self.quiet and now - self.last < self.interval:
+            return False
+        self.seen = connections
+        self.last = now
+        fn = self._function()
+        if not fn:
+            return False
+        fn(0)
+        self.trims += 1
+        return True
+
+    def _function(self):
+        if self._trim is None:
+            self._trim = False
+            try:
+                import ctypes
+                # dlopen(NULL): the C library the interpreter runs on, no search needed
+                fn = getattr(ctypes.CDLL(None), "malloc_trim", None)
+                if fn is not None:
+                    fn.argtypes = [ctypes.c_size_t]
+                    fn.restype = ctypes.c_int
+                    self._trim = fn
+            except (ImportError, OSError, AttributeError):
+                pass
+        return self._trim
+'''
+# ==================== End file osmo_pcap/memory.py ======================
 
 # ==================== Begin file osmo_pcap/metrics.py ====================
 _SOURCES['osmo_pcap/metrics.py'] = r'''
@@ -3637,12 +3712,12 @@ class Parser(object):
                 try:
                     return stop, nbytes, StreamStart(*wire.decode_stream(payload))
                 except wire.FrameError as e:
-                    return pos, nbytes, e
+                    return pos, nbytes, _bare(e)
             if t != LINK_DATA:
                 try:
                     link = validate.check_link_hdr(payload, self.max_snaplen)
                 except ValidationError as e:
-                    return pos, nbytes, e
+                    return pos, nbytes, _bare(e)
                 self._set_link(link)
                 return stop, nbytes, link
             link = self.link
@@ -3652,10 +3727,21 @@ class Parser(object):
             try:
                 link.check_data(payload)
             except ValidationError as e:
-                return pos, nbytes, e
+                return pos, nbytes, _bare(e)
             append(payload)
             nbytes += n
             pos = stop
+
+
+def _bare(exc):
+    """Return a caught exception without its traceback, to be handed on as a value.
+
+    Its traceback holds the frames it was raised through, and those hold the
+    caller that keeps the exception: a reference cycle that lives until the
+    cyclic collector runs, which the server makes rare (HACKING.md#mem-release).
+    """
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 class StreamStart(object):
@@ -3840,7 +3926,7 @@ import socket
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, vtyimport, wire
+from osmo_pcap import __version__, COPYRIGHT, daemon, log, memory, metrics, vtyimport, wire
 from osmo_pcap.ini import ConfigError
 from osmo_pcap.loop import Loop
 from osmo_pcap.rotation import LocalClock
@@ -3885,6 +3971,7 @@ class Server(object):
         self.conns = {}           # client name -> its live (promoted) Connection
         self.candidates = {}      # client name -> OrderedDict of candidates, oldest first
         self.candidate_max = self.admission.pending_per_ip
+        self.trimmer = memory.Trimmer()
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
         self.rview = memoryview(self.rbuf)
@@ -3986,13 +4073,11 @@ class Server(object):
             pass
         conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen, self.cfg.acks)
         waiting = self.candidates.get(rec.name)
-        if waiting is None:
-            waiting = self.candidates[rec.name] = collections.OrderedDict()
-        if len(waiting) >= self.candidate_max:
+        if waiting is not None and len(waiting) >= self.candidate_max:
             self.drop(next(iter(waiting)), "%d newer connections from the client's address "
                       "are waiting for their LINK_HDR (limit %d)"
                       % (len(waiting), self.candidate_max), 30, "evicted")
-        waiting[conn] = True
+        self.candidates.setdefault(rec.name, collections.OrderedDict())[conn] = True
         transport.set_reader(conn.on_readable)
         if self.cfg.acks:
             # Upstream clients read and drop what a server says; ours opt in with STREAM.
@@ -4182,6 +4267,7 @@ class Server(object):
                           "them again" % rec.broken, 40)
             elif rec.durable != conn.acked_durable:
                 self.acknowledge(conn)
+        self.trimmer.maybe_trim(self.admission.counters["connect"])
         idle = self.cfg.idle_timeout
         if idle:
             limit = time.monotonic() - idle
@@ -5187,9 +5273,10 @@ class TraceFile(object):
             self.flush()
             if sync and self.written:
                 os.fdatasync(self.fd)
-        except WriteError as e:
-            err = e
-        except OSError as e:
+        except (WriteError, OSError) as e:
+            # Returned as a value: without the traceback, which would hold this
+            # frame and its caller in a cycle (HACKING.md#mem-release).
+            e.__traceback__ = e.__context__ = e.__cause__ = None
             err = e
         path = self.path
         if self.written < self.header_len or self.written == 0:

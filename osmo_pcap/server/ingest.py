@@ -99,12 +99,12 @@ class Parser(object):
                 try:
                     return stop, nbytes, StreamStart(*wire.decode_stream(payload))
                 except wire.FrameError as e:
-                    return pos, nbytes, e
+                    return pos, nbytes, _bare(e)
             if t != LINK_DATA:
                 try:
                     link = validate.check_link_hdr(payload, self.max_snaplen)
                 except ValidationError as e:
-                    return pos, nbytes, e
+                    return pos, nbytes, _bare(e)
                 self._set_link(link)
                 return stop, nbytes, link
             link = self.link
@@ -114,10 +114,21 @@ class Parser(object):
             try:
                 link.check_data(payload)
             except ValidationError as e:
-                return pos, nbytes, e
+                return pos, nbytes, _bare(e)
             append(payload)
             nbytes += n
             pos = stop
+
+
+def _bare(exc):
+    """Return a caught exception without its traceback, to be handed on as a value.
+
+    Its traceback holds the frames it was raised through, and those hold the
+    caller that keeps the exception: a reference cycle that lives until the
+    cyclic collector runs, which the server makes rare (HACKING.md#mem-release).
+    """
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 class StreamStart(object):

@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, vtyimport, wire
+from osmo_pcap import __version__, COPYRIGHT, daemon, log, memory, metrics, vtyimport, wire
 from osmo_pcap.ini import ConfigError
 from osmo_pcap.loop import Loop
 from osmo_pcap.rotation import LocalClock
@@ -69,6 +69,7 @@ class Server(object):
         self.conns = {}           # client name -> its live (promoted) Connection
         self.candidates = {}      # client name -> OrderedDict of candidates, oldest first
         self.candidate_max = self.admission.pending_per_ip
+        self.trimmer = memory.Trimmer()
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
         self.rview = memoryview(self.rbuf)
@@ -170,13 +171,11 @@ class Server(object):
             pass
         conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen, self.cfg.acks)
         waiting = self.candidates.get(rec.name)
-        if waiting is None:
-            waiting = self.candidates[rec.name] = collections.OrderedDict()
-        if len(waiting) >= self.candidate_max:
+        if waiting is not None and len(waiting) >= self.candidate_max:
             self.drop(next(iter(waiting)), "%d newer connections from the client's address "
                       "are waiting for their LINK_HDR (limit %d)"
                       % (len(waiting), self.candidate_max), 30, "evicted")
-        waiting[conn] = True
+        self.candidates.setdefault(rec.name, collections.OrderedDict())[conn] = True
         transport.set_reader(conn.on_readable)
         if self.cfg.acks:
             # Upstream clients read and drop what a server says; ours opt in with STREAM.
@@ -366,6 +365,7 @@ class Server(object):
                           "them again" % rec.broken, 40)
             elif rec.durable != conn.acked_durable:
                 self.acknowledge(conn)
+        self.trimmer.maybe_trim(self.admission.counters["connect"])
         idle = self.cfg.idle_timeout
         if idle:
             limit = time.monotonic() - idle

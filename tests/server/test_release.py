@@ -3,7 +3,8 @@
 
 An in-process server with TLS on its port takes a few hundred connections of
 every kind: good TLS clients, certificates of another CA, no certificate,
-handshakes abandoned half-way, plaintext streams, garbage, connect-and-close.
+handshakes abandoned half-way, plaintext streams, garbage, connect-and-close,
+plaintext streams broken by rules whose checks raise inside the parser.
 With the collector off, once they are closed no transport, TLS session,
 SSLObject, sniffer, connection or parser may still be alive, no timer may be
 left in the loop, and the Python heap (tracemalloc) must not have grown with
@@ -21,11 +22,19 @@ import tracemalloc
 
 from tests import peer, support
 from tests import pki as pkimod
-from osmo_pcap import loop
+from osmo_pcap import loop, wire
 from osmo_pcap.loop import Loop
 
 WAIT = 60.0  # hang guard, never a speed assertion
 KINDS = ("good", "wrong-ca", "no-cert", "half-open", "plain", "garbage", "close")
+# Plain streams each broken by a rule whose check raises inside the parser.
+BROKEN = {
+    "bad-header": peer.raw_frame(0, b"hello"),
+    "bad-record": peer.pcap_hdr() + peer.raw_frame(1, peer.pcap_record(0)[:20]),
+    "bad-stream": peer.pcap_hdr() + peer.raw_frame(3, b"\x00" * 28),
+    "stream-first": wire.encode_stream(b"\x01" * 16, 0),
+}
+KINDS += tuple(sorted(BROKEN))
 TRACKED = ("TLSTransport", "TLSSession", "SSLObject", "Sniffer", "Connection", "Parser",
            "PlainTransport", "_PcapLink")
 logging.getLogger("osmo-pcap").addHandler(logging.NullHandler())
@@ -62,6 +71,9 @@ def one(port, kind, contexts, i):
             s.recv(100)                       # the ACK_OFFER
         elif kind == "garbage":
             s.sendall(b"\x07\x00\x00\x04abcd")
+            peer.wait_closed(s, WAIT)
+        elif kind in BROKEN:
+            s.sendall(BROKEN[kind])
             peer.wait_closed(s, WAIT)
         elif kind in ("good", "wrong-ca", "no-cert"):
             try:
@@ -153,5 +165,7 @@ class Release(support.TempDirTestCase):
         # 280 more connections than after the first wave: the heap did not keep a
         # share of each (a TLS connection's objects alone are several KB).
         self.assertLess(grown, 64 * 1024, "the Python heap grew by %d bytes" % grown)
-        # plain, garbage, good and no certificate reached the client entry
-        self.assertEqual(srv.recorders[0].counters["connect"], 4 * n)
+        # plain, garbage, good, no certificate and the broken ones reached the entry
+        rec = srv.recorders[0]
+        self.assertEqual(rec.counters["connect"], (4 + len(BROKEN)) * n)
+        self.assertEqual(sum(rec.rejected.values()), (1 + len(BROKEN)) * n)

@@ -207,6 +207,36 @@ class LoopTest(unittest.TestCase):
         self.assertEqual(lp.pending_timers(), 0)
 
 
+class TrimmerTest(unittest.TestCase):
+    def test_trims_after_a_burst_or_during_a_long_one(self):
+        from osmo_pcap import memory
+        now = [0.0]
+        calls = []
+        t = memory.Trimmer(churn=100, interval=10.0, quiet=1.0, clock=lambda: now[0])
+        t._trim = calls.append
+        self.assertFalse(t.maybe_trim(50))          # too few connections
+        now[0] += 5
+        self.assertFalse(t.maybe_trim(150))         # a burst under way
+        now[0] += 0.5
+        self.assertFalse(t.maybe_trim(150))
+        now[0] += 0.6
+        self.assertTrue(t.maybe_trim(150))          # quiet for a second: trimmed
+        self.assertEqual(calls, [0])
+        for i in range(9):                          # a long burst: every 10 s
+            now[0] += 1.0
+            self.assertFalse(t.maybe_trim(200 + 100 * i))
+        now[0] += 1.0
+        self.assertTrue(t.maybe_trim(1200))
+        self.assertFalse(t.maybe_trim(1200))        # nothing new since
+        self.assertEqual(t.trims, 2)
+
+    def test_the_c_function_is_found_or_quietly_absent(self):
+        from osmo_pcap import memory
+        t = memory.Trimmer(churn=1, quiet=0.0)
+        self.assertIn(bool(t._function()), (True, False))
+        t.maybe_trim(5)    # never raises, with or without glibc
+
+
 class TraceNameTest(unittest.TestCase):
     def test_format_and_parse(self):
         tm = (2025, 3, 1, 14, 5, 9)
