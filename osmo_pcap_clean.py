@@ -29,9 +29,9 @@
 #    1002  osmo_pcap/clean/tracedir.py
 #    1104  osmo_pcap/ini.py
 #    1320  osmo_pcap/log.py
-#    1671  osmo_pcap/tracename.py
-#    1754  loader: registers the modules above with the import system
-#    1798  start: calls osmo_pcap.clean.main.main()
+#    1672  osmo_pcap/tracename.py
+#    1755  loader: registers the modules above with the import system
+#    1799  start: calls osmo_pcap.clean.main.main()
 
 import sys
 
@@ -1387,13 +1387,14 @@ class RateLimiter(object):
         self._last[key] = now
         return self._held.pop(key, 0)
 
-    def due(self):
+    def due(self, everything=False):
         """Return [(key, held)] for keys whose lines were held back and whose interval
-        has ended since; each counts as let through now (for a summary line)."""
+        has ended since (with everything: all of them, at exit); each counts as let
+        through now (for a summary line)."""
         now = self.clock()
         out = []
         for key, held in list(self._held.items()):
-            if now - self._last.get(key, now) >= self.interval:
+            if everything or now - self._last.get(key, now) >= self.interval:
                 del self._held[key]
                 self._last[key] = now
                 out.append((key, held))

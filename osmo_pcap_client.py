@@ -34,19 +34,19 @@
 #    3061  osmo_pcap/daemon.py
 #    3345  osmo_pcap/ini.py
 #    3561  osmo_pcap/log.py
-#    3912  osmo_pcap/loop.py
-#    4151  osmo_pcap/metrics.py
-#    4518  osmo_pcap/pcapfile.py
-#    4714  osmo_pcap/pcapng.py
-#    5066  osmo_pcap/preflight.py
-#    5236  osmo_pcap/rotation.py
-#    5358  osmo_pcap/tls.py
-#    5869  osmo_pcap/tlsconfig.py
-#    6165  osmo_pcap/transport.py
-#    6408  osmo_pcap/vtyimport.py
-#    7292  osmo_pcap/wire.py
-#    7534  loader: registers the modules above with the import system
-#    7578  start: calls osmo_pcap.client.main.main()
+#    3913  osmo_pcap/loop.py
+#    4152  osmo_pcap/metrics.py
+#    4519  osmo_pcap/pcapfile.py
+#    4715  osmo_pcap/pcapng.py
+#    5067  osmo_pcap/preflight.py
+#    5237  osmo_pcap/rotation.py
+#    5359  osmo_pcap/tls.py
+#    5870  osmo_pcap/tlsconfig.py
+#    6166  osmo_pcap/transport.py
+#    6409  osmo_pcap/vtyimport.py
+#    7293  osmo_pcap/wire.py
+#    7535  loader: registers the modules above with the import system
+#    7579  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -3628,13 +3628,14 @@ class RateLimiter(object):
         self._last[key] = now
         return self._held.pop(key, 0)
 
-    def due(self):
+    def due(self, everything=False):
         """Return [(key, held)] for keys whose lines were held back and whose interval
-        has ended since; each counts as let through now (for a summary line)."""
+        has ended since (with everything: all of them, at exit); each counts as let
+        through now (for a summary line)."""
         now = self.clock()
         out = []
         for key, held in list(self._held.items()):
-            if now - self._last.get(key, now) >= self.interval:
+            if everything or now - self._last.get(key, now) >= self.interval:
                 del self._held[key]
                 self._last[key] = now
                 out.append((key, held))

@@ -25,35 +25,35 @@
 #      79  osmo_pcap/daemon.py
 #     363  osmo_pcap/ini.py
 #     579  osmo_pcap/log.py
-#     930  osmo_pcap/loop.py
-#    1169  osmo_pcap/memory.py
-#    1243  osmo_pcap/metrics.py
-#    1610  osmo_pcap/pcapfile.py
-#    1806  osmo_pcap/pcapng.py
-#    2158  osmo_pcap/preflight.py
-#    2328  osmo_pcap/rotation.py
-#    2450  osmo_pcap/server/__init__.py
-#    2465  osmo_pcap/server/ackstate.py
-#    2601  osmo_pcap/server/admission.py
-#    2916  osmo_pcap/server/config.py
-#    3229  osmo_pcap/server/fanout.py
-#    3404  osmo_pcap/server/hooks.py
-#    3612  osmo_pcap/server/ingest.py
-#    3901  osmo_pcap/server/main.py
-#    4527  osmo_pcap/server/oncomplete.py
-#    4768  osmo_pcap/server/recorder.py
-#    5115  osmo_pcap/server/storage.py
-#    5303  osmo_pcap/server/tap.py
-#    5546  osmo_pcap/server/zmtp.py
-#    5981  osmo_pcap/tls.py
-#    6492  osmo_pcap/tlsconfig.py
-#    6788  osmo_pcap/tracename.py
-#    6871  osmo_pcap/transport.py
-#    7114  osmo_pcap/validate.py
-#    7302  osmo_pcap/vtyimport.py
-#    8186  osmo_pcap/wire.py
-#    8428  loader: registers the modules above with the import system
-#    8472  start: calls osmo_pcap.server.main.main()
+#     931  osmo_pcap/loop.py
+#    1170  osmo_pcap/memory.py
+#    1244  osmo_pcap/metrics.py
+#    1611  osmo_pcap/pcapfile.py
+#    1807  osmo_pcap/pcapng.py
+#    2159  osmo_pcap/preflight.py
+#    2329  osmo_pcap/rotation.py
+#    2451  osmo_pcap/server/__init__.py
+#    2466  osmo_pcap/server/ackstate.py
+#    2602  osmo_pcap/server/admission.py
+#    2917  osmo_pcap/server/config.py
+#    3230  osmo_pcap/server/fanout.py
+#    3405  osmo_pcap/server/hooks.py
+#    3614  osmo_pcap/server/ingest.py
+#    3903  osmo_pcap/server/main.py
+#    4530  osmo_pcap/server/oncomplete.py
+#    4771  osmo_pcap/server/recorder.py
+#    5118  osmo_pcap/server/storage.py
+#    5306  osmo_pcap/server/tap.py
+#    5549  osmo_pcap/server/zmtp.py
+#    5984  osmo_pcap/tls.py
+#    6495  osmo_pcap/tlsconfig.py
+#    6791  osmo_pcap/tracename.py
+#    6874  osmo_pcap/transport.py
+#    7117  osmo_pcap/validate.py
+#    7305  osmo_pcap/vtyimport.py
+#    8189  osmo_pcap/wire.py
+#    8431  loader: registers the modules above with the import system
+#    8475  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -646,13 +646,14 @@ class RateLimiter(object):
         self._last[key] = now
         return self._held.pop(key, 0)
 
-    def due(self):
+    def due(self, everything=False):
         """Return [(key, held)] for keys whose lines were held back and whose interval
-        has ended since; each counts as let through now (for a summary line)."""
+        has ended since (with everything: all of them, at exit); each counts as let
+        through now (for a summary line)."""
         now = self.clock()
         out = []
         for key, held in list(self._held.items()):
-            if now - self._last.get(key, now) >= self.interval:
+            if everything or now - self._last.get(key, now) >= self.interval:
                 del self._held[key]
                 self._last[key] = now
                 out.append((key, held))
@@ -3408,8 +3409,9 @@ _SOURCES['osmo_pcap/server/hooks.py'] = r'''
 
 The interface the server calls on every hook object returned by create():
 
-  client_connected(name, peer)      a configured client connected (peer: (host, port))
-  client_disconnected(name)         its connection ended
+  client_connected(name, peer)      a client's connection took over with a valid LINK_HDR
+                                    (doc/protocol.md#takeover; peer: (host, port))
+  client_disconnected(name)         that connection ended
   link_header(name, link)           a LINK_HDR was accepted (validate.LinkInfo)
   data(name, link, payload)         one LINK_DATA; payload is only valid during the call
   file_closed(name, path)           a trace file was closed (after the move to completed_path)
@@ -4055,9 +4057,9 @@ class Server(object):
         self.peer_held.pop(key, None)
         _log.log(level, "%s%s", message, " (%d similar suppressed)" % held if held else "")
 
-    def flush_peer_lines(self):
+    def flush_peer_lines(self, everything=False):
         """Timer: log the last line held back of every kind whose interval ended."""
-        for key, held in self.peer_log.due():
+        for key, held in self.peer_log.due(everything):
             item = self.peer_held.pop(key, None)
             if item is not None:
                 _log.log(item[0], "%s%s", item[1],
@@ -4320,6 +4322,7 @@ class Server(object):
         self.admission.close_pending()
         for conn in self.all_connections():
             self.drop(conn, "server shutting down")
+        self.flush_peer_lines(everything=True)
         for rec in self.recorders:
             rec.close_file("shutdown")
             rec.state_file.close()

@@ -378,7 +378,7 @@ class Hostile(object):
 class Events(object):
     """Signals, a full disk and restarts, one every `every` seconds while active."""
 
-    CYCLE = ("hup", "disk", "restart-term", "usr1", "disk", "hup", "restart-kill", "usr1")
+    CYCLE = ("hup", "disk", "restart-kill", "usr1", "disk", "hup", "restart-term", "usr1")
 
     def __init__(self, server, fill_dir, every, restart_until, hold):
         self.server = server

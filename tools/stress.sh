@@ -5,7 +5,7 @@
 # newest patch releases; without pyenv, or with PY=..., the one interpreter),
 # 10,000 plain connections and the 60-second soak on python3 (or $PY). Prints
 # each run's closing line, then "stress: N passed, N failed"; exits non-zero if
-# anything failed. About 4 minutes on a 2-core machine (HACKING.md#stress).
+# anything failed. About 2 minutes on a 2-core machine (HACKING.md#stress).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 

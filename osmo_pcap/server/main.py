@@ -153,9 +153,9 @@ class Server(object):
         self.peer_held.pop(key, None)
         _log.log(level, "%s%s", message, " (%d similar suppressed)" % held if held else "")
 
-    def flush_peer_lines(self):
+    def flush_peer_lines(self, everything=False):
         """Timer: log the last line held back of every kind whose interval ended."""
-        for key, held in self.peer_log.due():
+        for key, held in self.peer_log.due(everything):
             item = self.peer_held.pop(key, None)
             if item is not None:
                 _log.log(item[0], "%s%s", item[1],
@@ -418,6 +418,7 @@ class Server(object):
         self.admission.close_pending()
         for conn in self.all_connections():
             self.drop(conn, "server shutting down")
+        self.flush_peer_lines(everything=True)
         for rec in self.recorders:
             rec.close_file("shutdown")
             rec.state_file.close()

@@ -284,6 +284,9 @@ class RateLimiterTest(unittest.TestCase):
         self.assertIsNone(rl.ok("a"))     # the summary counts as a line let through
         now[0] += 10
         self.assertEqual(rl.ok("a"), 1)
+        rl.ok("a")
+        self.assertEqual(rl.due(), [])
+        self.assertEqual(rl.due(everything=True), [("a", 1)])   # at exit
 
 
 if __name__ == "__main__":

@@ -73,11 +73,26 @@ class PlainStorm(support.TempDirTestCase):
         live.close()
         srv.wait_log("client c (127.0.0.1:%d): disconnected: connection closed by the client"
                      % live_port, timeout=WAIT)
-        srv.signal(signal.SIGUSR2)
-        log = srv.wait_log("stats c:", timeout=WAIT)
-        line = [l for l in log.splitlines() if "stats c:" in l][-1]
-        stats = dict((k.split(":")[-1], int(v)) for k, v in re.findall(r"(\S+)=(\d+)", line))
-        fds = len(os.listdir("/proc/%d/fd" % srv.proc.pid))
+
+        def stats():
+            n = srv.log().count("stats c:")
+            srv.signal(signal.SIGUSR2)
+            log = srv.wait_log("stats c:", n + 1, timeout=WAIT)
+            line = [l for l in log.splitlines() if "stats c:" in l][-1]
+            return dict((k.split(":")[-1], int(v)) for k, v in re.findall(r"(\S+)=(\d+)", line))
+        # The server may still be accepting the last connections of the backlog.
+        deadline = time.monotonic() + WAIT
+        while stats()["connect"] < ATTEMPTS + 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stats = stats()
+        # Every attempt ended: the server holds only the listener, the log and the
+        # closed client's file until it moves it (the descriptors of a quiet server + 2).
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            fds = len(os.listdir("/proc/%d/fd" % srv.proc.pid))
+            if fds <= quiet + 2:
+                break
+            time.sleep(0.1)
         self.assertEqual(srv.stop(), 0)
         log = srv.log()
         self.assertNotIn("Traceback", log)
