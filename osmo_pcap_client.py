@@ -25,28 +25,28 @@
 #      72  osmo_pcap/client/__init__.py
 #      85  osmo_pcap/client/capture.py
 #     458  osmo_pcap/client/config.py
-#     749  osmo_pcap/client/forward.py
-#    1352  osmo_pcap/client/gprs.py
-#    1516  osmo_pcap/client/ipip.py
-#    1627  osmo_pcap/client/libpcap.py
-#    2078  osmo_pcap/client/main.py
-#    2660  osmo_pcap/client/spool.py
-#    3061  osmo_pcap/daemon.py
-#    3345  osmo_pcap/ini.py
-#    3561  osmo_pcap/log.py
-#    3913  osmo_pcap/loop.py
-#    4152  osmo_pcap/metrics.py
-#    4519  osmo_pcap/pcapfile.py
-#    4715  osmo_pcap/pcapng.py
-#    5067  osmo_pcap/preflight.py
-#    5237  osmo_pcap/rotation.py
-#    5359  osmo_pcap/tls.py
-#    5870  osmo_pcap/tlsconfig.py
-#    6166  osmo_pcap/transport.py
-#    6409  osmo_pcap/vtyimport.py
-#    7293  osmo_pcap/wire.py
-#    7535  loader: registers the modules above with the import system
-#    7579  start: calls osmo_pcap.client.main.main()
+#     750  osmo_pcap/client/forward.py
+#    1353  osmo_pcap/client/gprs.py
+#    1517  osmo_pcap/client/ipip.py
+#    1628  osmo_pcap/client/libpcap.py
+#    2079  osmo_pcap/client/main.py
+#    2661  osmo_pcap/client/spool.py
+#    3062  osmo_pcap/daemon.py
+#    3346  osmo_pcap/ini.py
+#    3562  osmo_pcap/log.py
+#    3914  osmo_pcap/loop.py
+#    4153  osmo_pcap/metrics.py
+#    4520  osmo_pcap/pcapfile.py
+#    4716  osmo_pcap/pcapng.py
+#    5068  osmo_pcap/preflight.py
+#    5245  osmo_pcap/rotation.py
+#    5367  osmo_pcap/tls.py
+#    5878  osmo_pcap/tlsconfig.py
+#    6174  osmo_pcap/transport.py
+#    6417  osmo_pcap/vtyimport.py
+#    7301  osmo_pcap/wire.py
+#    7543  loader: registers the modules above with the import system
+#    7587  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -691,6 +691,7 @@ def unchecked(cfg):
     if cfg.metrics:
         preflight.check_listeners([preflight.Listener("metrics", "listen", *cfg.metrics)],
                                   cfg.path, notes)
+    preflight.user_note(notes)
     return notes
 
 
@@ -5152,6 +5153,13 @@ def _writable(directory, what):
     if not os.access(directory, os.W_OK | os.X_OK):
         return "%s: permission denied" % what
     return None
+
+
+def user_note(notes):
+    """Add to notes that file checks made as root say nothing about another user."""
+    if os.geteuid() == 0:
+        notes.append("writing as another user: files and directories were checked as root "
+                     "(a service started under its own user needs the same permissions)")
 
 
 # ------------------------------------------------------------------ listeners

@@ -31,29 +31,29 @@
 #    1611  osmo_pcap/pcapfile.py
 #    1807  osmo_pcap/pcapng.py
 #    2159  osmo_pcap/preflight.py
-#    2329  osmo_pcap/rotation.py
-#    2451  osmo_pcap/server/__init__.py
-#    2466  osmo_pcap/server/ackstate.py
-#    2602  osmo_pcap/server/admission.py
-#    2917  osmo_pcap/server/config.py
-#    3230  osmo_pcap/server/fanout.py
-#    3405  osmo_pcap/server/hooks.py
-#    3614  osmo_pcap/server/ingest.py
-#    3903  osmo_pcap/server/main.py
-#    4530  osmo_pcap/server/oncomplete.py
-#    4771  osmo_pcap/server/recorder.py
-#    5118  osmo_pcap/server/storage.py
-#    5306  osmo_pcap/server/tap.py
-#    5549  osmo_pcap/server/zmtp.py
-#    5984  osmo_pcap/tls.py
-#    6495  osmo_pcap/tlsconfig.py
-#    6791  osmo_pcap/tracename.py
-#    6874  osmo_pcap/transport.py
-#    7117  osmo_pcap/validate.py
-#    7305  osmo_pcap/vtyimport.py
-#    8189  osmo_pcap/wire.py
-#    8431  loader: registers the modules above with the import system
-#    8475  start: calls osmo_pcap.server.main.main()
+#    2336  osmo_pcap/rotation.py
+#    2458  osmo_pcap/server/__init__.py
+#    2473  osmo_pcap/server/ackstate.py
+#    2609  osmo_pcap/server/admission.py
+#    2924  osmo_pcap/server/config.py
+#    3238  osmo_pcap/server/fanout.py
+#    3413  osmo_pcap/server/hooks.py
+#    3622  osmo_pcap/server/ingest.py
+#    3911  osmo_pcap/server/main.py
+#    4538  osmo_pcap/server/oncomplete.py
+#    4779  osmo_pcap/server/recorder.py
+#    5126  osmo_pcap/server/storage.py
+#    5314  osmo_pcap/server/tap.py
+#    5557  osmo_pcap/server/zmtp.py
+#    5992  osmo_pcap/tls.py
+#    6503  osmo_pcap/tlsconfig.py
+#    6799  osmo_pcap/tracename.py
+#    6882  osmo_pcap/transport.py
+#    7125  osmo_pcap/validate.py
+#    7313  osmo_pcap/vtyimport.py
+#    8197  osmo_pcap/wire.py
+#    8439  loader: registers the modules above with the import system
+#    8483  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -2246,6 +2246,13 @@ def _writable(directory, what):
     return None
 
 
+def user_note(notes):
+    """Add to notes that file checks made as root say nothing about another user."""
+    if os.geteuid() == 0:
+        notes.append("writing as another user: files and directories were checked as root "
+                     "(a service started under its own user needs the same permissions)")
+
+
 # ------------------------------------------------------------------ listeners
 class Listener(collections.namedtuple("Listener", "section key host port")):
     """One listening socket a configuration asks for: where it is set, and its address."""
@@ -3182,6 +3189,7 @@ def unchecked(cfg):
     """Return what --check-config cannot know beforehand, one line each."""
     notes = []
     preflight.check_listeners(cfg.listeners, cfg.path, notes)
+    preflight.user_note(notes)
     return notes
 
 

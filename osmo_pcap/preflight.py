@@ -86,6 +86,13 @@ def _writable(directory, what):
     return None
 
 
+def user_note(notes):
+    """Add to notes that file checks made as root say nothing about another user."""
+    if os.geteuid() == 0:
+        notes.append("writing as another user: files and directories were checked as root "
+                     "(a service started under its own user needs the same permissions)")
+
+
 # ------------------------------------------------------------------ listeners
 class Listener(collections.namedtuple("Listener", "section key host port")):
     """One listening socket a configuration asks for: where it is set, and its address."""

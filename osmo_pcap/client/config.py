@@ -232,6 +232,7 @@ def unchecked(cfg):
     if cfg.metrics:
         preflight.check_listeners([preflight.Listener("metrics", "listen", *cfg.metrics)],
                                   cfg.path, notes)
+    preflight.user_note(notes)
     return notes
 
 

@@ -264,6 +264,7 @@ def unchecked(cfg):
     """Return what --check-config cannot know beforehand, one line each."""
     notes = []
     preflight.check_listeners(cfg.listeners, cfg.path, notes)
+    preflight.user_note(notes)
     return notes
 
 
