@@ -35,18 +35,18 @@
 #    3346  osmo_pcap/ini.py
 #    3562  osmo_pcap/log.py
 #    3914  osmo_pcap/loop.py
-#    4153  osmo_pcap/metrics.py
-#    4520  osmo_pcap/pcapfile.py
-#    4716  osmo_pcap/pcapng.py
-#    5068  osmo_pcap/preflight.py
-#    5245  osmo_pcap/rotation.py
-#    5367  osmo_pcap/tls.py
-#    5878  osmo_pcap/tlsconfig.py
-#    6174  osmo_pcap/transport.py
-#    6417  osmo_pcap/vtyimport.py
-#    7301  osmo_pcap/wire.py
-#    7543  loader: registers the modules above with the import system
-#    7587  start: calls osmo_pcap.client.main.main()
+#    4154  osmo_pcap/metrics.py
+#    4521  osmo_pcap/pcapfile.py
+#    4717  osmo_pcap/pcapng.py
+#    5069  osmo_pcap/preflight.py
+#    5246  osmo_pcap/rotation.py
+#    5368  osmo_pcap/tls.py
+#    5879  osmo_pcap/tlsconfig.py
+#    6175  osmo_pcap/transport.py
+#    6418  osmo_pcap/vtyimport.py
+#    7302  osmo_pcap/wire.py
+#    7544  loader: registers the modules above with the import system
+#    7588  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -3938,7 +3938,8 @@ class Timer(object):
 
     cancel() lets go of the callback and its arguments at once: a cancelled
     timer left in the loop's heap until its deadline holds nothing but itself,
-    and the loop drops such entries in bulk when they pile up (Loop.call_later).
+    and the loop drops such entries in bulk when they pile up
+    (Loop._timer_cancelled, HACKING.md#mem-release).
     """
 
     __slots__ = ("when", "callback", "args", "cancelled", "seq", "loop")

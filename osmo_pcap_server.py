@@ -26,34 +26,34 @@
 #     363  osmo_pcap/ini.py
 #     579  osmo_pcap/log.py
 #     931  osmo_pcap/loop.py
-#    1170  osmo_pcap/memory.py
-#    1244  osmo_pcap/metrics.py
-#    1611  osmo_pcap/pcapfile.py
-#    1807  osmo_pcap/pcapng.py
-#    2159  osmo_pcap/preflight.py
-#    2336  osmo_pcap/rotation.py
-#    2458  osmo_pcap/server/__init__.py
-#    2473  osmo_pcap/server/ackstate.py
-#    2609  osmo_pcap/server/admission.py
-#    2924  osmo_pcap/server/config.py
-#    3238  osmo_pcap/server/fanout.py
-#    3413  osmo_pcap/server/hooks.py
-#    3622  osmo_pcap/server/ingest.py
-#    3911  osmo_pcap/server/main.py
-#    4538  osmo_pcap/server/oncomplete.py
-#    4779  osmo_pcap/server/recorder.py
-#    5126  osmo_pcap/server/storage.py
-#    5314  osmo_pcap/server/tap.py
-#    5557  osmo_pcap/server/zmtp.py
-#    5992  osmo_pcap/tls.py
-#    6503  osmo_pcap/tlsconfig.py
-#    6799  osmo_pcap/tracename.py
-#    6882  osmo_pcap/transport.py
-#    7125  osmo_pcap/validate.py
-#    7313  osmo_pcap/vtyimport.py
-#    8197  osmo_pcap/wire.py
-#    8439  loader: registers the modules above with the import system
-#    8483  start: calls osmo_pcap.server.main.main()
+#    1171  osmo_pcap/memory.py
+#    1245  osmo_pcap/metrics.py
+#    1612  osmo_pcap/pcapfile.py
+#    1808  osmo_pcap/pcapng.py
+#    2160  osmo_pcap/preflight.py
+#    2337  osmo_pcap/rotation.py
+#    2459  osmo_pcap/server/__init__.py
+#    2474  osmo_pcap/server/ackstate.py
+#    2610  osmo_pcap/server/admission.py
+#    2925  osmo_pcap/server/config.py
+#    3239  osmo_pcap/server/fanout.py
+#    3414  osmo_pcap/server/hooks.py
+#    3623  osmo_pcap/server/ingest.py
+#    3912  osmo_pcap/server/main.py
+#    4539  osmo_pcap/server/oncomplete.py
+#    4780  osmo_pcap/server/recorder.py
+#    5127  osmo_pcap/server/storage.py
+#    5315  osmo_pcap/server/tap.py
+#    5558  osmo_pcap/server/zmtp.py
+#    5993  osmo_pcap/tls.py
+#    6504  osmo_pcap/tlsconfig.py
+#    6800  osmo_pcap/tracename.py
+#    6883  osmo_pcap/transport.py
+#    7126  osmo_pcap/validate.py
+#    7314  osmo_pcap/vtyimport.py
+#    8198  osmo_pcap/wire.py
+#    8440  loader: registers the modules above with the import system
+#    8484  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -955,7 +955,8 @@ class Timer(object):
 
     cancel() lets go of the callback and its arguments at once: a cancelled
     timer left in the loop's heap until its deadline holds nothing but itself,
-    and the loop drops such entries in bulk when they pile up (Loop.call_later).
+    and the loop drops such entries in bulk when they pile up
+    (Loop._timer_cancelled, HACKING.md#mem-release).
     """
 
     __slots__ = ("when", "callback", "args", "cancelled", "seq", "loop")

@@ -23,7 +23,8 @@ class Timer(object):
 
     cancel() lets go of the callback and its arguments at once: a cancelled
     timer left in the loop's heap until its deadline holds nothing but itself,
-    and the loop drops such entries in bulk when they pile up (Loop.call_later).
+    and the loop drops such entries in bulk when they pile up
+    (Loop._timer_cancelled, HACKING.md#mem-release).
     """
 
     __slots__ = ("when", "callback", "args", "cancelled", "seq", "loop")
