@@ -29,9 +29,9 @@
 #    1166  osmo_pcap/clean/tracedir.py
 #    1268  osmo_pcap/ini.py
 #    1515  osmo_pcap/log.py
-#    1880  osmo_pcap/tracename.py
-#    1963  loader: registers the modules above with the import system
-#    2007  start: calls osmo_pcap.clean.main.main()
+#    1893  osmo_pcap/tracename.py
+#    1976  loader: registers the modules above with the import system
+#    2020  start: calls osmo_pcap.clean.main.main()
 
 import sys
 
@@ -1581,6 +1581,19 @@ class RateLimiter(object):
             self._held.clear()
         self._last[key] = now
         return self._held.pop(key, 0)
+
+    def due(self, everything=False):
+        """Return [(key, held)] for keys whose lines were held back and whose interval
+        has ended since (with everything: all of them, at exit); each counts as let
+        through now (for a summary line)."""
+        now = self.clock()
+        out = []
+        for key, held in list(self._held.items()):
+            if everything or now - self._last.get(key, now) >= self.interval:
+                del self._held[key]
+                self._last[key] = now
+                out.append((key, held))
+        return out
 
 
 # ------------------------------------------------------------ [log] section

@@ -21,32 +21,33 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      56  osmo_pcap/__init__.py
-#      72  osmo_pcap/client/__init__.py
-#      86  osmo_pcap/client/capture.py
-#     645  osmo_pcap/client/config.py
-#     906  osmo_pcap/client/forward.py
-#    1564  osmo_pcap/client/gprs.py
-#    1728  osmo_pcap/client/ipip.py
-#    1879  osmo_pcap/client/libpcap.py
-#    2514  osmo_pcap/client/main.py
-#    3320  osmo_pcap/client/privileges.py
-#    3492  osmo_pcap/client/spool.py
-#    3893  osmo_pcap/daemon.py
-#    4218  osmo_pcap/ini.py
-#    4465  osmo_pcap/log.py
-#    4830  osmo_pcap/loop.py
-#    5034  osmo_pcap/metrics.py
-#    5421  osmo_pcap/pcapfile.py
-#    5617  osmo_pcap/pcapng.py
-#    5969  osmo_pcap/rotation.py
-#    6091  osmo_pcap/tls.py
-#    6591  osmo_pcap/tlsconfig.py
-#    6911  osmo_pcap/transport.py
-#    7154  osmo_pcap/vtyimport.py
-#    8141  osmo_pcap/wire.py
-#    8392  loader: registers the modules above with the import system
-#    8436  start: calls osmo_pcap.client.main.main()
+#      57  osmo_pcap/__init__.py
+#      73  osmo_pcap/client/__init__.py
+#      87  osmo_pcap/client/capture.py
+#     646  osmo_pcap/client/config.py
+#     938  osmo_pcap/client/forward.py
+#    1596  osmo_pcap/client/gprs.py
+#    1760  osmo_pcap/client/ipip.py
+#    1911  osmo_pcap/client/libpcap.py
+#    2546  osmo_pcap/client/main.py
+#    3355  osmo_pcap/client/privileges.py
+#    3527  osmo_pcap/client/spool.py
+#    3928  osmo_pcap/daemon.py
+#    4253  osmo_pcap/ini.py
+#    4500  osmo_pcap/log.py
+#    4878  osmo_pcap/loop.py
+#    5118  osmo_pcap/metrics.py
+#    5505  osmo_pcap/pcapfile.py
+#    5701  osmo_pcap/pcapng.py
+#    6053  osmo_pcap/preflight.py
+#    6230  osmo_pcap/rotation.py
+#    6352  osmo_pcap/tls.py
+#    6868  osmo_pcap/tlsconfig.py
+#    7188  osmo_pcap/transport.py
+#    7431  osmo_pcap/vtyimport.py
+#    8424  osmo_pcap/wire.py
+#    8675  loader: registers the modules above with the import system
+#    8719  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -656,7 +657,7 @@ import grp
 import os
 import pwd
 
-from osmo_pcap import log, metrics
+from osmo_pcap import log, metrics, preflight
 import socket
 
 from osmo_pcap.ini import (ConfigError, Section, check_safe_name, parse_bool, parse_duration, parse_int, parse_port, parse_size, read_ini, resolve_path)
@@ -848,7 +849,38 @@ def load(path):
     for name in cp.sections():
         if name.startswith("server "):
             cfg.servers.append(_load_server(cp, name, path, base))
+    if not cfg.servers:
+        raise ConfigError("no [server NAME] section: the client would capture for nobody "
+                          "(add one with host and port)", path)
+    if not any(s.enabled for s in cfg.servers):
+        first = cfg.servers[0]
+        raise ConfigError("every [server NAME] has enabled = no: the client would capture "
+                          "for nobody", path, "server " + first.name, "enabled")
     return cfg
+
+
+def check_files(cfg):
+    """Check the files and directories start-up writes: the [log] file and each
+    spool_dir (doc/operations.md#check-config); raise ConfigError."""
+    if cfg.log is not None and cfg.log.target == "file":
+        why = preflight.file_problem(cfg.log.file)
+        if why is not None:
+            raise ConfigError(why, cfg.path, "log", "file")
+    for s in cfg.servers:
+        if s.spool_dir and s.enabled:
+            why = preflight.dir_problem(os.path.join(s.spool_dir, s.name), create=True)
+            if why is not None:
+                raise ConfigError(why, cfg.path, "server " + s.name, "spool_dir")
+
+
+def unchecked(cfg):
+    """Return what --check-config cannot know beforehand, one line each."""
+    notes = []
+    if cfg.metrics:
+        preflight.check_listeners([preflight.Listener("metrics", "listen", *cfg.metrics)],
+                                  cfg.path, notes)
+    preflight.user_note(notes)
+    return notes
 
 
 def _load_server(cp, section, path, base):
@@ -3238,6 +3270,8 @@ def check_config(cfg):
     if problems:
         return 2
     print(cfg.summary())
+    for note in clientconfig.unchecked(cfg):
+        print("not checked: %s" % note)
     return 0
 
 
@@ -3302,6 +3336,7 @@ def main(argv=None):
     path = args.config_file or clientconfig.DEFAULT_PATH
     try:
         cfg = clientconfig.load(path)
+        clientconfig.check_files(cfg)   # the same checks for --check-config and start-up
     except ConfigError as e:
         print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
         return 2 if args.check_config else 1
@@ -4532,6 +4567,19 @@ class RateLimiter(object):
         self._last[key] = now
         return self._held.pop(key, 0)
 
+    def due(self, everything=False):
+        """Return [(key, held)] for keys whose lines were held back and whose interval
+        has ended since (with everything: all of them, at exit); each counts as let
+        through now (for a summary line)."""
+        now = self.clock()
+        out = []
+        for key, held in list(self._held.items()):
+            if everything or now - self._last.get(key, now) >= self.interval:
+                del self._held[key]
+                self._last[key] = now
+                out.append((key, held))
+        return out
+
 
 # ------------------------------------------------------------ [log] section
 # Everything below is for the daemons: the [log] section, its three targets,
@@ -4843,21 +4891,38 @@ import selectors
 import signal
 import time
 
+# Cancelled timers stay in the heap (removing one from the middle costs a
+# rebuild); once there are more than this many and they are over half of the
+# heap, one pass drops them all.
+COMPACT_MIN = 64
+
 
 class Timer(object):
-    """A scheduled call; cancel() prevents it from running."""
+    """A scheduled call; cancel() prevents it from running.
 
-    __slots__ = ("when", "callback", "args", "cancelled", "seq")
+    cancel() lets go of the callback and its arguments at once: a cancelled
+    timer left in the loop's heap until its deadline holds nothing but itself,
+    and the loop drops such entries in bulk when they pile up
+    (Loop._timer_cancelled, HACKING.md#mem-release).
+    """
 
-    def __init__(self, when, seq, callback, args):
+    __slots__ = ("when", "callback", "args", "cancelled", "seq", "loop")
+
+    def __init__(self, when, seq, callback, args, loop=None):
         self.when = when
         self.seq = seq
         self.callback = callback
         self.args = args
         self.cancelled = False
+        self.loop = loop
 
     def cancel(self):
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback = self.args = None
+            loop, self.loop = self.loop, None
+            if loop is not None:
+                loop._timer_cancelled()
 
     def __lt__(self, other):
         return (self.when, self.seq) < (other.when, other.seq)
@@ -4888,6 +4953,7 @@ class Loop(object):
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self._timers = []
+        self._cancelled = 0     # cancelled Timers still in the heap
         self._seq = 0
         self._running = False
         self._signals = {}
@@ -4939,9 +5005,22 @@ class Loop(object):
     def call_later(self, delay, callback, *args):
         """Run callback(*args) after delay seconds; return its Timer."""
         self._seq += 1
-        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args)
+        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args, self)
         heapq.heappush(self._timers, t)
         return t
+
+    def _timer_cancelled(self):
+        """Count a cancelled heap entry; drop them all once they are most of the heap."""
+        self._cancelled += 1
+        timers = self._timers
+        if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(timers):
+            timers[:] = [t for t in timers if not t.cancelled]
+            heapq.heapify(timers)
+            self._cancelled = 0
+
+    def pending_timers(self):
+        """Return the number of timers that will still run (for tests and metrics)."""
+        return len(self._timers) - self._cancelled
 
     def call_every(self, interval, callback, *args):
         """Run callback(*args) every interval seconds; return a cancellable handle."""
@@ -5010,8 +5089,13 @@ class Loop(object):
         now = self.clock()
         while timers and timers[0].when <= now:
             t = heapq.heappop(timers)
-            if not t.cancelled:
-                t.callback(*t.args)
+            if t.cancelled:
+                self._cancelled -= 1
+                continue
+            t.loop = None    # it runs now: a late cancel() has nothing to count
+            callback, args = t.callback, t.args
+            t.callback = t.args = None
+            callback(*args)
 
     def run(self):
         """Run until stop() is called."""
@@ -5966,6 +6050,183 @@ def iter_blocks(buf):
 '''
 # ==================== End file osmo_pcap/pcapng.py ======================
 
+# ==================== Begin file osmo_pcap/preflight.py ====================
+_SOURCES['osmo_pcap/preflight.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Checks that start-up and --check-config share: files, directories, listeners.
+
+A configuration can be valid key by key and still fail at start: a log file in
+a directory that does not exist, a spool directory under a read-only mount,
+two listeners on one port. These helpers find such problems without starting
+anything. Every program's config module combines them into its own checks,
+run both by --check-config and at start-up, so the two cannot disagree; what
+cannot be checked beforehand is said, not guessed (doc/operations.md#check-config).
+
+file_problem() and dir_problem() return None or a reason; check_listeners()
+raises ConfigError for the first pair of listeners that cannot both listen.
+"""
+
+import collections
+import ipaddress
+import os
+import socket
+
+from osmo_pcap.ini import ConfigError
+
+
+def file_problem(path):
+    """Return None if path can be opened for appending (made if missing), else why not.
+
+    The check opens the file as the program will; a file it had to create is
+    removed again.
+    """
+    if os.path.isdir(path):
+        return "%s is a directory" % path
+    existed = os.path.lexists(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o640)
+    except OSError as e:
+        return "cannot open %s for writing: %s" % (path, e.strerror or e)
+    os.close(fd)
+    if not existed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return None
+
+
+def dir_problem(path, create=False):
+    """Return None if files can be created in directory path, else why not.
+
+    create: the program makes the directory (and its parents) when missing;
+    then the nearest existing parent must be a writable directory.
+    """
+    if not os.path.lexists(path):
+        if not create:
+            return "%s does not exist" % path
+        parent = path
+        while not os.path.lexists(parent):
+            up = os.path.dirname(parent)
+            if up == parent:
+                break
+            parent = up
+        if not os.path.isdir(parent):
+            return "cannot create %s: %s is not a directory" % (path, parent)
+        return _writable(parent, "cannot create %s in %s" % (path, parent))
+    if not os.path.isdir(path):
+        return "%s is not a directory" % path
+    probe = os.path.join(path, ".osmo-pcap-probe-%d" % os.getpid())
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        return "cannot create a file in %s: %s" % (path, e.strerror or e)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _writable(directory, what):
+    """Check, without writing, that entries can be made in an existing directory."""
+    try:
+        readonly = os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 1)
+    except OSError as e:
+        return "%s: %s" % (what, e.strerror or e)
+    if readonly:
+        return "%s: read-only file system" % what
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "%s: permission denied" % what
+    return None
+
+
+def user_note(notes):
+    """Add to notes that file checks made as root say nothing about another user."""
+    if os.geteuid() == 0:
+        notes.append("writing as another user: files and directories were checked as root "
+                     "(a service started under its own user needs the same permissions)")
+
+
+# ------------------------------------------------------------------ listeners
+class Listener(collections.namedtuple("Listener", "section key host port")):
+    """One listening socket a configuration asks for: where it is set, and its address."""
+
+    def name(self):
+        return "[%s] %s" % (self.section, self.key)
+
+    def address(self):
+        return "[%s]:%d" % (self.host, self.port) if ":" in self.host \
+            else "%s:%d" % (self.host, self.port)
+
+
+def _address(host):
+    """Return the ipaddress object a listener on host binds to, or None if unknown now."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        # A name: the programs bind to its first address of the family that
+        # ":" in the name selects (IPv4 for every name).
+        try:
+            infos = socket.getaddrinfo(host, None, socket.AF_INET6 if ":" in host
+                                       else socket.AF_INET, socket.SOCK_STREAM)
+            ip = ipaddress.ip_address(infos[0][4][0].split("%", 1)[0])
+        except (OSError, UnicodeError, ValueError, IndexError):
+            return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _overlap(a, b):
+    """True if sockets bound to addresses a and b on one port would collide.
+
+    0.0.0.0 takes every IPv4 address; :: takes every IPv6 address and, as the
+    server's listener is dual-stack and Linux makes the others so by default,
+    every IPv4 address as well.
+    """
+    if a == b:
+        return True
+    for x, y in ((a, b), (b, a)):
+        if x.is_unspecified and (x.version == 6 or y.version == 4):
+            return True
+    return False
+
+
+def check_listeners(listeners, path, notes=None):
+    """Raise ConfigError if two of listeners cannot listen at once; note what is unknown.
+
+    listeners: Listener tuples in configuration order; the error names the
+    later one of the first colliding pair. notes (a list) gets a line for each
+    listener whose host cannot be resolved now.
+    """
+    known = []
+    for lis in listeners:
+        ip = _address(lis.host)
+        if ip is None:
+            if notes is not None:
+                notes.append("%s: cannot resolve %r now, so collisions with its port are "
+                             "not checked" % (lis.name(), lis.host))
+            continue
+        for other, other_ip in known:
+            if other.port == lis.port and _overlap(ip, other_ip):
+                raise ConfigError(
+                    "%s collides with %s = %s: the two cannot listen at once"
+                    % (lis.address(), other.name(), other.address()),
+                    path, lis.section, lis.key)
+        known.append((lis, ip))
+    if notes is None or not listeners:
+        return
+    notes.append("whether %s free now: a running server or another program may hold %s"
+                 % ("the ports are" if len(listeners) > 1 else "the port is",
+                    "them" if len(listeners) > 1 else "it"))
+    if os.geteuid() != 0:
+        for lis in listeners:
+            if lis.port < 1024:
+                notes.append("%s: port %d is below 1024: binding it needs root or "
+                             "CAP_NET_BIND_SERVICE" % (lis.name(), lis.port))
+'''
+# ==================== End file osmo_pcap/preflight.py ======================
+
 # ==================== Begin file osmo_pcap/rotation.py ====================
 _SOURCES['osmo_pcap/rotation.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -6391,7 +6652,7 @@ class TLSTransport(object):
     def recv_into(self, buf, nbytes=0):
         """Decrypt into buf; return n > 0, 0 at EOF, or None when nothing is waiting."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return None
         try:
@@ -6411,7 +6672,7 @@ class TLSTransport(object):
     def send(self, data):
         """Encrypt up to WRITE_CHUNK bytes of data; return how many were taken (0: full)."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return 0
         try:
@@ -6431,6 +6692,10 @@ class TLSTransport(object):
         self._cancel_timers()
         self.loop.remove(self.sock)
         self.sock.close()
+        # Owners' callbacks usually reference this transport (a closure, a bound
+        # method of the connection): let go of them, so that nothing waits for
+        # the cyclic garbage collector.
+        self._on_ready = self._on_error = self._reader = self._writer = None
 
     def peer_names(self):
         """Return the CN and DNS SANs of the verified peer certificate."""
@@ -6465,8 +6730,10 @@ class TLSTransport(object):
             self._timer.cancel()
             self._timer = None
         self._update()
-        if self._on_ready is not None:
-            self._on_ready()
+        on_ready = self._on_ready
+        self._on_ready = self._on_error = None   # each is called at most once
+        if on_ready is not None:
+            on_ready()
 
     def _update(self):
         """Register the socket for what the stream and its owner need now."""
@@ -6538,15 +6805,25 @@ class TLSTransport(object):
         self._timer = self._refire = None
 
     def _fail(self, err, report=True):
-        """Stop all activity; report err to on_error once, or return it to raise."""
+        """Stop all activity; report err to on_error once, or return it to raise.
+
+        The error kept for later calls is a copy without a traceback: a traceback
+        holds the frames it passed through, and one of them holds this transport.
+        """
         if self._error is None:
-            self._error = err
+            self._error = TLSError(err.kind, err.reason)
             self._cancel_timers()
             self.loop.remove(self.sock)
             self._registered = (False, False)
-            if report and self._on_error is not None:
-                self._on_error(err)
+            on_error = self._on_error
+            self._on_ready = self._on_error = None
+            if report and on_error is not None:
+                on_error(self._error)
         return err
+
+    def _error_again(self):
+        """Return a fresh copy of the stored error to raise (see _fail)."""
+        return TLSError(self._error.kind, self._error.reason)
 
 
 # ------------------------------------------------------------------ identity
@@ -7017,7 +7294,7 @@ class PlainTransport(object):
     def close(self):
         if not self.closed:
             self.closed = True
-            self._reader = None
+            self._reader = None   # usually a bound method of the owner, which holds us
             if self._start_timer is not None:
                 self._start_timer.cancel()
                 self._start_timer = None
@@ -7651,7 +7928,13 @@ class Importer(object):
         if not re.match(r"^[0-7]{1,4}$", mode):
             self.report("error", "not an octal mode (example: 0440); not converted")
             return
-        self.set("server", "file_permission_mask", "0%o" % int(mode, 8))
+        value = int(mode, 8)
+        if value & ~0o666:
+            # The server accepts read and write bits only (doc/server.md#configuration).
+            self.report("note", "0%o without its execute, set-user-ID, set-group-ID and "
+                        "sticky bits: trace files are data" % value)
+            value &= 0o666
+        self.set("server", "file_permission_mask", "0%o" % value)
 
     def s_write_queue(self, n):
         self.report("unsupported", "not needed: the server batches writes and applies TCP "

@@ -21,37 +21,39 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      61  osmo_pcap/__init__.py
-#      77  osmo_pcap/daemon.py
-#     402  osmo_pcap/ini.py
-#     649  osmo_pcap/log.py
-#    1014  osmo_pcap/loop.py
-#    1218  osmo_pcap/metrics.py
-#    1605  osmo_pcap/pcapfile.py
-#    1801  osmo_pcap/pcapng.py
-#    2153  osmo_pcap/rotation.py
-#    2275  osmo_pcap/server/__init__.py
-#    2293  osmo_pcap/server/ackstate.py
-#    2433  osmo_pcap/server/admission.py
-#    2748  osmo_pcap/server/config.py
-#    3010  osmo_pcap/server/fanout.py
-#    3185  osmo_pcap/server/hooks.py
-#    3445  osmo_pcap/server/ingest.py
-#    3765  osmo_pcap/server/main.py
-#    4420  osmo_pcap/server/oncomplete.py
-#    4670  osmo_pcap/server/recorder.py
-#    5037  osmo_pcap/server/storage.py
-#    5224  osmo_pcap/server/tap.py
-#    5765  osmo_pcap/server/zmtp.py
-#    6200  osmo_pcap/tls.py
-#    6700  osmo_pcap/tlsconfig.py
-#    7020  osmo_pcap/tracename.py
-#    7103  osmo_pcap/transport.py
-#    7346  osmo_pcap/validate.py
-#    7514  osmo_pcap/vtyimport.py
-#    8501  osmo_pcap/wire.py
-#    8752  loader: registers the modules above with the import system
-#    8796  start: calls osmo_pcap.server.main.main()
+#      63  osmo_pcap/__init__.py
+#      79  osmo_pcap/daemon.py
+#     404  osmo_pcap/ini.py
+#     651  osmo_pcap/log.py
+#    1029  osmo_pcap/loop.py
+#    1269  osmo_pcap/memory.py
+#    1343  osmo_pcap/metrics.py
+#    1730  osmo_pcap/pcapfile.py
+#    1926  osmo_pcap/pcapng.py
+#    2278  osmo_pcap/preflight.py
+#    2455  osmo_pcap/rotation.py
+#    2577  osmo_pcap/server/__init__.py
+#    2595  osmo_pcap/server/ackstate.py
+#    2735  osmo_pcap/server/admission.py
+#    3050  osmo_pcap/server/config.py
+#    3369  osmo_pcap/server/fanout.py
+#    3544  osmo_pcap/server/hooks.py
+#    3805  osmo_pcap/server/ingest.py
+#    4137  osmo_pcap/server/main.py
+#    4884  osmo_pcap/server/oncomplete.py
+#    5134  osmo_pcap/server/recorder.py
+#    5502  osmo_pcap/server/storage.py
+#    5690  osmo_pcap/server/tap.py
+#    6231  osmo_pcap/server/zmtp.py
+#    6666  osmo_pcap/tls.py
+#    7182  osmo_pcap/tlsconfig.py
+#    7502  osmo_pcap/tracename.py
+#    7585  osmo_pcap/transport.py
+#    7828  osmo_pcap/validate.py
+#    8016  osmo_pcap/vtyimport.py
+#    9009  osmo_pcap/wire.py
+#    9260  loader: registers the modules above with the import system
+#    9304  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -716,6 +718,19 @@ class RateLimiter(object):
         self._last[key] = now
         return self._held.pop(key, 0)
 
+    def due(self, everything=False):
+        """Return [(key, held)] for keys whose lines were held back and whose interval
+        has ended since (with everything: all of them, at exit); each counts as let
+        through now (for a summary line)."""
+        now = self.clock()
+        out = []
+        for key, held in list(self._held.items()):
+            if everything or now - self._last.get(key, now) >= self.interval:
+                del self._held[key]
+                self._last[key] = now
+                out.append((key, held))
+        return out
+
 
 # ------------------------------------------------------------ [log] section
 # Everything below is for the daemons: the [log] section, its three targets,
@@ -1027,21 +1042,38 @@ import selectors
 import signal
 import time
 
+# Cancelled timers stay in the heap (removing one from the middle costs a
+# rebuild); once there are more than this many and they are over half of the
+# heap, one pass drops them all.
+COMPACT_MIN = 64
+
 
 class Timer(object):
-    """A scheduled call; cancel() prevents it from running."""
+    """A scheduled call; cancel() prevents it from running.
 
-    __slots__ = ("when", "callback", "args", "cancelled", "seq")
+    cancel() lets go of the callback and its arguments at once: a cancelled
+    timer left in the loop's heap until its deadline holds nothing but itself,
+    and the loop drops such entries in bulk when they pile up
+    (Loop._timer_cancelled, HACKING.md#mem-release).
+    """
 
-    def __init__(self, when, seq, callback, args):
+    __slots__ = ("when", "callback", "args", "cancelled", "seq", "loop")
+
+    def __init__(self, when, seq, callback, args, loop=None):
         self.when = when
         self.seq = seq
         self.callback = callback
         self.args = args
         self.cancelled = False
+        self.loop = loop
 
     def cancel(self):
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback = self.args = None
+            loop, self.loop = self.loop, None
+            if loop is not None:
+                loop._timer_cancelled()
 
     def __lt__(self, other):
         return (self.when, self.seq) < (other.when, other.seq)
@@ -1072,6 +1104,7 @@ class Loop(object):
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self._timers = []
+        self._cancelled = 0     # cancelled Timers still in the heap
         self._seq = 0
         self._running = False
         self._signals = {}
@@ -1123,9 +1156,22 @@ class Loop(object):
     def call_later(self, delay, callback, *args):
         """Run callback(*args) after delay seconds; return its Timer."""
         self._seq += 1
-        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args)
+        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args, self)
         heapq.heappush(self._timers, t)
         return t
+
+    def _timer_cancelled(self):
+        """Count a cancelled heap entry; drop them all once they are most of the heap."""
+        self._cancelled += 1
+        timers = self._timers
+        if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(timers):
+            timers[:] = [t for t in timers if not t.cancelled]
+            heapq.heapify(timers)
+            self._cancelled = 0
+
+    def pending_timers(self):
+        """Return the number of timers that will still run (for tests and metrics)."""
+        return len(self._timers) - self._cancelled
 
     def call_every(self, interval, callback, *args):
         """Run callback(*args) every interval seconds; return a cancellable handle."""
@@ -1194,8 +1240,13 @@ class Loop(object):
         now = self.clock()
         while timers and timers[0].when <= now:
             t = heapq.heappop(timers)
-            if not t.cancelled:
-                t.callback(*t.args)
+            if t.cancelled:
+                self._cancelled -= 1
+                continue
+            t.loop = None    # it runs now: a late cancel() has nothing to count
+            callback, args = t.callback, t.args
+            t.callback = t.args = None
+            callback(*args)
 
     def run(self):
         """Run until stop() is called."""
@@ -1214,6 +1265,80 @@ class Loop(object):
         self.selector.close()
 '''
 # ==================== End file osmo_pcap/loop.py ======================
+
+# ==================== Begin file osmo_pcap/memory.py ====================
+_SOURCES['osmo_pcap/memory.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Giving freed memory back to the system after a burst of connections.
+
+Everything a connection holds is freed when it closes (doc/server.md#memory),
+but the C library keeps freed heap memory for reuse: after a flood of TLS
+handshakes (OpenSSL's allocations are many and small) the resident size stays
+at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
+pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
+connections came since the last call: as soon as no new one came for `quiet`
+seconds (a burst is over), or after `interval` seconds during a long one.
+Elsewhere (musl, other systems) it does nothing. ctypes is loaded at the first
+trim, not at start-up.
+"""
+
+import time
+
+CHURN = 256         # connections before a trim is worth it
+QUIET = 1.0         # seconds without a new connection: the burst is over
+INTERVAL = 10.0     # seconds between trims during a long burst
+
+
+class Trimmer(object):
+    """Trim the C heap now and then, after many connections came and went."""
+
+    def __init__(self, churn=CHURN, interval=INTERVAL, quiet=QUIET, clock=time.monotonic):
+        self.churn = churn
+        self.interval = interval
+        self.quiet = quiet
+        self.clock = clock
+        self.seen = 0         # the connection count at the last trim
+        self.last = clock()   # ... and its time
+        self.count = 0        # the connection count when it last changed
+        self.changed = self.last
+        self.trims = 0
+        self._trim = None     # the C function, False where there is none
+
+    def maybe_trim(self, connections):
+        """Call often with the number of connections accepted so far; return True when
+        the heap was trimmed."""
+        now = self.clock()
+        if connections != self.count:
+            self.count, self.changed = connections, now
+        if connections - self.seen < self.churn:
+            return False
+        if now - self.changed < self.quiet and now - self.last < self.interval:
+            return False
+        self.seen = connections
+        self.last = now
+        fn = self._function()
+        if not fn:
+            return False
+        fn(0)
+        self.trims += 1
+        return True
+
+    def _function(self):
+        if self._trim is None:
+            self._trim = False
+            try:
+                import ctypes
+                # dlopen(NULL): the C library the interpreter runs on, no search needed
+                fn = getattr(ctypes.CDLL(None), "malloc_trim", None)
+                if fn is not None:
+                    fn.argtypes = [ctypes.c_size_t]
+                    fn.restype = ctypes.c_int
+                    self._trim = fn
+            except (ImportError, OSError, AttributeError):
+                pass
+        return self._trim
+'''
+# ==================== End file osmo_pcap/memory.py ======================
 
 # ==================== Begin file osmo_pcap/metrics.py ====================
 _SOURCES['osmo_pcap/metrics.py'] = r'''
@@ -2150,6 +2275,183 @@ def iter_blocks(buf):
 '''
 # ==================== End file osmo_pcap/pcapng.py ======================
 
+# ==================== Begin file osmo_pcap/preflight.py ====================
+_SOURCES['osmo_pcap/preflight.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Checks that start-up and --check-config share: files, directories, listeners.
+
+A configuration can be valid key by key and still fail at start: a log file in
+a directory that does not exist, a spool directory under a read-only mount,
+two listeners on one port. These helpers find such problems without starting
+anything. Every program's config module combines them into its own checks,
+run both by --check-config and at start-up, so the two cannot disagree; what
+cannot be checked beforehand is said, not guessed (doc/operations.md#check-config).
+
+file_problem() and dir_problem() return None or a reason; check_listeners()
+raises ConfigError for the first pair of listeners that cannot both listen.
+"""
+
+import collections
+import ipaddress
+import os
+import socket
+
+from osmo_pcap.ini import ConfigError
+
+
+def file_problem(path):
+    """Return None if path can be opened for appending (made if missing), else why not.
+
+    The check opens the file as the program will; a file it had to create is
+    removed again.
+    """
+    if os.path.isdir(path):
+        return "%s is a directory" % path
+    existed = os.path.lexists(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o640)
+    except OSError as e:
+        return "cannot open %s for writing: %s" % (path, e.strerror or e)
+    os.close(fd)
+    if not existed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return None
+
+
+def dir_problem(path, create=False):
+    """Return None if files can be created in directory path, else why not.
+
+    create: the program makes the directory (and its parents) when missing;
+    then the nearest existing parent must be a writable directory.
+    """
+    if not os.path.lexists(path):
+        if not create:
+            return "%s does not exist" % path
+        parent = path
+        while not os.path.lexists(parent):
+            up = os.path.dirname(parent)
+            if up == parent:
+                break
+            parent = up
+        if not os.path.isdir(parent):
+            return "cannot create %s: %s is not a directory" % (path, parent)
+        return _writable(parent, "cannot create %s in %s" % (path, parent))
+    if not os.path.isdir(path):
+        return "%s is not a directory" % path
+    probe = os.path.join(path, ".osmo-pcap-probe-%d" % os.getpid())
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        return "cannot create a file in %s: %s" % (path, e.strerror or e)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _writable(directory, what):
+    """Check, without writing, that entries can be made in an existing directory."""
+    try:
+        readonly = os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 1)
+    except OSError as e:
+        return "%s: %s" % (what, e.strerror or e)
+    if readonly:
+        return "%s: read-only file system" % what
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "%s: permission denied" % what
+    return None
+
+
+def user_note(notes):
+    """Add to notes that file checks made as root say nothing about another user."""
+    if os.geteuid() == 0:
+        notes.append("writing as another user: files and directories were checked as root "
+                     "(a service started under its own user needs the same permissions)")
+
+
+# ------------------------------------------------------------------ listeners
+class Listener(collections.namedtuple("Listener", "section key host port")):
+    """One listening socket a configuration asks for: where it is set, and its address."""
+
+    def name(self):
+        return "[%s] %s" % (self.section, self.key)
+
+    def address(self):
+        return "[%s]:%d" % (self.host, self.port) if ":" in self.host \
+            else "%s:%d" % (self.host, self.port)
+
+
+def _address(host):
+    """Return the ipaddress object a listener on host binds to, or None if unknown now."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        # A name: the programs bind to its first address of the family that
+        # ":" in the name selects (IPv4 for every name).
+        try:
+            infos = socket.getaddrinfo(host, None, socket.AF_INET6 if ":" in host
+                                       else socket.AF_INET, socket.SOCK_STREAM)
+            ip = ipaddress.ip_address(infos[0][4][0].split("%", 1)[0])
+        except (OSError, UnicodeError, ValueError, IndexError):
+            return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _overlap(a, b):
+    """True if sockets bound to addresses a and b on one port would collide.
+
+    0.0.0.0 takes every IPv4 address; :: takes every IPv6 address and, as the
+    server's listener is dual-stack and Linux makes the others so by default,
+    every IPv4 address as well.
+    """
+    if a == b:
+        return True
+    for x, y in ((a, b), (b, a)):
+        if x.is_unspecified and (x.version == 6 or y.version == 4):
+            return True
+    return False
+
+
+def check_listeners(listeners, path, notes=None):
+    """Raise ConfigError if two of listeners cannot listen at once; note what is unknown.
+
+    listeners: Listener tuples in configuration order; the error names the
+    later one of the first colliding pair. notes (a list) gets a line for each
+    listener whose host cannot be resolved now.
+    """
+    known = []
+    for lis in listeners:
+        ip = _address(lis.host)
+        if ip is None:
+            if notes is not None:
+                notes.append("%s: cannot resolve %r now, so collisions with its port are "
+                             "not checked" % (lis.name(), lis.host))
+            continue
+        for other, other_ip in known:
+            if other.port == lis.port and _overlap(ip, other_ip):
+                raise ConfigError(
+                    "%s collides with %s = %s: the two cannot listen at once"
+                    % (lis.address(), other.name(), other.address()),
+                    path, lis.section, lis.key)
+        known.append((lis, ip))
+    if notes is None or not listeners:
+        return
+    notes.append("whether %s free now: a running server or another program may hold %s"
+                 % ("the ports are" if len(listeners) > 1 else "the port is",
+                    "them" if len(listeners) > 1 else "it"))
+    if os.geteuid() != 0:
+        for lis in listeners:
+            if lis.port < 1024:
+                notes.append("%s: port %d is below 1024: binding it needs root or "
+                             "CAP_NET_BIND_SERVICE" % (lis.name(), lis.port))
+'''
+# ==================== End file osmo_pcap/preflight.py ======================
+
 # ==================== Begin file osmo_pcap/rotation.py ====================
 _SOURCES['osmo_pcap/rotation.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -2760,7 +3062,7 @@ import errno
 import ipaddress
 import os
 
-from osmo_pcap import log, metrics, rotation
+from osmo_pcap import log, metrics, preflight, rotation
 from osmo_pcap import ini
 from osmo_pcap.server import hooks
 from osmo_pcap.ini import ConfigError
@@ -2812,6 +3114,7 @@ class ServerConfig(object):
         self.log = None
         self.metrics = None
         self.clients = []
+        self.listeners = []  # preflight.Listener for every listening socket, in order
 
     def summary(self):
         """Return a one-line description for --check-config and the start-up log."""
@@ -2853,6 +3156,22 @@ def _duration_or_off(text):
     return ini.parse_duration(text)
 
 
+def _file_mode(text):
+    """Return a trace file mode: read and write bits only (the files are data from the
+    network; an execute, set-ID or sticky bit on them is never wanted)."""
+    mode = ini.parse_octal_mode(text)
+    if mode & ~0o666:
+        raise ValueError("0%o has bits other than read and write (allowed: any of 0666, "
+                         "e.g. 0440 or 0640): %s" % (mode, _extra_bits(mode)))
+    return mode
+
+
+def _extra_bits(mode):
+    names = [(0o4000, "set-user-ID"), (0o2000, "set-group-ID"), (0o1000, "sticky"),
+             (0o111, "execute")]
+    return ", ".join(n for bit, n in names if mode & bit)
+
+
 def _snaplen(text):
     return ini.parse_int(text, 1, MAX_SNAPLEN_LIMIT)
 
@@ -2889,7 +3208,7 @@ def load(path):
     cfg.port = s.get("port", ini.parse_port, cfg.port)
     cfg.base_path = ini.resolve_path(base_dir, s.get("base_path", None, "."))
     cfg.completed_path = ini.resolve_path(base_dir, s.get("completed_path"))
-    cfg.file_permission_mask = s.get("file_permission_mask", ini.parse_octal_mode,
+    cfg.file_permission_mask = s.get("file_permission_mask", _file_mode,
                                      cfg.file_permission_mask)
     cfg.max_snaplen = s.get("max_snaplen", _snaplen, cfg.max_snaplen)
     cfg.max_file_size = s.get("max_file_size", lambda t: ini.parse_size(t, allow_off=True),
@@ -2962,7 +3281,47 @@ def load(path):
                                                         any_ip=(ip is ANY))
         c.finish()
         cfg.clients.append(ClientEntry(name, ip, store, entry_tls))
+    cfg.listeners = listeners(cfg)
+    preflight.check_listeners(cfg.listeners, path)
     return cfg
+
+
+def listeners(cfg):
+    """Return the preflight.Listener of every socket the server will listen on."""
+    out = [preflight.Listener("server", "listen", cfg.listen, cfg.port)]
+    h = cfg.hooks
+    if h is not None:
+        if h.zmq_publish:
+            out.append(preflight.Listener("server", "zmq_publish", *h.zmq_publish))
+        if h.tap_listen:
+            out.append(preflight.Listener("server", "tap_listen", *h.tap_listen))
+        for name, addr in sorted(h.tap_clients.items()):
+            out.append(preflight.Listener("server", hooks.TAP_PREFIX + name, *addr))
+    if cfg.metrics:
+        out.append(preflight.Listener("metrics", "listen", *cfg.metrics))
+    return out
+
+
+def check_files(cfg):
+    """Check the files and directories start-up writes besides the trace directories
+    (the [log] file, the stream state directory); raise ConfigError."""
+    if cfg.log is not None and cfg.log.target == "file":
+        why = preflight.file_problem(cfg.log.file)
+        if why is not None:
+            raise ConfigError(why, cfg.path, "log", "file")
+    from osmo_pcap.server.ackstate import STATE_DIR
+    why = preflight.dir_problem(os.path.join(cfg.base_path, STATE_DIR), create=True)
+    if why is not None:
+        raise ConfigError("the stream state directory: %s" % why, cfg.path, "server",
+                          "base_path")
+
+
+def unchecked(cfg):
+    """Return what --check-config cannot know beforehand, one line each."""
+    notes = []
+    preflight.check_listeners(cfg.listeners, cfg.path, notes)
+    preflight.user_note(notes)
+    return notes
 
 
 def check_dirs(cfg):
@@ -3189,8 +3548,9 @@ _SOURCES['osmo_pcap/server/hooks.py'] = r'''
 
 The interface the server calls on every hook object returned by create():
 
-  client_connected(name, peer)      a configured client connected (peer: (host, port))
-  client_disconnected(name)         its connection ended
+  client_connected(name, peer)      a client's connection took over with a valid LINK_HDR
+                                    (doc/protocol.md#takeover; peer: (host, port))
+  client_disconnected(name)         that connection ended
   link_header(name, link)           a LINK_HDR was accepted (validate.LinkInfo)
   data(name, link, payload)         one LINK_DATA; payload is only valid during the call
   file_closed(name, path)           a trace file was closed (after the move to completed_path)
@@ -3580,12 +3940,12 @@ class Parser(object):
                 try:
                     return stop, nbytes, StreamStart(*wire.decode_stream(payload))
                 except wire.FrameError as e:
-                    return pos, nbytes, e
+                    return pos, nbytes, _bare(e)
             if t != LINK_DATA:
                 try:
                     link = validate.check_link_hdr(payload, self.max_snaplen)
                 except ValidationError as e:
-                    return pos, nbytes, e
+                    return pos, nbytes, _bare(e)
                 self._set_link(link)
                 return stop, nbytes, link
             link = self.link
@@ -3595,10 +3955,21 @@ class Parser(object):
             try:
                 link.check_data(payload)
             except ValidationError as e:
-                return pos, nbytes, e
+                return pos, nbytes, _bare(e)
             append(payload)
             nbytes += n
             pos = stop
+
+
+def _bare(exc):
+    """Return a caught exception without its traceback, to be handed on as a value.
+
+    Its traceback holds the frames it was raised through, and those hold the
+    caller that keeps the exception: a reference cycle that lives until the
+    cyclic collector runs, which the server makes rare (HACKING.md#mem-release).
+    """
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 class StreamStart(object):
@@ -3620,7 +3991,7 @@ class Connection(object):
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
                  "last_rx", "header_timer", "frames", "streaming", "next_in", "want",
-                 "acked_durable", "wbuf", "ack_due")
+                 "acked_durable", "wbuf", "ack_due", "live")
 
     def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
@@ -3640,6 +4011,7 @@ class Connection(object):
         self.acked_durable = 0     # recorder.durable when the last ACK was made
         self.wbuf = bytearray()    # our messages the transport has not taken yet
         self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
+        self.live = False          # promoted: the client's connection (doc/protocol.md#takeover)
 
     def on_readable(self):
         """Read once into the shared buffer, decode, validate and store."""
@@ -3775,9 +4147,15 @@ per client writes, rotates, closes and moves its files, and acknowledges what
 is stored to clients that ask for it (doc/protocol.md#acknowledged-delivery).
 This module keeps the data flow, shutdown and metrics. Signals only set
 flags; the loop does the work.
+
+A new connection is a candidate until its first valid LINK_HDR
+(doc/protocol.md#takeover): it gets the ACK_OFFER, but it touches neither the
+client's live connection nor its recorder; with the LINK_HDR it is promoted
+and replaces the live one.
 """
 
 import argparse
+import collections
 import gc
 import os
 import signal
@@ -3785,7 +4163,7 @@ import socket
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, vtyimport, wire
+from osmo_pcap import __version__, COPYRIGHT, daemon, log, memory, metrics, vtyimport, wire
 from osmo_pcap.ini import ConfigError
 from osmo_pcap.loop import Loop
 from osmo_pcap.rotation import LocalClock
@@ -3803,6 +4181,7 @@ ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
 STATUS_INTERVAL = 10.0   # systemd's STATUS= line is refreshed this often
+PEER_LOG_INTERVAL = 10.0  # lines about one client's connections, per kind (doc/server.md#behaviour)
 
 _log = log.get("server")
 
@@ -3823,7 +4202,14 @@ class Server(object):
         self.recorder_of = dict((r.name, r) for r in self.recorders)
         self.admission = Admission(self.loop, cfg.clients, cfg.tls, self.attach)
         self.accept_log = log.RateLimiter(10.0)
-        self.conns = {}
+        # Lines about one client's connections: at most one per client and kind
+        # every 10 s, whoever connects from its address (doc/server.md#behaviour).
+        self.peer_log = log.RateLimiter(PEER_LOG_INTERVAL)
+        self.peer_held = {}       # key -> (level, the last line held back)
+        self.conns = {}           # client name -> its live (promoted) Connection
+        self.candidates = {}      # client name -> OrderedDict of candidates, oldest first
+        self.candidate_max = self.admission.pending_per_ip
+        self.trimmer = memory.Trimmer()
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
         self.rview = memoryview(self.rbuf)
@@ -3868,6 +4254,7 @@ class Server(object):
         self._timers.append(loop.call_every(self.cfg.flush_interval, self.tick))
         if self.cfg.stats_interval:
             self._timers.append(loop.call_every(self.cfg.stats_interval, self.log_stats))
+        self._timers.append(loop.call_every(PEER_LOG_INTERVAL, self.flush_peer_lines))
         if daemon.status_wanted():
             self._timers.append(loop.call_every(STATUS_INTERVAL, self.report_status))
         # The signals of all three programs (doc/operations.md#signals).
@@ -3902,19 +4289,39 @@ class Server(object):
         if self.listener is not None:
             self.loop.add_reader(self.listener, self._on_accept)
 
+    def peer_line(self, name, kind, level, message):
+        """Log a line about client name's connections, rate-limited per client and kind."""
+        key = (name, kind)
+        held = self.peer_log.ok(key)
+        if held is None:
+            self.peer_held[key] = (level, message)
+            return
+        self.peer_held.pop(key, None)
+        _log.log(level, "%s%s", message, " (%d similar suppressed)" % held if held else "")
+
+    def flush_peer_lines(self, everything=False):
+        """Timer: log the last line held back of every kind whose interval ended."""
+        for key, held in self.peer_log.due(everything):
+            item = self.peer_held.pop(key, None)
+            if item is not None:
+                _log.log(item[0], "%s%s", item[1],
+                         " (%d similar suppressed)" % (held - 1) if held > 1 else "")
+
     def attach(self, entry, transport, peer):
-        """Start reading an admitted connection; it replaces the client's old one."""
+        """Start reading an admitted connection, as a candidate (doc/protocol.md#takeover)."""
         rec = self.recorder_of[entry.name]
-        old = self.conns.get(rec.name)
-        if old is not None:
-            self.drop(old, "replaced by a new connection from %s" % format_peer(peer))
+        rec.counters["connect"] += 1
         try:
             transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        rec.new_connection()
         conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen, self.cfg.acks)
-        self.conns[rec.name] = conn
+        waiting = self.candidates.get(rec.name)
+        if waiting is not None and len(waiting) >= self.candidate_max:
+            self.drop(next(iter(waiting)), "%d newer connections from the client's address "
+                      "are waiting for their LINK_HDR (limit %d)"
+                      % (len(waiting), self.candidate_max), 30, "evicted")
+        self.candidates.setdefault(rec.name, collections.OrderedDict())[conn] = True
         transport.set_reader(conn.on_readable)
         if self.cfg.acks:
             # Upstream clients read and drop what a server says; ours opt in with STREAM.
@@ -3926,24 +4333,59 @@ class Server(object):
         if self.cfg.header_timeout:
             conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
                                                      self._check_header, conn)
-        _log.info("%s: connected%s", conn.label, how)
-        self.call_hooks("client_connected", rec.name, peer)
+        self.peer_line(rec.name, "connected", 20, "%s: connected%s" % (conn.label, how))
         return conn
+
+    def promote(self, conn):
+        """A candidate sent a valid LINK_HDR: it becomes the client's live connection."""
+        rec = conn.recorder
+        waiting = self.candidates.get(rec.name)
+        if waiting is not None:
+            waiting.pop(conn, None)
+            if not waiting:
+                del self.candidates[rec.name]
+        if conn.header_timer is not None:
+            conn.header_timer.cancel()
+            conn.header_timer = None
+        old = self.conns.get(rec.name)
+        if old is not None:
+            self.drop(old, "replaced by a new connection from %s, which sent a valid LINK_HDR"
+                      % format_peer(conn.peer), 20, "replaced")
+        conn.live = True
+        self.conns[rec.name] = conn
+        rec.new_connection()
+        self.call_hooks("client_connected", rec.name, conn.peer)
 
     def _check_header(self, conn):
         conn.header_timer = None
         if not conn.closed and conn.parser.link is None:
             self.drop(conn, "no LINK_HDR within header_timeout (%gs)" % self.cfg.header_timeout,
-                      30)
+                      30, "header_timeout")
 
-    def drop(self, conn, reason, level=20):
-        """Close a connection and its client's current file."""
+    def drop(self, conn, reason, level=20, kind="end"):
+        """Close a connection; a live one also closes its client's current file.
+
+        kind groups the log line for rate limiting (per client, and apart for
+        candidates, so a flood of them cannot hide the live connection's lines).
+        """
         if conn.closed:
             return
         rec = conn.recorder
+        if not conn.live:
+            waiting = self.candidates.get(rec.name)
+            if waiting is not None:
+                waiting.pop(conn, None)
+                if not waiting:
+                    del self.candidates[rec.name]
+            live = self.conns.get(rec.name)
+            self.peer_line(rec.name, ("candidate", kind), level, "%s: disconnected: %s%s" % (
+                conn.label, reason, "; the live connection from %s goes on"
+                % format_peer(live.peer) if live is not None else ""))
+            conn.close()
+            return
         if self.conns.get(rec.name) is conn:
             del self.conns[rec.name]
-        _log.log(level, "%s: disconnected: %s", conn.label, reason)
+        self.peer_line(rec.name, kind, level, "%s: disconnected: %s" % (conn.label, reason))
         rec.close_file("disconnect")
         if conn.streaming:
             conn.streaming = False
@@ -3962,11 +4404,13 @@ class Server(object):
         """A peer broke a rule: count it by reason and disconnect it."""
         rej = conn.recorder.rejected
         rej[err.code] = rej.get(err.code, 0) + 1
-        self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30)
+        self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30, err.code)
 
     # ------------------------------------------------------------ data
     def link_header(self, conn, link):
         """The connection's parser accepted a LINK_HDR (a validate.LinkInfo)."""
+        if not conn.live:
+            self.promote(conn)
         rec = conn.recorder
         rec.set_link(link)
         self.call_hooks("link_header", rec.name, link)
@@ -3992,6 +4436,11 @@ class Server(object):
     def stream_start(self, conn, msg):
         """A client names its stream (STREAM): answer what is stored; False if dropped."""
         rec = conn.recorder
+        if not conn.live:
+            # Only a connection that proved itself may touch the client's stream state.
+            self.reject(conn, wire.FrameError("stream-early", "STREAM before the "
+                                              "connection's first LINK_HDR"))
+            return False
         if conn.streaming:
             return self._stream_jump(conn, msg)
         if conn.frames:
@@ -4003,9 +4452,9 @@ class Server(object):
         conn.next_in, conn.want = msg.first_seq, start
         if gap:
             self._gap_log(conn, start - gap, start - 1)
-        _log.info("%s: acknowledged stream %s from frame %d%s", conn.label,
-                  msg.stream_id.hex()[:16], msg.first_seq,
-                  ", %d frame(s) stored already are skipped" % skip if skip else "")
+        self.peer_line(rec.name, "stream", 20, "%s: acknowledged stream %s from frame %d%s" % (
+            conn.label, msg.stream_id.hex()[:16], msg.first_seq,
+            ", %d frame(s) stored already are skipped" % skip if skip else ""))
         self.acknowledge(conn)
         return not conn.closed
 
@@ -4027,9 +4476,9 @@ class Server(object):
         return True
 
     def _gap_log(self, conn, first, last):
-        _log.warning("%s: frames %d to %d never arrived: the client gave them up (queue or "
-                     "spool full, max_age, or it restarted without a spool)",
-                     conn.label, first, last)
+        self.peer_line(conn.recorder.name, "gap", 30, "%s: frames %d to %d never arrived: the "
+                       "client gave them up (queue or spool full, max_age, or it restarted "
+                       "without a spool)" % (conn.label, first, last))
 
     def acknowledge(self, conn):
         """Write the client's state, then acknowledge what is durable."""
@@ -4081,11 +4530,19 @@ class Server(object):
                           "them again" % rec.broken, 40)
             elif rec.durable != conn.acked_durable:
                 self.acknowledge(conn)
+        self.trimmer.maybe_trim(self.admission.counters["connect"])
         idle = self.cfg.idle_timeout
         if idle:
             limit = time.monotonic() - idle
-            for conn in [c for c in self.conns.values() if c.last_rx < limit]:
-                self.drop(conn, "nothing received for idle_timeout (%gs)" % idle, 30)
+            for conn in [c for c in self.all_connections() if c.last_rx < limit]:
+                self.drop(conn, "nothing received for idle_timeout (%gs)" % idle, 30, "idle")
+
+    def all_connections(self):
+        """Return every connection: the live ones and the candidates."""
+        out = list(self.conns.values())
+        for waiting in self.candidates.values():
+            out.extend(waiting)
+        return out
 
     def rotate_all(self, reason):
         for rec in self.recorders:
@@ -4133,8 +4590,9 @@ class Server(object):
             if self.bytes_read == before:
                 break
         self.admission.close_pending()
-        for conn in list(self.conns.values()):
+        for conn in self.all_connections():
             self.drop(conn, "server shutting down")
+        self.flush_peer_lines(everything=True)
         for rec in self.recorders:
             rec.close_file("shutdown")
             rec.state_file.close()
@@ -4307,9 +4765,13 @@ def parse_args(argv):
 
 
 def load_config(path):
-    """Load and check the config and its directories; raise ConfigError."""
+    """Load and check the config and what start-up writes; raise ConfigError.
+
+    --check-config and start-up run the same checks (doc/operations.md#check-config).
+    """
     cfg = serverconfig.load(path)
     serverconfig.check_dirs(cfg)
+    serverconfig.check_files(cfg)
     return cfg
 
 
@@ -4390,6 +4852,8 @@ def main(argv=None):
         return 2 if args.check_config else 1
     if args.check_config:
         print("config OK: %s: %s" % (args.config_file, cfg.summary()))
+        for note in serverconfig.unchecked(cfg):
+            print("not checked: %s" % note)
         return 0
     try:
         if args.pidfile:
@@ -4749,8 +5213,9 @@ class Recorder(object):
 
     # ------------------------------------------------------------ events
     def new_connection(self):
-        """A new connection starts: close the file, forget the link header."""
-        self.counters["connect"] += 1
+        """A connection proved itself and is the client's now: close the file, forget
+        the link header. (The server counts every connection in `connect` when it
+        arrives.)"""
         self.close_file("new connection")
         self.link = None
 
@@ -5195,9 +5660,10 @@ class TraceFile(object):
             self.flush()
             if sync and self.written:
                 os.fdatasync(self.fd)
-        except WriteError as e:
-            err = e
-        except OSError as e:
+        except (WriteError, OSError) as e:
+            # Returned as a value: without the traceback, which would hold this
+            # frame and its caller in a cycle (HACKING.md#mem-release).
+            e.__traceback__ = e.__context__ = e.__cause__ = None
             err = e
         path = self.path
         if self.written < self.header_len or self.written == 0:
@@ -6500,7 +6966,7 @@ class TLSTransport(object):
     def recv_into(self, buf, nbytes=0):
         """Decrypt into buf; return n > 0, 0 at EOF, or None when nothing is waiting."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return None
         try:
@@ -6520,7 +6986,7 @@ class TLSTransport(object):
     def send(self, data):
         """Encrypt up to WRITE_CHUNK bytes of data; return how many were taken (0: full)."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return 0
         try:
@@ -6540,6 +7006,10 @@ class TLSTransport(object):
         self._cancel_timers()
         self.loop.remove(self.sock)
         self.sock.close()
+        # Owners' callbacks usually reference this transport (a closure, a bound
+        # method of the connection): let go of them, so that nothing waits for
+        # the cyclic garbage collector.
+        self._on_ready = self._on_error = self._reader = self._writer = None
 
     def peer_names(self):
         """Return the CN and DNS SANs of the verified peer certificate."""
@@ -6574,8 +7044,10 @@ class TLSTransport(object):
             self._timer.cancel()
             self._timer = None
         self._update()
-        if self._on_ready is not None:
-            self._on_ready()
+        on_ready = self._on_ready
+        self._on_ready = self._on_error = None   # each is called at most once
+        if on_ready is not None:
+            on_ready()
 
     def _update(self):
         """Register the socket for what the stream and its owner need now."""
@@ -6647,15 +7119,25 @@ class TLSTransport(object):
         self._timer = self._refire = None
 
     def _fail(self, err, report=True):
-        """Stop all activity; report err to on_error once, or return it to raise."""
+        """Stop all activity; report err to on_error once, or return it to raise.
+
+        The error kept for later calls is a copy without a traceback: a traceback
+        holds the frames it passed through, and one of them holds this transport.
+        """
         if self._error is None:
-            self._error = err
+            self._error = TLSError(err.kind, err.reason)
             self._cancel_timers()
             self.loop.remove(self.sock)
             self._registered = (False, False)
-            if report and self._on_error is not None:
-                self._on_error(err)
+            on_error = self._on_error
+            self._on_ready = self._on_error = None
+            if report and on_error is not None:
+                on_error(self._error)
         return err
+
+    def _error_again(self):
+        """Return a fresh copy of the stored error to raise (see _fail)."""
+        return TLSError(self._error.kind, self._error.reason)
 
 
 # ------------------------------------------------------------------ identity
@@ -7209,7 +7691,7 @@ class PlainTransport(object):
     def close(self):
         if not self.closed:
             self.closed = True
-            self._reader = None
+            self._reader = None   # usually a bound method of the owner, which holds us
             if self._start_timer is not None:
                 self._start_timer.cancel()
                 self._start_timer = None
@@ -7376,7 +7858,7 @@ class LinkInfo(object):
     """
 
     __slots__ = ("format", "byteorder", "header", "snaplen", "linktype", "nanosecond",
-                 "interfaces", "max_snaplen", "check_data", "_rec", "_blk", "_epb")
+                 "interfaces", "max_snaplen", "_rec", "_blk", "_epb")
 
     def __init__(self, fmt, byteorder, header, max_snaplen):
         self.format = fmt
@@ -7390,11 +7872,21 @@ class LinkInfo(object):
         self._rec = pcapfile.RECORD[byteorder]
         self._blk = pcapng.BLOCK_HEAD[byteorder]
         self._epb = pcapng.EPB_FIXED[byteorder]
-        self.check_data = self._check_pcap if fmt == "pcap" else self._check_pcapng
 
     @property
     def ext(self):
         return self.format
+
+    def check_data(self, payload):
+        """Raise ValidationError unless payload is a LINK_DATA payload valid for this link.
+
+        check_link_hdr() returns a subclass that calls the check of its format
+        directly (no dispatch per packet, and no bound method stored in the
+        object, which would make a reference cycle).
+        """
+        if self.format == "pcap":
+            return self._check_pcap(payload)
+        return self._check_pcapng(payload)
 
     def _check_pcap(self, payload):
         n = len(payload)
@@ -7449,6 +7941,16 @@ class LinkInfo(object):
         # forward compatibility, as upstream.
 
 
+class _PcapLink(LinkInfo):
+    __slots__ = ()
+    check_data = LinkInfo._check_pcap
+
+
+class _PcapngLink(LinkInfo):
+    __slots__ = ()
+    check_data = LinkInfo._check_pcapng
+
+
 def check_link_hdr(payload, max_snaplen=DEFAULT_MAX_SNAPLEN):
     """Validate a LINK_HDR payload; return its LinkInfo or raise ValidationError."""
     n = len(payload)
@@ -7478,7 +7980,7 @@ def _pcap_hdr(payload, found, max_snaplen):
                               % (gh.snaplen, max_snaplen))
     if gh.snaplen == 0:
         raise ValidationError("pcap-hdr-snaplen", "link header snaplen is 0")
-    info = LinkInfo("pcap", found[0], payload, max_snaplen)
+    info = _PcapLink("pcap", found[0], payload, max_snaplen)
     info.snaplen = gh.snaplen
     info.linktype = gh.linktype
     info.nanosecond = gh.nanosecond
@@ -7489,7 +7991,7 @@ def _pcapng_hdr(payload, bo, max_snaplen):
     n = len(payload)
     try:
         _, total, _ = pcapng.parse_shb(payload, 0, n)
-        info = LinkInfo("pcapng", bo, payload, max_snaplen)
+        info = _PcapngLink("pcapng", bo, payload, max_snaplen)
         pos = total
         while pos < n:
             btype, total = pcapng.check_block(payload, pos, bo, n)
@@ -8011,7 +8513,13 @@ class Importer(object):
         if not re.match(r"^[0-7]{1,4}$", mode):
             self.report("error", "not an octal mode (example: 0440); not converted")
             return
-        self.set("server", "file_permission_mask", "0%o" % int(mode, 8))
+        value = int(mode, 8)
+        if value & ~0o666:
+            # The server accepts read and write bits only (doc/server.md#configuration).
+            self.report("note", "0%o without its execute, set-user-ID, set-group-ID and "
+                        "sticky bits: trace files are data" % value)
+            value &= 0o666
+        self.set("server", "file_permission_mask", "0%o" % value)
 
     def s_write_queue(self, n):
         self.report("unsupported", "not needed: the server batches writes and applies TCP "

@@ -66,6 +66,19 @@ class RateLimiter(object):
         self._last[key] = now
         return self._held.pop(key, 0)
 
+    def due(self, everything=False):
+        """Return [(key, held)] for keys whose lines were held back and whose interval
+        has ended since (with everything: all of them, at exit); each counts as let
+        through now (for a summary line)."""
+        now = self.clock()
+        out = []
+        for key, held in list(self._held.items()):
+            if everything or now - self._last.get(key, now) >= self.interval:
+                del self._held[key]
+                self._last[key] = now
+                out.append((key, held))
+        return out
+
 
 # ------------------------------------------------------------ [log] section
 # Everything below is for the daemons: the [log] section, its three targets,

@@ -12,21 +12,38 @@ import selectors
 import signal
 import time
 
+# Cancelled timers stay in the heap (removing one from the middle costs a
+# rebuild); once there are more than this many and they are over half of the
+# heap, one pass drops them all.
+COMPACT_MIN = 64
+
 
 class Timer(object):
-    """A scheduled call; cancel() prevents it from running."""
+    """A scheduled call; cancel() prevents it from running.
 
-    __slots__ = ("when", "callback", "args", "cancelled", "seq")
+    cancel() lets go of the callback and its arguments at once: a cancelled
+    timer left in the loop's heap until its deadline holds nothing but itself,
+    and the loop drops such entries in bulk when they pile up
+    (Loop._timer_cancelled, HACKING.md#mem-release).
+    """
 
-    def __init__(self, when, seq, callback, args):
+    __slots__ = ("when", "callback", "args", "cancelled", "seq", "loop")
+
+    def __init__(self, when, seq, callback, args, loop=None):
         self.when = when
         self.seq = seq
         self.callback = callback
         self.args = args
         self.cancelled = False
+        self.loop = loop
 
     def cancel(self):
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback = self.args = None
+            loop, self.loop = self.loop, None
+            if loop is not None:
+                loop._timer_cancelled()
 
     def __lt__(self, other):
         return (self.when, self.seq) < (other.when, other.seq)
@@ -57,6 +74,7 @@ class Loop(object):
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self._timers = []
+        self._cancelled = 0     # cancelled Timers still in the heap
         self._seq = 0
         self._running = False
         self._signals = {}
@@ -108,9 +126,22 @@ class Loop(object):
     def call_later(self, delay, callback, *args):
         """Run callback(*args) after delay seconds; return its Timer."""
         self._seq += 1
-        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args)
+        t = Timer(self.clock() + max(0.0, delay), self._seq, callback, args, self)
         heapq.heappush(self._timers, t)
         return t
+
+    def _timer_cancelled(self):
+        """Count a cancelled heap entry; drop them all once they are most of the heap."""
+        self._cancelled += 1
+        timers = self._timers
+        if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(timers):
+            timers[:] = [t for t in timers if not t.cancelled]
+            heapq.heapify(timers)
+            self._cancelled = 0
+
+    def pending_timers(self):
+        """Return the number of timers that will still run (for tests and metrics)."""
+        return len(self._timers) - self._cancelled
 
     def call_every(self, interval, callback, *args):
         """Run callback(*args) every interval seconds; return a cancellable handle."""
@@ -179,8 +210,13 @@ class Loop(object):
         now = self.clock()
         while timers and timers[0].when <= now:
             t = heapq.heappop(timers)
-            if not t.cancelled:
-                t.callback(*t.args)
+            if t.cancelled:
+                self._cancelled -= 1
+                continue
+            t.loop = None    # it runs now: a late cancel() has nothing to count
+            callback, args = t.callback, t.args
+            t.callback = t.args = None
+            callback(*args)
 
     def run(self):
         """Run until stop() is called."""

@@ -299,7 +299,7 @@ class TLSTransport(object):
     def recv_into(self, buf, nbytes=0):
         """Decrypt into buf; return n > 0, 0 at EOF, or None when nothing is waiting."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return None
         try:
@@ -319,7 +319,7 @@ class TLSTransport(object):
     def send(self, data):
         """Encrypt up to WRITE_CHUNK bytes of data; return how many were taken (0: full)."""
         if self._error is not None:
-            raise self._error
+            raise self._error_again()
         if not self.ready or self.closed:
             return 0
         try:
@@ -339,6 +339,10 @@ class TLSTransport(object):
         self._cancel_timers()
         self.loop.remove(self.sock)
         self.sock.close()
+        # Owners' callbacks usually reference this transport (a closure, a bound
+        # method of the connection): let go of them, so that nothing waits for
+        # the cyclic garbage collector.
+        self._on_ready = self._on_error = self._reader = self._writer = None
 
     def peer_names(self):
         """Return the CN and DNS SANs of the verified peer certificate."""
@@ -373,8 +377,10 @@ class TLSTransport(object):
             self._timer.cancel()
             self._timer = None
         self._update()
-        if self._on_ready is not None:
-            self._on_ready()
+        on_ready = self._on_ready
+        self._on_ready = self._on_error = None   # each is called at most once
+        if on_ready is not None:
+            on_ready()
 
     def _update(self):
         """Register the socket for what the stream and its owner need now."""
@@ -446,15 +452,25 @@ class TLSTransport(object):
         self._timer = self._refire = None
 
     def _fail(self, err, report=True):
-        """Stop all activity; report err to on_error once, or return it to raise."""
+        """Stop all activity; report err to on_error once, or return it to raise.
+
+        The error kept for later calls is a copy without a traceback: a traceback
+        holds the frames it passed through, and one of them holds this transport.
+        """
         if self._error is None:
-            self._error = err
+            self._error = TLSError(err.kind, err.reason)
             self._cancel_timers()
             self.loop.remove(self.sock)
             self._registered = (False, False)
-            if report and self._on_error is not None:
-                self._on_error(err)
+            on_error = self._on_error
+            self._on_ready = self._on_error = None
+            if report and on_error is not None:
+                on_error(self._error)
         return err
+
+    def _error_again(self):
+        """Return a fresh copy of the stored error to raise (see _fail)."""
+        return TLSError(self._error.kind, self._error.reason)
 
 
 # ------------------------------------------------------------------ identity

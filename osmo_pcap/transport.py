@@ -105,7 +105,7 @@ class PlainTransport(object):
     def close(self):
         if not self.closed:
             self.closed = True
-            self._reader = None
+            self._reader = None   # usually a bound method of the owner, which holds us
             if self._start_timer is not None:
                 self._start_timer.cancel()
                 self._start_timer = None

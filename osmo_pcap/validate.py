@@ -29,7 +29,7 @@ class LinkInfo(object):
     """
 
     __slots__ = ("format", "byteorder", "header", "snaplen", "linktype", "nanosecond",
-                 "interfaces", "max_snaplen", "check_data", "_rec", "_blk", "_epb")
+                 "interfaces", "max_snaplen", "_rec", "_blk", "_epb")
 
     def __init__(self, fmt, byteorder, header, max_snaplen):
         self.format = fmt
@@ -43,11 +43,21 @@ class LinkInfo(object):
         self._rec = pcapfile.RECORD[byteorder]
         self._blk = pcapng.BLOCK_HEAD[byteorder]
         self._epb = pcapng.EPB_FIXED[byteorder]
-        self.check_data = self._check_pcap if fmt == "pcap" else self._check_pcapng
 
     @property
     def ext(self):
         return self.format
+
+    def check_data(self, payload):
+        """Raise ValidationError unless payload is a LINK_DATA payload valid for this link.
+
+        check_link_hdr() returns a subclass that calls the check of its format
+        directly (no dispatch per packet, and no bound method stored in the
+        object, which would make a reference cycle).
+        """
+        if self.format == "pcap":
+            return self._check_pcap(payload)
+        return self._check_pcapng(payload)
 
     def _check_pcap(self, payload):
         n = len(payload)
@@ -102,6 +112,16 @@ class LinkInfo(object):
         # forward compatibility, as upstream.
 
 
+class _PcapLink(LinkInfo):
+    __slots__ = ()
+    check_data = LinkInfo._check_pcap
+
+
+class _PcapngLink(LinkInfo):
+    __slots__ = ()
+    check_data = LinkInfo._check_pcapng
+
+
 def check_link_hdr(payload, max_snaplen=DEFAULT_MAX_SNAPLEN):
     """Validate a LINK_HDR payload; return its LinkInfo or raise ValidationError."""
     n = len(payload)
@@ -131,7 +151,7 @@ def _pcap_hdr(payload, found, max_snaplen):
                               % (gh.snaplen, max_snaplen))
     if gh.snaplen == 0:
         raise ValidationError("pcap-hdr-snaplen", "link header snaplen is 0")
-    info = LinkInfo("pcap", found[0], payload, max_snaplen)
+    info = _PcapLink("pcap", found[0], payload, max_snaplen)
     info.snaplen = gh.snaplen
     info.linktype = gh.linktype
     info.nanosecond = gh.nanosecond
@@ -142,7 +162,7 @@ def _pcapng_hdr(payload, bo, max_snaplen):
     n = len(payload)
     try:
         _, total, _ = pcapng.parse_shb(payload, 0, n)
-        info = LinkInfo("pcapng", bo, payload, max_snaplen)
+        info = _PcapngLink("pcapng", bo, payload, max_snaplen)
         pos = total
         while pos < n:
             btype, total = pcapng.check_block(payload, pos, bo, n)

@@ -496,7 +496,13 @@ class Importer(object):
         if not re.match(r"^[0-7]{1,4}$", mode):
             self.report("error", "not an octal mode (example: 0440); not converted")
             return
-        self.set("server", "file_permission_mask", "0%o" % int(mode, 8))
+        value = int(mode, 8)
+        if value & ~0o666:
+            # The server accepts read and write bits only (doc/server.md#configuration).
+            self.report("note", "0%o without its execute, set-user-ID, set-group-ID and "
+                        "sticky bits: trace files are data" % value)
+            value &= 0o666
+        self.set("server", "file_permission_mask", "0%o" % value)
 
     def s_write_queue(self, n):
         self.report("unsupported", "not needed: the server batches writes and applies TCP "

@@ -10,7 +10,7 @@ import grp
 import os
 import pwd
 
-from osmo_pcap import log, metrics
+from osmo_pcap import log, metrics, preflight
 import socket
 
 from osmo_pcap.ini import (ConfigError, Section, check_safe_name, parse_bool, parse_duration, parse_int, parse_port, parse_size, read_ini, resolve_path)
@@ -202,7 +202,38 @@ def load(path):
     for name in cp.sections():
         if name.startswith("server "):
             cfg.servers.append(_load_server(cp, name, path, base))
+    if not cfg.servers:
+        raise ConfigError("no [server NAME] section: the client would capture for nobody "
+                          "(add one with host and port)", path)
+    if not any(s.enabled for s in cfg.servers):
+        first = cfg.servers[0]
+        raise ConfigError("every [server NAME] has enabled = no: the client would capture "
+                          "for nobody", path, "server " + first.name, "enabled")
     return cfg
+
+
+def check_files(cfg):
+    """Check the files and directories start-up writes: the [log] file and each
+    spool_dir (doc/operations.md#check-config); raise ConfigError."""
+    if cfg.log is not None and cfg.log.target == "file":
+        why = preflight.file_problem(cfg.log.file)
+        if why is not None:
+            raise ConfigError(why, cfg.path, "log", "file")
+    for s in cfg.servers:
+        if s.spool_dir and s.enabled:
+            why = preflight.dir_problem(os.path.join(s.spool_dir, s.name), create=True)
+            if why is not None:
+                raise ConfigError(why, cfg.path, "server " + s.name, "spool_dir")
+
+
+def unchecked(cfg):
+    """Return what --check-config cannot know beforehand, one line each."""
+    notes = []
+    if cfg.metrics:
+        preflight.check_listeners([preflight.Listener("metrics", "listen", *cfg.metrics)],
+                                  cfg.path, notes)
+    preflight.user_note(notes)
+    return notes
 
 
 def _load_server(cp, section, path, base):

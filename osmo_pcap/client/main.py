@@ -723,6 +723,8 @@ def check_config(cfg):
     if problems:
         return 2
     print(cfg.summary())
+    for note in clientconfig.unchecked(cfg):
+        print("not checked: %s" % note)
     return 0
 
 
@@ -787,6 +789,7 @@ def main(argv=None):
     path = args.config_file or clientconfig.DEFAULT_PATH
     try:
         cfg = clientconfig.load(path)
+        clientconfig.check_files(cfg)   # the same checks for --check-config and start-up
     except ConfigError as e:
         print("osmo_pcap_client.py: %s" % e, file=sys.stderr)
         return 2 if args.check_config else 1

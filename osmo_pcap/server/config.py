@@ -11,7 +11,7 @@ import errno
 import ipaddress
 import os
 
-from osmo_pcap import log, metrics, rotation
+from osmo_pcap import log, metrics, preflight, rotation
 from osmo_pcap import ini
 from osmo_pcap.server import hooks
 from osmo_pcap.ini import ConfigError
@@ -63,6 +63,7 @@ class ServerConfig(object):
         self.log = None
         self.metrics = None
         self.clients = []
+        self.listeners = []  # preflight.Listener for every listening socket, in order
 
     def summary(self):
         """Return a one-line description for --check-config and the start-up log."""
@@ -104,6 +105,22 @@ def _duration_or_off(text):
     return ini.parse_duration(text)
 
 
+def _file_mode(text):
+    """Return a trace file mode: read and write bits only (the files are data from the
+    network; an execute, set-ID or sticky bit on them is never wanted)."""
+    mode = ini.parse_octal_mode(text)
+    if mode & ~0o666:
+        raise ValueError("0%o has bits other than read and write (allowed: any of 0666, "
+                         "e.g. 0440 or 0640): %s" % (mode, _extra_bits(mode)))
+    return mode
+
+
+def _extra_bits(mode):
+    names = [(0o4000, "set-user-ID"), (0o2000, "set-group-ID"), (0o1000, "sticky"),
+             (0o111, "execute")]
+    return ", ".join(n for bit, n in names if mode & bit)
+
+
 def _snaplen(text):
     return ini.parse_int(text, 1, MAX_SNAPLEN_LIMIT)
 
@@ -140,7 +157,7 @@ def load(path):
     cfg.port = s.get("port", ini.parse_port, cfg.port)
     cfg.base_path = ini.resolve_path(base_dir, s.get("base_path", None, "."))
     cfg.completed_path = ini.resolve_path(base_dir, s.get("completed_path"))
-    cfg.file_permission_mask = s.get("file_permission_mask", ini.parse_octal_mode,
+    cfg.file_permission_mask = s.get("file_permission_mask", _file_mode,
                                      cfg.file_permission_mask)
     cfg.max_snaplen = s.get("max_snaplen", _snaplen, cfg.max_snaplen)
     cfg.max_file_size = s.get("max_file_size", lambda t: ini.parse_size(t, allow_off=True),
@@ -213,7 +230,47 @@ def load(path):
                                                         any_ip=(ip is ANY))
         c.finish()
         cfg.clients.append(ClientEntry(name, ip, store, entry_tls))
+    cfg.listeners = listeners(cfg)
+    preflight.check_listeners(cfg.listeners, path)
     return cfg
+
+
+def listeners(cfg):
+    """Return the preflight.Listener of every socket the server will listen on."""
+    out = [preflight.Listener("server", "listen", cfg.listen, cfg.port)]
+    h = cfg.hooks
+    if h is not None:
+        if h.zmq_publish:
+            out.append(preflight.Listener("server", "zmq_publish", *h.zmq_publish))
+        if h.tap_listen:
+            out.append(preflight.Listener("server", "tap_listen", *h.tap_listen))
+        for name, addr in sorted(h.tap_clients.items()):
+            out.append(preflight.Listener("server", hooks.TAP_PREFIX + name, *addr))
+    if cfg.metrics:
+        out.append(preflight.Listener("metrics", "listen", *cfg.metrics))
+    return out
+
+
+def check_files(cfg):
+    """Check the files and directories start-up writes besides the trace directories
+    (the [log] file, the stream state directory); raise ConfigError."""
+    if cfg.log is not None and cfg.log.target == "file":
+        why = preflight.file_problem(cfg.log.file)
+        if why is not None:
+            raise ConfigError(why, cfg.path, "log", "file")
+    from osmo_pcap.server.ackstate import STATE_DIR
+    why = preflight.dir_problem(os.path.join(cfg.base_path, STATE_DIR), create=True)
+    if why is not None:
+        raise ConfigError("the stream state directory: %s" % why, cfg.path, "server",
+                          "base_path")
+
+
+def unchecked(cfg):
+    """Return what --check-config cannot know beforehand, one line each."""
+    notes = []
+    preflight.check_listeners(cfg.listeners, cfg.path, notes)
+    preflight.user_note(notes)
+    return notes
 
 
 def check_dirs(cfg):

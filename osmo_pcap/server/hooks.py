@@ -3,8 +3,9 @@
 
 The interface the server calls on every hook object returned by create():
 
-  client_connected(name, peer)      a configured client connected (peer: (host, port))
-  client_disconnected(name)         its connection ended
+  client_connected(name, peer)      a client's connection took over with a valid LINK_HDR
+                                    (doc/protocol.md#takeover; peer: (host, port))
+  client_disconnected(name)         that connection ended
   link_header(name, link)           a LINK_HDR was accepted (validate.LinkInfo)
   data(name, link, payload)         one LINK_DATA; payload is only valid during the call
   file_closed(name, path)           a trace file was closed (after the move to completed_path)

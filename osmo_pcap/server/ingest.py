@@ -134,12 +134,12 @@ class Parser(object):
                 try:
                     return stop, nbytes, StreamStart(*wire.decode_stream(payload))
                 except wire.FrameError as e:
-                    return pos, nbytes, e
+                    return pos, nbytes, _bare(e)
             if t != LINK_DATA:
                 try:
                     link = validate.check_link_hdr(payload, self.max_snaplen)
                 except ValidationError as e:
-                    return pos, nbytes, e
+                    return pos, nbytes, _bare(e)
                 self._set_link(link)
                 return stop, nbytes, link
             link = self.link
@@ -149,10 +149,21 @@ class Parser(object):
             try:
                 link.check_data(payload)
             except ValidationError as e:
-                return pos, nbytes, e
+                return pos, nbytes, _bare(e)
             append(payload)
             nbytes += n
             pos = stop
+
+
+def _bare(exc):
+    """Return a caught exception without its traceback, to be handed on as a value.
+
+    Its traceback holds the frames it was raised through, and those hold the
+    caller that keeps the exception: a reference cycle that lives until the
+    cyclic collector runs, which the server makes rare (HACKING.md#mem-release).
+    """
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 class StreamStart(object):
@@ -174,7 +185,7 @@ class Connection(object):
 
     __slots__ = ("server", "transport", "peer", "recorder", "parser", "closed", "label",
                  "last_rx", "header_timer", "frames", "streaming", "next_in", "want",
-                 "acked_durable", "wbuf", "ack_due")
+                 "acked_durable", "wbuf", "ack_due", "live")
 
     def __init__(self, server, transport, peer, recorder, max_snaplen, streams=False):
         self.server = server
@@ -194,6 +205,7 @@ class Connection(object):
         self.acked_durable = 0     # recorder.durable when the last ACK was made
         self.wbuf = bytearray()    # our messages the transport has not taken yet
         self.ack_due = None        # an ACK waiting behind wbuf (only the newest counts)
+        self.live = False          # promoted: the client's connection (doc/protocol.md#takeover)
 
     def on_readable(self):
         """Read once into the shared buffer, decode, validate and store."""

@@ -9,9 +9,15 @@ per client writes, rotates, closes and moves its files, and acknowledges what
 is stored to clients that ask for it (doc/protocol.md#acknowledged-delivery).
 This module keeps the data flow, shutdown and metrics. Signals only set
 flags; the loop does the work.
+
+A new connection is a candidate until its first valid LINK_HDR
+(doc/protocol.md#takeover): it gets the ACK_OFFER, but it touches neither the
+client's live connection nor its recorder; with the LINK_HDR it is promoted
+and replaces the live one.
 """
 
 import argparse
+import collections
 import gc
 import os
 import signal
@@ -19,7 +25,7 @@ import socket
 import sys
 import time
 
-from osmo_pcap import __version__, COPYRIGHT, daemon, log, metrics, vtyimport, wire
+from osmo_pcap import __version__, COPYRIGHT, daemon, log, memory, metrics, vtyimport, wire
 from osmo_pcap.ini import ConfigError
 from osmo_pcap.loop import Loop
 from osmo_pcap.rotation import LocalClock
@@ -37,6 +43,7 @@ ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 1.0
 SHUTDOWN_GRACE = 2.0
 STATUS_INTERVAL = 10.0   # systemd's STATUS= line is refreshed this often
+PEER_LOG_INTERVAL = 10.0  # lines about one client's connections, per kind (doc/server.md#behaviour)
 
 _log = log.get("server")
 
@@ -57,7 +64,14 @@ class Server(object):
         self.recorder_of = dict((r.name, r) for r in self.recorders)
         self.admission = Admission(self.loop, cfg.clients, cfg.tls, self.attach)
         self.accept_log = log.RateLimiter(10.0)
-        self.conns = {}
+        # Lines about one client's connections: at most one per client and kind
+        # every 10 s, whoever connects from its address (doc/server.md#behaviour).
+        self.peer_log = log.RateLimiter(PEER_LOG_INTERVAL)
+        self.peer_held = {}       # key -> (level, the last line held back)
+        self.conns = {}           # client name -> its live (promoted) Connection
+        self.candidates = {}      # client name -> OrderedDict of candidates, oldest first
+        self.candidate_max = self.admission.pending_per_ip
+        self.trimmer = memory.Trimmer()
         self.listener = None
         self.rbuf = bytearray(RECV_SIZE + wire.HEADER_SIZE + wire.MAX_PAYLOAD)
         self.rview = memoryview(self.rbuf)
@@ -102,6 +116,7 @@ class Server(object):
         self._timers.append(loop.call_every(self.cfg.flush_interval, self.tick))
         if self.cfg.stats_interval:
             self._timers.append(loop.call_every(self.cfg.stats_interval, self.log_stats))
+        self._timers.append(loop.call_every(PEER_LOG_INTERVAL, self.flush_peer_lines))
         if daemon.status_wanted():
             self._timers.append(loop.call_every(STATUS_INTERVAL, self.report_status))
         # The signals of all three programs (doc/operations.md#signals).
@@ -136,19 +151,39 @@ class Server(object):
         if self.listener is not None:
             self.loop.add_reader(self.listener, self._on_accept)
 
+    def peer_line(self, name, kind, level, message):
+        """Log a line about client name's connections, rate-limited per client and kind."""
+        key = (name, kind)
+        held = self.peer_log.ok(key)
+        if held is None:
+            self.peer_held[key] = (level, message)
+            return
+        self.peer_held.pop(key, None)
+        _log.log(level, "%s%s", message, " (%d similar suppressed)" % held if held else "")
+
+    def flush_peer_lines(self, everything=False):
+        """Timer: log the last line held back of every kind whose interval ended."""
+        for key, held in self.peer_log.due(everything):
+            item = self.peer_held.pop(key, None)
+            if item is not None:
+                _log.log(item[0], "%s%s", item[1],
+                         " (%d similar suppressed)" % (held - 1) if held > 1 else "")
+
     def attach(self, entry, transport, peer):
-        """Start reading an admitted connection; it replaces the client's old one."""
+        """Start reading an admitted connection, as a candidate (doc/protocol.md#takeover)."""
         rec = self.recorder_of[entry.name]
-        old = self.conns.get(rec.name)
-        if old is not None:
-            self.drop(old, "replaced by a new connection from %s" % format_peer(peer))
+        rec.counters["connect"] += 1
         try:
             transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        rec.new_connection()
         conn = Connection(self, transport, peer, rec, self.cfg.max_snaplen, self.cfg.acks)
-        self.conns[rec.name] = conn
+        waiting = self.candidates.get(rec.name)
+        if waiting is not None and len(waiting) >= self.candidate_max:
+            self.drop(next(iter(waiting)), "%d newer connections from the client's address "
+                      "are waiting for their LINK_HDR (limit %d)"
+                      % (len(waiting), self.candidate_max), 30, "evicted")
+        self.candidates.setdefault(rec.name, collections.OrderedDict())[conn] = True
         transport.set_reader(conn.on_readable)
         if self.cfg.acks:
             # Upstream clients read and drop what a server says; ours opt in with STREAM.
@@ -160,24 +195,59 @@ class Server(object):
         if self.cfg.header_timeout:
             conn.header_timer = self.loop.call_later(self.cfg.header_timeout,
                                                      self._check_header, conn)
-        _log.info("%s: connected%s", conn.label, how)
-        self.call_hooks("client_connected", rec.name, peer)
+        self.peer_line(rec.name, "connected", 20, "%s: connected%s" % (conn.label, how))
         return conn
+
+    def promote(self, conn):
+        """A candidate sent a valid LINK_HDR: it becomes the client's live connection."""
+        rec = conn.recorder
+        waiting = self.candidates.get(rec.name)
+        if waiting is not None:
+            waiting.pop(conn, None)
+            if not waiting:
+                del self.candidates[rec.name]
+        if conn.header_timer is not None:
+            conn.header_timer.cancel()
+            conn.header_timer = None
+        old = self.conns.get(rec.name)
+        if old is not None:
+            self.drop(old, "replaced by a new connection from %s, which sent a valid LINK_HDR"
+                      % format_peer(conn.peer), 20, "replaced")
+        conn.live = True
+        self.conns[rec.name] = conn
+        rec.new_connection()
+        self.call_hooks("client_connected", rec.name, conn.peer)
 
     def _check_header(self, conn):
         conn.header_timer = None
         if not conn.closed and conn.parser.link is None:
             self.drop(conn, "no LINK_HDR within header_timeout (%gs)" % self.cfg.header_timeout,
-                      30)
+                      30, "header_timeout")
 
-    def drop(self, conn, reason, level=20):
-        """Close a connection and its client's current file."""
+    def drop(self, conn, reason, level=20, kind="end"):
+        """Close a connection; a live one also closes its client's current file.
+
+        kind groups the log line for rate limiting (per client, and apart for
+        candidates, so a flood of them cannot hide the live connection's lines).
+        """
         if conn.closed:
             return
         rec = conn.recorder
+        if not conn.live:
+            waiting = self.candidates.get(rec.name)
+            if waiting is not None:
+                waiting.pop(conn, None)
+                if not waiting:
+                    del self.candidates[rec.name]
+            live = self.conns.get(rec.name)
+            self.peer_line(rec.name, ("candidate", kind), level, "%s: disconnected: %s%s" % (
+                conn.label, reason, "; the live connection from %s goes on"
+                % format_peer(live.peer) if live is not None else ""))
+            conn.close()
+            return
         if self.conns.get(rec.name) is conn:
             del self.conns[rec.name]
-        _log.log(level, "%s: disconnected: %s", conn.label, reason)
+        self.peer_line(rec.name, kind, level, "%s: disconnected: %s" % (conn.label, reason))
         rec.close_file("disconnect")
         if conn.streaming:
             conn.streaming = False
@@ -196,11 +266,13 @@ class Server(object):
         """A peer broke a rule: count it by reason and disconnect it."""
         rej = conn.recorder.rejected
         rej[err.code] = rej.get(err.code, 0) + 1
-        self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30)
+        self.drop(conn, "protocol violation [%s]: %s" % (err.code, err), 30, err.code)
 
     # ------------------------------------------------------------ data
     def link_header(self, conn, link):
         """The connection's parser accepted a LINK_HDR (a validate.LinkInfo)."""
+        if not conn.live:
+            self.promote(conn)
         rec = conn.recorder
         rec.set_link(link)
         self.call_hooks("link_header", rec.name, link)
@@ -226,6 +298,11 @@ class Server(object):
     def stream_start(self, conn, msg):
         """A client names its stream (STREAM): answer what is stored; False if dropped."""
         rec = conn.recorder
+        if not conn.live:
+            # Only a connection that proved itself may touch the client's stream state.
+            self.reject(conn, wire.FrameError("stream-early", "STREAM before the "
+                                              "connection's first LINK_HDR"))
+            return False
         if conn.streaming:
             return self._stream_jump(conn, msg)
         if conn.frames:
@@ -237,9 +314,9 @@ class Server(object):
         conn.next_in, conn.want = msg.first_seq, start
         if gap:
             self._gap_log(conn, start - gap, start - 1)
-        _log.info("%s: acknowledged stream %s from frame %d%s", conn.label,
-                  msg.stream_id.hex()[:16], msg.first_seq,
-                  ", %d frame(s) stored already are skipped" % skip if skip else "")
+        self.peer_line(rec.name, "stream", 20, "%s: acknowledged stream %s from frame %d%s" % (
+            conn.label, msg.stream_id.hex()[:16], msg.first_seq,
+            ", %d frame(s) stored already are skipped" % skip if skip else ""))
         self.acknowledge(conn)
         return not conn.closed
 
@@ -261,9 +338,9 @@ class Server(object):
         return True
 
     def _gap_log(self, conn, first, last):
-        _log.warning("%s: frames %d to %d never arrived: the client gave them up (queue or "
-                     "spool full, max_age, or it restarted without a spool)",
-                     conn.label, first, last)
+        self.peer_line(conn.recorder.name, "gap", 30, "%s: frames %d to %d never arrived: the "
+                       "client gave them up (queue or spool full, max_age, or it restarted "
+                       "without a spool)" % (conn.label, first, last))
 
     def acknowledge(self, conn):
         """Write the client's state, then acknowledge what is durable."""
@@ -315,11 +392,19 @@ class Server(object):
                           "them again" % rec.broken, 40)
             elif rec.durable != conn.acked_durable:
                 self.acknowledge(conn)
+        self.trimmer.maybe_trim(self.admission.counters["connect"])
         idle = self.cfg.idle_timeout
         if idle:
             limit = time.monotonic() - idle
-            for conn in [c for c in self.conns.values() if c.last_rx < limit]:
-                self.drop(conn, "nothing received for idle_timeout (%gs)" % idle, 30)
+            for conn in [c for c in self.all_connections() if c.last_rx < limit]:
+                self.drop(conn, "nothing received for idle_timeout (%gs)" % idle, 30, "idle")
+
+    def all_connections(self):
+        """Return every connection: the live ones and the candidates."""
+        out = list(self.conns.values())
+        for waiting in self.candidates.values():
+            out.extend(waiting)
+        return out
 
     def rotate_all(self, reason):
         for rec in self.recorders:
@@ -367,8 +452,9 @@ class Server(object):
             if self.bytes_read == before:
                 break
         self.admission.close_pending()
-        for conn in list(self.conns.values()):
+        for conn in self.all_connections():
             self.drop(conn, "server shutting down")
+        self.flush_peer_lines(everything=True)
         for rec in self.recorders:
             rec.close_file("shutdown")
             rec.state_file.close()
@@ -541,9 +627,13 @@ def parse_args(argv):
 
 
 def load_config(path):
-    """Load and check the config and its directories; raise ConfigError."""
+    """Load and check the config and what start-up writes; raise ConfigError.
+
+    --check-config and start-up run the same checks (doc/operations.md#check-config).
+    """
     cfg = serverconfig.load(path)
     serverconfig.check_dirs(cfg)
+    serverconfig.check_files(cfg)
     return cfg
 
 
@@ -624,6 +714,8 @@ def main(argv=None):
         return 2 if args.check_config else 1
     if args.check_config:
         print("config OK: %s: %s" % (args.config_file, cfg.summary()))
+        for note in serverconfig.unchecked(cfg):
+            print("not checked: %s" % note)
         return 0
     try:
         if args.pidfile:

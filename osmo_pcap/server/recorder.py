@@ -78,8 +78,9 @@ class Recorder(object):
 
     # ------------------------------------------------------------ events
     def new_connection(self):
-        """A new connection starts: close the file, forget the link header."""
-        self.counters["connect"] += 1
+        """A connection proved itself and is the client's now: close the file, forget
+        the link header. (The server counts every connection in `connect` when it
+        arrives.)"""
         self.close_file("new connection")
         self.link = None
 

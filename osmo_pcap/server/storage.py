@@ -157,9 +157,10 @@ class TraceFile(object):
             self.flush()
             if sync and self.written:
                 os.fdatasync(self.fd)
-        except WriteError as e:
-            err = e
-        except OSError as e:
+        except (WriteError, OSError) as e:
+            # Returned as a value: without the traceback, which would hold this
+            # frame and its caller in a cycle (HACKING.md#mem-release).
+            e.__traceback__ = e.__context__ = e.__cause__ = None
             err = e
         path = self.path
         if self.written < self.header_len or self.written == 0:

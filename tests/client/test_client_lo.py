@@ -264,7 +264,8 @@ class LoopbackTest(Harness):
         self.assertEqual(self.tshark_seqs(srv.base), list(range(10)))
 
     def test_invalid_filter_stops_startup(self):
-        c = self.start_client(client_ini(filt="udp port twelve"), wait=None)
+        c = self.start_client(client_ini(filt="udp port twelve", servers=(("s", 9, ""),)),
+                              wait=None)
         c.p.wait(WAIT)
         self.assertEqual(c.stop(), 1)
         self.assertIn("udp port twelve", c.text())
@@ -273,7 +274,8 @@ class LoopbackTest(Harness):
 
     def test_mixed_link_types_need_pcapng(self):
         # lo is Ethernet, "any" is Linux cooked: one pcap header cannot carry both
-        c = self.start_client(client_ini(devices="lo any"), wait=None)
+        c = self.start_client(client_ini(devices="lo any", servers=(("s", 9, ""),)),
+                              wait=None)
         c.p.wait(WAIT)
         self.assertEqual(c.stop(), 1)
         self.assertIn("file_format = pcapng", c.text())

@@ -128,7 +128,7 @@ class ClientOpsTest(Harness):
         support.require_tool("ip")
         name = netns.unique("rdy")
         ini = client_ini(devices="lo %s" % name, filt="udp port 9",
-                         extra="reopen_interval = 0.3s\n")
+                         extra="reopen_interval = 0.3s\n", servers=(("s", 9, ""),))
         p = self.check_config(ini)
         self.assertEqual(p.returncode, 2)
         self.assertIn("[client] devices: no device %s on this host" % name, p.stderr)
@@ -161,14 +161,14 @@ class ClientOpsTest(Harness):
         ns = netns.add_ns(self, "cc")
         netns.exec_in(ns, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name",
                            "eth0p"])
-        ini = client_ini(devices="eht0", filt="udp port 9")
+        ini = client_ini(devices="eht0", filt="udp port 9", servers=(("s", 9, ""),))
         p = self.check_config(ini, prefix=("ip", "netns", "exec", ns))
         self.assertEqual((p.returncode, p.stdout), (2, ""))
         self.assertEqual(p.stderr.strip().splitlines(), [
             "osmo_pcap_client.py: %s [client] devices: no device eht0 on this host (did you "
             "mean eth0?)" % self.path("check-0.ini")])
         # root without CAP_NET_RAW, as a wrong unit file or user would leave it
-        ini = client_ini(devices="lo", filt="udp port 9")
+        ini = client_ini(devices="lo", filt="udp port 9", servers=(("s", 9, ""),))
         p = self.check_config(ini, prefix=(SETPRIV, "--bounding-set", "-net_raw"))
         self.assertEqual(p.returncode, 2, p.stdout)
         self.assertIn("[client] devices: cannot capture on lo: ", p.stderr)

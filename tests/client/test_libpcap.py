@@ -163,7 +163,8 @@ class LibraryTest(support.TempDirTestCase):
     def test_libpcap_info_reports_a_missing_library(self):
         ini = self.path("c.ini")
         with open(ini, "w") as f:
-            f.write("[client]\ndevices = lo\nlibpcap = %s\n" % self.path("none.so"))
+            f.write("[client]\ndevices = lo\nlibpcap = %s\n[server s]\nhost = 127.0.0.1\n"
+                    "port = 9\n" % self.path("none.so"))
         p = support.run(support.script_cmd("client", "-c", ini, "--libpcap-info"), check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("libpcap not found", p.stderr)

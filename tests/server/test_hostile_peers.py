@@ -69,7 +69,7 @@ class PendingFlood(support.TempDirTestCase):
         second = peer.connect(srv.port)
         self.addCleanup(second.close)
         second.sendall(peer.pcap_stream(10, first=10))
-        srv.wait_log(": connected", 2, timeout=WAIT)
+        srv.wait_log("replaced by a new connection", timeout=WAIT)
         srv.signal(signal.SIGUSR2)  # a new file while the flood holds on
         srv.wait_log("SIGUSR2: rotating")
         second.sendall(b"".join(peer.pcap_data(i) for i in range(20, 30)))

@@ -152,6 +152,7 @@ class Connections(ServerTest):
         self.stop()
 
     def test_reconnect_replaces_old_connection(self):
+        """The new connection takes over with its LINK_HDR (doc/protocol.md#takeover)."""
         srv = self.start([("c", GOOD, "yes")], completed=True)
         a = peer.connect(srv.port, GOOD)
         self.addCleanup(a.close)
@@ -159,12 +160,15 @@ class Connections(ServerTest):
         srv.wait_log("writing")
         b = peer.connect(srv.port, GOOD)
         self.addCleanup(b.close)
-        self.assertTrue(peer.wait_closed(a))
+        b_port = b.getsockname()[1]
+        self.assertFalse(peer.wait_closed(a, 0.5))    # b has not proved itself yet
         b.sendall(peer.pcap_stream(3, first=100))
+        self.assertTrue(peer.wait_closed(a))
         b.close()
         srv.wait_log("(disconnect;", 2)
         self.stop()
-        self.assertIn("replaced by a new connection", srv.log())
+        self.assertIn("replaced by a new connection from %s:%d, which sent a valid LINK_HDR"
+                      % (GOOD, b_port), srv.log())
         files = srv.files(srv.completed)
         self.assertEqual([self.packets(p) for p in files], [[0, 1, 2, 3, 4], [100, 101, 102]])
 

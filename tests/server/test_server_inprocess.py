@@ -180,7 +180,7 @@ class InProcess(support.TempDirTestCase):
         b.sendall(peer.pcap_stream(3))
         a.close()
         b.close()
-        self.pump(srv, lambda: srv.admission.counters["connect"] == 2 and not srv.conns)
+        self.pump(srv, lambda: all(r.counters["files_closed"] for r in srv.recorders))
         srv.shutdown()
         files = sorted(os.listdir(self.path("done")))
         self.assertEqual([f.split("-")[1] for f in files], ["v4", "v6"])

@@ -151,6 +151,91 @@ class LoopTest(unittest.TestCase):
         lp.run_once(0.1)
         self.assertEqual(len(called), 1)
 
+    def test_cancelled_timer_lets_go_of_its_callback_at_once(self):
+        """A cancelled timer's arguments are freed now, not at its deadline."""
+        import gc
+        import weakref
+
+        class Owner(object):
+            def tick(self):
+                pass
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        owner = Owner()
+        ref = weakref.ref(owner)
+        t = lp.call_later(3600, owner.tick)
+        lp.call_later(3600, print, owner)
+        was = gc.isenabled()
+        gc.disable()   # freed by reference counting, not by a collection
+        try:
+            t.cancel()
+            lp._timers[1].cancel()
+            del owner
+            self.assertIsNone(ref())
+        finally:
+            if was:
+                gc.enable()
+        self.assertEqual(lp.pending_timers(), 0)
+        t.cancel()     # twice: no harm, counted once
+        self.assertEqual(lp.pending_timers(), 0)
+
+    def test_cancelled_timers_do_not_pile_up(self):
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        ran = []
+        keep = lp.call_later(0, ran.append, "kept")
+        for i in range(10000):
+            lp.call_later(60, ran.append, i).cancel()
+        self.assertLessEqual(len(lp._timers), 2 * loop.COMPACT_MIN + 2)
+        self.assertEqual(lp.pending_timers(), 1)
+        lp.run_once(0)
+        self.assertEqual(ran, ["kept"])
+        self.assertEqual(lp.pending_timers(), 0)
+        keep.cancel()  # after it ran: nothing to count
+        self.assertEqual(lp.pending_timers(), 0)
+        self.assertGreaterEqual(lp._cancelled, 0)
+
+    def test_timer_cancelled_by_an_earlier_timer_of_the_round_does_not_run(self):
+        lp = loop.Loop()
+        self.addCleanup(lp.close)
+        ran = []
+        later = []
+        lp.call_later(0, lambda: [t.cancel() for t in later])
+        later += [lp.call_later(0, ran.append, i) for i in range(200)]
+        lp.run_once(0)
+        self.assertEqual(ran, [])
+        self.assertEqual(lp.pending_timers(), 0)
+
+
+class TrimmerTest(unittest.TestCase):
+    def test_trims_after_a_burst_or_during_a_long_one(self):
+        from osmo_pcap import memory
+        now = [0.0]
+        calls = []
+        t = memory.Trimmer(churn=100, interval=10.0, quiet=1.0, clock=lambda: now[0])
+        t._trim = calls.append
+        self.assertFalse(t.maybe_trim(50))          # too few connections
+        now[0] += 5
+        self.assertFalse(t.maybe_trim(150))         # a burst under way
+        now[0] += 0.5
+        self.assertFalse(t.maybe_trim(150))
+        now[0] += 0.6
+        self.assertTrue(t.maybe_trim(150))          # quiet for a second: trimmed
+        self.assertEqual(calls, [0])
+        for i in range(9):                          # a long burst: every 10 s
+            now[0] += 1.0
+            self.assertFalse(t.maybe_trim(200 + 100 * i))
+        now[0] += 1.0
+        self.assertTrue(t.maybe_trim(1200))
+        self.assertFalse(t.maybe_trim(1200))        # nothing new since
+        self.assertEqual(t.trims, 2)
+
+    def test_the_c_function_is_found_or_quietly_absent(self):
+        from osmo_pcap import memory
+        t = memory.Trimmer(churn=1, quiet=0.0)
+        self.assertIn(bool(t._function()), (True, False))
+        t.maybe_trim(5)    # never raises, with or without glibc
+
 
 class TraceNameTest(unittest.TestCase):
     def test_format_and_parse(self):
@@ -184,6 +269,24 @@ class RateLimiterTest(unittest.TestCase):
         self.assertEqual(rl.ok("other"), 0)
         now[0] += 10
         self.assertEqual(rl.ok("scan"), 2)
+
+    def test_due_reports_held_lines_once_their_interval_ended(self):
+        now = [100.0]
+        rl = log.RateLimiter(10, clock=lambda: now[0])
+        rl.ok("a")
+        rl.ok("a")
+        rl.ok("a")
+        rl.ok("b")
+        self.assertEqual(rl.due(), [])
+        now[0] += 10
+        self.assertEqual(rl.due(), [("a", 2)])
+        self.assertEqual(rl.due(), [])
+        self.assertIsNone(rl.ok("a"))     # the summary counts as a line let through
+        now[0] += 10
+        self.assertEqual(rl.ok("a"), 1)
+        rl.ok("a")
+        self.assertEqual(rl.due(), [])
+        self.assertEqual(rl.due(everything=True), [("a", 1)])   # at exit
 
 
 if __name__ == "__main__":

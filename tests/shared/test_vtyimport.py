@@ -181,6 +181,13 @@ class CommandTest(unittest.TestCase):
         self.assertIn("t.cfg:5: unknown:", msgs[2])
         self.assertIn("t.cfg:6: error:", msgs[3])
 
+    def test_file_mask_keeps_read_and_write_bits_only(self):
+        ini, msgs, n = convert("server", "server\n base-path /a\n file-permission-mask 4750\n")
+        self.assertIn("file_permission_mask = 0640\n", ini)
+        self.assertEqual(n, 0)
+        self.assertIn("t.cfg:3: note:", msgs[0])
+        self.assertIn("without its execute, set-user-ID", msgs[0])
+
     def test_comment_characters_in_values(self):
         ini, msgs, _ = convert("client", "client\n pcap device lo\n pcap filter port 1 ;x\n")
         self.assertNotIn("filter", ini)
