@@ -40,6 +40,7 @@ def main(argv):
                 break
             n += 1
         time.sleep(TICK)
+    s.close()
     print("sent %d" % n)
     sys.stdout.flush()
     return 0

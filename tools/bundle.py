@@ -195,7 +195,7 @@ def version():
     src = read_source(PACKAGE + "/__init__.py")
     for node in ast.parse(src).body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "__version__":
-            return node.value.s if hasattr(node.value, "s") else node.value.value
+            return ast.literal_eval(node.value)
     raise SystemExit("bundle: no __version__ in %s/__init__.py" % PACKAGE)
 
 

@@ -62,7 +62,7 @@ def version():
         tree = ast.parse(f.read())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "__version__":
-            return node.value.s if hasattr(node.value, "s") else node.value.value
+            return ast.literal_eval(node.value)
     raise RuntimeError("no __version__ in osmo_pcap/__init__.py")
 
 

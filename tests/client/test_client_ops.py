@@ -53,7 +53,11 @@ class ClientOpsTest(Harness):
             pass
         proc = P()
         proc.p, proc.logpath = p, log.name
-        proc.text = lambda: open(log.name, errors="replace").read()
+
+        def text():
+            with open(log.name, errors="replace") as f:
+                return f.read()
+        proc.text = text
 
         def stop():
             if p.poll() is None:

@@ -152,6 +152,7 @@ class ExtcapCaptureTest(ExtcapBase):
         proc = subprocess.Popen(support.script_cmd("extcap", "--extcap-interface", iface,
                                                    "--capture", "--fifo", fifo) + list(extra),
                                 env=env, stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
         got = bytearray()
 
@@ -283,7 +284,8 @@ class TsharkTest(ExtcapBase):
             env["WIRESHARK_EXTCAP_DIR"] = self.extdir
             return [self.tshark] + list(args), env
         folders = support.run([self.tshark, "-G", "folders"], env=env).stdout
-        m = re.search(r"^Extcap path:\s*(\S.*)$", folders, re.M)
+        # "Extcap path" up to tshark 4.4, "Global Extcap path" from 4.6 on
+        m = re.search(r"^(?:Global )?Extcap path:\s*(\S.*)$", folders, re.M)
         self.assertIsNotNone(m, folders)
         unshare = support.require_tool("unshare")
         script = 'mount --bind "$0" "$1" && shift && exec "$@"'

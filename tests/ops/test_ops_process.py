@@ -170,13 +170,14 @@ class ServerTest(DaemonTestCase):
         pidfile = self.path("server.pid")
         p = support.run(support.script_cmd("server", "-c", config, "-D", "--pidfile", pidfile),
                         timeout=60, check=False)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             s.connect("/dev/log")
-            s.close()
             syslog = True
         except OSError:
             syslog = False
+        finally:
+            s.close()
         if not syslog:
             self.assertEqual(p.returncode, 1)
             self.assertEqual(p.stderr.splitlines(), [

@@ -79,7 +79,11 @@ class UpstreamExamplesTest(support.TempDirTestCase):
 
     def test_ten_distinct_files(self):
         self.assertEqual(len(FILES), 10)
-        self.assertEqual(len(set(open(os.path.join(DATA, n), "rb").read() for n in FILES)), 10)
+        contents = set()
+        for n in FILES:
+            with open(os.path.join(DATA, n), "rb") as f:
+                contents.add(f.read())
+        self.assertEqual(len(contents), 10)
 
     def test_into_the_wrong_program_nothing_on_stdout(self):
         for name in FILES:

@@ -76,14 +76,18 @@ def one(port, kind, contexts, i):
             s.sendall(BROKEN[kind])
             peer.wait_closed(s, WAIT)
         elif kind in ("good", "wrong-ca", "no-cert"):
+            t = None
             try:
+                # wrap_socket takes s's descriptor over: t must be closed itself
                 t = contexts[kind].wrap_socket(s)
                 if kind == "good":
                     t.sendall(peer.pcap_stream(3, first=i))
                 t.recv(100)
-                t.close()
             except (OSError, ssl.SSLError):
                 pass
+            finally:
+                if t is not None:
+                    t.close()
     finally:
         s.close()
 
