@@ -26,6 +26,10 @@ echo "test-deps: pyzmq present in $zmq_venv"
 # unpacked outside the system (installing the package would start a Prometheus
 # server); tests/support.py looks for it there.
 prom_dir="${OSMO_PCAP_PROMTOOL_DIR:-/var/tmp/osmo-pcap-promtool}"
+# From Debian 14 (forky) on, promtool is a package of its own.
+if ! command -v promtool >/dev/null 2>&1 && apt-cache show promtool >/dev/null 2>&1; then
+    apt-get install -y -q promtool >/dev/null
+fi
 if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$prom_dir/usr/bin/promtool" ]; then
     tmp=$(mktemp -d)
     ( cd "$tmp" && chmod 755 . && apt-get download -q prometheus >/dev/null 2>&1 ) || \

@@ -29,9 +29,10 @@ ALL_PYTHONS="python3.14 python3.15"
 RECIPE=2
 # debootstrap brings the interpreters and libpcap; apt-get inside the chroot then adds
 # the test peers (tcpdump, tshark, openssl, ip, ps/pkill, make, systemd-analyze,
-# pyzmq for the ZeroMQ subscriber peer: Debian's python3-zmq; zstd to read .zst traces).
+# pyzmq for the ZeroMQ subscriber peer: Debian's python3-zmq; zstd to read .zst traces;
+# man-db for the man page checks; promtool, a package of its own from forky on).
 BASE=python3.14,python3.15,libpcap0.8t64,ca-certificates
-PEERS="tcpdump tshark openssl iproute2 procps make systemd python3-zmq zstd man-db"
+PEERS="tcpdump tshark openssl iproute2 procps make systemd python3-zmq zstd man-db promtool"
 NEXT_WARNINGS=${NEXT_WARNINGS:--X dev -W error}
 # A hung test must not eat CI's time (measured: about 2-3 min per interpreter).
 SUITE_TIMEOUT=900
@@ -147,11 +148,7 @@ build_chroot() {
     say "$TARGET: apt-get install $PEERS"
     if ! in_ns "$DIR" 'chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
             DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 /bin/sh -c "
-                apt-get -q update && apt-get -q -y install '"$PEERS"' &&
-                cd /tmp && apt-get -q download prometheus &&
-                dpkg-deb -x prometheus_*.deb /tmp/prom &&
-                install -D -m 0755 /tmp/prom/usr/bin/promtool /opt/promtool/usr/bin/promtool &&
-                rm -rf /tmp/prom prometheus_*.deb"' \
+                apt-get -q update && apt-get -q -y install '"$PEERS"'"' \
             >>"$log" 2>&1 9>&-; then
         tail -n 20 "$log" >&2
         die "$TARGET: installing the test peers failed (full log: $log)"
@@ -201,7 +198,6 @@ print("Python %s, %s, %s" % (sys.version.split()[0], platform.machine(), ssl.OPE
         HOME=/root LANG=C.UTF-8 TMPDIR=/tmp PYTHONDONTWRITEBYTECODE=1 CI="$CI" \
         PYTHONDEVMODE="$DEVMODE" PYTHONWARNINGS="$WARNINGS" \
         OSMO_PCAP_ZMQ_VENV=/opt/zmq-peer PYTHONPATH=/opt/osmo-pcap/tools/next \
-        OSMO_PCAP_PROMTOOL_DIR=/opt/promtool \
         OSMO_PCAP_UNRAISABLE_LOG=/tmp/osmo-pcap-unraisable.log \
         /bin/sh -c "cd /opt/osmo-pcap && exec \"\$0\" $NEXT_WARNINGS tests/run.py \"\$@\"" \
         "$PY" $TESTARGS' >"$log" 2>&1 9>&- || rc=$?
