@@ -130,10 +130,10 @@ class Ours(object):
         wait_for(self.clog, b"connected", self.cl)
 
     def captured(self):
-        """The client's captured:pkts counter (SIGUSR2 makes it log the counters)."""
+        """The client's captured:pkts counter (SIGUSR1 makes it log the counters)."""
         with open(self.clog, "rb") as f:
             before = f.read().count(b"stats: captured ")
-        self.cl.send_signal(signal.SIGUSR2)
+        self.cl.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             with open(self.clog, "rb") as f:

@@ -11,7 +11,8 @@ whose base_path is a small tmpfs. Meanwhile, in waves:
   from unknown ones: certificates of another CA, no certificate, handshakes and
   frames left half-way, garbage, LINK_DATA or STREAM first, slowloris peers
   that dribble a byte at a time, and floods of connect-and-close;
-- SIGHUP and SIGUSR1 (every file closed, new ones started);
+- SIGHUP (log reopened), SIGUSR1 (status report) and SIGUSR2 (every file closed,
+  new ones started);
 - the tmpfs filled up to the last byte, held full, freed again;
 - server restarts, orderly (SIGTERM) and crashes (SIGKILL), in the first 60 %
   of the run only, so the last server process carries the closing figures over
@@ -378,7 +379,7 @@ class Hostile(object):
 class Events(object):
     """Signals, a full disk and restarts, one every `every` seconds while active."""
 
-    CYCLE = ("hup", "disk", "restart-kill", "usr1", "disk", "hup", "restart-term", "usr1")
+    CYCLE = ("hup", "disk", "restart-kill", "usr2", "disk", "usr1", "restart-term", "usr2")
 
     def __init__(self, server, fill_dir, every, restart_until, hold):
         self.server = server
@@ -426,6 +427,9 @@ class Events(object):
 
     def _usr1(self):
         self.server.proc.send_signal(signal.SIGUSR1)
+
+    def _usr2(self):
+        self.server.proc.send_signal(signal.SIGUSR2)
 
     def _disk(self):
         path = os.path.join(self.fill_dir, "fill")
