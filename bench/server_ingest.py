@@ -74,17 +74,31 @@ def sender(port, k, path, ready, go):
     go.wait()
     open_ = k
     while open_:
-        for key, _ in sel.select():
+        for key, events in sel.select():
             s = key.fileobj
             st = key.data
+            if events & selectors.EVENT_READ:
+                # A server with acks = yes sends an offer: closing with it unread
+                # would reset the connection and cut off what the server has not
+                # read yet. Read until the server's end of file instead.
+                try:
+                    if s.recv(65536):
+                        continue
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                sel.unregister(s)
+                s.close()
+                open_ -= 1
+                continue
             try:
                 st[0] += os.sendfile(s.fileno(), fd, st[0], total - st[0])
             except BlockingIOError:
                 continue
             if st[0] >= total:
-                sel.unregister(s)
-                s.close()
-                open_ -= 1
+                s.shutdown(socket.SHUT_WR)
+                sel.modify(s, selectors.EVENT_READ, st)
     os.close(fd)
 
 
