@@ -11,6 +11,7 @@ osmo_pcap.preflight are checked on their own too.
 """
 
 import os
+import socket
 import unittest
 
 from tests import support
@@ -168,9 +169,16 @@ class Helpers(support.TempDirTestCase):
                 self.assertEqual((e.section, e.key), ("s", "b"))
                 return True
             return False
-        for a, b in (("0.0.0.0", "127.0.0.1"), ("127.0.0.1", "0.0.0.0"), ("::", "10.0.0.1"),
-                     ("0.0.0.0", "::"), ("::", "::1"), ("::1", "::1"),
-                     ("::ffff:127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1")):
+        pairs = [("0.0.0.0", "127.0.0.1"), ("127.0.0.1", "0.0.0.0"), ("::", "10.0.0.1"),
+                 ("0.0.0.0", "::"), ("::", "::1"), ("::1", "::1"),
+                 ("::ffff:127.0.0.1", "127.0.0.1")]
+        try:
+            # a name is compared by its address (a bare chroot may not resolve it)
+            if socket.gethostbyname("localhost") == "127.0.0.1":
+                pairs.append(("localhost", "127.0.0.1"))
+        except OSError:
+            pass
+        for a, b in pairs:
             self.assertTrue(collide(a, b), (a, b))
         for a, b in (("127.0.0.1", "127.0.0.2"), ("0.0.0.0", "::1"), ("::1", "127.0.0.1")):
             self.assertFalse(collide(a, b), (a, b))
