@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +99,19 @@ def run(cmd, timeout=60, check=True, input=None, env=None, cwd=None):
         raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s"
                              % (" ".join(cmd), p.returncode, p.stdout[-2000:], p.stderr[-2000:]))
     return p
+
+
+def wait_for(pred, what, limit=20.0):
+    """Poll pred until it returns a true value and return it; a hang guard (fails
+    after limit seconds), not a timing assertion."""
+    end = time.monotonic() + limit
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError("gave up waiting for " + what)
+        time.sleep(0.02)
 
 
 def script_cmd(program, *args):

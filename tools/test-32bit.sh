@@ -35,8 +35,8 @@ include_for() {
     esac
 }
 
-say() { echo "test-32bit: $*"; }
-die() { echo "test-32bit: ERROR: $*" >&2; exit 1; }
+PROG=test-32bit
+. tools/chroot-lib.sh
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mounts, live capture)"
 targets=${*:-$ALL_TARGETS}
@@ -64,30 +64,12 @@ umount_all() {
     local m rest=""
     for m in $MOUNTED; do rest="$m $rest"; done    # reverse
     for m in ${rest:-}; do
-        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || echo "test-32bit: could not unmount $m" >&2
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || echo "$PROG: could not unmount $m" >&2
     done
     MOUNTED=""
 }
 
-# Anything still mounted below $1 (a leftover of a killed earlier run)?
-mounts_below() {
-    awk -v d="$1/" 'index($2 "/", d) == 1 {print $2}' /proc/mounts | sort -r
-}
-
 # ---------------------------------------------------------------- host tools
-host_deps() {
-    local pkgs="" p
-    for p in debootstrap qemu-user-static binfmt-support tcpdump libpcap0.8; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || pkgs="$pkgs $p"
-    done
-    if [ -n "$pkgs" ]; then
-        say "installing host packages:$pkgs"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q >/dev/null || die "apt-get update failed"
-        apt-get install -y -q --no-install-recommends $pkgs >/dev/null || die "apt-get install$pkgs failed"
-    fi
-}
-
 # armhf binaries run through qemu-arm-static registered with binfmt_misc (flag F:
 # the interpreter is opened at registration, so the chroot needs no copy of it).
 binfmt_arm() {
@@ -139,17 +121,6 @@ build_chroot() {
     rm -rf "$dir/var/lib/apt/lists/"* 2>/dev/null || true
     echo "$ready" >"$dir/.ready"
     say "$t: built in $(( $(date +%s) - start )) s, $(du -sm --one-file-system "$dir" | cut -f1) MB"
-}
-
-# unmount_stale DIR: mounts left below DIR by a run that was killed (SIGKILL skips
-# the trap) are ours: unmount them before removing or reusing the chroot.
-unmount_stale() {
-    local m
-    for m in $(mounts_below "$1"); do
-        say "unmounting leftover $m"
-        umount "$m" 2>/dev/null || umount -l "$m" || die "cannot unmount leftover $m"
-    done
-    [ -z "$(mounts_below "$1")" ] || die "still mounted below $1: $(mounts_below "$1")"
 }
 
 # mount_chroot DIR: /proc, /sys and /dev for the chroot; unmounted by the trap.
@@ -217,25 +188,6 @@ exclude_for() {
     esac
 }
 
-TOTAL_P=0; TOTAL_F=0; TOTAL_S=0; SUMMARY=""
-# count_line WHAT LOGFILE RC: add the log's closing line to the totals; a non-zero
-# exit with no failure counted (no test ran, a crash) counts as one failure.
-count_line() {
-    local what=$1 log=$2 rc=$3 last p f s
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-    if [ -z "$last" ]; then
-        TOTAL_F=$((TOTAL_F + 1)); SUMMARY="$SUMMARY
-  $what: no closing line (crashed?)"; return
-    fi
-    p=$(echo "$last" | sed -E 's/^([0-9]+) passed.*/\1/')
-    f=$(echo "$last" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
-    s=$(echo "$last" | sed -nE 's/.*, ([0-9]+) skipped.*/\1/p')
-    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; last="$last (but exit status $rc)"; fi
-    TOTAL_P=$((TOTAL_P + p)); TOTAL_F=$((TOTAL_F + f)); TOTAL_S=$((TOTAL_S + ${s:-0}))
-    SUMMARY="$SUMMARY
-  $what: $last"
-}
-
 # run_target TARGET: mount, install, unit suite, scenarios, unmount.
 run_target() {
     local t=$1 dir=$CHROOT_CACHE/$1 wrap log rc start
@@ -278,7 +230,7 @@ print("Python %s, %s, %d-bit" % (sys.version.split()[0], platform.machine(),
 
 # ---------------------------------------------------------------- main
 T0=$(date +%s)
-host_deps
+host_deps debootstrap qemu-user-static binfmt-support tcpdump libpcap0.8
 case " $targets " in *" armhf-"*) binfmt_arm;; esac
 [ -f osmo_pcap_client.py ] || die "run make first: osmo_pcap_client.py is missing"
 

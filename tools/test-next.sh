@@ -37,8 +37,8 @@ NEXT_WARNINGS=${NEXT_WARNINGS:--X dev -W error}
 # A hung test must not eat CI's time (measured: about 2-3 min per interpreter).
 SUITE_TIMEOUT=900
 
-say() { echo "test-next: $*"; }
-die() { echo "test-next: ERROR: $*" >&2; exit 1; }
+PROG=test-next
+. tools/chroot-lib.sh
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mounts, network namespaces)"
 [ "$(uname -m)" = x86_64 ] || die "needs an amd64 host (the chroot is amd64)"
@@ -59,32 +59,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-
-mounts_below() {
-    awk -v d="$1/" 'index($2 "/", d) == 1 {print $2}' /proc/mounts | sort -r
-}
-
-# Mounts of an older run that did not use a private namespace (or a killed build).
-unmount_stale() {
-    local m
-    for m in $(mounts_below "$1"); do
-        say "unmounting leftover $m"
-        umount "$m" 2>/dev/null || umount -l "$m" || die "cannot unmount leftover $m"
-    done
-}
-
-host_deps() {
-    local pkgs="" p
-    for p in debootstrap util-linux; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || pkgs="$pkgs $p"
-    done
-    if [ -n "$pkgs" ]; then
-        say "installing host packages:$pkgs"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q >/dev/null || die "apt-get update failed"
-        apt-get install -y -q --no-install-recommends $pkgs >/dev/null || die "apt-get install$pkgs failed"
-    fi
-}
 
 # in_ns DIR CMD...: run CMD (a shell snippet, $R is the chroot) in a private mount
 # namespace with the chroot's mounts in place.
@@ -171,23 +145,6 @@ install_tree() {
     chmod -R a+rX "$dst"
 }
 
-TOTAL_P=0; TOTAL_F=0; TOTAL_S=0; SUMMARY=""
-count_line() {
-    local what=$1 log=$2 rc=$3 last p f s
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-    if [ -z "$last" ]; then
-        TOTAL_F=$((TOTAL_F + 1)); SUMMARY="$SUMMARY
-  $what: no closing line (crashed or timed out?)"; return
-    fi
-    p=$(echo "$last" | sed -E 's/^([0-9]+) passed.*/\1/')
-    f=$(echo "$last" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
-    s=$(echo "$last" | sed -nE 's/.*, ([0-9]+) skipped.*/\1/p')
-    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; last="$last (but exit status $rc)"; fi
-    TOTAL_P=$((TOTAL_P + p)); TOTAL_F=$((TOTAL_F + f)); TOTAL_S=$((TOTAL_S + ${s:-0}))
-    SUMMARY="$SUMMARY
-  $what: $last"
-}
-
 # run_python PY: the suite with one interpreter, the chroot in its own namespace.
 run_python() {
     local py=$1 log=$WORK/$1.log rc=0 start
@@ -209,7 +166,7 @@ print("Python %s, %s, %s" % (sys.version.split()[0], platform.machine(), ssl.OPE
 
 # ---------------------------------------------------------------- main
 T0=$(date +%s)
-host_deps
+host_deps debootstrap util-linux
 [ -f osmo_pcap_client.py ] || die "run make first: osmo_pcap_client.py is missing"
 mkdir -p "$CHROOT_CACHE"
 exec 9>"$CHROOT_CACHE/.lock"          # shared with test-32bit: one run at a time

@@ -29,25 +29,15 @@ include_for() {
     esac
 }
 
-say() { echo "test-packaging: $*"; }
-die() { echo "test-packaging: ERROR: $*" >&2; exit 1; }
+PROG=test-packaging
+. tools/chroot-lib.sh
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, network namespaces, capture)"
 T0=$(date +%s)
 
 # ---------------------------------------------------------------- host tools
-pkgs=""
-for p in dpkg-dev debhelper lintian rpm debootstrap python3-venv pipx iproute2 util-linux \
-        libpcap0.8; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || pkgs="$pkgs $p"
-done
-if [ -n "$pkgs" ]; then
-    say "installing host packages:$pkgs"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null || die "apt-get update failed"
-    apt-get install -y -q --no-install-recommends $pkgs >/dev/null \
-        || die "apt-get install$pkgs failed"
-fi
+host_deps dpkg-dev debhelper lintian rpm debootstrap python3-venv pipx iproute2 util-linux \
+    libpcap0.8
 
 # ---------------------------------------------------------------- packages, once
 rm -f dist/osmo-pcap-python_*_all.deb dist/osmo-pcap-python-*.noarch.rpm

@@ -10,11 +10,11 @@ interpreters: the config check (and --check-config) says that zstd needs 3.14.
 import os
 import shutil
 import sys
-import tracemalloc
 import unittest
 
 from tests import support
 from tests.clean.test_clean import CleanCase
+from tests.clean.test_cleancompress import assert_memory_bounded
 from osmo_pcap import ini, tracename
 from osmo_pcap.clean import compress, config
 
@@ -112,20 +112,7 @@ class ZstdCompressTest(support.TempDirTestCase):
         self.assertFalse(os.path.exists(path))
 
     def test_memory_bounded(self):
-        path = self.path("trace-big-20250101_000000.pcap")
-        block = bytes(range(256)) * 4096  # 1 MiB
-        with open(path, "wb") as f:
-            for _ in range(24):
-                f.write(block)
-        tracemalloc.start()
-        try:
-            compress.compress_file(path, "zstd", 3)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        self.assertLess(peak, 6 << 20)  # a 24 MiB file, about two chunks in memory
-        with zstd.open(path + ".zst") as f:
-            self.assertEqual(f.read(len(block)), block)
+        assert_memory_bounded(self, "zstd", 3, zstd.open)
 
     def test_readable_by_tshark(self):
         # tshark reads .pcap.zst / .pcapng.zst itself (4.0.17 of bookworm, 4.6.9 of forky)

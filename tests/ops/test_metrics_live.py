@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import unittest
 import urllib.request
 
@@ -26,18 +25,6 @@ from tests import peer, support
 DOC = os.path.join(support.REPO, "doc", "operations.md")
 DASHBOARD = os.path.join(support.REPO, "contrib", "osmo-pcap-grafana.json")
 SENT = 30
-
-
-def wait_for(pred, what, limit=20.0):
-    """Poll pred until true; a hang guard, not a timing assertion."""
-    end = time.monotonic() + limit
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError("gave up waiting for " + what)
-        time.sleep(0.05)
 
 
 def documented():
@@ -134,14 +121,14 @@ class LiveMetricsTest(support.TempDirTestCase):
             "[client lo]\nip = 127.0.0.1\n[client odd]\nip = 127.0.0.2\n"
             "[metrics]\nlisten = 127.0.0.1:%d\n"
             % ((port,) + keys["server"] + (zport, tport, tport2, sm))))
-        wait_for(lambda: "listening on" in self.log("server"), "the server to listen")
+        support.wait_for(lambda: "listening on" in self.log("server"), "the server to listen")
         self.start("client", (
             "[client]\ndevices = lo\nfilter = udp port %d\nstats_interval = 0\n"
             "[server s]\nhost = 127.0.0.1\nport = %d\nspool_dir = spool\n"
             "[server tunnel]\nhost = 127.0.0.1\nprotocol = ipip\n"
             "[metrics]\nlisten = 127.0.0.1:%d\n" % (udp, port, cm)))
-        wait_for(lambda: value(self.scrape(sm), 'osmo_pcap_server_client_connected'
-                                                '{client="lo"}') == 1, "the client")
+        support.wait_for(lambda: value(self.scrape(sm), 'osmo_pcap_server_client_connected'
+                                       '{client="lo"}') == 1, "the client")
         # a tap consumer and a protocol violation, so that those series exist too
         tap = socket.create_connection(("127.0.0.1", tport), timeout=20)
         self.addCleanup(tap.close)
@@ -156,16 +143,16 @@ class LiveMetricsTest(support.TempDirTestCase):
         # read at once: libpcap's figures are fetched for the scrape, not 10 s later
         # (ps_recv also counts what passed before the first filter was installed)
         self.assertEqual(value(self.scrape(cm), recv) - before, SENT)
-        wait_for(lambda: value(self.scrape(cm), "osmo_pcap_client_captured_packets_total")
-                 == SENT, "%d packets captured" % SENT)
-        server = wait_for(lambda: (lambda t: t if value(
+        support.wait_for(lambda: value(self.scrape(cm), "osmo_pcap_client_captured_packets_total")
+                         == SENT, "%d packets captured" % SENT)
+        server = support.wait_for(lambda: (lambda t: t if value(
             t, 'osmo_pcap_server_client_packets_total{client="lo"}') == SENT else None)(
                 self.scrape(sm)), "%d packets at the server" % SENT)
         self.procs["server"].send_signal(signal.SIGUSR2)   # a rotation: on_complete runs
-        server = wait_for(lambda: (lambda t: t if value(
+        server = support.wait_for(lambda: (lambda t: t if value(
             t, "osmo_pcap_server_on_complete_runs_total") == 1 else None)(self.scrape(sm)),
             "the on_complete command")
-        client = wait_for(lambda: (lambda t: t if value(
+        client = support.wait_for(lambda: (lambda t: t if value(
             t, 'osmo_pcap_client_server_forwarded_packets_total{server="s"}') == SENT
             else None)(self.scrape(cm)), "acknowledgements")
         self.assertEqual(value(server, 'osmo_pcap_server_tap_consumers{key="tap_listen"}'), 1)

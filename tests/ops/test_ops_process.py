@@ -21,18 +21,6 @@ from tests import support
 VTY = os.path.join(support.DATA, "vty")
 
 
-def wait_for(pred, what, limit=20.0):
-    """Poll pred until true; a hang guard, not a timing assertion."""
-    end = time.monotonic() + limit
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError("gave up waiting for " + what)
-        time.sleep(0.05)
-
-
 def wired(program):
     out = support.run(support.script_cmd(program, "--help"), check=False).stdout
     if "--pidfile" not in out or "--import-vty" not in out:
@@ -141,7 +129,7 @@ class ServerTest(DaemonTestCase):
 
         # 127.0.0.1 is no configured client: counted as such in the metrics.
         socket.create_connection(("127.0.0.1", port), timeout=20).close()
-        text = wait_for(lambda: (lambda t: t if self.metric(
+        text = support.wait_for(lambda: (lambda t: t if self.metric(
             t, 'osmo_pcap_server_refused_connections_total{reason="no_client"}') == 1
             else None)(self.scrape(mport)), "the unknown connection in the metrics")
         self.assertEqual(self.metric(text, "osmo_pcap_server_connections_total"), 1)
@@ -150,12 +138,12 @@ class ServerTest(DaemonTestCase):
         log = self.path("server.log")
         os.rename(log, log + ".1")
         os.kill(pid, signal.SIGHUP)
-        wait_for(lambda: os.path.exists(log), "the log file to be reopened on SIGHUP")
+        support.wait_for(lambda: os.path.exists(log), "the log file to be reopened on SIGHUP")
         self.assertIn("INFO ", read(log + ".1"))
 
         os.kill(pid, signal.SIGTERM)
         self.assertEqual(notify.expect("STOPPING=1"), "STOPPING=1")
-        wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
+        support.wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
 
 
     def test_daemonize_never_loses_the_log(self):
@@ -189,7 +177,7 @@ class ServerTest(DaemonTestCase):
         self.assertEqual((p.returncode, p.stderr), (0, ""))
         pid = int(read(pidfile))
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
+        support.wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
 
 
 class ClientTest(DaemonTestCase):
@@ -215,7 +203,7 @@ class ClientTest(DaemonTestCase):
         self.assertIsNotNone(self.metric(text, "process_start_time_seconds"))
         os.kill(pid, signal.SIGTERM)
         self.assertEqual(notify.expect("STOPPING=1"), "STOPPING=1")
-        wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
+        support.wait_for(lambda: not os.path.exists(pidfile), "the pidfile to go at exit")
         self.assertIn("device lo", read(self.path("client.log")))
 
 
@@ -258,12 +246,12 @@ class TrafficMetricsTest(DaemonTestCase):
             if notify:
                 notify.expect("READY=1")
         peer = 'osmo_pcap_server_client_packets_total{client="lo"}'
-        wait_for(lambda: self.metric(self.scrape(sm),
-                                     'osmo_pcap_server_client_connected{client="lo"}') == 1,
-                 "the client's connection")
+        support.wait_for(lambda: self.metric(self.scrape(sm),
+                                             'osmo_pcap_server_client_connected{client="lo"}')
+                         == 1, "the client's connection")
         self.assertEqual(demo.send_traffic(udp, self.SENT), self.SENT)
-        wait_for(lambda: self.metric(self.scrape(sm), peer) == self.SENT,
-                 "%d packets at the server" % self.SENT)
+        support.wait_for(lambda: self.metric(self.scrape(sm), peer) == self.SENT,
+                         "%d packets at the server" % self.SENT)
         client = self.scrape(cm)
         self.assertEqual(self.metric(client, "osmo_pcap_client_captured_packets_total"),
                          self.SENT)
@@ -326,11 +314,11 @@ class InitScriptTest(DaemonTestCase):
         self.assertEqual(sh("start").returncode, 0)  # already running: kept
         self.assertEqual(int(read(pidfile)), pid)
         self.assertEqual(sh("reload").returncode, 0)
-        wait_for(lambda: "SIGHUP: log file reopened" in read(self.path("server.log")),
-                 "SIGHUP in the log")
+        support.wait_for(lambda: "SIGHUP: log file reopened" in read(self.path("server.log")),
+                         "SIGHUP in the log")
         self.assertEqual(sh("rotate").returncode, 0)
-        wait_for(lambda: "SIGUSR2: rotating all files" in read(self.path("server.log")),
-                 "SIGUSR2 in the log")
+        support.wait_for(lambda: "SIGUSR2: rotating all files" in read(self.path("server.log")),
+                         "SIGUSR2 in the log")
         p = sh("stop")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertFalse(os.path.exists(pidfile))

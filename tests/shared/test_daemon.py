@@ -37,15 +37,6 @@ while True:
 """
 
 
-def wait_for(pred, what, limit=20.0):
-    """Poll pred until true; fail (not a timing assertion: a hang guard) after limit."""
-    end = time.monotonic() + limit
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("gave up waiting for " + what)
-        time.sleep(0.02)
-
-
 class FakeClock(object):
     def __init__(self):
         self.now = 1000.0
@@ -192,7 +183,7 @@ class DaemonizeTest(support.TempDirTestCase):
         p = self.start("run/d.pid", out, cwd=self.tmp)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout, "")
-        wait_for(lambda: os.path.exists(out), "the daemon's report")
+        support.wait_for(lambda: os.path.exists(out), "the daemon's report")
         with open(out) as f:
             info = json.load(f)
         self.kill_later(info["pid"])
@@ -210,7 +201,7 @@ class DaemonizeTest(support.TempDirTestCase):
         self.assertIn("already running as pid %d" % info["pid"], twin.stderr)
 
         os.kill(info["pid"], signal.SIGTERM)
-        wait_for(lambda: not os.path.exists(pidfile), "the pidfile to be removed at exit")
+        support.wait_for(lambda: not os.path.exists(pidfile), "the pidfile to be removed at exit")
 
 
 if __name__ == "__main__":
