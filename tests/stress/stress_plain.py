@@ -76,7 +76,7 @@ class PlainStorm(support.TempDirTestCase):
 
         def stats():
             n = srv.log().count("stats c:")
-            srv.signal(signal.SIGUSR2)
+            srv.signal(signal.SIGUSR1)
             log = srv.wait_log("stats c:", n + 1, timeout=WAIT)
             line = [l for l in log.splitlines() if "stats c:" in l][-1]
             return dict((k.split(":")[-1], int(v)) for k, v in re.findall(r"(\S+)=(\d+)", line))
