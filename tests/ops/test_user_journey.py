@@ -35,6 +35,7 @@ STATE = "/var/lib/osmo-pcap"
 SEND_UDP = """
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", 23002))   # a random source port may be one tshark decodes as a protocol
 s.sendto(b"warm-up", (sys.argv[1], 23000))   # ARP first
 time.sleep(0.2)
 for i in range(10):
