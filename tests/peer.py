@@ -7,6 +7,7 @@ generated osmo_pcap_server.py with an INI file in a temp dir.
 """
 
 import os
+import re
 import signal
 import socket
 import struct
@@ -198,6 +199,17 @@ class ServerProcess(object):
 
     def signal(self, sig):
         self.proc.send_signal(sig)
+
+    def stats(self, name="server", timeout=15):
+        """Ask for the status (SIGUSR1) and return the counters of the next
+        "stats NAME:" line (the server-wide line by default) as {counter: int},
+        without their "server:" or "peer:" prefix."""
+        marker = "stats %s:" % name
+        n = self.log().count(marker)
+        self.signal(signal.SIGUSR1)
+        log = self.wait_log(marker, n + 1, timeout)
+        line = [l for l in log.splitlines() if marker in l][-1]
+        return dict((k.split(":")[-1], int(v)) for k, v in re.findall(r"(\S+)=(\d+)", line))
 
     def stop(self, timeout=15):
         """SIGTERM; return the exit status."""

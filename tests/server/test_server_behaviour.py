@@ -10,7 +10,6 @@ import fcntl
 import os
 import re
 import signal
-import socket
 import struct
 import threading
 import time
@@ -36,14 +35,6 @@ class ServerTest(support.TempDirTestCase):
 
     def stop(self):
         self.assertEqual(self.srv.stop(), 0, self.srv.log()[-3000:])
-
-    def stats(self, name):
-        """SIGUSR1, then return the logged peer counters of client name as a dict."""
-        n = self.srv.log().count("stats %s:" % name)
-        self.srv.signal(signal.SIGUSR1)
-        log = self.srv.wait_log("stats %s:" % name, n + 1)
-        line = [l for l in log.splitlines() if "stats %s:" % name in l][-1]
-        return dict((k.split(":")[-1], int(v)) for k, v in re.findall(r"(\S+)=(\d+)", line))
 
     def packets(self, path):
         """Return the first 4 payload bytes (the sequence number) of each packet, via tshark."""
@@ -113,7 +104,7 @@ class Validation(ServerTest):
         neighbour.close()
         srv.wait_log("client good (%s" % GOOD)
         srv.wait_log("(disconnect;")
-        st = self.stats("bad")
+        st = self.srv.stats("bad")
         self.assertEqual(st["rejected"], len(cases))
         self.assertEqual(st["connect"], len(cases))
         self.stop()
@@ -143,7 +134,7 @@ class Connections(ServerTest):
             s = peer.connect(srv.port, "127.0.0.50")
             self.assertTrue(peer.wait_closed(s))
             s.close()
-        st = self.stats("good")
+        st = self.srv.stats("good")
         self.assertEqual(st["connect"], 0)
         log = srv.log()
         self.assertIn("server:no_client=5", log)
@@ -290,7 +281,7 @@ class Connections(ServerTest):
         srv.wait_log("disconnected")
         self.assertTrue(peer.send_all_then_wait_closed(srv.port, peer.pcap_data(0), GOOD))
         srv.wait_log("[data-before-header]")
-        st = self.stats("quiet")
+        st = self.srv.stats("quiet")
         self.assertEqual((st["pkts"], st["link_hdr"], st["files_closed"]), (51, 2, 0))
         self.stop()
         self.assertEqual(os.listdir(srv.base), [])
@@ -462,10 +453,10 @@ class DiskFull(ServerTest):
             seq += 1
             time.sleep(0.1)
         seq += 20
-        st = self.stats("c")
+        st = self.srv.stats("c")
         s.close()
         srv.wait_log("(disconnect;")
-        st = self.stats("c")
+        st = self.srv.stats("c")
         self.stop()
         later = [x for p in srv.files() for x in self.packets(p)]
         self.assertTrue(later, "no file after space returned")

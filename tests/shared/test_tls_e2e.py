@@ -144,14 +144,6 @@ class E2ETestCase(support.TempDirTestCase):
             self.fail("the client did not exit at the end of read_file:\n" + proc.text())
         self.assertEqual(proc.stop(), 0, proc.text())
 
-    def server_stats(self, srv):
-        """SIGUSR1; return the server-wide counters of the logged stats line."""
-        n = srv.log().count("stats server:")
-        srv.signal(signal.SIGUSR1)
-        log = srv.wait_log("stats server:", n + 1)
-        line = [l for l in log.splitlines() if "stats server:" in l][-1]
-        return dict((k, int(v)) for k, v in re.findall(r"server:(\S+?)=(\d+)", line))
-
     def files_of(self, srv, name):
         return [p for p in srv.all_files()
                 if os.path.basename(p).startswith("trace-%s-" % name)]
@@ -488,7 +480,7 @@ class NegativeMatrixTest(E2ETestCase):
         good.send(100)
         good.close()
         srv.wait_log("client good (%s:%d): disconnected" % (GOOD, good.local_port))
-        stats = self.server_stats(srv)
+        stats = srv.stats()
         for key, least in (("tls_verify", 4), ("tls_identity", 2), ("tls_mode", 2),
                            ("tls_timeout", 1), ("no_data", 1), ("tls_connect", 2),
                            ("no_client", 1)):

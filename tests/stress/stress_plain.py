@@ -11,9 +11,7 @@ lines), and the server's descriptors back where they were.
 """
 
 import os
-import re
 import shutil
-import signal
 import socket
 import struct
 import tempfile
@@ -75,11 +73,7 @@ class PlainStorm(support.TempDirTestCase):
                      % live_port, timeout=WAIT)
 
         def stats():
-            n = srv.log().count("stats c:")
-            srv.signal(signal.SIGUSR1)
-            log = srv.wait_log("stats c:", n + 1, timeout=WAIT)
-            line = [l for l in log.splitlines() if "stats c:" in l][-1]
-            return dict((k.split(":")[-1], int(v)) for k, v in re.findall(r"(\S+)=(\d+)", line))
+            return srv.stats("c", timeout=WAIT)
         # The server may still be accepting the last connections of the backlog.
         deadline = time.monotonic() + WAIT
         while stats()["connect"] < ATTEMPTS + 1 and time.monotonic() < deadline:
