@@ -60,7 +60,7 @@ class Takeover(ServerTest):
         seq += 10
         live.close()
         srv.wait_log("(disconnect;")
-        st = self.stats("c")
+        st = self.srv.stats("c")
         self.assertEqual(st["connect"], 1 + len(attempts) + 1)
         self.assertEqual(st["rejected"], 4)
         self.stop()
@@ -136,9 +136,9 @@ class Takeover(ServerTest):
             s.close()
         live.sendall(peer.pcap_data(10))
         deadline = time.monotonic() + WAIT
-        while self.stats("c")["connect"] < 301 and time.monotonic() < deadline:
+        while self.srv.stats("c")["connect"] < 301 and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.assertEqual(self.stats("c")["connect"], 301)
+        self.assertEqual(self.srv.stats("c")["connect"], 301)
         live.close()
         srv.wait_log("(disconnect;")
         self.stop()
