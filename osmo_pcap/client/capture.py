@@ -26,6 +26,10 @@ EPB_FRAME = wire.EPB_DATA_FRAME
 U32 = struct.Struct("<I")
 EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
 TYPE_CACHE_MAX = 2048                   # cached frame heads, EPB parts
+RUN = 32                                # records framed at once when of one length
+RUN2 = 2 * RUN
+RUNS_MAX = 256                          # cached run checkers (two structs each)
+BACKOFF_MAX = 256                       # most run spans framed one by one between tries
 RECORD = libpcap.RECORD_HDR
 CAPLEN_LEN = struct.Struct("=8xII")     # a record's caplen and len
 EPB_TAIL = struct.Struct("<IIII")       # ts high, ts low, caplen, len
@@ -123,6 +127,19 @@ def _frame_header(n):
     return bytes((1, 0, n >> 8, n & 255))
 
 
+def _run_parts(caplen):
+    """Return (check, split, frame header, bytes) for RUN records of caplen bytes.
+
+    check(view, pos) gives the caplen and len of each of RUN records laid out
+    back to back from pos, were they all of that caplen; split(view, pos)
+    gives the RUN records (header and data) as bytes.
+    """
+    n = caplen + 16
+    check = struct.Struct("=" + ("8xII%dx" % caplen) * RUN).unpack_from
+    split = struct.Struct("%ds" % n * RUN).unpack_from
+    return check, split, _frame_header(n), n * RUN
+
+
 def _epb_parts(if_index):
     """Return a function of caplen giving (frame header + EPB type, length and
     interface, padding + trailing length)."""
@@ -159,13 +176,48 @@ def make_framer(fmt, if_index, acc, sink, fast):
         # the LINK_DATA payload: put the frame header (cached per length) in
         # front of it.
         heads = {}
+        runs = {}
         unpack = CAPLEN_LEN.unpack_from
+        state = [1]     # how many RUN spans to frame one by one after a failed try
 
         def framer(view, count, end, out):
             pos = cut = 0
-            while True:
+            back = state[0]
+            while pos < end:
+                # RUN records of one length (a media stream, a flood) are checked
+                # and framed by three calls into C; only where the lengths vary
+                # does every record cost the Python loop below. Each failed try
+                # doubles the stretch framed one by one before the next.
+                caplen = unpack(view, pos)[0]
+                run = runs.get(caplen)
+                if run is None:
+                    if len(runs) >= RUNS_MAX:
+                        runs.clear()
+                    run = runs[caplen] = _run_parts(caplen)
+                check, split, head, span = run
+                stop = pos + span
+                limit = end
+                if stop <= end:
+                    lengths = check(view, pos)
+                    if lengths.count(caplen) == RUN2:
+                        ok = True
+                    elif lengths[0::2].count(caplen) == RUN:
+                        ok = True
+                        cut += RUN - lengths[1::2].count(caplen)
+                    else:
+                        ok = False
+                    if ok:
+                        out += head
+                        out += head.join(split(view, pos))
+                        pos = stop
+                        back = 1
+                        continue
+                    if pos + back * span < end:
+                        limit = pos + back * span
+                    if back < BACKOFF_MAX:
+                        back += back
                 try:
-                    while pos < end:
+                    while pos < limit:
                         caplen, length = unpack(view, pos)
                         n = caplen + 16
                         out += heads[n]
@@ -173,11 +225,11 @@ def make_framer(fmt, if_index, acc, sink, fast):
                         pos += n
                         if length != caplen:
                             cut += 1
-                    break
                 except KeyError:
                     if len(heads) >= TYPE_CACHE_MAX:
                         heads.clear()
                     heads[n] = _frame_header(n)
+            state[0] = back
             acc[0] += count
             acc[1] += end - 16 * count
             acc[2] += cut

@@ -8,6 +8,7 @@ buffer too small for one call; the live test captures the same frames
 handle per path on the same veth at the same time.
 """
 
+import random
 import socket
 import struct
 import sys
@@ -213,6 +214,53 @@ class FramerTest(unittest.TestCase):
                 acc = self.compare(fmt, items, 65000, fast)
                 self.assertEqual(acc[0], 300)
                 self.assertEqual(acc[2], 240)        # cut by snaplen (len > caplen)
+
+    def test_runs_of_one_length(self):
+        # Runs of equal records are framed in bulk (capture.RUN at a time):
+        # runs a record shorter or longer than RUN, broken by another length
+        # at every place, cut records inside runs, a run ending the buffer;
+        # several rounds through one framer (it keeps its back-off).
+        run = capture.RUN
+        rng = random.Random(7)
+        split_calls = []
+        real = capture._run_parts
+
+        def counting(caplen):
+            check, split, head, span = real(caplen)
+
+            def counted(view, pos):
+                split_calls.append(caplen)
+                return split(view, pos)
+            return check, counted, head, span
+        orig_parts, capture._run_parts = capture._run_parts, counting
+        self.addCleanup(setattr, capture, "_run_parts", orig_parts)
+        for fmt in ("pcap", "pcapng"):
+            view_items = []
+            for round_no in range(40):
+                items = []
+                for _ in range(rng.randint(1, 6)):
+                    size = rng.choice((1, 60, 100, 214, 1400, 1500))
+                    count = rng.choice((1, 2, run - 1, run, run + 1, 2 * run, 3 * run + 5))
+                    for k in range(count):
+                        cut = rng.random() < 0.1
+                        data = bytes((round_no + k + j) & 0xFF for j in range(size))
+                        items.append((1700000000 + k, k, data, size + (40 if cut else 0)))
+                view_items.append(items)
+            # One framer over all the rounds, as a device's.
+            framed, acc = bytearray(), [0] * 4
+            sink2 = capture.make_sink(fmt, 3, 1, 65000, framed, acc, None, [])
+            framer = capture.make_framer(fmt, 3, acc, sink2, True)
+            via_sink, acc_sink = bytearray(), [0] * 4
+            sink = capture.make_sink(fmt, 3, 1, 65000, via_sink, acc_sink, None, [])
+            for items in view_items:
+                view, count = self.records(items)
+                framer(view, count, len(view), framed)
+                for sec, usec, data, orig in items:
+                    sink(sec, usec, len(data), orig, data)
+                self.assertEqual(framed, via_sink)
+                self.assertEqual(acc, acc_sink)
+            if fmt == "pcap" and capture.LITTLE_ENDIAN:
+                self.assertGreater(len(split_calls), 20)    # the bulk path ran
 
     def test_records_longer_than_max_caplen_are_cut(self):
         for fmt in ("pcap", "pcapng"):
