@@ -39,21 +39,21 @@
 #    3369  osmo_pcap/server/fanout.py
 #    3544  osmo_pcap/server/hooks.py
 #    3805  osmo_pcap/server/ingest.py
-#    4137  osmo_pcap/server/main.py
-#    4884  osmo_pcap/server/oncomplete.py
-#    5134  osmo_pcap/server/recorder.py
-#    5502  osmo_pcap/server/storage.py
-#    5690  osmo_pcap/server/tap.py
-#    6231  osmo_pcap/server/zmtp.py
-#    6666  osmo_pcap/tls.py
-#    7182  osmo_pcap/tlsconfig.py
-#    7502  osmo_pcap/tracename.py
-#    7585  osmo_pcap/transport.py
-#    7828  osmo_pcap/validate.py
-#    8016  osmo_pcap/vtyimport.py
-#    9009  osmo_pcap/wire.py
-#    9260  loader: registers the modules above with the import system
-#    9304  start: calls osmo_pcap.server.main.main()
+#    4193  osmo_pcap/server/main.py
+#    4940  osmo_pcap/server/oncomplete.py
+#    5190  osmo_pcap/server/recorder.py
+#    5558  osmo_pcap/server/storage.py
+#    5785  osmo_pcap/server/tap.py
+#    6326  osmo_pcap/server/zmtp.py
+#    6761  osmo_pcap/tls.py
+#    7277  osmo_pcap/tlsconfig.py
+#    7597  osmo_pcap/tracename.py
+#    7680  osmo_pcap/transport.py
+#    7923  osmo_pcap/validate.py
+#    8111  osmo_pcap/vtyimport.py
+#    9104  osmo_pcap/wire.py
+#    9355  loader: registers the modules above with the import system
+#    9399  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -3818,6 +3818,7 @@ goes to the server's shared receive buffer, and the connection keeps only its
 incomplete last frame.
 """
 
+import struct
 import time
 
 from osmo_pcap import validate, wire
@@ -3832,10 +3833,28 @@ _REC = wire.HEADER_SIZE + 16
 _MAX = wire.MAX_PAYLOAD
 LINK_DATA = wire.LINK_DATA
 HEADS_MAX = 4096
+RUN = 32              # frames of one caplen checked and split at once
+RUNS_MAX = 256        # cached run parsers per byte order (two structs each)
+BACKOFF_MAX = 256     # most run spans taken one frame at a time between tries
 
 # (byte order, snaplen) -> {caplen: the frame header of a LINK_DATA frame of
 # a pcap record of that caplen, read as an integer}; shared by connections.
 _heads = {}
+# byte order -> {caplen: _run_parts(byte order, caplen)}; shared by connections.
+_runs = {"<": {}, ">": {}}
+
+
+def _run_parts(byteorder, caplen):
+    """Return (check, split, bytes) for RUN pcap LINK_DATA frames of caplen.
+
+    check(mv, pos) gives each frame's header word and caplen, as
+    wire.PCAP_FRAME_PEEK reads them, were the RUN frames from pos all of
+    that caplen; split(mv, pos) gives their payloads (the records) as bytes.
+    """
+    rest = "%dx" % (caplen + 4)        # the record's len field and data
+    check = struct.Struct(byteorder + ("I8xI" + rest) * RUN).unpack_from
+    split = struct.Struct(("4x%ds" % (caplen + 16)) * RUN).unpack_from
+    return check, split, RUN * (_REC + caplen)
 
 
 class Parser(object):
@@ -3847,7 +3866,7 @@ class Parser(object):
     """
 
     __slots__ = ("link", "max_snaplen", "tail", "streams", "_fast", "_snaplen", "_heads",
-                 "_byteorder")
+                 "_byteorder", "_runs", "_back")
 
     def __init__(self, max_snaplen, streams=False):
         self.max_snaplen = max_snaplen
@@ -3858,6 +3877,8 @@ class Parser(object):
         self._snaplen = 0
         self._heads = None
         self._byteorder = "<"
+        self._runs = None
+        self._back = 1      # run spans taken one frame at a time after a failed try
 
     def _set_link(self, link):
         self.link = link
@@ -3872,8 +3893,9 @@ class Parser(object):
                     _heads.clear()      # bounded, whatever the clients announce
                 heads = _heads[key] = {}
             self._heads = heads
+            self._runs = _runs[link.byteorder]
         else:
-            self._fast = self._heads = None
+            self._fast = self._heads = self._runs = None
 
     def consume(self, mv, pos, end, out):
         """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
@@ -3886,6 +3908,7 @@ class Parser(object):
         where the offending frame starts).
         """
         append = out.append
+        extend = out.extend
         nbytes = 0
         unpack = _FRAME.unpack_from
         heads = self._heads
@@ -3894,10 +3917,15 @@ class Parser(object):
                 # The fast path, the server's per-packet cost: a pcap LINK_DATA
                 # frame is valid when its header is the one its caplen implies
                 # (type 1, length caplen + 16) and caplen is within the snaplen,
-                # which is when heads knows that caplen. Payload bytes are
-                # counted once per run: the bytes passed minus the headers.
+                # which is when heads knows that caplen. RUN frames of one caplen
+                # are checked and split by two calls into C (_run_parts); a
+                # failed try doubles the stretch taken one frame at a time
+                # before the next. Payload bytes are counted once per run:
+                # the bytes passed minus the headers.
                 start, first = pos, len(out)
                 fast = self._fast
+                runs = self._runs
+                back = self._back
                 limit = end - _FAST_SIZE
                 learn = None
                 try:
@@ -3905,13 +3933,41 @@ class Parser(object):
                         word, caplen = fast(mv, pos)
                         if word != heads[caplen]:
                             break
-                        stop = pos + _REC + caplen
-                        if stop > end:
-                            break
-                        append(mv[pos + _HDR:stop])
-                        pos = stop
+                        run = runs.get(caplen)
+                        if run is None:
+                            if len(runs) >= RUNS_MAX:
+                                runs.clear()
+                            run = runs[caplen] = _run_parts(self._byteorder, caplen)
+                        check, split, span = run
+                        stop = pos + span
+                        top = limit
+                        if stop <= end:
+                            found = check(mv, pos)
+                            if found[0::2].count(word) == RUN and \
+                                    found[1::2].count(caplen) == RUN:
+                                extend(split(mv, pos))
+                                pos = stop
+                                back = 1
+                                continue
+                            if pos + back * span < limit:
+                                top = pos + back * span
+                            if back < BACKOFF_MAX:
+                                back += back
+                        while pos <= top:
+                            word, caplen = fast(mv, pos)
+                            if word != heads[caplen]:
+                                break
+                            stop = pos + _REC + caplen
+                            if stop > end:
+                                break
+                            append(mv[pos + _HDR:stop])
+                            pos = stop
+                        else:
+                            continue
+                        break
                 except KeyError:
                     learn = caplen
+                self._back = back
                 nbytes += pos - start - _HDR * (len(out) - first)
                 if learn is not None and learn <= self._snaplen:
                     if len(heads) >= HEADS_MAX:
@@ -5256,7 +5312,7 @@ class Recorder(object):
         limit = self.max_size
         if not limit or f.size + nbytes <= limit:
             try:
-                f.append(b"".join(out), len(out))
+                f.append_parts(out, nbytes, len(out))
             except WriteError as e:
                 self._write_failed(e, t)
             return
@@ -5523,6 +5579,16 @@ _TAKEN_SUFFIXES = ("",) + tuple("." + c for c in tracename.COMPRESSED)
 MAX_SUFFIX = 999
 
 
+def _iov_max():
+    try:
+        return max(16, min(os.sysconf("SC_IOV_MAX"), 1024))
+    except (AttributeError, ValueError, OSError):
+        return 16
+
+
+IOV_MAX = _iov_max()      # buffers per writev call
+
+
 class WriteError(Exception):
     """Writing a trace file failed; the file was cut back to its last complete record.
 
@@ -5626,6 +5692,30 @@ class TraceFile(object):
             self.pending_records = 0
             self._write(pending, nrec)
 
+    def append_parts(self, parts, nbytes, nrecords):
+        """Like append(b"".join(parts), nrecords): nrecords records in parts
+        (bytes-likes of nbytes in all, valid only during the call). A big batch
+        with nothing buffered goes to the file by writev, without being joined.
+        """
+        if self.pending or nbytes < self.buffer_limit:
+            self.append(b"".join(parts), nrecords)
+            return
+        self.size += nbytes
+        self.records += nrecords
+        fd = self.fd
+        try:
+            for i in range(0, len(parts), IOV_MAX):
+                group = parts[i:i + IOV_MAX]
+                done = os.writev(fd, group)
+                want = sum(map(len, group))
+                if done < want:
+                    rest = memoryview(b"".join(group))
+                    while done < want:
+                        done += os.write(fd, rest[done:])
+        except OSError as e:
+            self._cut_back(e, nbytes, nrecords)
+        self.written += nbytes
+
     def _write(self, data, nrecords):
         fd = self.fd
         total = len(data)
@@ -5636,15 +5726,20 @@ class TraceFile(object):
                     while done < total:
                         done += os.write(fd, mv[done:])
         except OSError as e:
-            self.size -= total
-            self.records -= nrecords
-            try:
-                os.ftruncate(fd, self.written)
-                os.lseek(fd, self.written, os.SEEK_SET)
-            except OSError:
-                pass
-            raise WriteError(self.path, e, nrecords)
+            self._cut_back(e, total, nrecords)
         self.written += total
+
+    def _cut_back(self, e, total, nrecords):
+        """A write of total bytes (nrecords records) failed: cut the file back
+        to what was written before it; raise WriteError."""
+        self.size -= total
+        self.records -= nrecords
+        try:
+            os.ftruncate(self.fd, self.written)
+            os.lseek(self.fd, self.written, os.SEEK_SET)
+        except OSError:
+            pass
+        raise WriteError(self.path, e, nrecords)
 
     def close(self, completed_path=None, sync=False):
         """Flush, move to completed_path and close; return (final path, error or None).

@@ -12,6 +12,7 @@ goes to the server's shared receive buffer, and the connection keeps only its
 incomplete last frame.
 """
 
+import struct
 import time
 
 from osmo_pcap import validate, wire
@@ -26,10 +27,28 @@ _REC = wire.HEADER_SIZE + 16
 _MAX = wire.MAX_PAYLOAD
 LINK_DATA = wire.LINK_DATA
 HEADS_MAX = 4096
+RUN = 32              # frames of one caplen checked and split at once
+RUNS_MAX = 256        # cached run parsers per byte order (two structs each)
+BACKOFF_MAX = 256     # most run spans taken one frame at a time between tries
 
 # (byte order, snaplen) -> {caplen: the frame header of a LINK_DATA frame of
 # a pcap record of that caplen, read as an integer}; shared by connections.
 _heads = {}
+# byte order -> {caplen: _run_parts(byte order, caplen)}; shared by connections.
+_runs = {"<": {}, ">": {}}
+
+
+def _run_parts(byteorder, caplen):
+    """Return (check, split, bytes) for RUN pcap LINK_DATA frames of caplen.
+
+    check(mv, pos) gives each frame's header word and caplen, as
+    wire.PCAP_FRAME_PEEK reads them, were the RUN frames from pos all of
+    that caplen; split(mv, pos) gives their payloads (the records) as bytes.
+    """
+    rest = "%dx" % (caplen + 4)        # the record's len field and data
+    check = struct.Struct(byteorder + ("I8xI" + rest) * RUN).unpack_from
+    split = struct.Struct(("4x%ds" % (caplen + 16)) * RUN).unpack_from
+    return check, split, RUN * (_REC + caplen)
 
 
 class Parser(object):
@@ -41,7 +60,7 @@ class Parser(object):
     """
 
     __slots__ = ("link", "max_snaplen", "tail", "streams", "_fast", "_snaplen", "_heads",
-                 "_byteorder")
+                 "_byteorder", "_runs", "_back")
 
     def __init__(self, max_snaplen, streams=False):
         self.max_snaplen = max_snaplen
@@ -52,6 +71,8 @@ class Parser(object):
         self._snaplen = 0
         self._heads = None
         self._byteorder = "<"
+        self._runs = None
+        self._back = 1      # run spans taken one frame at a time after a failed try
 
     def _set_link(self, link):
         self.link = link
@@ -66,8 +87,9 @@ class Parser(object):
                     _heads.clear()      # bounded, whatever the clients announce
                 heads = _heads[key] = {}
             self._heads = heads
+            self._runs = _runs[link.byteorder]
         else:
-            self._fast = self._heads = None
+            self._fast = self._heads = self._runs = None
 
     def consume(self, mv, pos, end, out):
         """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
@@ -80,6 +102,7 @@ class Parser(object):
         where the offending frame starts).
         """
         append = out.append
+        extend = out.extend
         nbytes = 0
         unpack = _FRAME.unpack_from
         heads = self._heads
@@ -88,10 +111,15 @@ class Parser(object):
                 # The fast path, the server's per-packet cost: a pcap LINK_DATA
                 # frame is valid when its header is the one its caplen implies
                 # (type 1, length caplen + 16) and caplen is within the snaplen,
-                # which is when heads knows that caplen. Payload bytes are
-                # counted once per run: the bytes passed minus the headers.
+                # which is when heads knows that caplen. RUN frames of one caplen
+                # are checked and split by two calls into C (_run_parts); a
+                # failed try doubles the stretch taken one frame at a time
+                # before the next. Payload bytes are counted once per run:
+                # the bytes passed minus the headers.
                 start, first = pos, len(out)
                 fast = self._fast
+                runs = self._runs
+                back = self._back
                 limit = end - _FAST_SIZE
                 learn = None
                 try:
@@ -99,13 +127,41 @@ class Parser(object):
                         word, caplen = fast(mv, pos)
                         if word != heads[caplen]:
                             break
-                        stop = pos + _REC + caplen
-                        if stop > end:
-                            break
-                        append(mv[pos + _HDR:stop])
-                        pos = stop
+                        run = runs.get(caplen)
+                        if run is None:
+                            if len(runs) >= RUNS_MAX:
+                                runs.clear()
+                            run = runs[caplen] = _run_parts(self._byteorder, caplen)
+                        check, split, span = run
+                        stop = pos + span
+                        top = limit
+                        if stop <= end:
+                            found = check(mv, pos)
+                            if found[0::2].count(word) == RUN and \
+                                    found[1::2].count(caplen) == RUN:
+                                extend(split(mv, pos))
+                                pos = stop
+                                back = 1
+                                continue
+                            if pos + back * span < limit:
+                                top = pos + back * span
+                            if back < BACKOFF_MAX:
+                                back += back
+                        while pos <= top:
+                            word, caplen = fast(mv, pos)
+                            if word != heads[caplen]:
+                                break
+                            stop = pos + _REC + caplen
+                            if stop > end:
+                                break
+                            append(mv[pos + _HDR:stop])
+                            pos = stop
+                        else:
+                            continue
+                        break
                 except KeyError:
                     learn = caplen
+                self._back = back
                 nbytes += pos - start - _HDR * (len(out) - first)
                 if learn is not None and learn <= self._snaplen:
                     if len(heads) >= HEADS_MAX:

@@ -121,7 +121,7 @@ class Recorder(object):
         limit = self.max_size
         if not limit or f.size + nbytes <= limit:
             try:
-                f.append(b"".join(out), len(out))
+                f.append_parts(out, nbytes, len(out))
             except WriteError as e:
                 self._write_failed(e, t)
             return

@@ -20,6 +20,16 @@ _TAKEN_SUFFIXES = ("",) + tuple("." + c for c in tracename.COMPRESSED)
 MAX_SUFFIX = 999
 
 
+def _iov_max():
+    try:
+        return max(16, min(os.sysconf("SC_IOV_MAX"), 1024))
+    except (AttributeError, ValueError, OSError):
+        return 16
+
+
+IOV_MAX = _iov_max()      # buffers per writev call
+
+
 class WriteError(Exception):
     """Writing a trace file failed; the file was cut back to its last complete record.
 
@@ -123,6 +133,30 @@ class TraceFile(object):
             self.pending_records = 0
             self._write(pending, nrec)
 
+    def append_parts(self, parts, nbytes, nrecords):
+        """Like append(b"".join(parts), nrecords): nrecords records in parts
+        (bytes-likes of nbytes in all, valid only during the call). A big batch
+        with nothing buffered goes to the file by writev, without being joined.
+        """
+        if self.pending or nbytes < self.buffer_limit:
+            self.append(b"".join(parts), nrecords)
+            return
+        self.size += nbytes
+        self.records += nrecords
+        fd = self.fd
+        try:
+            for i in range(0, len(parts), IOV_MAX):
+                group = parts[i:i + IOV_MAX]
+                done = os.writev(fd, group)
+                want = sum(map(len, group))
+                if done < want:
+                    rest = memoryview(b"".join(group))
+                    while done < want:
+                        done += os.write(fd, rest[done:])
+        except OSError as e:
+            self._cut_back(e, nbytes, nrecords)
+        self.written += nbytes
+
     def _write(self, data, nrecords):
         fd = self.fd
         total = len(data)
@@ -133,15 +167,20 @@ class TraceFile(object):
                     while done < total:
                         done += os.write(fd, mv[done:])
         except OSError as e:
-            self.size -= total
-            self.records -= nrecords
-            try:
-                os.ftruncate(fd, self.written)
-                os.lseek(fd, self.written, os.SEEK_SET)
-            except OSError:
-                pass
-            raise WriteError(self.path, e, nrecords)
+            self._cut_back(e, total, nrecords)
         self.written += total
+
+    def _cut_back(self, e, total, nrecords):
+        """A write of total bytes (nrecords records) failed: cut the file back
+        to what was written before it; raise WriteError."""
+        self.size -= total
+        self.records -= nrecords
+        try:
+            os.ftruncate(self.fd, self.written)
+            os.lseek(self.fd, self.written, os.SEEK_SET)
+        except OSError:
+            pass
+        raise WriteError(self.path, e, nrecords)
 
     def close(self, completed_path=None, sync=False):
         """Flush, move to completed_path and close; return (final path, error or None).

@@ -39,6 +39,13 @@ def base_stream(rnd):
             n = rnd.randrange(0, snap + 1) if rnd.random() < 0.97 else snap + rnd.randrange(1, 3)
             frames.append(wire.encode_link_data(pcapfile.encode_record(i, i, b"\xab" * n,
                                                                        byteorder=bo)))
+        if rnd.random() < 0.3:
+            # a run of one length, around the server's bulk size (ingest.RUN)
+            n = rnd.randrange(0, snap + 1)
+            for i in range(rnd.choice((1, ingest.RUN - 1, ingest.RUN, ingest.RUN + 1,
+                                       2 * ingest.RUN + 3, 5 * ingest.RUN))):
+                frames.append(wire.encode_link_data(pcapfile.encode_record(
+                    i, i, bytes((i + j) & 255 for j in range(n)), byteorder=bo)))
     else:
         bo = "<" if kind == 2 else ">"
         nif = rnd.randrange(0, 3)

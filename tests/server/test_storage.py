@@ -98,6 +98,32 @@ class Files(support.TempDirTestCase):
         self.assertEqual((f.size, f.written, f.records), (24 + 40 * 116,) * 2 + (40,))
 
 
+    def test_parts_written_without_joining(self):
+        # More parts than one writev takes, views into a buffer that is reused
+        # right after the call (as the server's receive buffer is).
+        f = storage.TraceFile.create(self.tmp, "a", ST, link(), 0o440, 4096)
+        self.addCleanup(f.close)
+        expect = bytearray(link().header)
+        scratch = bytearray(4 * storage.IOV_MAX * 116)
+        view = memoryview(scratch)
+        for first, count in ((0, 3), (3, 3 * storage.IOV_MAX + 7), (10000, 2)):
+            recs = records(first, count)
+            data = b"".join(recs)
+            scratch[:len(data)] = data
+            parts, pos = [], 0
+            for r in recs:
+                parts.append(view[pos:pos + len(r)])
+                pos += len(r)
+            f.append_parts(parts, len(data), count)
+            scratch[:len(data)] = b"\xee" * len(data)
+            expect += data
+        f.flush()
+        with open(f.path, "rb") as fh:
+            self.assertEqual(fh.read(), bytes(expect))
+        self.assertEqual((f.size, f.written, f.records),
+                         (len(expect), len(expect), 5 + 3 * storage.IOV_MAX + 7))
+
+
 class DiskFull(support.TempDirTestCase):
     def setUp(self):
         support.TempDirTestCase.setUp(self)
@@ -125,6 +151,20 @@ class DiskFull(support.TempDirTestCase):
         rows = support.tshark_packets(path, ("frame.cap_len",))
         self.assertEqual(len(rows), n)
         self.assertEqual(len(peer.file_records(path)), n)
+
+    def test_cut_back_after_writev(self):
+        f = storage.TraceFile.create(self.mnt, "a", ST, link(), 0o440, 4096)
+        with self.assertRaises(storage.WriteError) as cm:
+            for i in range(0, 100000, 100):
+                recs = records(i, 100, 1000)
+                f.append_parts(recs, sum(map(len, recs)), 100)
+        self.assertEqual(cm.exception.error.errno, errno.ENOSPC)
+        self.assertEqual(cm.exception.dropped, 100)
+        size = os.path.getsize(f.path)
+        self.assertEqual(size, f.written)
+        self.assertEqual((size - 24) % (100 * 1016), 0)
+        path, err = f.close()
+        self.assertEqual(len(peer.file_records(path)), (size - 24) // 1016)
 
     def test_recorder_drops_counts_and_resumes(self):
         cfg = serverconfig.ServerConfig()
