@@ -224,7 +224,7 @@ def _run_parts(caplen):
     """
     n = caplen + 16
     check = struct.Struct("=" + ("8xII%dx" % caplen) * RUN).unpack_from
-    split = struct.Struct("%ds" % n * RUN).unpack_from
+    split = struct.Struct("=" + "%ds" % n * RUN).unpack_from
     return check, split, _frame_header(n), n * RUN
 
 

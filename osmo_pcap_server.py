@@ -39,21 +39,21 @@
 #    3369  osmo_pcap/server/fanout.py
 #    3544  osmo_pcap/server/hooks.py
 #    3805  osmo_pcap/server/ingest.py
-#    4193  osmo_pcap/server/main.py
-#    4940  osmo_pcap/server/oncomplete.py
-#    5190  osmo_pcap/server/recorder.py
-#    5558  osmo_pcap/server/storage.py
-#    5785  osmo_pcap/server/tap.py
-#    6326  osmo_pcap/server/zmtp.py
-#    6761  osmo_pcap/tls.py
-#    7277  osmo_pcap/tlsconfig.py
-#    7597  osmo_pcap/tracename.py
-#    7680  osmo_pcap/transport.py
-#    7923  osmo_pcap/validate.py
-#    8111  osmo_pcap/vtyimport.py
-#    9104  osmo_pcap/wire.py
-#    9355  loader: registers the modules above with the import system
-#    9399  start: calls osmo_pcap.server.main.main()
+#    4194  osmo_pcap/server/main.py
+#    4941  osmo_pcap/server/oncomplete.py
+#    5191  osmo_pcap/server/recorder.py
+#    5559  osmo_pcap/server/storage.py
+#    5786  osmo_pcap/server/tap.py
+#    6327  osmo_pcap/server/zmtp.py
+#    6762  osmo_pcap/tls.py
+#    7278  osmo_pcap/tlsconfig.py
+#    7598  osmo_pcap/tracename.py
+#    7681  osmo_pcap/transport.py
+#    7924  osmo_pcap/validate.py
+#    8112  osmo_pcap/vtyimport.py
+#    9105  osmo_pcap/wire.py
+#    9356  loader: registers the modules above with the import system
+#    9400  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -3809,7 +3809,8 @@ _SOURCES['osmo_pcap/server/ingest.py'] = r'''
 
 Parser is the decode+validate step specialised for speed: for a pcap link it
 reads the frame header and the record's caplen with one unpack per frame and
-checks the record inline; everything else goes through the same rules as
+checks the record inline, or a run of frames of one caplen with one unpack for
+all of them; everything else goes through the same rules as
 wire.Decoder + validate (tests compare the two on fuzzed streams). A LINK_HDR
 is validated here too, and becomes the link for the frames that follow.
 
@@ -3853,7 +3854,7 @@ def _run_parts(byteorder, caplen):
     """
     rest = "%dx" % (caplen + 4)        # the record's len field and data
     check = struct.Struct(byteorder + ("I8xI" + rest) * RUN).unpack_from
-    split = struct.Struct(("4x%ds" % (caplen + 16)) * RUN).unpack_from
+    split = struct.Struct("=" + ("4x%ds" % (caplen + 16)) * RUN).unpack_from
     return check, split, RUN * (_REC + caplen)
 
 

@@ -3,7 +3,8 @@
 
 Parser is the decode+validate step specialised for speed: for a pcap link it
 reads the frame header and the record's caplen with one unpack per frame and
-checks the record inline; everything else goes through the same rules as
+checks the record inline, or a run of frames of one caplen with one unpack for
+all of them; everything else goes through the same rules as
 wire.Decoder + validate (tests compare the two on fuzzed streams). A LINK_HDR
 is validated here too, and becomes the link for the frames that follow.
 
@@ -47,7 +48,7 @@ def _run_parts(byteorder, caplen):
     """
     rest = "%dx" % (caplen + 4)        # the record's len field and data
     check = struct.Struct(byteorder + ("I8xI" + rest) * RUN).unpack_from
-    split = struct.Struct(("4x%ds" % (caplen + 16)) * RUN).unpack_from
+    split = struct.Struct("=" + ("4x%ds" % (caplen + 16)) * RUN).unpack_from
     return check, split, RUN * (_REC + caplen)
 
 
