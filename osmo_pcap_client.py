@@ -21,33 +21,34 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      57  osmo_pcap/__init__.py
-#      73  osmo_pcap/client/__init__.py
-#      87  osmo_pcap/client/capture.py
-#     698  osmo_pcap/client/config.py
-#     990  osmo_pcap/client/forward.py
-#    1648  osmo_pcap/client/gprs.py
-#    1812  osmo_pcap/client/ipip.py
-#    1963  osmo_pcap/client/libpcap.py
-#    2598  osmo_pcap/client/main.py
-#    3407  osmo_pcap/client/privileges.py
-#    3579  osmo_pcap/client/spool.py
-#    3980  osmo_pcap/daemon.py
-#    4305  osmo_pcap/ini.py
-#    4552  osmo_pcap/log.py
-#    4930  osmo_pcap/loop.py
-#    5170  osmo_pcap/metrics.py
-#    5557  osmo_pcap/pcapfile.py
-#    5753  osmo_pcap/pcapng.py
-#    6105  osmo_pcap/preflight.py
-#    6282  osmo_pcap/rotation.py
-#    6404  osmo_pcap/tls.py
-#    6920  osmo_pcap/tlsconfig.py
-#    7240  osmo_pcap/transport.py
-#    7483  osmo_pcap/vtyimport.py
-#    8476  osmo_pcap/wire.py
-#    8727  loader: registers the modules above with the import system
-#    8771  start: calls osmo_pcap.client.main.main()
+#      58  osmo_pcap/__init__.py
+#      74  osmo_pcap/client/__init__.py
+#      88  osmo_pcap/client/capture.py
+#     693  osmo_pcap/client/config.py
+#     985  osmo_pcap/client/forward.py
+#    1643  osmo_pcap/client/gprs.py
+#    1807  osmo_pcap/client/ipip.py
+#    1958  osmo_pcap/client/libpcap.py
+#    2593  osmo_pcap/client/main.py
+#    3402  osmo_pcap/client/privileges.py
+#    3574  osmo_pcap/client/spool.py
+#    3975  osmo_pcap/daemon.py
+#    4300  osmo_pcap/ini.py
+#    4547  osmo_pcap/log.py
+#    4925  osmo_pcap/loop.py
+#    5165  osmo_pcap/metrics.py
+#    5552  osmo_pcap/pcapfile.py
+#    5748  osmo_pcap/pcapng.py
+#    6100  osmo_pcap/preflight.py
+#    6277  osmo_pcap/rotation.py
+#    6399  osmo_pcap/runs.py
+#    6428  osmo_pcap/tls.py
+#    6944  osmo_pcap/tlsconfig.py
+#    7264  osmo_pcap/transport.py
+#    7507  osmo_pcap/vtyimport.py
+#    8500  osmo_pcap/wire.py
+#    8751  loader: registers the modules above with the import system
+#    8795  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -106,7 +107,7 @@ import socket
 import struct
 import sys
 
-from osmo_pcap import pcapfile, pcapng, wire
+from osmo_pcap import pcapfile, pcapng, runs, wire
 from osmo_pcap.client import libpcap
 
 PCAP_FRAME = wire.PCAP_DATA_FRAME
@@ -114,10 +115,8 @@ EPB_FRAME = wire.EPB_DATA_FRAME
 U32 = struct.Struct("<I")
 EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
 TYPE_CACHE_MAX = 2048                   # cached frame heads, EPB parts
-RUN = 32                                # records framed at once when of one length
+RUN = runs.RUN
 RUN2 = 2 * RUN
-RUNS_MAX = 256                          # cached run checkers (two structs each)
-BACKOFF_MAX = 256                       # most run spans framed one by one between tries
 RECORD = libpcap.RECORD_HDR
 CAPLEN_LEN = struct.Struct("=8xII")     # a record's caplen and len
 EPB_TAIL = struct.Struct("<IIII")       # ts high, ts low, caplen, len
@@ -264,7 +263,7 @@ def make_framer(fmt, if_index, acc, sink, fast):
         # the LINK_DATA payload: put the frame header (cached per length) in
         # front of it.
         heads = {}
-        runs = {}
+        bulk = {}
         unpack = CAPLEN_LEN.unpack_from
         state = [1]     # how many RUN spans to frame one by one after a failed try
 
@@ -274,14 +273,13 @@ def make_framer(fmt, if_index, acc, sink, fast):
             while pos < end:
                 # RUN records of one length (a media stream, a flood) are checked
                 # and framed by three calls into C; only where the lengths vary
-                # does every record cost the Python loop below. Each failed try
-                # doubles the stretch framed one by one before the next.
+                # does every record cost the Python loop below (osmo_pcap.runs).
                 caplen = unpack(view, pos)[0]
-                run = runs.get(caplen)
+                run = bulk.get(caplen)
                 if run is None:
-                    if len(runs) >= RUNS_MAX:
-                        runs.clear()
-                    run = runs[caplen] = _run_parts(caplen)
+                    if len(bulk) >= runs.RUNS_MAX:
+                        bulk.clear()
+                    run = bulk[caplen] = _run_parts(caplen)
                 check, split, head, span = run
                 stop = pos + span
                 limit = end
@@ -300,10 +298,7 @@ def make_framer(fmt, if_index, acc, sink, fast):
                         pos = stop
                         back = 1
                         continue
-                    if pos + back * span < end:
-                        limit = pos + back * span
-                    if back < BACKOFF_MAX:
-                        back += back
+                    limit, back = runs.after_failure(pos, back, span, end)
                 try:
                     while pos < limit:
                         caplen, length = unpack(view, pos)
@@ -6400,6 +6395,35 @@ class LastWrite(object):
             self.tm = tm
 '''
 # ==================== End file osmo_pcap/rotation.py ======================
+
+# ==================== Begin file osmo_pcap/runs.py ====================
+_SOURCES['osmo_pcap/runs.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Runs of equal packets: how many are taken at once, and how often to try.
+
+The client's framer (client.capture) and the server's parser (server.ingest)
+take RUN packets of one length with a few calls into C (precompiled structs
+that check and split them), and fall back to their per-packet loops where
+lengths vary. A failed try costs about as much as framing a few packets, so
+after one they go packet by packet for a stretch that doubles with every
+failure in a row, and shrinks back to one run span after a success.
+"""
+
+RUN = 32              # packets of one length taken at once
+RUNS_MAX = 256        # cached run structs per cache (two each, a few kB)
+BACKOFF_MAX = 256     # longest stretch between tries, in run spans
+
+
+def after_failure(pos, back, span, limit):
+    """A try at pos failed: return (where the per-packet loop stops, next back)."""
+    top = pos + back * span
+    if top > limit:
+        top = limit
+    if back < BACKOFF_MAX:
+        back += back
+    return top, back
+'''
+# ==================== End file osmo_pcap/runs.py ======================
 
 # ==================== Begin file osmo_pcap/tls.py ====================
 _SOURCES['osmo_pcap/tls.py'] = r'''

@@ -21,39 +21,40 @@
 # registers the modules with the import system and calls main().
 #
 # Contents (line numbers in this file):
-#      63  osmo_pcap/__init__.py
-#      79  osmo_pcap/daemon.py
-#     404  osmo_pcap/ini.py
-#     651  osmo_pcap/log.py
-#    1029  osmo_pcap/loop.py
-#    1269  osmo_pcap/memory.py
-#    1343  osmo_pcap/metrics.py
-#    1730  osmo_pcap/pcapfile.py
-#    1926  osmo_pcap/pcapng.py
-#    2278  osmo_pcap/preflight.py
-#    2455  osmo_pcap/rotation.py
-#    2577  osmo_pcap/server/__init__.py
-#    2595  osmo_pcap/server/ackstate.py
-#    2735  osmo_pcap/server/admission.py
-#    3050  osmo_pcap/server/config.py
-#    3369  osmo_pcap/server/fanout.py
-#    3544  osmo_pcap/server/hooks.py
-#    3805  osmo_pcap/server/ingest.py
-#    4194  osmo_pcap/server/main.py
-#    4941  osmo_pcap/server/oncomplete.py
-#    5191  osmo_pcap/server/recorder.py
-#    5559  osmo_pcap/server/storage.py
-#    5786  osmo_pcap/server/tap.py
-#    6327  osmo_pcap/server/zmtp.py
-#    6762  osmo_pcap/tls.py
-#    7278  osmo_pcap/tlsconfig.py
-#    7598  osmo_pcap/tracename.py
-#    7681  osmo_pcap/transport.py
-#    7924  osmo_pcap/validate.py
-#    8112  osmo_pcap/vtyimport.py
-#    9105  osmo_pcap/wire.py
-#    9356  loader: registers the modules above with the import system
-#    9400  start: calls osmo_pcap.server.main.main()
+#      64  osmo_pcap/__init__.py
+#      80  osmo_pcap/daemon.py
+#     405  osmo_pcap/ini.py
+#     652  osmo_pcap/log.py
+#    1030  osmo_pcap/loop.py
+#    1270  osmo_pcap/memory.py
+#    1344  osmo_pcap/metrics.py
+#    1731  osmo_pcap/pcapfile.py
+#    1927  osmo_pcap/pcapng.py
+#    2279  osmo_pcap/preflight.py
+#    2456  osmo_pcap/rotation.py
+#    2578  osmo_pcap/runs.py
+#    2607  osmo_pcap/server/__init__.py
+#    2625  osmo_pcap/server/ackstate.py
+#    2765  osmo_pcap/server/admission.py
+#    3080  osmo_pcap/server/config.py
+#    3399  osmo_pcap/server/fanout.py
+#    3574  osmo_pcap/server/hooks.py
+#    3835  osmo_pcap/server/ingest.py
+#    4218  osmo_pcap/server/main.py
+#    4965  osmo_pcap/server/oncomplete.py
+#    5215  osmo_pcap/server/recorder.py
+#    5583  osmo_pcap/server/storage.py
+#    5810  osmo_pcap/server/tap.py
+#    6351  osmo_pcap/server/zmtp.py
+#    6786  osmo_pcap/tls.py
+#    7302  osmo_pcap/tlsconfig.py
+#    7622  osmo_pcap/tracename.py
+#    7705  osmo_pcap/transport.py
+#    7948  osmo_pcap/validate.py
+#    8136  osmo_pcap/vtyimport.py
+#    9129  osmo_pcap/wire.py
+#    9380  loader: registers the modules above with the import system
+#    9424  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -2574,6 +2575,35 @@ class LastWrite(object):
 '''
 # ==================== End file osmo_pcap/rotation.py ======================
 
+# ==================== Begin file osmo_pcap/runs.py ====================
+_SOURCES['osmo_pcap/runs.py'] = r'''
+# SPDX-License-Identifier: AGPL-3.0-or-later
+"""Runs of equal packets: how many are taken at once, and how often to try.
+
+The client's framer (client.capture) and the server's parser (server.ingest)
+take RUN packets of one length with a few calls into C (precompiled structs
+that check and split them), and fall back to their per-packet loops where
+lengths vary. A failed try costs about as much as framing a few packets, so
+after one they go packet by packet for a stretch that doubles with every
+failure in a row, and shrinks back to one run span after a success.
+"""
+
+RUN = 32              # packets of one length taken at once
+RUNS_MAX = 256        # cached run structs per cache (two each, a few kB)
+BACKOFF_MAX = 256     # longest stretch between tries, in run spans
+
+
+def after_failure(pos, back, span, limit):
+    """A try at pos failed: return (where the per-packet loop stops, next back)."""
+    top = pos + back * span
+    if top > limit:
+        top = limit
+    if back < BACKOFF_MAX:
+        back += back
+    return top, back
+'''
+# ==================== End file osmo_pcap/runs.py ======================
+
 # ==================== Begin file osmo_pcap/server/__init__.py ====================
 _SOURCES['osmo_pcap/server/__init__.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
@@ -3822,7 +3852,7 @@ incomplete last frame.
 import struct
 import time
 
-from osmo_pcap import validate, wire
+from osmo_pcap import runs, validate, wire
 from osmo_pcap.transport import looks_like_tls
 from osmo_pcap.validate import ValidationError
 
@@ -3834,15 +3864,13 @@ _REC = wire.HEADER_SIZE + 16
 _MAX = wire.MAX_PAYLOAD
 LINK_DATA = wire.LINK_DATA
 HEADS_MAX = 4096
-RUN = 32              # frames of one caplen checked and split at once
-RUNS_MAX = 256        # cached run parsers per byte order (two structs each)
-BACKOFF_MAX = 256     # most run spans taken one frame at a time between tries
+RUN = runs.RUN
 
 # (byte order, snaplen) -> {caplen: the frame header of a LINK_DATA frame of
 # a pcap record of that caplen, read as an integer}; shared by connections.
 _heads = {}
 # byte order -> {caplen: _run_parts(byte order, caplen)}; shared by connections.
-_runs = {"<": {}, ">": {}}
+_bulk = {"<": {}, ">": {}}
 
 
 def _run_parts(byteorder, caplen):
@@ -3867,7 +3895,7 @@ class Parser(object):
     """
 
     __slots__ = ("link", "max_snaplen", "tail", "streams", "_fast", "_snaplen", "_heads",
-                 "_byteorder", "_runs", "_back")
+                 "_byteorder", "_bulk", "_back")
 
     def __init__(self, max_snaplen, streams=False):
         self.max_snaplen = max_snaplen
@@ -3878,7 +3906,7 @@ class Parser(object):
         self._snaplen = 0
         self._heads = None
         self._byteorder = "<"
-        self._runs = None
+        self._bulk = None
         self._back = 1      # run spans taken one frame at a time after a failed try
 
     def _set_link(self, link):
@@ -3894,9 +3922,9 @@ class Parser(object):
                     _heads.clear()      # bounded, whatever the clients announce
                 heads = _heads[key] = {}
             self._heads = heads
-            self._runs = _runs[link.byteorder]
+            self._bulk = _bulk[link.byteorder]
         else:
-            self._fast = self._heads = self._runs = None
+            self._fast = self._heads = self._bulk = None
 
     def consume(self, mv, pos, end, out):
         """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
@@ -3919,13 +3947,12 @@ class Parser(object):
                 # frame is valid when its header is the one its caplen implies
                 # (type 1, length caplen + 16) and caplen is within the snaplen,
                 # which is when heads knows that caplen. RUN frames of one caplen
-                # are checked and split by two calls into C (_run_parts); a
-                # failed try doubles the stretch taken one frame at a time
-                # before the next. Payload bytes are counted once per run:
+                # are checked and split by two calls into C (_run_parts,
+                # osmo_pcap.runs). Payload bytes are counted once per stretch:
                 # the bytes passed minus the headers.
                 start, first = pos, len(out)
                 fast = self._fast
-                runs = self._runs
+                bulk = self._bulk
                 back = self._back
                 limit = end - _FAST_SIZE
                 learn = None
@@ -3934,11 +3961,11 @@ class Parser(object):
                         word, caplen = fast(mv, pos)
                         if word != heads[caplen]:
                             break
-                        run = runs.get(caplen)
+                        run = bulk.get(caplen)
                         if run is None:
-                            if len(runs) >= RUNS_MAX:
-                                runs.clear()
-                            run = runs[caplen] = _run_parts(self._byteorder, caplen)
+                            if len(bulk) >= runs.RUNS_MAX:
+                                bulk.clear()
+                            run = bulk[caplen] = _run_parts(self._byteorder, caplen)
                         check, split, span = run
                         stop = pos + span
                         top = limit
@@ -3950,10 +3977,7 @@ class Parser(object):
                                 pos = stop
                                 back = 1
                                 continue
-                            if pos + back * span < limit:
-                                top = pos + back * span
-                            if back < BACKOFF_MAX:
-                                back += back
+                            top, back = runs.after_failure(pos, back, span, limit)
                         while pos <= top:
                             word, caplen = fast(mv, pos)
                             if word != heads[caplen]:

@@ -97,7 +97,7 @@ def server_case(stream, count, repeat):
     real = ingest._run_parts
     for mode in ("on", "off"):
         ingest._run_parts = real if mode == "on" else (lambda bo, caplen: (None,) * 2 + (NEVER,))
-        ingest._runs["<"].clear()
+        ingest._bulk["<"].clear()
         parser = ingest.Parser(SNAPLEN)
         pos, _, event = parser.consume(mv, 0, len(data), [])
         if event is None:
@@ -112,7 +112,7 @@ def server_case(stream, count, repeat):
         got[mode] = b"".join(once())
         times[mode] = best_ns(once, count, repeat)
     ingest._run_parts = real
-    ingest._runs["<"].clear()
+    ingest._bulk["<"].clear()
     if got["on"] != got["off"]:
         raise SystemExit("server parser: runs on and off differ")
     return times

@@ -18,7 +18,7 @@ import socket
 import struct
 import sys
 
-from osmo_pcap import pcapfile, pcapng, wire
+from osmo_pcap import pcapfile, pcapng, runs, wire
 from osmo_pcap.client import libpcap
 
 PCAP_FRAME = wire.PCAP_DATA_FRAME
@@ -26,10 +26,8 @@ EPB_FRAME = wire.EPB_DATA_FRAME
 U32 = struct.Struct("<I")
 EPB_PAD = (b"\0\0\0\0", b"\0\0\0\0\0\0\0", b"\0\0\0\0\0\0", b"\0\0\0\0\0")
 TYPE_CACHE_MAX = 2048                   # cached frame heads, EPB parts
-RUN = 32                                # records framed at once when of one length
+RUN = runs.RUN
 RUN2 = 2 * RUN
-RUNS_MAX = 256                          # cached run checkers (two structs each)
-BACKOFF_MAX = 256                       # most run spans framed one by one between tries
 RECORD = libpcap.RECORD_HDR
 CAPLEN_LEN = struct.Struct("=8xII")     # a record's caplen and len
 EPB_TAIL = struct.Struct("<IIII")       # ts high, ts low, caplen, len
@@ -176,7 +174,7 @@ def make_framer(fmt, if_index, acc, sink, fast):
         # the LINK_DATA payload: put the frame header (cached per length) in
         # front of it.
         heads = {}
-        runs = {}
+        bulk = {}
         unpack = CAPLEN_LEN.unpack_from
         state = [1]     # how many RUN spans to frame one by one after a failed try
 
@@ -186,14 +184,13 @@ def make_framer(fmt, if_index, acc, sink, fast):
             while pos < end:
                 # RUN records of one length (a media stream, a flood) are checked
                 # and framed by three calls into C; only where the lengths vary
-                # does every record cost the Python loop below. Each failed try
-                # doubles the stretch framed one by one before the next.
+                # does every record cost the Python loop below (osmo_pcap.runs).
                 caplen = unpack(view, pos)[0]
-                run = runs.get(caplen)
+                run = bulk.get(caplen)
                 if run is None:
-                    if len(runs) >= RUNS_MAX:
-                        runs.clear()
-                    run = runs[caplen] = _run_parts(caplen)
+                    if len(bulk) >= runs.RUNS_MAX:
+                        bulk.clear()
+                    run = bulk[caplen] = _run_parts(caplen)
                 check, split, head, span = run
                 stop = pos + span
                 limit = end
@@ -212,10 +209,7 @@ def make_framer(fmt, if_index, acc, sink, fast):
                         pos = stop
                         back = 1
                         continue
-                    if pos + back * span < end:
-                        limit = pos + back * span
-                    if back < BACKOFF_MAX:
-                        back += back
+                    limit, back = runs.after_failure(pos, back, span, end)
                 try:
                     while pos < limit:
                         caplen, length = unpack(view, pos)

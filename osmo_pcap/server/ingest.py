@@ -16,7 +16,7 @@ incomplete last frame.
 import struct
 import time
 
-from osmo_pcap import validate, wire
+from osmo_pcap import runs, validate, wire
 from osmo_pcap.transport import looks_like_tls
 from osmo_pcap.validate import ValidationError
 
@@ -28,15 +28,13 @@ _REC = wire.HEADER_SIZE + 16
 _MAX = wire.MAX_PAYLOAD
 LINK_DATA = wire.LINK_DATA
 HEADS_MAX = 4096
-RUN = 32              # frames of one caplen checked and split at once
-RUNS_MAX = 256        # cached run parsers per byte order (two structs each)
-BACKOFF_MAX = 256     # most run spans taken one frame at a time between tries
+RUN = runs.RUN
 
 # (byte order, snaplen) -> {caplen: the frame header of a LINK_DATA frame of
 # a pcap record of that caplen, read as an integer}; shared by connections.
 _heads = {}
 # byte order -> {caplen: _run_parts(byte order, caplen)}; shared by connections.
-_runs = {"<": {}, ">": {}}
+_bulk = {"<": {}, ">": {}}
 
 
 def _run_parts(byteorder, caplen):
@@ -61,7 +59,7 @@ class Parser(object):
     """
 
     __slots__ = ("link", "max_snaplen", "tail", "streams", "_fast", "_snaplen", "_heads",
-                 "_byteorder", "_runs", "_back")
+                 "_byteorder", "_bulk", "_back")
 
     def __init__(self, max_snaplen, streams=False):
         self.max_snaplen = max_snaplen
@@ -72,7 +70,7 @@ class Parser(object):
         self._snaplen = 0
         self._heads = None
         self._byteorder = "<"
-        self._runs = None
+        self._bulk = None
         self._back = 1      # run spans taken one frame at a time after a failed try
 
     def _set_link(self, link):
@@ -88,9 +86,9 @@ class Parser(object):
                     _heads.clear()      # bounded, whatever the clients announce
                 heads = _heads[key] = {}
             self._heads = heads
-            self._runs = _runs[link.byteorder]
+            self._bulk = _bulk[link.byteorder]
         else:
-            self._fast = self._heads = self._runs = None
+            self._fast = self._heads = self._bulk = None
 
     def consume(self, mv, pos, end, out):
         """Decode complete frames in mv[pos:end]; append accepted LINK_DATA payloads to out.
@@ -113,13 +111,12 @@ class Parser(object):
                 # frame is valid when its header is the one its caplen implies
                 # (type 1, length caplen + 16) and caplen is within the snaplen,
                 # which is when heads knows that caplen. RUN frames of one caplen
-                # are checked and split by two calls into C (_run_parts); a
-                # failed try doubles the stretch taken one frame at a time
-                # before the next. Payload bytes are counted once per run:
+                # are checked and split by two calls into C (_run_parts,
+                # osmo_pcap.runs). Payload bytes are counted once per stretch:
                 # the bytes passed minus the headers.
                 start, first = pos, len(out)
                 fast = self._fast
-                runs = self._runs
+                bulk = self._bulk
                 back = self._back
                 limit = end - _FAST_SIZE
                 learn = None
@@ -128,11 +125,11 @@ class Parser(object):
                         word, caplen = fast(mv, pos)
                         if word != heads[caplen]:
                             break
-                        run = runs.get(caplen)
+                        run = bulk.get(caplen)
                         if run is None:
-                            if len(runs) >= RUNS_MAX:
-                                runs.clear()
-                            run = runs[caplen] = _run_parts(self._byteorder, caplen)
+                            if len(bulk) >= runs.RUNS_MAX:
+                                bulk.clear()
+                            run = bulk[caplen] = _run_parts(self._byteorder, caplen)
                         check, split, span = run
                         stop = pos + span
                         top = limit
@@ -144,10 +141,7 @@ class Parser(object):
                                 pos = stop
                                 back = 1
                                 continue
-                            if pos + back * span < limit:
-                                top = pos + back * span
-                            if back < BACKOFF_MAX:
-                                back += back
+                            top, back = runs.after_failure(pos, back, span, limit)
                         while pos <= top:
                             word, caplen = fast(mv, pos)
                             if word != heads[caplen]:
