@@ -44,17 +44,17 @@
 #    4965  osmo_pcap/server/oncomplete.py
 #    5215  osmo_pcap/server/recorder.py
 #    5583  osmo_pcap/server/storage.py
-#    5810  osmo_pcap/server/tap.py
-#    6351  osmo_pcap/server/zmtp.py
-#    6786  osmo_pcap/tls.py
-#    7302  osmo_pcap/tlsconfig.py
-#    7622  osmo_pcap/tracename.py
-#    7705  osmo_pcap/transport.py
-#    7948  osmo_pcap/validate.py
-#    8136  osmo_pcap/vtyimport.py
-#    9129  osmo_pcap/wire.py
-#    9380  loader: registers the modules above with the import system
-#    9424  start: calls osmo_pcap.server.main.main()
+#    5813  osmo_pcap/server/tap.py
+#    6354  osmo_pcap/server/zmtp.py
+#    6789  osmo_pcap/tls.py
+#    7305  osmo_pcap/tlsconfig.py
+#    7625  osmo_pcap/tracename.py
+#    7708  osmo_pcap/transport.py
+#    7951  osmo_pcap/validate.py
+#    8139  osmo_pcap/vtyimport.py
+#    9132  osmo_pcap/wire.py
+#    9383  loader: registers the modules above with the import system
+#    9427  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -5614,6 +5614,14 @@ def _iov_max():
 IOV_MAX = _iov_max()      # buffers per writev call
 
 
+def _write_rest(fd, data, done):
+    """Write data[done:] after a short write (a full disk, a signal): the rest
+    goes out, or OSError is raised."""
+    with memoryview(data) as mv:
+        while done < len(mv):
+            done += os.write(fd, mv[done:])
+
+
 class WriteError(Exception):
     """Writing a trace file failed; the file was cut back to its last complete record.
 
@@ -5732,11 +5740,8 @@ class TraceFile(object):
             for i in range(0, len(parts), IOV_MAX):
                 group = parts[i:i + IOV_MAX]
                 done = os.writev(fd, group)
-                want = sum(map(len, group))
-                if done < want:
-                    rest = memoryview(b"".join(group))
-                    while done < want:
-                        done += os.write(fd, rest[done:])
+                if done < sum(map(len, group)):
+                    _write_rest(fd, b"".join(group), done)
         except OSError as e:
             self._cut_back(e, nbytes, nrecords)
         self.written += nbytes
@@ -5747,9 +5752,7 @@ class TraceFile(object):
         try:
             done = os.write(fd, data)
             if done < total:
-                with memoryview(data) as mv:
-                    while done < total:
-                        done += os.write(fd, mv[done:])
+                _write_rest(fd, data, done)
         except OSError as e:
             self._cut_back(e, total, nrecords)
         self.written += total

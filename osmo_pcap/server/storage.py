@@ -30,6 +30,14 @@ def _iov_max():
 IOV_MAX = _iov_max()      # buffers per writev call
 
 
+def _write_rest(fd, data, done):
+    """Write data[done:] after a short write (a full disk, a signal): the rest
+    goes out, or OSError is raised."""
+    with memoryview(data) as mv:
+        while done < len(mv):
+            done += os.write(fd, mv[done:])
+
+
 class WriteError(Exception):
     """Writing a trace file failed; the file was cut back to its last complete record.
 
@@ -148,11 +156,8 @@ class TraceFile(object):
             for i in range(0, len(parts), IOV_MAX):
                 group = parts[i:i + IOV_MAX]
                 done = os.writev(fd, group)
-                want = sum(map(len, group))
-                if done < want:
-                    rest = memoryview(b"".join(group))
-                    while done < want:
-                        done += os.write(fd, rest[done:])
+                if done < sum(map(len, group)):
+                    _write_rest(fd, b"".join(group), done)
         except OSError as e:
             self._cut_back(e, nbytes, nrecords)
         self.written += nbytes
@@ -163,9 +168,7 @@ class TraceFile(object):
         try:
             done = os.write(fd, data)
             if done < total:
-                with memoryview(data) as mv:
-                    while done < total:
-                        done += os.write(fd, mv[done:])
+                _write_rest(fd, data, done)
         except OSError as e:
             self._cut_back(e, total, nrecords)
         self.written += total

@@ -124,6 +124,32 @@ class Files(support.TempDirTestCase):
                          (len(expect), len(expect), 5 + 3 * storage.IOV_MAX + 7))
 
 
+    def test_short_writes_are_completed(self):
+        # writev and write may take less than offered (a signal, a nearly full
+        # disk): the rest follows, in order.
+        real_writev, real_write = os.writev, os.write
+
+        def short_writev(fd, bufs):
+            return real_writev(fd, [memoryview(bufs[0])[:len(bufs[0]) // 2]])
+
+        def short_write(fd, data):
+            return real_write(fd, memoryview(data)[:max(1, len(data) // 3)])
+        self.addCleanup(setattr, os, "writev", real_writev)
+        self.addCleanup(setattr, os, "write", real_write)
+        os.writev, os.write = short_writev, short_write
+        f = storage.TraceFile.create(self.tmp, "a", ST, link(), 0o440, 4096)
+        self.addCleanup(f.close)
+        f.flush()
+        recs = records(0, 2 * storage.IOV_MAX + 3)
+        f.append_parts(recs, sum(map(len, recs)), len(recs))
+        big = b"".join(records(5000, 60))
+        f.append(big, 60)
+        os.writev, os.write = real_writev, real_write
+        with open(f.path, "rb") as fh:
+            self.assertEqual(fh.read(), link().header + b"".join(recs) + big)
+        self.assertEqual(f.written, os.path.getsize(f.path))
+
+
 class DiskFull(support.TempDirTestCase):
     def setUp(self):
         support.TempDirTestCase.setUp(self)
