@@ -15,8 +15,8 @@ Usage: bench/runs.py [--packets 1100] [--repeat 200]
 
 import argparse
 import random
-import struct
 import os
+import struct
 import sys
 import time
 
