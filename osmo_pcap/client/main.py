@@ -20,7 +20,7 @@ from osmo_pcap import log, pcapfile, pcapng
 from osmo_pcap.client import capture
 from osmo_pcap.client import config as clientconfig
 from osmo_pcap.client import libpcap
-from osmo_pcap import daemon, metrics, vtyimport
+from osmo_pcap import daemon, memory, metrics, vtyimport
 from osmo_pcap.ini import ConfigError, suggest
 from osmo_pcap.client.forward import LOSS_REASONS, UP, Forwarder
 from osmo_pcap.client.ipip import IpipSender
@@ -108,6 +108,9 @@ class Client(object):
         privileges are dropped, so the pidfile can still be written.
         """
         self.load_library()
+        if memory.steady_heap():
+            self.log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
+                           memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
         self.check_filter()
         self.create_connections()
         self.open_sources()

@@ -2,8 +2,11 @@
 """Shared helpers: config parsing, the event loop, trace names, log rate limiting."""
 
 import os
+import platform
 import signal
 import socket
+import subprocess
+import sys
 import time
 import unittest
 
@@ -235,6 +238,47 @@ class TrimmerTest(unittest.TestCase):
         t = memory.Trimmer(churn=1, quiet=0.0)
         self.assertIn(bool(t._function()), (True, False))
         t.maybe_trim(5)    # never raises, with or without glibc
+
+
+_HEAP_PROBE = r"""
+import ctypes, sys
+sys.path.insert(0, sys.argv[1])
+from osmo_pcap import memory
+
+
+def heap():
+    with open("/proc/self/maps") as f:
+        for line in f:
+            if line.rstrip().endswith("[heap]"):
+                lo, hi = line.split()[0].split("-")
+                return int(lo, 16), int(hi, 16)
+    return 0, 0
+
+
+steady = memory.steady_heap() if sys.argv[2] == "steady" else False
+block = bytearray(256 << 10)   # above glibc's default mmap threshold (128 KiB)
+addr = ctypes.addressof((ctypes.c_char * 1).from_buffer(block))
+lo, hi = heap()
+inside = lo <= addr < hi
+del block
+print(steady, inside, heap()[1] >= hi)
+"""
+
+
+@unittest.skipUnless(sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc",
+                     "glibc's malloc only")
+class SteadyHeapTest(unittest.TestCase):
+    def probe(self, mode):
+        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, support.REPO, mode],
+                             stdout=subprocess.PIPE, universal_newlines=True, check=True)
+        return out.stdout.split()
+
+    def test_round_sized_blocks_come_from_a_heap_that_stays(self):
+        # Without it, a 256 KiB block is a mapping of its own (mapped and
+        # unmapped every round); with it, the heap holds the block and keeps
+        # its pages after the free.
+        self.assertEqual(self.probe("default"), ["False", "False", "True"])
+        self.assertEqual(self.probe("steady"), ["True", "True", "True"])
 
 
 class TraceNameTest(unittest.TestCase):
