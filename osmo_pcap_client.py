@@ -44,12 +44,12 @@
 #    6391  osmo_pcap/rotation.py
 #    6513  osmo_pcap/runs.py
 #    6542  osmo_pcap/tls.py
-#    7058  osmo_pcap/tlsconfig.py
-#    7378  osmo_pcap/transport.py
-#    7621  osmo_pcap/vtyimport.py
-#    8614  osmo_pcap/wire.py
-#    8865  loader: registers the modules above with the import system
-#    8909  start: calls osmo_pcap.client.main.main()
+#    7066  osmo_pcap/tlsconfig.py
+#    7386  osmo_pcap/transport.py
+#    7629  osmo_pcap/vtyimport.py
+#    8622  osmo_pcap/wire.py
+#    8873  loader: registers the modules above with the import system
+#    8917  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -6563,6 +6563,9 @@ from osmo_pcap.transport import (EOF, IO, NOT_TLS, PROTOCOL, REJECTED, TIMEOUT, 
 
 OUT_LIMIT = 256 * 1024       # TLS output buffered before send() says "full"
 WRITE_CHUNK = 4 * 16384      # plaintext encrypted per send() call (four records)
+# Ciphertext taken from the socket per call, through one buffer all sessions
+# share (TLS copies it at once): fewer calls and no new object per call.
+FILL_CHUNK = 256 * 1024
 
 _RESET_ERRNOS = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
 _NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
@@ -6609,6 +6612,8 @@ class TLSSession(object):
     / "write" to wait for; recv_into() and send() work like a non-blocking
     socket's (None / 0 instead of BlockingIOError). Every error is a TLSError.
     """
+
+    _fill_view = None            # the FILL_CHUNK buffer, made at the first read
 
     def __init__(self, sock, context, server_side=False, server_hostname=None, initial=b""):
         self.sock = sock
@@ -6760,16 +6765,19 @@ class TLSSession(object):
 
     def _fill(self):
         """Move waiting socket bytes into TLS; return False when there were none."""
+        view = TLSSession._fill_view
+        if view is None:
+            view = TLSSession._fill_view = memoryview(bytearray(FILL_CHUNK))
         try:
-            data = self.sock.recv(RECV_CHUNK)
+            n = self.sock.recv_into(view)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
             raise self._socket_error(e)
-        if not data:
+        if not n:
             self.eof = True
         else:
-            self._inbio.write(data)
+            self._inbio.write(view[:n])
         return True
 
     def _flush_quietly(self):

@@ -21,7 +21,8 @@ Usage: bench/server_vs_csink.py [--python PY] [--reps 3] [--quick] [--no-tls]
 --proto NAME also runs that bench/prototypes.py server (see there) on the
 same cases, with its ratio to the baseline started the same way (over TLS
 with --proto-tls). --compare-script PATH runs another server script too (an
-earlier version, say) with its ratio to ours.
+earlier version, say) with its ratio to ours (to ours over TLS, and itself over
+TLS, with --proto-tls).
 """
 
 import argparse
@@ -179,7 +180,8 @@ def main():
     ap.add_argument("--cases", default="1x100,64x100,1x1400,64x1400", help="KxBYTES,...")
     ap.add_argument("--proto", help="also run this bench/prototypes.py server")
     ap.add_argument("--proto-tls", action="store_true",
-                    help="the prototype gets the TLS streams (its ratio is to ours over TLS)")
+                    help="the prototype and the compared script get the TLS streams (their "
+                    "ratios are to ours over TLS)")
     ap.add_argument("--compare-script", metavar="PATH",
                     help="also run this server script (e.g. an earlier osmo_pcap_server.py)")
     ap.add_argument("--server-extra", default="", metavar="LINES",
@@ -208,12 +210,13 @@ def main():
               % (args.python, workdir, args.reps))
         kinds = (["ours"] + (["csink"] if csink else []) + (["proto"] if args.proto else [])
                  + (["other"] if args.compare_script else []))
+        tls_tag = "-TLS" if args.proto_tls else ""
         print("%4s %5s %9s %s %s" % (
             "K", "bytes", "packets", " ".join("%12s %8s" % (n + " pkt/s", "CPU/Mpk")
                                               for n in kinds + (["ours-TLS"] if pki else [])),
-            "ours/sink" + ("  other/ours" if args.compare_script else "") + (("  proto/ours" + ("-TLS" if args.proto_tls else ""))
-                           if args.proto else "") + ("  TLS/plain (CPU)" if pki
-                                                                  else "")))
+            "ours/sink" + ("  other/ours" + tls_tag if args.compare_script else "")
+            + ("  proto/ours" + tls_tag if args.proto else "")
+            + ("  TLS/plain (CPU)" if pki else "")))
         for k, size in cases:
             count = max(1, int(PACKETS.get(size, 400000) / k / (5 if args.quick else 1)))
             stream = os.path.join(workdir, "stream.bin")
@@ -228,7 +231,8 @@ def main():
                         prog = Program("csink", workdir, k, csink=csink)
                     elif n == "other":
                         prog = Program("other", workdir, k, py=args.python, extra=extra,
-                                       script=args.compare_script)
+                                       script=args.compare_script,
+                                       pki=pki if args.proto_tls else None)
                     elif n == "tls":
                         prog = Program("ours-tls", workdir, k, pki=pki, py=args.python,
                                        extra=extra, proto="server" if args.proto else None)
@@ -239,7 +243,7 @@ def main():
                                        pki=pki if tls_proto else None,
                                        proto=(args.proto if n == "proto" else
                                               ("server" if args.proto else None)))
-                    tls_run = n == "tls" or (n == "proto" and args.proto_tls)
+                    tls_run = n == "tls" or (n in ("proto", "other") and args.proto_tls)
                     try:
                         wall, cpu, ok = run_one(prog, stream, k, expect, pki if tls_run else None)
                     finally:
@@ -255,7 +259,8 @@ def main():
             if csink:
                 ratios.append("%9.2f" % (med["ours"][0] / med["csink"][0]))
             if args.compare_script:
-                ratios.append("%10.3f" % (med["other"][0] / med["ours"][0]))
+                base = med["tls"] if args.proto_tls else med["ours"]
+                ratios.append("%10.3f" % (med["other"][0] / base[0]))
             if args.proto:
                 base = med["tls"] if args.proto_tls else med["ours"]
                 ratios.append("%11.3f" % (med["proto"][0] / base[0]))
