@@ -44,17 +44,17 @@
 #    5001  osmo_pcap/server/oncomplete.py
 #    5251  osmo_pcap/server/recorder.py
 #    5619  osmo_pcap/server/storage.py
-#    5849  osmo_pcap/server/tap.py
-#    6390  osmo_pcap/server/zmtp.py
-#    6825  osmo_pcap/tls.py
-#    7349  osmo_pcap/tlsconfig.py
-#    7669  osmo_pcap/tracename.py
-#    7752  osmo_pcap/transport.py
-#    7995  osmo_pcap/validate.py
-#    8183  osmo_pcap/vtyimport.py
-#    9176  osmo_pcap/wire.py
-#    9427  loader: registers the modules above with the import system
-#    9471  start: calls osmo_pcap.server.main.main()
+#    5854  osmo_pcap/server/tap.py
+#    6395  osmo_pcap/server/zmtp.py
+#    6830  osmo_pcap/tls.py
+#    7354  osmo_pcap/tlsconfig.py
+#    7674  osmo_pcap/tracename.py
+#    7757  osmo_pcap/transport.py
+#    8000  osmo_pcap/validate.py
+#    8188  osmo_pcap/vtyimport.py
+#    9181  osmo_pcap/wire.py
+#    9432  loader: registers the modules above with the import system
+#    9476  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -5648,6 +5648,10 @@ def _iov_max():
 
 
 IOV_MAX = _iov_max()      # buffers per writev call
+# Below this many bytes per record on average, joining a batch and writing it
+# once costs less than handing writev one buffer per record (60 against 85-94 ns
+# per 116-byte record, measured on CPython 3.6-3.13; equal at about 1400 bytes).
+WRITEV_MIN = 1024
 
 
 def _write_rest(fd, data, done):
@@ -5764,9 +5768,10 @@ class TraceFile(object):
     def append_parts(self, parts, nbytes, nrecords):
         """Like append(b"".join(parts), nrecords): nrecords records in parts
         (bytes-likes of nbytes in all, valid only during the call). A big batch
-        with nothing buffered goes to the file by writev, without being joined.
+        of large records with nothing buffered goes to the file by writev,
+        without being joined.
         """
-        if self.pending or nbytes < self.buffer_limit:
+        if self.pending or nbytes < self.buffer_limit or nbytes < WRITEV_MIN * len(parts):
             self.append(b"".join(parts), nrecords)
             return
         self.size += nbytes

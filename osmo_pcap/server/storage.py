@@ -28,6 +28,10 @@ def _iov_max():
 
 
 IOV_MAX = _iov_max()      # buffers per writev call
+# Below this many bytes per record on average, joining a batch and writing it
+# once costs less than handing writev one buffer per record (60 against 85-94 ns
+# per 116-byte record, measured on CPython 3.6-3.13; equal at about 1400 bytes).
+WRITEV_MIN = 1024
 
 
 def _write_rest(fd, data, done):
@@ -144,9 +148,10 @@ class TraceFile(object):
     def append_parts(self, parts, nbytes, nrecords):
         """Like append(b"".join(parts), nrecords): nrecords records in parts
         (bytes-likes of nbytes in all, valid only during the call). A big batch
-        with nothing buffered goes to the file by writev, without being joined.
+        of large records with nothing buffered goes to the file by writev,
+        without being joined.
         """
-        if self.pending or nbytes < self.buffer_limit:
+        if self.pending or nbytes < self.buffer_limit or nbytes < WRITEV_MIN * len(parts):
             self.append(b"".join(parts), nrecords)
             return
         self.size += nbytes

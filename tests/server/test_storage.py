@@ -29,6 +29,9 @@ def link():
     return validate.check_link_hdr(pcapfile.encode_global_header(9000, 1))
 
 
+BIG = storage.WRITEV_MIN   # payload bytes: records this big go by writev
+
+
 def records(first, count, size=100):
     return [peer.pcap_record(i, size) for i in range(first, first + count)]
 
@@ -100,14 +103,25 @@ class Files(support.TempDirTestCase):
 
     def test_parts_written_without_joining(self):
         # More parts than one writev takes, views into a buffer that is reused
-        # right after the call (as the server's receive buffer is).
+        # right after the call (as the server's receive buffer is). Records of
+        # at least WRITEV_MIN bytes go by writev, smaller ones are joined.
         f = storage.TraceFile.create(self.tmp, "a", ST, link(), 0o440, 4096)
         self.addCleanup(f.close)
+        calls = []
+        real_writev = os.writev
+
+        def counting_writev(fd, bufs):
+            calls.append(len(bufs))
+            return real_writev(fd, bufs)
+        self.addCleanup(setattr, os, "writev", real_writev)
+        os.writev = counting_writev
+        f.flush()   # the header, buffered until now
         expect = bytearray(link().header)
-        scratch = bytearray(4 * storage.IOV_MAX * 116)
+        scratch = bytearray(4 * storage.IOV_MAX * BIG)
         view = memoryview(scratch)
-        for first, count in ((0, 3), (3, 3 * storage.IOV_MAX + 7), (10000, 2)):
-            recs = records(first, count)
+        for first, count, size in ((3, 3 * storage.IOV_MAX + 7, BIG), (0, 3, BIG),
+                                   (10000, 2, BIG), (20000, 500, 100)):
+            recs = records(first, count, size)
             data = b"".join(recs)
             scratch[:len(data)] = data
             parts, pos = [], 0
@@ -121,7 +135,9 @@ class Files(support.TempDirTestCase):
         with open(f.path, "rb") as fh:
             self.assertEqual(fh.read(), bytes(expect))
         self.assertEqual((f.size, f.written, f.records),
-                         (len(expect), len(expect), 5 + 3 * storage.IOV_MAX + 7))
+                         (len(expect), len(expect), 505 + 3 * storage.IOV_MAX + 7))
+        # Only the batch of big records that found nothing buffered
+        self.assertEqual(calls, [storage.IOV_MAX] * 3 + [7])
 
 
     def test_short_writes_are_completed(self):
@@ -140,7 +156,7 @@ class Files(support.TempDirTestCase):
         f = storage.TraceFile.create(self.tmp, "a", ST, link(), 0o440, 4096)
         self.addCleanup(f.close)
         f.flush()
-        recs = records(0, 2 * storage.IOV_MAX + 3)
+        recs = records(0, 2 * storage.IOV_MAX + 3, BIG)
         f.append_parts(recs, sum(map(len, recs)), len(recs))
         big = b"".join(records(5000, 60))
         f.append(big, 60)
@@ -182,15 +198,15 @@ class DiskFull(support.TempDirTestCase):
         f = storage.TraceFile.create(self.mnt, "a", ST, link(), 0o440, 4096)
         with self.assertRaises(storage.WriteError) as cm:
             for i in range(0, 100000, 100):
-                recs = records(i, 100, 1000)
+                recs = records(i, 100, BIG)
                 f.append_parts(recs, sum(map(len, recs)), 100)
         self.assertEqual(cm.exception.error.errno, errno.ENOSPC)
         self.assertEqual(cm.exception.dropped, 100)
         size = os.path.getsize(f.path)
         self.assertEqual(size, f.written)
-        self.assertEqual((size - 24) % (100 * 1016), 0)
+        self.assertEqual((size - 24) % (100 * (BIG + 16)), 0)
         path, err = f.close()
-        self.assertEqual(len(peer.file_records(path)), (size - 24) // 1016)
+        self.assertEqual(len(peer.file_records(path)), (size - 24) // (BIG + 16))
 
     def test_recorder_drops_counts_and_resumes(self):
         cfg = serverconfig.ServerConfig()
