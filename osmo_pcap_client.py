@@ -37,19 +37,19 @@
 #    4551  osmo_pcap/log.py
 #    4929  osmo_pcap/loop.py
 #    5169  osmo_pcap/memory.py
-#    5279  osmo_pcap/metrics.py
-#    5666  osmo_pcap/pcapfile.py
-#    5862  osmo_pcap/pcapng.py
-#    6214  osmo_pcap/preflight.py
-#    6391  osmo_pcap/rotation.py
-#    6513  osmo_pcap/runs.py
-#    6542  osmo_pcap/tls.py
-#    7066  osmo_pcap/tlsconfig.py
-#    7386  osmo_pcap/transport.py
-#    7629  osmo_pcap/vtyimport.py
-#    8622  osmo_pcap/wire.py
-#    8873  loader: registers the modules above with the import system
-#    8917  start: calls osmo_pcap.client.main.main()
+#    5280  osmo_pcap/metrics.py
+#    5667  osmo_pcap/pcapfile.py
+#    5863  osmo_pcap/pcapng.py
+#    6215  osmo_pcap/preflight.py
+#    6392  osmo_pcap/rotation.py
+#    6514  osmo_pcap/runs.py
+#    6543  osmo_pcap/tls.py
+#    7067  osmo_pcap/tlsconfig.py
+#    7387  osmo_pcap/transport.py
+#    7630  osmo_pcap/vtyimport.py
+#    8623  osmo_pcap/wire.py
+#    8874  loader: registers the modules above with the import system
+#    8918  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -5172,12 +5172,13 @@ _SOURCES['osmo_pcap/memory.py'] = r'''
 """The C heap: giving freed memory back after a burst of connections, and
 keeping it steady on a busy data path.
 
-steady_heap() (the client, at start-up): each capture round allocates and
-frees a few hundred KiB. glibc shrinks its heap whenever more than its trim
-threshold lies free at the top, and a round later grows it again, faulting
-every page back in: on CPython 3.6 that was two brk calls per round and a
-fifth of the client's CPU. A fixed mmap threshold of 4 MiB and a trim
-threshold of 8 MiB (the heap keeps at most that much free memory) stop it.
+steady_heap() (client and server, at start-up): each capture round or
+received batch allocates and frees up to a few MiB. glibc shrinks its heap
+whenever more than its trim threshold lies free at the top, and a round later
+grows it again, faulting every page back in: on CPython 3.6 that was two brk
+calls per round and a fifth of the client's CPU, and a fifth of the server's
+with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
+8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
 Trimmer (the server): everything a connection holds is freed when it closes
@@ -5188,8 +5189,8 @@ at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
 pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
 connections came since the last call: as soon as no new one came for `quiet`
 seconds (a burst is over), or after `interval` seconds during a long one.
-Elsewhere (musl, other systems) it does nothing. ctypes is loaded at the first
-trim, not at start-up.
+Elsewhere (musl, other systems) it does nothing. A trim returns memory whatever
+the trim threshold says.
 """
 
 import time

@@ -27,34 +27,34 @@
 #     652  osmo_pcap/log.py
 #    1030  osmo_pcap/loop.py
 #    1270  osmo_pcap/memory.py
-#    1380  osmo_pcap/metrics.py
-#    1767  osmo_pcap/pcapfile.py
-#    1963  osmo_pcap/pcapng.py
-#    2315  osmo_pcap/preflight.py
-#    2492  osmo_pcap/rotation.py
-#    2614  osmo_pcap/runs.py
-#    2643  osmo_pcap/server/__init__.py
-#    2661  osmo_pcap/server/ackstate.py
-#    2801  osmo_pcap/server/admission.py
-#    3116  osmo_pcap/server/config.py
-#    3435  osmo_pcap/server/fanout.py
-#    3610  osmo_pcap/server/hooks.py
-#    3871  osmo_pcap/server/ingest.py
-#    4254  osmo_pcap/server/main.py
-#    5001  osmo_pcap/server/oncomplete.py
-#    5251  osmo_pcap/server/recorder.py
-#    5619  osmo_pcap/server/storage.py
-#    5854  osmo_pcap/server/tap.py
-#    6395  osmo_pcap/server/zmtp.py
-#    6830  osmo_pcap/tls.py
-#    7354  osmo_pcap/tlsconfig.py
-#    7674  osmo_pcap/tracename.py
-#    7757  osmo_pcap/transport.py
-#    8000  osmo_pcap/validate.py
-#    8188  osmo_pcap/vtyimport.py
-#    9181  osmo_pcap/wire.py
-#    9432  loader: registers the modules above with the import system
-#    9476  start: calls osmo_pcap.server.main.main()
+#    1381  osmo_pcap/metrics.py
+#    1768  osmo_pcap/pcapfile.py
+#    1964  osmo_pcap/pcapng.py
+#    2316  osmo_pcap/preflight.py
+#    2493  osmo_pcap/rotation.py
+#    2615  osmo_pcap/runs.py
+#    2644  osmo_pcap/server/__init__.py
+#    2662  osmo_pcap/server/ackstate.py
+#    2802  osmo_pcap/server/admission.py
+#    3117  osmo_pcap/server/config.py
+#    3436  osmo_pcap/server/fanout.py
+#    3611  osmo_pcap/server/hooks.py
+#    3872  osmo_pcap/server/ingest.py
+#    4255  osmo_pcap/server/main.py
+#    5005  osmo_pcap/server/oncomplete.py
+#    5255  osmo_pcap/server/recorder.py
+#    5623  osmo_pcap/server/storage.py
+#    5858  osmo_pcap/server/tap.py
+#    6399  osmo_pcap/server/zmtp.py
+#    6834  osmo_pcap/tls.py
+#    7358  osmo_pcap/tlsconfig.py
+#    7678  osmo_pcap/tracename.py
+#    7761  osmo_pcap/transport.py
+#    8004  osmo_pcap/validate.py
+#    8192  osmo_pcap/vtyimport.py
+#    9185  osmo_pcap/wire.py
+#    9436  loader: registers the modules above with the import system
+#    9480  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -1273,12 +1273,13 @@ _SOURCES['osmo_pcap/memory.py'] = r'''
 """The C heap: giving freed memory back after a burst of connections, and
 keeping it steady on a busy data path.
 
-steady_heap() (the client, at start-up): each capture round allocates and
-frees a few hundred KiB. glibc shrinks its heap whenever more than its trim
-threshold lies free at the top, and a round later grows it again, faulting
-every page back in: on CPython 3.6 that was two brk calls per round and a
-fifth of the client's CPU. A fixed mmap threshold of 4 MiB and a trim
-threshold of 8 MiB (the heap keeps at most that much free memory) stop it.
+steady_heap() (client and server, at start-up): each capture round or
+received batch allocates and frees up to a few MiB. glibc shrinks its heap
+whenever more than its trim threshold lies free at the top, and a round later
+grows it again, faulting every page back in: on CPython 3.6 that was two brk
+calls per round and a fifth of the client's CPU, and a fifth of the server's
+with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
+8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
 Trimmer (the server): everything a connection holds is freed when it closes
@@ -1289,8 +1290,8 @@ at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
 pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
 connections came since the last call: as soon as no new one came for `quiet`
 seconds (a burst is over), or after `interval` seconds during a long one.
-Elsewhere (musl, other systems) it does nothing. ctypes is loaded at the first
-trim, not at start-up.
+Elsewhere (musl, other systems) it does nothing. A trim returns memory whatever
+the trim threshold says.
 """
 
 import time
@@ -4381,6 +4382,9 @@ class Server(object):
         loop.on_signal(signal.SIGUSR1, self._on_status_signal)
         loop.on_signal(signal.SIGUSR2, self._on_rotate_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        if memory.steady_heap():
+            _log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
+                       memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
         _log.info("listening on %s, %s", format_peer(self.listener.getsockname()),
                   self.cfg.summary())
 

@@ -126,6 +126,9 @@ class Server(object):
         loop.on_signal(signal.SIGUSR1, self._on_status_signal)
         loop.on_signal(signal.SIGUSR2, self._on_rotate_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        if memory.steady_heap():
+            _log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
+                       memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
         _log.info("listening on %s, %s", format_peer(self.listener.getsockname()),
                   self.cfg.summary())
 
