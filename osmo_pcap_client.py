@@ -37,19 +37,19 @@
 #    4551  osmo_pcap/log.py
 #    4929  osmo_pcap/loop.py
 #    5169  osmo_pcap/memory.py
-#    5280  osmo_pcap/metrics.py
-#    5667  osmo_pcap/pcapfile.py
-#    5863  osmo_pcap/pcapng.py
-#    6215  osmo_pcap/preflight.py
-#    6392  osmo_pcap/rotation.py
-#    6514  osmo_pcap/runs.py
-#    6543  osmo_pcap/tls.py
-#    7067  osmo_pcap/tlsconfig.py
-#    7387  osmo_pcap/transport.py
-#    7630  osmo_pcap/vtyimport.py
-#    8623  osmo_pcap/wire.py
-#    8874  loader: registers the modules above with the import system
-#    8918  start: calls osmo_pcap.client.main.main()
+#    5278  osmo_pcap/metrics.py
+#    5665  osmo_pcap/pcapfile.py
+#    5861  osmo_pcap/pcapng.py
+#    6213  osmo_pcap/preflight.py
+#    6390  osmo_pcap/rotation.py
+#    6512  osmo_pcap/runs.py
+#    6541  osmo_pcap/tls.py
+#    7065  osmo_pcap/tlsconfig.py
+#    7385  osmo_pcap/transport.py
+#    7628  osmo_pcap/vtyimport.py
+#    8621  osmo_pcap/wire.py
+#    8872  loader: registers the modules above with the import system
+#    8916  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -5182,10 +5182,9 @@ with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
 Trimmer (the server): everything a connection holds is freed when it closes
-(doc/server.md#memory),
-but the C library keeps freed heap memory for reuse: after a flood of TLS
-handshakes (OpenSSL's allocations are many and small) the resident size stays
-at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
+(doc/server.md#memory), but the C library keeps freed heap memory for reuse:
+after a flood of TLS handshakes (OpenSSL's allocations are many and small) the
+resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
 pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
 connections came since the last call: as soon as no new one came for `quiet`
 seconds (a burst is over), or after `interval` seconds during a long one.
@@ -5241,32 +5240,31 @@ class Trimmer(object):
 
     def _function(self):
         if self._trim is None:
-            self._trim = False
-            try:
-                import ctypes
-                # dlopen(NULL): the C library the interpreter runs on, no search needed
-                fn = getattr(ctypes.CDLL(None), "malloc_trim", None)
-                if fn is not None:
-                    fn.argtypes = [ctypes.c_size_t]
-                    fn.restype = ctypes.c_int
-                    self._trim = fn
-            except (ImportError, OSError, AttributeError):
-                pass
+            self._trim = _c_function("malloc_trim", "c_size_t") or False
         return self._trim
+
+
+def _c_function(name, *argtypes):
+    """The C library's function name (ctypes type names for its arguments,
+    returning int), or None where there is none."""
+    try:
+        import ctypes
+        # dlopen(NULL): the C library the interpreter runs on, no search needed
+        fn = getattr(ctypes.CDLL(None), name, None)
+    except (ImportError, OSError):
+        return None
+    if fn is not None:
+        fn.argtypes = [getattr(ctypes, t) for t in argtypes]
+        fn.restype = ctypes.c_int
+    return fn
 
 
 def steady_heap(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD):
     """Stop the C heap from shrinking and growing back every round; return True
     when both thresholds were set (glibc), False where nothing changed."""
-    try:
-        import ctypes
-        fn = getattr(ctypes.CDLL(None), "mallopt", None)
-    except (ImportError, OSError):
-        return False
+    fn = _c_function("mallopt", "c_int", "c_int")
     if fn is None:
         return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
     # Setting either threshold turns off glibc's own adjustment of both: with
     # the mmap threshold refused (32-bit builds take at most 512 KiB) a trim
     # threshold alone would leave every round's large blocks to mmap/munmap.

@@ -27,34 +27,34 @@
 #     652  osmo_pcap/log.py
 #    1030  osmo_pcap/loop.py
 #    1270  osmo_pcap/memory.py
-#    1381  osmo_pcap/metrics.py
-#    1768  osmo_pcap/pcapfile.py
-#    1964  osmo_pcap/pcapng.py
-#    2316  osmo_pcap/preflight.py
-#    2493  osmo_pcap/rotation.py
-#    2615  osmo_pcap/runs.py
-#    2644  osmo_pcap/server/__init__.py
-#    2662  osmo_pcap/server/ackstate.py
-#    2802  osmo_pcap/server/admission.py
-#    3117  osmo_pcap/server/config.py
-#    3436  osmo_pcap/server/fanout.py
-#    3611  osmo_pcap/server/hooks.py
-#    3872  osmo_pcap/server/ingest.py
-#    4255  osmo_pcap/server/main.py
-#    5005  osmo_pcap/server/oncomplete.py
-#    5255  osmo_pcap/server/recorder.py
-#    5623  osmo_pcap/server/storage.py
-#    5858  osmo_pcap/server/tap.py
-#    6399  osmo_pcap/server/zmtp.py
-#    6834  osmo_pcap/tls.py
-#    7358  osmo_pcap/tlsconfig.py
-#    7678  osmo_pcap/tracename.py
-#    7761  osmo_pcap/transport.py
-#    8004  osmo_pcap/validate.py
-#    8192  osmo_pcap/vtyimport.py
-#    9185  osmo_pcap/wire.py
-#    9436  loader: registers the modules above with the import system
-#    9480  start: calls osmo_pcap.server.main.main()
+#    1379  osmo_pcap/metrics.py
+#    1766  osmo_pcap/pcapfile.py
+#    1962  osmo_pcap/pcapng.py
+#    2314  osmo_pcap/preflight.py
+#    2491  osmo_pcap/rotation.py
+#    2613  osmo_pcap/runs.py
+#    2642  osmo_pcap/server/__init__.py
+#    2660  osmo_pcap/server/ackstate.py
+#    2800  osmo_pcap/server/admission.py
+#    3115  osmo_pcap/server/config.py
+#    3434  osmo_pcap/server/fanout.py
+#    3609  osmo_pcap/server/hooks.py
+#    3870  osmo_pcap/server/ingest.py
+#    4253  osmo_pcap/server/main.py
+#    5003  osmo_pcap/server/oncomplete.py
+#    5253  osmo_pcap/server/recorder.py
+#    5621  osmo_pcap/server/storage.py
+#    5856  osmo_pcap/server/tap.py
+#    6397  osmo_pcap/server/zmtp.py
+#    6832  osmo_pcap/tls.py
+#    7356  osmo_pcap/tlsconfig.py
+#    7676  osmo_pcap/tracename.py
+#    7759  osmo_pcap/transport.py
+#    8002  osmo_pcap/validate.py
+#    8190  osmo_pcap/vtyimport.py
+#    9183  osmo_pcap/wire.py
+#    9434  loader: registers the modules above with the import system
+#    9478  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -1283,10 +1283,9 @@ with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
 Trimmer (the server): everything a connection holds is freed when it closes
-(doc/server.md#memory),
-but the C library keeps freed heap memory for reuse: after a flood of TLS
-handshakes (OpenSSL's allocations are many and small) the resident size stays
-at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
+(doc/server.md#memory), but the C library keeps freed heap memory for reuse:
+after a flood of TLS handshakes (OpenSSL's allocations are many and small) the
+resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
 pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
 connections came since the last call: as soon as no new one came for `quiet`
 seconds (a burst is over), or after `interval` seconds during a long one.
@@ -1342,32 +1341,31 @@ class Trimmer(object):
 
     def _function(self):
         if self._trim is None:
-            self._trim = False
-            try:
-                import ctypes
-                # dlopen(NULL): the C library the interpreter runs on, no search needed
-                fn = getattr(ctypes.CDLL(None), "malloc_trim", None)
-                if fn is not None:
-                    fn.argtypes = [ctypes.c_size_t]
-                    fn.restype = ctypes.c_int
-                    self._trim = fn
-            except (ImportError, OSError, AttributeError):
-                pass
+            self._trim = _c_function("malloc_trim", "c_size_t") or False
         return self._trim
+
+
+def _c_function(name, *argtypes):
+    """The C library's function name (ctypes type names for its arguments,
+    returning int), or None where there is none."""
+    try:
+        import ctypes
+        # dlopen(NULL): the C library the interpreter runs on, no search needed
+        fn = getattr(ctypes.CDLL(None), name, None)
+    except (ImportError, OSError):
+        return None
+    if fn is not None:
+        fn.argtypes = [getattr(ctypes, t) for t in argtypes]
+        fn.restype = ctypes.c_int
+    return fn
 
 
 def steady_heap(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD):
     """Stop the C heap from shrinking and growing back every round; return True
     when both thresholds were set (glibc), False where nothing changed."""
-    try:
-        import ctypes
-        fn = getattr(ctypes.CDLL(None), "mallopt", None)
-    except (ImportError, OSError):
-        return False
+    fn = _c_function("mallopt", "c_int", "c_int")
     if fn is None:
         return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
     # Setting either threshold turns off glibc's own adjustment of both: with
     # the mmap threshold refused (32-bit builds take at most 512 KiB) a trim
     # threshold alone would leave every round's large blocks to mmap/munmap.

@@ -258,11 +258,10 @@ def main():
             ratios = []
             if csink:
                 ratios.append("%9.2f" % (med["ours"][0] / med["csink"][0]))
+            base = med["tls"] if args.proto_tls and "tls" in med else med["ours"]
             if args.compare_script:
-                base = med["tls"] if args.proto_tls else med["ours"]
                 ratios.append("%10.3f" % (med["other"][0] / base[0]))
             if args.proto:
-                base = med["tls"] if args.proto_tls else med["ours"]
                 ratios.append("%11.3f" % (med["proto"][0] / base[0]))
             if pki:
                 ratios.append("%6.2f (%.2f)" % (med["tls"][0] / med["ours"][0],

@@ -12,10 +12,9 @@ with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
 Trimmer (the server): everything a connection holds is freed when it closes
-(doc/server.md#memory),
-but the C library keeps freed heap memory for reuse: after a flood of TLS
-handshakes (OpenSSL's allocations are many and small) the resident size stays
-at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
+(doc/server.md#memory), but the C library keeps freed heap memory for reuse:
+after a flood of TLS handshakes (OpenSSL's allocations are many and small) the
+resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
 pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
 connections came since the last call: as soon as no new one came for `quiet`
 seconds (a burst is over), or after `interval` seconds during a long one.
@@ -71,32 +70,31 @@ class Trimmer(object):
 
     def _function(self):
         if self._trim is None:
-            self._trim = False
-            try:
-                import ctypes
-                # dlopen(NULL): the C library the interpreter runs on, no search needed
-                fn = getattr(ctypes.CDLL(None), "malloc_trim", None)
-                if fn is not None:
-                    fn.argtypes = [ctypes.c_size_t]
-                    fn.restype = ctypes.c_int
-                    self._trim = fn
-            except (ImportError, OSError, AttributeError):
-                pass
+            self._trim = _c_function("malloc_trim", "c_size_t") or False
         return self._trim
+
+
+def _c_function(name, *argtypes):
+    """The C library's function name (ctypes type names for its arguments,
+    returning int), or None where there is none."""
+    try:
+        import ctypes
+        # dlopen(NULL): the C library the interpreter runs on, no search needed
+        fn = getattr(ctypes.CDLL(None), name, None)
+    except (ImportError, OSError):
+        return None
+    if fn is not None:
+        fn.argtypes = [getattr(ctypes, t) for t in argtypes]
+        fn.restype = ctypes.c_int
+    return fn
 
 
 def steady_heap(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD):
     """Stop the C heap from shrinking and growing back every round; return True
     when both thresholds were set (glibc), False where nothing changed."""
-    try:
-        import ctypes
-        fn = getattr(ctypes.CDLL(None), "mallopt", None)
-    except (ImportError, OSError):
-        return False
+    fn = _c_function("mallopt", "c_int", "c_int")
     if fn is None:
         return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
     # Setting either threshold turns off glibc's own adjustment of both: with
     # the mmap threshold refused (32-bit builds take at most 512 KiB) a trim
     # threshold alone would leave every round's large blocks to mmap/munmap.
