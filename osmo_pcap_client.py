@@ -30,26 +30,26 @@
 #    1808  osmo_pcap/client/ipip.py
 #    1959  osmo_pcap/client/libpcap.py
 #    2594  osmo_pcap/client/main.py
-#    3406  osmo_pcap/client/privileges.py
-#    3578  osmo_pcap/client/spool.py
-#    3979  osmo_pcap/daemon.py
-#    4304  osmo_pcap/ini.py
-#    4551  osmo_pcap/log.py
-#    4929  osmo_pcap/loop.py
-#    5169  osmo_pcap/memory.py
-#    5278  osmo_pcap/metrics.py
-#    5665  osmo_pcap/pcapfile.py
-#    5861  osmo_pcap/pcapng.py
-#    6213  osmo_pcap/preflight.py
-#    6390  osmo_pcap/rotation.py
-#    6512  osmo_pcap/runs.py
-#    6541  osmo_pcap/tls.py
-#    7065  osmo_pcap/tlsconfig.py
-#    7385  osmo_pcap/transport.py
-#    7628  osmo_pcap/vtyimport.py
-#    8621  osmo_pcap/wire.py
-#    8872  loader: registers the modules above with the import system
-#    8916  start: calls osmo_pcap.client.main.main()
+#    3411  osmo_pcap/client/privileges.py
+#    3583  osmo_pcap/client/spool.py
+#    3984  osmo_pcap/daemon.py
+#    4309  osmo_pcap/ini.py
+#    4556  osmo_pcap/log.py
+#    4934  osmo_pcap/loop.py
+#    5174  osmo_pcap/memory.py
+#    5317  osmo_pcap/metrics.py
+#    5704  osmo_pcap/pcapfile.py
+#    5900  osmo_pcap/pcapng.py
+#    6252  osmo_pcap/preflight.py
+#    6429  osmo_pcap/rotation.py
+#    6551  osmo_pcap/runs.py
+#    6580  osmo_pcap/tls.py
+#    7104  osmo_pcap/tlsconfig.py
+#    7424  osmo_pcap/transport.py
+#    7667  osmo_pcap/vtyimport.py
+#    8660  osmo_pcap/wire.py
+#    8911  loader: registers the modules above with the import system
+#    8955  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -2626,6 +2626,8 @@ from osmo_pcap.loop import Loop
 PCAP_STATS_INTERVAL = 10.0   # libpcap statistics are polled this often (and when read)
 STATUS_INTERVAL = 10.0       # systemd's STATUS= line is refreshed this often
 READ_FILE_IDLE = 0.02
+ARENA_KEEP = 2 << 20         # small-object arenas kept (memory.keep_arenas): a capture
+                             # round of 10000 100-byte frames needs about 1.5 MiB
 
 
 class StartupError(Exception):
@@ -2706,6 +2708,9 @@ class Client(object):
         if memory.steady_heap():
             self.log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
                            memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
+        kept = memory.keep_arenas(ARENA_KEEP)
+        if kept:
+            self.log.debug("small-object arenas: %d bytes held by %d objects", ARENA_KEEP, kept)
         self.check_filter()
         self.create_connections()
         self.open_sources()
@@ -5169,8 +5174,8 @@ class Loop(object):
 # ==================== Begin file osmo_pcap/memory.py ====================
 _SOURCES['osmo_pcap/memory.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The C heap: giving freed memory back after a burst of connections, and
-keeping it steady on a busy data path.
+"""The C heap and Python's small-object arenas: giving freed memory back after
+a burst of connections, and keeping it steady on a busy data path.
 
 steady_heap() (client and server, at start-up): each capture round or
 received batch allocates and frees up to a few MiB. glibc shrinks its heap
@@ -5180,6 +5185,16 @@ calls per round and a fifth of the client's CPU, and a fifth of the server's
 with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
+
+keep_arenas() (client and server, at start-up): CPython before 3.10 hands one of its
+256 KiB small-object arenas back to the system the moment its last object is
+freed. A received batch of small records (an object each) fills a few arenas;
+writing the batch frees them all, and the next batch maps them again and faults
+their pages in: on 3.6 to 3.9 that doubled the cost of parsing and writing
+100-byte packets. An arena stays mapped while one object in it lives, so
+keep_arenas() fills a few MiB with small objects and keeps, for good, only one
+in every 64 KiB-aligned stretch of addresses (every arena holds a whole
+stretch): those arenas stay, their other pools free for any object.
 
 Trimmer (the server): everything a connection holds is freed when it closes
 (doc/server.md#memory), but the C library keeps freed heap memory for reuse:
@@ -5192,12 +5207,16 @@ Elsewhere (musl, other systems) it does nothing. A trim returns memory whatever
 the trim threshold says.
 """
 
+import sys
 import time
 
 M_TRIM_THRESHOLD = -1      # glibc's mallopt parameter numbers
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 4 << 20   # larger blocks still get their own mapping
 TRIM_THRESHOLD = 8 << 20   # free memory the heap keeps at its top
+
+ARENA_KEEP = 8 << 20  # small-object arenas the server keeps: a batch of 1 MiB of tiny records
+ARENA_STRETCH = 1 << 16  # at least one whole stretch of this size lies in any arena
 
 CHURN = 256         # connections before a trim is worth it
 QUIET = 1.0         # seconds without a new connection: the burst is over
@@ -5272,6 +5291,26 @@ def steady_heap(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD):
         if fn(M_MMAP_THRESHOLD, 512 << 10) != 1:
             return False
     return fn(M_TRIM_THRESHOLD, trim_threshold) == 1
+
+
+# The objects that hold keep_arenas()'s arenas; never released.
+_arena_holders = []
+
+
+def keep_arenas(size=ARENA_KEEP):
+    """Keep about size bytes of CPython's small-object arenas mapped for good;
+    return how many objects now hold them (0 where nothing is needed)."""
+    if sys.version_info >= (3, 10) or sys.implementation.name != "cpython":
+        return 0
+    # bytes(31) is a 64-byte object, one of pymalloc's small sizes.
+    fill = [bytes(31) for _ in range(size // 64)]
+    seen = set()
+    for obj in fill:
+        stretch = id(obj) // ARENA_STRETCH     # id() is the address in CPython
+        if stretch not in seen:
+            seen.add(stretch)
+            _arena_holders.append(obj)
+    return len(seen)
 '''
 # ==================== End file osmo_pcap/memory.py ======================
 

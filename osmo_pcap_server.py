@@ -27,34 +27,34 @@
 #     652  osmo_pcap/log.py
 #    1030  osmo_pcap/loop.py
 #    1270  osmo_pcap/memory.py
-#    1379  osmo_pcap/metrics.py
-#    1766  osmo_pcap/pcapfile.py
-#    1962  osmo_pcap/pcapng.py
-#    2314  osmo_pcap/preflight.py
-#    2491  osmo_pcap/rotation.py
-#    2613  osmo_pcap/runs.py
-#    2642  osmo_pcap/server/__init__.py
-#    2660  osmo_pcap/server/ackstate.py
-#    2800  osmo_pcap/server/admission.py
-#    3115  osmo_pcap/server/config.py
-#    3434  osmo_pcap/server/fanout.py
-#    3609  osmo_pcap/server/hooks.py
-#    3870  osmo_pcap/server/ingest.py
-#    4253  osmo_pcap/server/main.py
-#    5003  osmo_pcap/server/oncomplete.py
-#    5253  osmo_pcap/server/recorder.py
-#    5621  osmo_pcap/server/storage.py
-#    5856  osmo_pcap/server/tap.py
-#    6397  osmo_pcap/server/zmtp.py
-#    6832  osmo_pcap/tls.py
-#    7356  osmo_pcap/tlsconfig.py
-#    7676  osmo_pcap/tracename.py
-#    7759  osmo_pcap/transport.py
-#    8002  osmo_pcap/validate.py
-#    8190  osmo_pcap/vtyimport.py
-#    9183  osmo_pcap/wire.py
-#    9434  loader: registers the modules above with the import system
-#    9478  start: calls osmo_pcap.server.main.main()
+#    1413  osmo_pcap/metrics.py
+#    1800  osmo_pcap/pcapfile.py
+#    1996  osmo_pcap/pcapng.py
+#    2348  osmo_pcap/preflight.py
+#    2525  osmo_pcap/rotation.py
+#    2647  osmo_pcap/runs.py
+#    2676  osmo_pcap/server/__init__.py
+#    2694  osmo_pcap/server/ackstate.py
+#    2834  osmo_pcap/server/admission.py
+#    3149  osmo_pcap/server/config.py
+#    3468  osmo_pcap/server/fanout.py
+#    3643  osmo_pcap/server/hooks.py
+#    3904  osmo_pcap/server/ingest.py
+#    4287  osmo_pcap/server/main.py
+#    5041  osmo_pcap/server/oncomplete.py
+#    5291  osmo_pcap/server/recorder.py
+#    5659  osmo_pcap/server/storage.py
+#    5894  osmo_pcap/server/tap.py
+#    6435  osmo_pcap/server/zmtp.py
+#    6870  osmo_pcap/tls.py
+#    7394  osmo_pcap/tlsconfig.py
+#    7714  osmo_pcap/tracename.py
+#    7797  osmo_pcap/transport.py
+#    8040  osmo_pcap/validate.py
+#    8228  osmo_pcap/vtyimport.py
+#    9221  osmo_pcap/wire.py
+#    9472  loader: registers the modules above with the import system
+#    9516  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -1270,8 +1270,8 @@ class Loop(object):
 # ==================== Begin file osmo_pcap/memory.py ====================
 _SOURCES['osmo_pcap/memory.py'] = r'''
 # SPDX-License-Identifier: AGPL-3.0-or-later
-"""The C heap: giving freed memory back after a burst of connections, and
-keeping it steady on a busy data path.
+"""The C heap and Python's small-object arenas: giving freed memory back after
+a burst of connections, and keeping it steady on a busy data path.
 
 steady_heap() (client and server, at start-up): each capture round or
 received batch allocates and frees up to a few MiB. glibc shrinks its heap
@@ -1281,6 +1281,16 @@ calls per round and a fifth of the client's CPU, and a fifth of the server's
 with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
+
+keep_arenas() (client and server, at start-up): CPython before 3.10 hands one of its
+256 KiB small-object arenas back to the system the moment its last object is
+freed. A received batch of small records (an object each) fills a few arenas;
+writing the batch frees them all, and the next batch maps them again and faults
+their pages in: on 3.6 to 3.9 that doubled the cost of parsing and writing
+100-byte packets. An arena stays mapped while one object in it lives, so
+keep_arenas() fills a few MiB with small objects and keeps, for good, only one
+in every 64 KiB-aligned stretch of addresses (every arena holds a whole
+stretch): those arenas stay, their other pools free for any object.
 
 Trimmer (the server): everything a connection holds is freed when it closes
 (doc/server.md#memory), but the C library keeps freed heap memory for reuse:
@@ -1293,12 +1303,16 @@ Elsewhere (musl, other systems) it does nothing. A trim returns memory whatever
 the trim threshold says.
 """
 
+import sys
 import time
 
 M_TRIM_THRESHOLD = -1      # glibc's mallopt parameter numbers
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 4 << 20   # larger blocks still get their own mapping
 TRIM_THRESHOLD = 8 << 20   # free memory the heap keeps at its top
+
+ARENA_KEEP = 8 << 20  # small-object arenas the server keeps: a batch of 1 MiB of tiny records
+ARENA_STRETCH = 1 << 16  # at least one whole stretch of this size lies in any arena
 
 CHURN = 256         # connections before a trim is worth it
 QUIET = 1.0         # seconds without a new connection: the burst is over
@@ -1373,6 +1387,26 @@ def steady_heap(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD):
         if fn(M_MMAP_THRESHOLD, 512 << 10) != 1:
             return False
     return fn(M_TRIM_THRESHOLD, trim_threshold) == 1
+
+
+# The objects that hold keep_arenas()'s arenas; never released.
+_arena_holders = []
+
+
+def keep_arenas(size=ARENA_KEEP):
+    """Keep about size bytes of CPython's small-object arenas mapped for good;
+    return how many objects now hold them (0 where nothing is needed)."""
+    if sys.version_info >= (3, 10) or sys.implementation.name != "cpython":
+        return 0
+    # bytes(31) is a 64-byte object, one of pymalloc's small sizes.
+    fill = [bytes(31) for _ in range(size // 64)]
+    seen = set()
+    for obj in fill:
+        stretch = id(obj) // ARENA_STRETCH     # id() is the address in CPython
+        if stretch not in seen:
+            seen.add(stretch)
+            _arena_holders.append(obj)
+    return len(seen)
 '''
 # ==================== End file osmo_pcap/memory.py ======================
 
@@ -4383,6 +4417,10 @@ class Server(object):
         if memory.steady_heap():
             _log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
                        memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
+        kept = memory.keep_arenas()
+        if kept:
+            _log.debug("small-object arenas: %d bytes held by %d objects",
+                       memory.ARENA_KEEP, kept)
         _log.info("listening on %s, %s", format_peer(self.listener.getsockname()),
                   self.cfg.summary())
 

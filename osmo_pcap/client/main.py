@@ -31,6 +31,8 @@ from osmo_pcap.loop import Loop
 PCAP_STATS_INTERVAL = 10.0   # libpcap statistics are polled this often (and when read)
 STATUS_INTERVAL = 10.0       # systemd's STATUS= line is refreshed this often
 READ_FILE_IDLE = 0.02
+ARENA_KEEP = 2 << 20         # small-object arenas kept (memory.keep_arenas): a capture
+                             # round of 10000 100-byte frames needs about 1.5 MiB
 
 
 class StartupError(Exception):
@@ -111,6 +113,9 @@ class Client(object):
         if memory.steady_heap():
             self.log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
                            memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
+        kept = memory.keep_arenas(ARENA_KEEP)
+        if kept:
+            self.log.debug("small-object arenas: %d bytes held by %d objects", ARENA_KEEP, kept)
         self.check_filter()
         self.create_connections()
         self.open_sources()

@@ -129,6 +129,10 @@ class Server(object):
         if memory.steady_heap():
             _log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
                        memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
+        kept = memory.keep_arenas()
+        if kept:
+            _log.debug("small-object arenas: %d bytes held by %d objects",
+                       memory.ARENA_KEEP, kept)
         _log.info("listening on %s, %s", format_peer(self.listener.getsockname()),
                   self.cfg.summary())
 

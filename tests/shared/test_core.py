@@ -281,6 +281,47 @@ class SteadyHeapTest(unittest.TestCase):
         self.assertEqual(self.probe("steady"), ["True", "True", "True"])
 
 
+
+_ARENA_PROBE = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from osmo_pcap import memory
+kept = memory.keep_arenas(4 << 20) if sys.argv[2] == "keep" else 0
+print(kept, flush=True)
+sys._debugmallocstats()
+for _ in range(20):
+    batch = [bytes(100 + i % 7) for i in range(8000)]   # a received batch: 1 MiB of records
+    del batch
+sys._debugmallocstats()
+"""
+
+
+@unittest.skipUnless(sys.implementation.name == "cpython", "CPython's small-object allocator")
+class KeepArenasTest(unittest.TestCase):
+    def probe(self, mode):
+        """(objects keep_arenas() kept, arenas the allocator unmapped during 20 batches)"""
+        out = subprocess.run([sys.executable, "-c", _ARENA_PROBE, support.REPO, mode],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, check=True)
+        reclaimed = [int(line.split("=")[1]) for line in out.stderr.splitlines()
+                     if line.startswith("# arenas reclaimed")]
+        self.assertEqual(len(reclaimed), 2, out.stderr[-2000:])
+        return int(out.stdout), reclaimed[1] - reclaimed[0]
+
+    def test_batches_of_small_objects_keep_their_arenas(self):
+        kept, unmapped = self.probe("keep")
+        self.assertEqual(unmapped, 0)
+        _, unmapped_without = self.probe("none")
+        if sys.version_info < (3, 10):
+            # Before 3.10 every batch unmapped its arenas; kept: one holder
+            # per 64 KiB stretch of the 4 MiB filled.
+            self.assertGreaterEqual(unmapped_without, 20)
+            self.assertGreaterEqual(kept, 16)
+        else:
+            # The allocator keeps them itself: nothing to do, nothing done.
+            self.assertEqual((kept, unmapped_without), (0, 0))
+
+
 class TraceNameTest(unittest.TestCase):
     def test_format_and_parse(self):
         tm = (2025, 3, 1, 14, 5, 9)
