@@ -37,19 +37,19 @@
 #    4556  osmo_pcap/log.py
 #    4934  osmo_pcap/loop.py
 #    5174  osmo_pcap/memory.py
-#    5317  osmo_pcap/metrics.py
-#    5704  osmo_pcap/pcapfile.py
-#    5900  osmo_pcap/pcapng.py
-#    6252  osmo_pcap/preflight.py
-#    6429  osmo_pcap/rotation.py
-#    6551  osmo_pcap/runs.py
-#    6580  osmo_pcap/tls.py
-#    7104  osmo_pcap/tlsconfig.py
-#    7424  osmo_pcap/transport.py
-#    7667  osmo_pcap/vtyimport.py
-#    8660  osmo_pcap/wire.py
-#    8911  loader: registers the modules above with the import system
-#    8955  start: calls osmo_pcap.client.main.main()
+#    5320  osmo_pcap/metrics.py
+#    5707  osmo_pcap/pcapfile.py
+#    5903  osmo_pcap/pcapng.py
+#    6255  osmo_pcap/preflight.py
+#    6432  osmo_pcap/rotation.py
+#    6554  osmo_pcap/runs.py
+#    6583  osmo_pcap/tls.py
+#    7107  osmo_pcap/tlsconfig.py
+#    7427  osmo_pcap/transport.py
+#    7670  osmo_pcap/vtyimport.py
+#    8663  osmo_pcap/wire.py
+#    8914  loader: registers the modules above with the import system
+#    8958  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -5186,15 +5186,16 @@ with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
-keep_arenas() (client and server, at start-up): CPython before 3.10 hands one of its
-256 KiB small-object arenas back to the system the moment its last object is
-freed. A received batch of small records (an object each) fills a few arenas;
-writing the batch frees them all, and the next batch maps them again and faults
-their pages in: on 3.6 to 3.9 that doubled the cost of parsing and writing
-100-byte packets. An arena stays mapped while one object in it lives, so
-keep_arenas() fills a few MiB with small objects and keeps, for good, only one
-in every 64 KiB-aligned stretch of addresses (every arena holds a whole
-stretch): those arenas stay, their other pools free for any object.
+keep_arenas() (client and server, at start-up): CPython hands its small-object
+arenas back to the system as soon as they are empty (before 3.10 every one, of
+256 KiB; from 3.10 all but one, of 1 MiB on 64-bit builds). A received batch
+of small records (an object each) fills a few arenas; writing the batch frees
+them, and the next batch maps them again and faults their pages in: on 3.6 to
+3.9 that doubled the cost of parsing and writing 100-byte packets, and cost
+3.11 a third of the server's CPU. An arena stays mapped while one object in it
+lives, so keep_arenas() fills a few MiB with small objects and keeps, for good,
+only one in every aligned stretch of a quarter arena (every arena holds a whole
+stretch): those arenas stay, nearly all their memory free for any object.
 
 Trimmer (the server): everything a connection holds is freed when it closes
 (doc/server.md#memory), but the C library keeps freed heap memory for reuse:
@@ -5216,7 +5217,9 @@ MMAP_THRESHOLD = 4 << 20   # larger blocks still get their own mapping
 TRIM_THRESHOLD = 8 << 20   # free memory the heap keeps at its top
 
 ARENA_KEEP = 8 << 20  # small-object arenas the server keeps: a batch of 1 MiB of tiny records
-ARENA_STRETCH = 1 << 16  # at least one whole stretch of this size lies in any arena
+# A quarter of CPython's arena size: any arena holds a whole aligned stretch.
+ARENA_STRETCH = (256 << 10) if sys.version_info >= (3, 10) and sys.maxsize > 2 ** 32 \
+    else (64 << 10)
 
 CHURN = 256         # connections before a trim is worth it
 QUIET = 1.0         # seconds without a new connection: the burst is over
@@ -5300,9 +5303,9 @@ _arena_holders = []
 def keep_arenas(size=ARENA_KEEP):
     """Keep about size bytes of CPython's small-object arenas mapped for good;
     return how many objects now hold them (0 where nothing is needed)."""
-    if sys.version_info >= (3, 10) or sys.implementation.name != "cpython":
+    if sys.implementation.name != "cpython":
         return 0
-    # bytes(31) is a 64-byte object, one of pymalloc's small sizes.
+    # bytes(31): an object of 64 bytes (48 on 32-bit builds), one of the small sizes.
     fill = [bytes(31) for _ in range(size // 64)]
     seen = set()
     for obj in fill:

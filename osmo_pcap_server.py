@@ -27,34 +27,34 @@
 #     652  osmo_pcap/log.py
 #    1030  osmo_pcap/loop.py
 #    1270  osmo_pcap/memory.py
-#    1413  osmo_pcap/metrics.py
-#    1800  osmo_pcap/pcapfile.py
-#    1996  osmo_pcap/pcapng.py
-#    2348  osmo_pcap/preflight.py
-#    2525  osmo_pcap/rotation.py
-#    2647  osmo_pcap/runs.py
-#    2676  osmo_pcap/server/__init__.py
-#    2694  osmo_pcap/server/ackstate.py
-#    2834  osmo_pcap/server/admission.py
-#    3149  osmo_pcap/server/config.py
-#    3468  osmo_pcap/server/fanout.py
-#    3643  osmo_pcap/server/hooks.py
-#    3904  osmo_pcap/server/ingest.py
-#    4287  osmo_pcap/server/main.py
-#    5041  osmo_pcap/server/oncomplete.py
-#    5291  osmo_pcap/server/recorder.py
-#    5659  osmo_pcap/server/storage.py
-#    5894  osmo_pcap/server/tap.py
-#    6435  osmo_pcap/server/zmtp.py
-#    6870  osmo_pcap/tls.py
-#    7394  osmo_pcap/tlsconfig.py
-#    7714  osmo_pcap/tracename.py
-#    7797  osmo_pcap/transport.py
-#    8040  osmo_pcap/validate.py
-#    8228  osmo_pcap/vtyimport.py
-#    9221  osmo_pcap/wire.py
-#    9472  loader: registers the modules above with the import system
-#    9516  start: calls osmo_pcap.server.main.main()
+#    1416  osmo_pcap/metrics.py
+#    1803  osmo_pcap/pcapfile.py
+#    1999  osmo_pcap/pcapng.py
+#    2351  osmo_pcap/preflight.py
+#    2528  osmo_pcap/rotation.py
+#    2650  osmo_pcap/runs.py
+#    2679  osmo_pcap/server/__init__.py
+#    2697  osmo_pcap/server/ackstate.py
+#    2837  osmo_pcap/server/admission.py
+#    3152  osmo_pcap/server/config.py
+#    3471  osmo_pcap/server/fanout.py
+#    3646  osmo_pcap/server/hooks.py
+#    3907  osmo_pcap/server/ingest.py
+#    4290  osmo_pcap/server/main.py
+#    5044  osmo_pcap/server/oncomplete.py
+#    5294  osmo_pcap/server/recorder.py
+#    5662  osmo_pcap/server/storage.py
+#    5897  osmo_pcap/server/tap.py
+#    6438  osmo_pcap/server/zmtp.py
+#    6873  osmo_pcap/tls.py
+#    7397  osmo_pcap/tlsconfig.py
+#    7717  osmo_pcap/tracename.py
+#    7800  osmo_pcap/transport.py
+#    8043  osmo_pcap/validate.py
+#    8231  osmo_pcap/vtyimport.py
+#    9224  osmo_pcap/wire.py
+#    9475  loader: registers the modules above with the import system
+#    9519  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -1282,15 +1282,16 @@ with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
-keep_arenas() (client and server, at start-up): CPython before 3.10 hands one of its
-256 KiB small-object arenas back to the system the moment its last object is
-freed. A received batch of small records (an object each) fills a few arenas;
-writing the batch frees them all, and the next batch maps them again and faults
-their pages in: on 3.6 to 3.9 that doubled the cost of parsing and writing
-100-byte packets. An arena stays mapped while one object in it lives, so
-keep_arenas() fills a few MiB with small objects and keeps, for good, only one
-in every 64 KiB-aligned stretch of addresses (every arena holds a whole
-stretch): those arenas stay, their other pools free for any object.
+keep_arenas() (client and server, at start-up): CPython hands its small-object
+arenas back to the system as soon as they are empty (before 3.10 every one, of
+256 KiB; from 3.10 all but one, of 1 MiB on 64-bit builds). A received batch
+of small records (an object each) fills a few arenas; writing the batch frees
+them, and the next batch maps them again and faults their pages in: on 3.6 to
+3.9 that doubled the cost of parsing and writing 100-byte packets, and cost
+3.11 a third of the server's CPU. An arena stays mapped while one object in it
+lives, so keep_arenas() fills a few MiB with small objects and keeps, for good,
+only one in every aligned stretch of a quarter arena (every arena holds a whole
+stretch): those arenas stay, nearly all their memory free for any object.
 
 Trimmer (the server): everything a connection holds is freed when it closes
 (doc/server.md#memory), but the C library keeps freed heap memory for reuse:
@@ -1312,7 +1313,9 @@ MMAP_THRESHOLD = 4 << 20   # larger blocks still get their own mapping
 TRIM_THRESHOLD = 8 << 20   # free memory the heap keeps at its top
 
 ARENA_KEEP = 8 << 20  # small-object arenas the server keeps: a batch of 1 MiB of tiny records
-ARENA_STRETCH = 1 << 16  # at least one whole stretch of this size lies in any arena
+# A quarter of CPython's arena size: any arena holds a whole aligned stretch.
+ARENA_STRETCH = (256 << 10) if sys.version_info >= (3, 10) and sys.maxsize > 2 ** 32 \
+    else (64 << 10)
 
 CHURN = 256         # connections before a trim is worth it
 QUIET = 1.0         # seconds without a new connection: the burst is over
@@ -1396,9 +1399,9 @@ _arena_holders = []
 def keep_arenas(size=ARENA_KEEP):
     """Keep about size bytes of CPython's small-object arenas mapped for good;
     return how many objects now hold them (0 where nothing is needed)."""
-    if sys.version_info >= (3, 10) or sys.implementation.name != "cpython":
+    if sys.implementation.name != "cpython":
         return 0
-    # bytes(31) is a 64-byte object, one of pymalloc's small sizes.
+    # bytes(31): an object of 64 bytes (48 on 32-bit builds), one of the small sizes.
     fill = [bytes(31) for _ in range(size // 64)]
     seen = set()
     for obj in fill:
