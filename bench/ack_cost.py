@@ -17,6 +17,8 @@ drifts between runs; ratios inside one run are what to read):
 
 Prints the figures and the ratios acknowledged/plain. Run as root (capture on lo):
     python3 bench/ack_cost.py [--count 2000000] [--rate 100000] [--seconds 5] [--runs 3]
+As root everything runs in a private network namespace with the guest's memory
+kept (bench/isolate.py; --host-netns to stay).
 """
 
 import argparse
@@ -37,6 +39,7 @@ from osmo_pcap import pcapfile, wire  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import isolate  # noqa: E402
 from client_capture import GENERATOR, proc_figures  # noqa: E402
 
 
@@ -166,7 +169,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0, help="client run length")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--host-netns", action="store_true",
+                    help="run in the current network namespace, not in a private one")
     args = ap.parse_args()
+    if not args.host_netns:
+        rc = isolate.rerun_in_netns()
+        if rc is not None:
+            return rc
     tmp = tempfile.mkdtemp(prefix="osmo-pcap-ack-", dir="/dev/shm")
     try:
         print("%s, %d-byte packets" % (args.python, 100))
