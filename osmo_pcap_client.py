@@ -37,19 +37,19 @@
 #    4558  osmo_pcap/log.py
 #    4936  osmo_pcap/loop.py
 #    5176  osmo_pcap/memory.py
-#    5322  osmo_pcap/metrics.py
-#    5709  osmo_pcap/pcapfile.py
-#    5905  osmo_pcap/pcapng.py
-#    6257  osmo_pcap/preflight.py
-#    6434  osmo_pcap/rotation.py
-#    6556  osmo_pcap/runs.py
-#    6585  osmo_pcap/tls.py
-#    7109  osmo_pcap/tlsconfig.py
-#    7429  osmo_pcap/transport.py
-#    7672  osmo_pcap/vtyimport.py
-#    8665  osmo_pcap/wire.py
-#    8916  loader: registers the modules above with the import system
-#    8960  start: calls osmo_pcap.client.main.main()
+#    5325  osmo_pcap/metrics.py
+#    5712  osmo_pcap/pcapfile.py
+#    5908  osmo_pcap/pcapng.py
+#    6260  osmo_pcap/preflight.py
+#    6437  osmo_pcap/rotation.py
+#    6559  osmo_pcap/runs.py
+#    6588  osmo_pcap/tls.py
+#    7112  osmo_pcap/tlsconfig.py
+#    7432  osmo_pcap/transport.py
+#    7675  osmo_pcap/vtyimport.py
+#    8668  osmo_pcap/wire.py
+#    8919  loader: registers the modules above with the import system
+#    8963  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -5304,9 +5304,12 @@ _arena_holders = []
 
 def keep_arenas(size=ARENA_KEEP):
     """Keep about size bytes of CPython's small-object arenas mapped for good;
-    return how many objects now hold them (0 where nothing is needed)."""
+    return how many objects hold them (0 on other Pythons). Only the first call
+    in a process keeps any."""
     if sys.implementation.name != "cpython":
         return 0
+    if _arena_holders:
+        return len(_arena_holders)    # once per process (a test may start many servers)
     # bytes(31): an object of 64 bytes (48 on 32-bit builds), one of the small sizes.
     fill = [bytes(31) for _ in range(size // 64)]
     seen = set()

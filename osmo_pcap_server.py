@@ -27,34 +27,34 @@
 #     652  osmo_pcap/log.py
 #    1030  osmo_pcap/loop.py
 #    1270  osmo_pcap/memory.py
-#    1416  osmo_pcap/metrics.py
-#    1803  osmo_pcap/pcapfile.py
-#    1999  osmo_pcap/pcapng.py
-#    2351  osmo_pcap/preflight.py
-#    2528  osmo_pcap/rotation.py
-#    2650  osmo_pcap/runs.py
-#    2679  osmo_pcap/server/__init__.py
-#    2697  osmo_pcap/server/ackstate.py
-#    2837  osmo_pcap/server/admission.py
-#    3152  osmo_pcap/server/config.py
-#    3471  osmo_pcap/server/fanout.py
-#    3646  osmo_pcap/server/hooks.py
-#    3907  osmo_pcap/server/ingest.py
-#    4290  osmo_pcap/server/main.py
-#    5044  osmo_pcap/server/oncomplete.py
-#    5294  osmo_pcap/server/recorder.py
-#    5662  osmo_pcap/server/storage.py
-#    5897  osmo_pcap/server/tap.py
-#    6438  osmo_pcap/server/zmtp.py
-#    6873  osmo_pcap/tls.py
-#    7397  osmo_pcap/tlsconfig.py
-#    7717  osmo_pcap/tracename.py
-#    7800  osmo_pcap/transport.py
-#    8043  osmo_pcap/validate.py
-#    8231  osmo_pcap/vtyimport.py
-#    9224  osmo_pcap/wire.py
-#    9475  loader: registers the modules above with the import system
-#    9519  start: calls osmo_pcap.server.main.main()
+#    1419  osmo_pcap/metrics.py
+#    1806  osmo_pcap/pcapfile.py
+#    2002  osmo_pcap/pcapng.py
+#    2354  osmo_pcap/preflight.py
+#    2531  osmo_pcap/rotation.py
+#    2653  osmo_pcap/runs.py
+#    2682  osmo_pcap/server/__init__.py
+#    2700  osmo_pcap/server/ackstate.py
+#    2840  osmo_pcap/server/admission.py
+#    3155  osmo_pcap/server/config.py
+#    3474  osmo_pcap/server/fanout.py
+#    3649  osmo_pcap/server/hooks.py
+#    3910  osmo_pcap/server/ingest.py
+#    4293  osmo_pcap/server/main.py
+#    5047  osmo_pcap/server/oncomplete.py
+#    5297  osmo_pcap/server/recorder.py
+#    5665  osmo_pcap/server/storage.py
+#    5900  osmo_pcap/server/tap.py
+#    6441  osmo_pcap/server/zmtp.py
+#    6876  osmo_pcap/tls.py
+#    7400  osmo_pcap/tlsconfig.py
+#    7720  osmo_pcap/tracename.py
+#    7803  osmo_pcap/transport.py
+#    8046  osmo_pcap/validate.py
+#    8234  osmo_pcap/vtyimport.py
+#    9227  osmo_pcap/wire.py
+#    9478  loader: registers the modules above with the import system
+#    9522  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -1398,9 +1398,12 @@ _arena_holders = []
 
 def keep_arenas(size=ARENA_KEEP):
     """Keep about size bytes of CPython's small-object arenas mapped for good;
-    return how many objects now hold them (0 where nothing is needed)."""
+    return how many objects hold them (0 on other Pythons). Only the first call
+    in a process keeps any."""
     if sys.implementation.name != "cpython":
         return 0
+    if _arena_holders:
+        return len(_arena_holders)    # once per process (a test may start many servers)
     # bytes(31): an object of 64 bytes (48 on 32-bit builds), one of the small sizes.
     fill = [bytes(31) for _ in range(size // 64)]
     seen = set()

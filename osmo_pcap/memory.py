@@ -127,9 +127,12 @@ _arena_holders = []
 
 def keep_arenas(size=ARENA_KEEP):
     """Keep about size bytes of CPython's small-object arenas mapped for good;
-    return how many objects now hold them (0 where nothing is needed)."""
+    return how many objects hold them (0 on other Pythons). Only the first call
+    in a process keeps any."""
     if sys.implementation.name != "cpython":
         return 0
+    if _arena_holders:
+        return len(_arena_holders)    # once per process (a test may start many servers)
     # bytes(31): an object of 64 bytes (48 on 32-bit builds), one of the small sizes.
     fill = [bytes(31) for _ in range(size // 64)]
     seen = set()

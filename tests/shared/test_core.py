@@ -287,7 +287,8 @@ import sys
 sys.path.insert(0, sys.argv[1])
 from osmo_pcap import memory
 kept = memory.keep_arenas(8 << 20) if sys.argv[2] == "keep" else 0
-print(kept, flush=True)
+again = memory.keep_arenas(8 << 20) if sys.argv[2] == "keep" else 0
+print(kept, again, flush=True)
 sys._debugmallocstats()
 for _ in range(20):
     batch = [bytes(100 + i % 7) for i in range(40000)]   # a received batch: 4 MiB of records
@@ -306,7 +307,9 @@ class KeepArenasTest(unittest.TestCase):
         reclaimed = [int(line.split("=")[1]) for line in out.stderr.splitlines()
                      if line.startswith("# arenas reclaimed")]
         self.assertEqual(len(reclaimed), 2, out.stderr[-2000:])
-        return int(out.stdout), reclaimed[1] - reclaimed[0]
+        kept, again = (int(n) for n in out.stdout.split())
+        self.assertEqual(again, kept)     # a second call keeps nothing more
+        return kept, reclaimed[1] - reclaimed[0]
 
     def test_batches_of_small_objects_keep_their_arenas(self):
         # Without: every batch unmaps the arenas it emptied (all of them
