@@ -281,7 +281,6 @@ class SteadyHeapTest(unittest.TestCase):
         self.assertEqual(self.probe("steady"), ["True", "True", "True"])
 
 
-
 _ARENA_PROBE = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -297,7 +296,9 @@ sys._debugmallocstats()
 """
 
 
-@unittest.skipUnless(sys.implementation.name == "cpython", "CPython's small-object allocator")
+@unittest.skipUnless(sys.implementation.name == "cpython" and
+                     os.environ.get("PYTHONMALLOC", "pymalloc").startswith("pymalloc"),
+                     "CPython's small-object allocator")
 class KeepArenasTest(unittest.TestCase):
     def probe(self, mode):
         """(objects keep_arenas() kept, arenas the allocator unmapped during 20 batches)"""
