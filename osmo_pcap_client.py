@@ -37,19 +37,19 @@
 #    4558  osmo_pcap/log.py
 #    4936  osmo_pcap/loop.py
 #    5176  osmo_pcap/memory.py
-#    5325  osmo_pcap/metrics.py
-#    5712  osmo_pcap/pcapfile.py
-#    5908  osmo_pcap/pcapng.py
-#    6260  osmo_pcap/preflight.py
-#    6437  osmo_pcap/rotation.py
-#    6559  osmo_pcap/runs.py
-#    6588  osmo_pcap/tls.py
-#    7112  osmo_pcap/tlsconfig.py
-#    7432  osmo_pcap/transport.py
-#    7675  osmo_pcap/vtyimport.py
-#    8668  osmo_pcap/wire.py
-#    8919  loader: registers the modules above with the import system
-#    8963  start: calls osmo_pcap.client.main.main()
+#    5326  osmo_pcap/metrics.py
+#    5713  osmo_pcap/pcapfile.py
+#    5909  osmo_pcap/pcapng.py
+#    6261  osmo_pcap/preflight.py
+#    6438  osmo_pcap/rotation.py
+#    6560  osmo_pcap/runs.py
+#    6589  osmo_pcap/tls.py
+#    7113  osmo_pcap/tlsconfig.py
+#    7433  osmo_pcap/transport.py
+#    7676  osmo_pcap/vtyimport.py
+#    8669  osmo_pcap/wire.py
+#    8920  loader: registers the modules above with the import system
+#    8964  start: calls osmo_pcap.client.main.main()
 
 import sys
 
@@ -2710,7 +2710,7 @@ class Client(object):
         if memory.steady_heap():
             self.log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
                            memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
-        kept = memory.keep_arenas(ARENA_KEEP) if ARENA_KEEP else 0
+        kept = memory.keep_arenas(ARENA_KEEP)
         if kept:
             self.log.debug("small-object arenas: %d bytes held by %d objects", ARENA_KEEP, kept)
         self.check_filter()
@@ -5188,26 +5188,27 @@ with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
-keep_arenas() (client and server, at start-up): CPython hands its small-object
-arenas back to the system as soon as they are empty (before 3.10 every one, of
-256 KiB; from 3.10 all but one, of 1 MiB on 64-bit builds). A received batch
-of small records (an object each) fills a few arenas; writing the batch frees
-them, and the next batch maps them again and faults their pages in: on 3.6 to
-3.9 that doubled the cost of parsing and writing 100-byte packets, and cost
-3.11 a third of the server's CPU. An arena stays mapped while one object in it
-lives, so keep_arenas() fills a few MiB with small objects and keeps, for good,
-only one in every aligned stretch of a quarter arena (every arena holds a whole
-stretch): those arenas stay, nearly all their memory free for any object.
+keep_arenas() (at start-up: the server; the client before 3.10, see there):
+CPython hands its small-object arenas back to the system as soon as they are
+empty (before 3.10 every one, of 256 KiB; from 3.10 all but one, of 1 MiB on
+64-bit builds). A received batch of small records (an object each) fills a few
+arenas; writing the batch frees them, and the next batch maps them again and
+faults their pages in: on 3.6 to 3.9 that doubled the cost of parsing and
+writing 100-byte packets, and cost 3.11 a third of the server's CPU. An arena
+stays mapped while one object in it lives, so keep_arenas() fills a few MiB
+with small objects and keeps, for good, only one in every aligned stretch of a
+quarter arena (every arena holds a whole stretch): those arenas stay, nearly
+all their memory free for any object.
 
 Trimmer (the server): everything a connection holds is freed when it closes
 (doc/server.md#memory), but the C library keeps freed heap memory for reuse:
 after a flood of TLS handshakes (OpenSSL's allocations are many and small) the
-resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
-pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
-connections came since the last call: as soon as no new one came for `quiet`
-seconds (a burst is over), or after `interval` seconds during a long one.
-Elsewhere (musl, other systems) it does nothing. A trim returns memory whatever
-the trim threshold says.
+resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0)
+returns the free pages inside the heap too. Trimmer calls it, through ctypes,
+once `churn` connections came since the last call: as soon as no new one came
+for `quiet` seconds (a burst is over), or after `interval` seconds during a
+long one. Elsewhere (musl, other systems) it does nothing. A trim returns
+memory whatever the trim threshold says.
 """
 
 import sys

@@ -27,34 +27,34 @@
 #     652  osmo_pcap/log.py
 #    1030  osmo_pcap/loop.py
 #    1270  osmo_pcap/memory.py
-#    1419  osmo_pcap/metrics.py
-#    1806  osmo_pcap/pcapfile.py
-#    2002  osmo_pcap/pcapng.py
-#    2354  osmo_pcap/preflight.py
-#    2531  osmo_pcap/rotation.py
-#    2653  osmo_pcap/runs.py
-#    2682  osmo_pcap/server/__init__.py
-#    2700  osmo_pcap/server/ackstate.py
-#    2840  osmo_pcap/server/admission.py
-#    3155  osmo_pcap/server/config.py
-#    3474  osmo_pcap/server/fanout.py
-#    3649  osmo_pcap/server/hooks.py
-#    3910  osmo_pcap/server/ingest.py
-#    4293  osmo_pcap/server/main.py
-#    5047  osmo_pcap/server/oncomplete.py
-#    5297  osmo_pcap/server/recorder.py
-#    5665  osmo_pcap/server/storage.py
-#    5900  osmo_pcap/server/tap.py
-#    6441  osmo_pcap/server/zmtp.py
-#    6876  osmo_pcap/tls.py
-#    7400  osmo_pcap/tlsconfig.py
-#    7720  osmo_pcap/tracename.py
-#    7803  osmo_pcap/transport.py
-#    8046  osmo_pcap/validate.py
-#    8234  osmo_pcap/vtyimport.py
-#    9227  osmo_pcap/wire.py
-#    9478  loader: registers the modules above with the import system
-#    9522  start: calls osmo_pcap.server.main.main()
+#    1420  osmo_pcap/metrics.py
+#    1807  osmo_pcap/pcapfile.py
+#    2003  osmo_pcap/pcapng.py
+#    2355  osmo_pcap/preflight.py
+#    2532  osmo_pcap/rotation.py
+#    2654  osmo_pcap/runs.py
+#    2683  osmo_pcap/server/__init__.py
+#    2701  osmo_pcap/server/ackstate.py
+#    2841  osmo_pcap/server/admission.py
+#    3156  osmo_pcap/server/config.py
+#    3475  osmo_pcap/server/fanout.py
+#    3650  osmo_pcap/server/hooks.py
+#    3911  osmo_pcap/server/ingest.py
+#    4294  osmo_pcap/server/main.py
+#    5048  osmo_pcap/server/oncomplete.py
+#    5298  osmo_pcap/server/recorder.py
+#    5666  osmo_pcap/server/storage.py
+#    5901  osmo_pcap/server/tap.py
+#    6442  osmo_pcap/server/zmtp.py
+#    6877  osmo_pcap/tls.py
+#    7401  osmo_pcap/tlsconfig.py
+#    7721  osmo_pcap/tracename.py
+#    7804  osmo_pcap/transport.py
+#    8047  osmo_pcap/validate.py
+#    8235  osmo_pcap/vtyimport.py
+#    9228  osmo_pcap/wire.py
+#    9479  loader: registers the modules above with the import system
+#    9523  start: calls osmo_pcap.server.main.main()
 
 import sys
 
@@ -1282,26 +1282,27 @@ with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
-keep_arenas() (client and server, at start-up): CPython hands its small-object
-arenas back to the system as soon as they are empty (before 3.10 every one, of
-256 KiB; from 3.10 all but one, of 1 MiB on 64-bit builds). A received batch
-of small records (an object each) fills a few arenas; writing the batch frees
-them, and the next batch maps them again and faults their pages in: on 3.6 to
-3.9 that doubled the cost of parsing and writing 100-byte packets, and cost
-3.11 a third of the server's CPU. An arena stays mapped while one object in it
-lives, so keep_arenas() fills a few MiB with small objects and keeps, for good,
-only one in every aligned stretch of a quarter arena (every arena holds a whole
-stretch): those arenas stay, nearly all their memory free for any object.
+keep_arenas() (at start-up: the server; the client before 3.10, see there):
+CPython hands its small-object arenas back to the system as soon as they are
+empty (before 3.10 every one, of 256 KiB; from 3.10 all but one, of 1 MiB on
+64-bit builds). A received batch of small records (an object each) fills a few
+arenas; writing the batch frees them, and the next batch maps them again and
+faults their pages in: on 3.6 to 3.9 that doubled the cost of parsing and
+writing 100-byte packets, and cost 3.11 a third of the server's CPU. An arena
+stays mapped while one object in it lives, so keep_arenas() fills a few MiB
+with small objects and keeps, for good, only one in every aligned stretch of a
+quarter arena (every arena holds a whole stretch): those arenas stay, nearly
+all their memory free for any object.
 
 Trimmer (the server): everything a connection holds is freed when it closes
 (doc/server.md#memory), but the C library keeps freed heap memory for reuse:
 after a flood of TLS handshakes (OpenSSL's allocations are many and small) the
-resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
-pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
-connections came since the last call: as soon as no new one came for `quiet`
-seconds (a burst is over), or after `interval` seconds during a long one.
-Elsewhere (musl, other systems) it does nothing. A trim returns memory whatever
-the trim threshold says.
+resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0)
+returns the free pages inside the heap too. Trimmer calls it, through ctypes,
+once `churn` connections came since the last call: as soon as no new one came
+for `quiet` seconds (a burst is over), or after `interval` seconds during a
+long one. Elsewhere (musl, other systems) it does nothing. A trim returns
+memory whatever the trim threshold says.
 """
 
 import sys

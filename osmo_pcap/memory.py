@@ -11,26 +11,27 @@ with 1400-byte packets. A fixed mmap threshold of 4 MiB and a trim threshold of
 8 MiB (the heap keeps at most that much free memory at its top) stop it.
 Where the C library has no mallopt, or refuses the values, nothing changes.
 
-keep_arenas() (client and server, at start-up): CPython hands its small-object
-arenas back to the system as soon as they are empty (before 3.10 every one, of
-256 KiB; from 3.10 all but one, of 1 MiB on 64-bit builds). A received batch
-of small records (an object each) fills a few arenas; writing the batch frees
-them, and the next batch maps them again and faults their pages in: on 3.6 to
-3.9 that doubled the cost of parsing and writing 100-byte packets, and cost
-3.11 a third of the server's CPU. An arena stays mapped while one object in it
-lives, so keep_arenas() fills a few MiB with small objects and keeps, for good,
-only one in every aligned stretch of a quarter arena (every arena holds a whole
-stretch): those arenas stay, nearly all their memory free for any object.
+keep_arenas() (at start-up: the server; the client before 3.10, see there):
+CPython hands its small-object arenas back to the system as soon as they are
+empty (before 3.10 every one, of 256 KiB; from 3.10 all but one, of 1 MiB on
+64-bit builds). A received batch of small records (an object each) fills a few
+arenas; writing the batch frees them, and the next batch maps them again and
+faults their pages in: on 3.6 to 3.9 that doubled the cost of parsing and
+writing 100-byte packets, and cost 3.11 a third of the server's CPU. An arena
+stays mapped while one object in it lives, so keep_arenas() fills a few MiB
+with small objects and keeps, for good, only one in every aligned stretch of a
+quarter arena (every arena holds a whole stretch): those arenas stay, nearly
+all their memory free for any object.
 
 Trimmer (the server): everything a connection holds is freed when it closes
 (doc/server.md#memory), but the C library keeps freed heap memory for reuse:
 after a flood of TLS handshakes (OpenSSL's allocations are many and small) the
-resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0) returns the free
-pages inside the heap too. Trimmer calls it, through ctypes, once `churn`
-connections came since the last call: as soon as no new one came for `quiet`
-seconds (a burst is over), or after `interval` seconds during a long one.
-Elsewhere (musl, other systems) it does nothing. A trim returns memory whatever
-the trim threshold says.
+resident size stays at its high-water mark, fragmented. glibc's malloc_trim(0)
+returns the free pages inside the heap too. Trimmer calls it, through ctypes,
+once `churn` connections came since the last call: as soon as no new one came
+for `quiet` seconds (a burst is over), or after `interval` seconds during a
+long one. Elsewhere (musl, other systems) it does nothing. A trim returns
+memory whatever the trim threshold says.
 """
 
 import sys

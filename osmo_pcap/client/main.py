@@ -115,7 +115,7 @@ class Client(object):
         if memory.steady_heap():
             self.log.debug("C heap: mmap threshold %d, trim threshold %d bytes",
                            memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
-        kept = memory.keep_arenas(ARENA_KEEP) if ARENA_KEEP else 0
+        kept = memory.keep_arenas(ARENA_KEEP)
         if kept:
             self.log.debug("small-object arenas: %d bytes held by %d objects", ARENA_KEEP, kept)
         self.check_filter()
